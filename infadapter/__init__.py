@@ -1,0 +1,3 @@
+"""InfAdapter: variant selection, sizing and traffic split for ML inference under a latency SLO."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,15 @@
+"""The ``infadapter`` command line.
+
+Each sub-command lives in its own module and registers itself on :data:`app`;
+heavy libraries (torch, kopf, tritonclient) are imported inside the command
+functions so ``infadapter --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from infadapter.cli._app import app, main
+
+# Sub-command modules register themselves on import (one line each).
+from infadapter.cli import plan as _plan  # noqa: E402,F401
+
+__all__ = ["app", "main"]

@@ -1,0 +1,329 @@
+"""The ``InferenceService`` spec: parse once at the edge, validate, apply defaults.
+
+Every mode (operator, embedded, simulator, ``infadapter plan``) reads the same
+typed :class:`InferenceServiceSpec`. Field names in YAML are camelCase, as in
+the CRD (``crds/inferenceservice.yaml``); in Python they are snake_case with units
+in the name. Invalid input raises :class:`~infadapter.errors.InvalidSpec` carrying
+*every* error with its field path and a hint; nothing downstream touches raw dicts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from infadapter.errors import FieldError, InvalidSpec
+
+API_GROUP = "infadapter.io"
+API_VERSION = "v1alpha1"
+KIND = "InferenceService"
+
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m?)\s*$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def parse_cpu(value: Any) -> Any:
+    """Accept cores as a number or a Kubernetes quantity (``"500m"``, ``"2"``)."""
+    if isinstance(value, str):
+        match = _QUANTITY.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a CPU quantity; write cores (1.5) or millicores ('1500m')")
+        number = float(match.group(1))
+        return number / 1000.0 if match.group(2) == "m" else number
+    return value
+
+
+Cores = Annotated[float, BeforeValidator(parse_cpu)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Mode(str, Enum):
+    AUTO = "Auto"
+    RECOMMEND = "Recommend"
+    OFF = "Off"
+
+
+class ResizePolicy(str, Enum):
+    IN_PLACE_OR_RECREATE = "InPlaceOrRecreate"
+    RECREATE = "Recreate"
+
+
+class ModelSource(_Model):
+    """Where a variant's model comes from and in what format."""
+
+    uri: str = Field(default="", description="pvc://claim/path, http(s)://…, s3://…, file:///… or a path")
+    format: Literal["onnx", "python", "savedmodel", "torchscript"] = "onnx"
+
+
+class VariantResources(_Model):
+    """Per-variant overrides of the resource grid."""
+
+    min_cpu: Cores | None = Field(default=None, gt=0, alias="minCpu")
+    max_cpu: Cores | None = Field(default=None, gt=0, alias="maxCpu")
+    max_replicas: int | None = Field(default=None, ge=1, le=1000)
+    min_replicas: int = Field(default=0, ge=0, le=1000)
+    memory: str | None = Field(default=None, description="memory request = limit, a Kubernetes quantity")
+
+
+class Variant(_Model):
+    """One model variant: a point on the accuracy/compute trade-off."""
+
+    name: str = Field(min_length=1, max_length=40)
+    accuracy: float = Field(ge=0.0, le=1.0, description="declared accuracy, e.g. ImageNet top-1 as a fraction")
+    load_time_s: float = Field(default=10.0, ge=0.0, le=3600.0, alias="loadTimeSeconds")
+    source: ModelSource = ModelSource()
+    resources: VariantResources = VariantResources()
+    gpu: bool = Field(default=False, description="allow GPU options for this variant (profile must have them)")
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a DNS label; use lower-case letters, digits and '-' (e.g. resnet50)"
+            )
+        return value
+
+
+class Slo(_Model):
+    latency_ms: float = Field(default=750.0, gt=0, le=600_000, alias="latencyMs")
+    percentile: float = Field(default=99.0, gt=0, lt=100)
+
+
+class Objective(_Model):
+    """Weights of the objective: accuracy − cost_weight·cost/budget − transition_weight·transition.
+
+    The paper calls them α (cost) and β (transition/loading cost).
+    """
+
+    cost_weight: float = Field(default=0.05, ge=0, le=100)
+    transition_weight: float = Field(default=0.001, ge=0, le=100)
+
+
+class Budget(_Model):
+    cpu: Cores = Field(default=20.0, gt=0, le=100_000)
+    gpu: int = Field(default=0, ge=0, le=10_000)
+
+
+class ResourceGrid(_Model):
+    """The resource options the solver may choose from, for every variant."""
+
+    cpu_step: Cores = Field(default=1.0, gt=0, le=64, alias="cpuStep")
+    min_cpu: Cores = Field(default=1.0, gt=0, le=1024, alias="minCpu")
+    max_cpu: Cores = Field(default=20.0, gt=0, le=1024, alias="maxCpu")
+    max_replicas: int = Field(default=1, ge=1, le=1000)
+    gpus_per_replica: list[int] = Field(default_factory=lambda: [1], alias="gpusPerReplica")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ResourceGrid:
+        if self.min_cpu > self.max_cpu:
+            raise ValueError(f"minCpu ({self.min_cpu}) is larger than maxCpu ({self.max_cpu}); swap them")
+        return self
+
+
+class Forecast(_Model):
+    model: Literal["ewma", "lstm", "ets", "sarimax", "ours", "last"] = "ours"
+    window_s: int = Field(default=600, ge=10, le=7 * 86400, alias="windowSeconds")
+    horizon_s: int = Field(default=60, ge=1, le=86400, alias="horizonSeconds")
+    quantile: float = Field(default=0.95, gt=0, lt=1)
+
+
+class Adaptation(_Model):
+    interval_s: float = Field(default=30.0, ge=1, le=3600, alias="intervalSeconds")
+    scale_down_stabilisation_s: float = Field(default=120.0, ge=0, le=86400, alias="scaleDownStabilizationSeconds")
+    resize_policy: ResizePolicy = ResizePolicy.IN_PLACE_OR_RECREATE
+    burst_replan: bool = True
+
+
+class Routing(_Model):
+    kind: Literal["Envoy", "GatewayAPI"] = "Envoy"
+    gateway_ref: str | None = None
+
+
+class InferenceServiceSpec(_Model):
+    """The spec of an ``InferenceService`` (``infadapter.io/v1alpha1``)."""
+
+    model_name: str = Field(default="model", min_length=1, max_length=63, description="public model name clients call")
+    variants: list[Variant] = Field(min_length=1, max_length=64)
+    slo: Slo = Slo()
+    objective: Objective = Objective()
+    budget: Budget = Budget()
+    resources: ResourceGrid = ResourceGrid()
+    forecast: Forecast = Forecast()
+    adaptation: Adaptation = Adaptation()
+    mode: Mode = Mode.AUTO
+    routing: Routing = Routing()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> InferenceServiceSpec:
+        seen: set[str] = set()
+        for variant in self.variants:
+            if variant.name in seen:
+                raise ValueError(f"variant name {variant.name!r} appears twice; names must be unique")
+            seen.add(variant.name)
+        return self
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v.name for v in self.variants]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as the CRD's camelCase dict (defaults included)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class ServiceMeta(_Model):
+    name: str = "default"
+    namespace: str = "default"
+
+
+class InferenceService(_Model):
+    """A whole custom resource as a user would ``kubectl apply`` it."""
+
+    api_version: str = Field(default=f"{API_GROUP}/{API_VERSION}", alias="apiVersion")
+    kind: str = KIND
+    metadata: ServiceMeta = ServiceMeta()
+    spec: InferenceServiceSpec
+
+
+# --------------------------------------------------------------------------- parsing
+
+_HINTS: dict[str, str] = {
+    "missing": "add this field",
+    "extra_forbidden": "remove it or check its spelling (field names are camelCase, as in the CRD)",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "int_from_float": "write a whole number",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "less_than": "use a smaller value",
+    "less_than_equal": "use a smaller value",
+    "literal_error": "use one of the listed values",
+    "enum": "use one of the listed values",
+    "too_short": "add at least one entry",
+    "string_type": "write a string",
+    "bool_type": "write true or false",
+    "bool_parsing": "write true or false",
+    "list_type": "write a list",
+    "model_type": "write a mapping (key: value)",
+    "dict_type": "write a mapping (key: value)",
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    """Turn pydantic errors into field errors with a path and a hint."""
+    found: list[FieldError] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = _path(loc)
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        message = str(err["msg"])
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        hint = _HINTS.get(str(err["type"]), "")
+        if err["type"] in ("literal_error", "enum") and "expected" in err.get("ctx", {}):
+            hint = f"use one of {err['ctx']['expected']}"
+        found.append(FieldError(path, message, hint))
+    return found
+
+
+def parse_spec(raw: Any, source: str = "spec") -> InferenceServiceSpec:
+    """Validate a spec mapping (the CR's ``spec``), or raise :class:`InvalidSpec` with every error."""
+    if not isinstance(raw, Mapping):
+        raise InvalidSpec([FieldError("spec", f"expected a mapping, got {type(raw).__name__}", "write key: value pairs")], source)
+    try:
+        return InferenceServiceSpec.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise InvalidSpec(errors_from_validation(exc, "spec"), source) from None
+
+
+def parse_resource(raw: Any, source: str = "resource") -> InferenceService:
+    """Validate a whole ``InferenceService`` object (``apiVersion``, ``kind``, ``metadata``, ``spec``)."""
+    if not isinstance(raw, Mapping):
+        raise InvalidSpec([FieldError("", f"expected a mapping, got {type(raw).__name__}", "write an InferenceService YAML object")], source)
+    errors: list[FieldError] = []
+    if raw.get("kind", KIND) != KIND:
+        errors.append(FieldError("kind", f"expected {KIND!r}, got {raw.get('kind')!r}", f"set kind: {KIND}"))
+    api = raw.get("apiVersion", f"{API_GROUP}/{API_VERSION}")
+    if api != f"{API_GROUP}/{API_VERSION}":
+        errors.append(FieldError("apiVersion", f"expected '{API_GROUP}/{API_VERSION}', got {api!r}", f"set apiVersion: {API_GROUP}/{API_VERSION}"))
+    body = {k: v for k, v in raw.items() if k not in ("status",)}
+    meta = body.get("metadata")
+    if isinstance(meta, Mapping):  # keep what kubectl/kopf add; we only need name/namespace
+        body["metadata"] = {k: meta[k] for k in ("name", "namespace") if k in meta}
+    try:
+        resource = InferenceService.model_validate(body)
+    except ValidationError as exc:
+        errors.extend(errors_from_validation(exc))
+        raise InvalidSpec(errors, source) from None
+    if errors:
+        raise InvalidSpec(errors, source)
+    return resource
+
+
+def load_resource(path: str | Path) -> InferenceService:
+    """Read a YAML file holding one ``InferenceService`` (a bare spec mapping is accepted too)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidSpec([FieldError("", f"cannot read {file}: {exc.strerror}", "check the path")], str(file)) from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InvalidSpec([FieldError("", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", "fix the YAML syntax")], str(file)) from None
+    services = [d for d in docs if isinstance(d, Mapping) and d.get("kind", KIND) == KIND]
+    if not services:
+        raise InvalidSpec([FieldError("", "no InferenceService found in the file", f"add a document with kind: {KIND}")], str(file))
+    doc = services[0]
+    if "spec" not in doc and "variants" in doc:
+        doc = {"spec": doc}
+    return parse_resource(doc, str(file))
+
+
+def load_spec(path: str | Path) -> InferenceServiceSpec:
+    return load_resource(path).spec
