@@ -1,0 +1,103 @@
+"""Limit a process tree's CPU: a cgroup v1 ``cpu`` quota (resizable live), or ``taskset`` as a fallback.
+
+A cgroup's quota can be changed while the server runs (in-place vertical scaling); ``taskset``
+pins to whole cores only and is a coarse fallback used with a warning when cgroups are not
+writable. Processes started *after* their parent joined a cgroup inherit it, so a server put into
+the cgroup before it forks its model stubs has all of them limited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+from infadapter.errors import ApplyFailed
+
+log = logging.getLogger(__name__)
+
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+PERIOD_US = 100_000
+
+
+def cgroup_v1_writable(root: Path = CGROUP_V1_CPU) -> bool:
+    """True when cgroup v1's cpu controller is mounted at ``root`` and we may create groups there."""
+    return (root / "cpu.cfs_quota_us").is_file() and os.access(root, os.W_OK)
+
+
+class CpuCgroup:
+    """One cgroup v1 ``cpu`` group ``<root>/<parent>/<name>`` with a CFS quota in cores."""
+
+    def __init__(self, name: str, parent: str = "infadapter", root: Path = CGROUP_V1_CPU) -> None:
+        self.path = root / parent / name
+        self._period_us = PERIOD_US
+
+    def create(self, cpu_cores: float) -> CpuCgroup:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "cpu.cfs_period_us").write_text(str(self._period_us))
+        except OSError as exc:
+            raise ApplyFailed(f"cannot create cgroup {self.path}: {exc}") from exc
+        self.set_cores(cpu_cores)
+        return self
+
+    def set_cores(self, cpu_cores: float) -> None:
+        """Change the quota (takes effect at once, also for running processes)."""
+        quota = max(1000, round(cpu_cores * self._period_us))
+        try:
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        except OSError as exc:
+            raise ApplyFailed(f"cannot set the CPU quota of {self.path}: {exc}") from exc
+
+    @property
+    def cores(self) -> float:
+        quota = int((self.path / "cpu.cfs_quota_us").read_text())
+        return float("inf") if quota < 0 else quota / self._period_us
+
+    @property
+    def procs_file(self) -> Path:
+        return self.path / "cgroup.procs"
+
+    def add(self, pid: int) -> None:
+        self.procs_file.write_text(str(pid))
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(x) for x in self.procs_file.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def remove(self) -> None:
+        """Delete the group; processes still in it are moved to the root group first."""
+        if not self.path.exists():
+            return
+        root_procs = self.path.parent.parent / "cgroup.procs"
+        for pid in self.pids():
+            with contextlib.suppress(OSError):  # already gone
+                root_procs.write_text(str(pid))
+        try:
+            self.path.rmdir()
+        except OSError as exc:
+            log.warning("could not remove cgroup %s: %s", self.path, exc)
+
+
+def taskset_cpus(cpu_cores: float, first_cpu: int = 0) -> str:
+    """The ``taskset -c`` list for ``cpu_cores`` (rounded up to whole cores, at most the machine's)."""
+    total = os.cpu_count() or 1
+    count = min(total, max(1, math.ceil(cpu_cores - 1e-9)))
+    cpus = [(first_cpu + i) % total for i in range(count)]
+    return ",".join(str(c) for c in cpus)
+
+
+def taskset_prefix(cpu_cores: float, first_cpu: int = 0) -> list[str]:
+    """Command prefix that pins a process to whole cores; warns that this is coarser than a quota."""
+    exe = shutil.which("taskset")
+    if exe is None:
+        log.warning("neither a writable cgroup nor taskset: CPU of %.2f cores is NOT enforced", cpu_cores)
+        return []
+    if abs(cpu_cores - round(cpu_cores)) > 1e-9:
+        log.warning("cgroups not writable: taskset pins %.2f cores to %d whole core(s)", cpu_cores, math.ceil(cpu_cores))
+    return [exe, "-c", taskset_cpus(cpu_cores, first_cpu)]

@@ -1,0 +1,373 @@
+"""Run the bare ``tritonserver`` binary of the ``nvidia-pytriton`` wheel as a child process.
+
+The fixes of ``ENVIRONMENT.md`` are applied here once: ``LD_LIBRARY_PATH`` holds the wheel's
+``nvidia_pytriton.libs`` and this Python's ``LIBDIR`` (else the python-backend stub loads Debian's
+libpython and every model fails), the venv's ``bin`` is first on ``PATH`` (the stub finds the venv's
+packages through it), and a backends directory holds the python backend with the stub copied in.
+
+HTTP and gRPC (which also carry the model-control API) listen on 127.0.0.1 unless told otherwise;
+when they listen elsewhere the model-repository API is restricted to a header only this wrapper
+knows. The metrics port (Prometheus text format at ``/metrics``) may listen on any address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from infadapter.errors import ApplyFailed
+
+log = logging.getLogger(__name__)
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_RESTRICT_HEADER = "infadapter-admin"
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    binary: Path
+    libs: Path  # the wheel's bundled shared libraries
+    python_backend: Path  # libtriton_python.so + triton_python_backend_utils.py
+    stub: Path  # triton_python_backend_stub for this Python
+
+
+def find_triton() -> TritonInstall:
+    """Locate the tritonserver of the installed ``nvidia-pytriton`` wheel, or raise ApplyFailed."""
+    try:
+        import pytriton
+    except ImportError as exc:
+        raise ApplyFailed("nvidia-pytriton is not installed: pip install 'infadapter[serving]'") from exc
+    base = Path(pytriton.__file__).parent / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    install = TritonInstall(
+        binary=base / "bin" / "tritonserver",
+        libs=base.parent.parent / "nvidia_pytriton.libs",
+        python_backend=base / "backends" / "python",
+        stub=base / "python_backend_stubs" / version / "triton_python_backend_stub",
+    )
+    for path in (install.binary, install.python_backend, install.stub):
+        if not path.exists():
+            raise ApplyFailed(f"tritonserver install incomplete: {path} is missing (Python {version} supported?)")
+    return install
+
+
+def triton_env(install: TritonInstall, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that makes the python-backend stub load the right libpython and packages."""
+    env = dict(os.environ if base is None else base)
+    libdir = str(sysconfig.get_config_var("LIBDIR") or "")
+    parts = [str(install.libs), libdir, env.get("LD_LIBRARY_PATH", "")]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in parts if p)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
+    return env
+
+
+def backends_dir(install: TritonInstall, cache_dir: Path | None = None) -> Path:
+    """A ``--backend-directory`` with ``python/`` holding the backend and its stub (built once, atomically)."""
+    cache = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infadapter" / "triton"
+    stamp = f"{install.binary.stat().st_size}-{int(install.stub.stat().st_mtime)}"
+    target = cache / f"backends-{stamp}"
+    if (target / "python" / "triton_python_backend_stub").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".backends-", dir=cache))
+    shutil.copytree(install.python_backend, tmp / "python", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(install.stub, tmp / "python" / "triton_python_backend_stub")
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race: use its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _join_cgroup(procs_file: str) -> Callable[[], None]:
+    def join() -> None:
+        with open(procs_file, "w") as fh:
+            fh.write(str(os.getpid()))
+
+    return join
+
+
+def _die_with_parent() -> None:
+    # PR_SET_PDEATHSIG: the kernel SIGKILLs the server if the thread that started it dies.
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+class TritonProcess:
+    """One ``tritonserver`` on its own ports, with start / wait-ready / stop / restart / reload.
+
+    ``cgroup`` is a cgroup directory (or its ``cgroup.procs`` file) the server joins before it
+    starts, so it and every model stub it forks are limited by that group's quota; ``preexec`` is any
+    other callable to run in the child before exec (``cpu_prefix`` e.g. ``["taskset", "-c", "0"]``
+    wraps the command instead). With ``die_with_parent`` the kernel kills the server if the *thread*
+    that started it exits (start servers from a long-lived thread).
+    """
+
+    def __init__(
+        self,
+        model_repository: str | os.PathLike[str],
+        *,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        address: str = "127.0.0.1",
+        metrics_address: str = "127.0.0.1",
+        model_control_mode: str = "explicit",
+        load_models: Sequence[str] = ("*",),
+        allow_grpc: bool = True,
+        cgroup: str | os.PathLike[str] | None = None,
+        preexec: Callable[[], None] | None = None,
+        cpu_prefix: Sequence[str] = (),
+        log_path: str | os.PathLike[str] | None = None,
+        log_verbose: int = 0,
+        extra_args: Sequence[str] = (),
+        die_with_parent: bool = True,
+        exit_timeout_s: int = 3,
+        name: str = "triton",
+    ) -> None:
+        self.install = find_triton()
+        self.model_repository = Path(model_repository)
+        self.http_port = http_port or free_port()
+        self.grpc_port = (grpc_port or free_port()) if allow_grpc else 0
+        self.metrics_port = metrics_port or free_port()
+        self.address = address
+        self.metrics_address = metrics_address
+        self.model_control_mode = model_control_mode
+        self.load_models = tuple(load_models)
+        self.allow_grpc = allow_grpc
+        self.cgroup = Path(cgroup) if cgroup is not None else None
+        self.preexec = preexec
+        self.cpu_prefix = list(cpu_prefix)
+        self.log_verbose = log_verbose
+        self.extra_args = list(extra_args)
+        self.die_with_parent = die_with_parent
+        self.exit_timeout_s = exit_timeout_s
+        self.name = name
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
+        self._admin_token = secrets.token_hex(16) if address not in _LOOPBACK else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: IO[bytes] | None = None
+        self.started_at: float | None = None
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def url(self) -> str:
+        """``host:port`` of the HTTP endpoint (the form tritonclient takes)."""
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    # ------------------------------------------------------------------ lifecycle
+    def command(self) -> list[str]:
+        backends = backends_dir(self.install)
+        args = [
+            str(self.install.binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backends}",
+            f"--model-control-mode={self.model_control_mode}",
+            f"--http-address={self.address}",
+            f"--http-port={self.http_port}",
+            f"--allow-grpc={'true' if self.allow_grpc else 'false'}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=true",
+            f"--metrics-address={self.metrics_address}",
+            f"--metrics-port={self.metrics_port}",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            f"--log-verbose={self.log_verbose}",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+        ]
+        if self.allow_grpc:
+            args += [f"--grpc-address={self.address}", f"--grpc-port={self.grpc_port}"]
+        if self.model_control_mode == "explicit":
+            args += [f"--load-model={m}" for m in self.load_models]
+        if self._admin_token is not None:
+            restricted = f"model-repository,model-config,shared-memory,trace,logging:{_RESTRICT_HEADER}={self._admin_token}"
+            args.append(f"--http-restricted-api={restricted}")
+            if self.allow_grpc:
+                args.append(f"--grpc-restricted-protocol={restricted}")
+        return self.cpu_prefix + args + self.extra_args
+
+    def _preexec(self) -> None:
+        if self.die_with_parent:
+            _die_with_parent()
+        if self.cgroup is not None:
+            procs = self.cgroup if self.cgroup.name == "cgroup.procs" else self.cgroup / "cgroup.procs"
+            _join_cgroup(str(procs))()
+        if self.preexec is not None:
+            self.preexec()
+
+    def start(self, timeout_s: float = 120.0, wait: bool = True) -> float:
+        """Start the server; with ``wait``, block until ready and return the seconds it took."""
+        if self.is_alive():
+            raise ApplyFailed(f"{self.name} is already running (pid {self.pid})")
+        self._log_fh = self.log_path.open("ab")
+        started = time.monotonic()
+        self._proc = subprocess.Popen(
+            self.command(),
+            env=triton_env(self.install),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches the model stubs too
+            # the child only writes its pid to a file and calls prctl: no locks taken after fork
+            preexec_fn=self._preexec,  # noqa: PLW1509
+        )
+        self.started_at = started
+        log.debug("%s started pid %d on http %d", self.name, self._proc.pid, self.http_port)
+        if not wait:
+            return 0.0
+        self.wait_ready(timeout_s)
+        return time.monotonic() - started
+
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    def is_ready(self) -> bool:
+        try:
+            status, _ = self._request("GET", "/v2/health/ready", timeout_s=2.0)
+        except OSError:
+            return False
+        return status == 200
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.is_alive():
+                raise ApplyFailed(f"{self.name} exited with code {self.returncode()} before ready:\n{self.log_tail()}")
+            if self.is_ready():
+                return
+            time.sleep(0.05)
+        raise ApplyFailed(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM the server's process group, SIGKILL it after ``timeout_s``; return the exit code.
+
+        Triton finishes in-flight requests for up to ``exit_timeout_s`` (drain first by routing).
+        """
+        timeout_s = self.exit_timeout_s + 5.0 if timeout_s is None else timeout_s
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            self._signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s: SIGKILL", self.name, timeout_s)
+                self._signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(5.0)
+        # stubs left behind by a crashed server still carry its group id
+        self._signal_group(proc.pid, signal.SIGKILL)
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+        return proc.returncode
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+    def restart(self, timeout_s: float = 120.0) -> float:
+        self.stop()
+        return self.start(timeout_s)
+
+    def __enter__(self) -> TritonProcess:
+        if not self.is_alive():
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ model control (explicit mode)
+    def load_model(self, name: str, config: str | None = None, timeout_s: float = 120.0) -> float:
+        """(Re)load ``name`` from the repository (after its config.pbtxt changed); return the seconds taken.
+
+        ``config`` optionally overrides the model config with a JSON string. Triton keeps serving the
+        old version until the new one is ready.
+        """
+        body: dict[str, Any] = {"parameters": {"config": config}} if config else {}
+        started = time.monotonic()
+        status, text = self._request("POST", f"/v2/repository/models/{name}/load", json.dumps(body).encode(), timeout_s)
+        if status != 200:
+            raise ApplyFailed(f"{self.name}: loading model {name!r} failed ({status}): {text}")
+        return time.monotonic() - started
+
+    def unload_model(self, name: str, timeout_s: float = 60.0) -> float:
+        started = time.monotonic()
+        status, text = self._request("POST", f"/v2/repository/models/{name}/unload", b"{}", timeout_s)
+        if status != 200:
+            raise ApplyFailed(f"{self.name}: unloading model {name!r} failed ({status}): {text}")
+        return time.monotonic() - started
+
+    def model_ready(self, name: str) -> bool:
+        try:
+            status, _ = self._request("GET", f"/v2/models/{name}/ready", timeout_s=2.0)
+        except OSError:
+            return False
+        return status == 200
+
+    def _request(self, method: str, path: str, body: bytes | None = None, timeout_s: float = 5.0) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout_s)
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self._admin_token is not None:
+            headers[_RESTRICT_HEADER] = self._admin_token
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
