@@ -1,0 +1,383 @@
+"""The decision record and its two renderings: one human line (INFO) and one JSON line.
+
+Every tick of every mode produces one :class:`DecisionRecord`. The same record feeds
+the Prometheus exporter (:mod:`infadapter.metrics.exporter`), the decision log (here),
+the Kubernetes event (operator: ``format_decision(record)`` is the message) and the run
+report (:mod:`infadapter.metrics.report`).
+
+The human line reads::
+
+    plan resnet50:4c/0.60 resnet18:2c/0.40 (was resnet152:20c/1.00) reason=scale_down load=123rps forecast=140rps solve=3ms
+
+``4c`` is cores per replica; a variant with several replicas is written ``3x2c``; the
+number after ``/`` is the share of requests (weight) routed to the variant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any, Literal, Protocol
+
+from infadapter.errors import FieldError, InvalidInput
+
+DecisionReason = Literal["scale_up", "scale_down", "variant_change", "hold", "infeasible", "metrics_unavailable"]
+
+#: every value :attr:`DecisionRecord.reason` may take (the exporter pre-creates one counter per reason)
+DECISION_REASONS: tuple[DecisionReason, ...] = (
+    "scale_up",
+    "scale_down",
+    "variant_change",
+    "hold",
+    "infeasible",
+    "metrics_unavailable",
+)
+
+PlanStatus = Literal["optimal", "infeasible"]
+
+LOGGER_NAME = "infadapter.decisions"
+
+
+@dataclass(frozen=True)
+class VariantRecord:
+    """One variant of a plan: ``cpu_cores`` per replica, ``weight`` = share of requests in [0, 1]."""
+
+    cpu_cores: float
+    replicas: int = 1
+    weight: float = 0.0
+    capacity_rps: float = 0.0
+
+    @property
+    def total_cpu_cores(self) -> float:
+        return self.cpu_cores * self.replicas
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "cpu_cores": self.cpu_cores,
+            "replicas": self.replicas,
+            "weight": self.weight,
+            "capacity_rps": self.capacity_rps,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> VariantRecord:
+        return cls(
+            cpu_cores=float(raw["cpu_cores"]),
+            replicas=int(raw.get("replicas", 1)),
+            weight=float(raw.get("weight", 0.0)),
+            capacity_rps=float(raw.get("capacity_rps", 0.0)),
+        )
+
+
+def _frozen_plan(plan: Mapping[str, VariantRecord | Mapping[str, Any]]) -> Mapping[str, VariantRecord]:
+    converted = {
+        name: v if isinstance(v, VariantRecord) else VariantRecord.from_dict(v) for name, v in plan.items()
+    }
+    return MappingProxyType(converted)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """What one tick decided, for one service (``namespace``/``name``).
+
+    ``plan`` and ``previous_plan`` map variant name -> :class:`VariantRecord` (plain dicts with the
+    same keys are accepted and converted). ``now_s`` is the tick's time (Unix seconds in the operator
+    and the embedded mode, trace seconds in the simulator). Loads are requests per second; NaN where
+    unknown (e.g. ``metrics_unavailable``). ``accuracy`` is the expected (weight-averaged declared)
+    accuracy as a fraction, ``cost_cpu`` the planned cores (all replicas), ``solve_s`` the solver's
+    wall time. Optional measurements taken at the router during the last interval
+    (``slo_violation_ratio``, ``reconfiguration_s``) are exported when given.
+    """
+
+    namespace: str
+    name: str
+    now_s: float
+    reason: DecisionReason
+    observed_rps: float
+    forecast_rps: float
+    plan: Mapping[str, VariantRecord] = field(default_factory=dict)
+    previous_plan: Mapping[str, VariantRecord] = field(default_factory=dict)
+    accuracy: float = math.nan
+    cost_cpu: float = math.nan
+    objective: float = math.nan
+    solve_s: float = 0.0
+    status: PlanStatus = "optimal"
+    slo_violation_ratio: float | None = None
+    reconfiguration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        errors: list[FieldError] = []
+        if self.reason not in DECISION_REASONS:
+            errors.append(FieldError("reason", f"unknown reason {self.reason!r}", f"one of {DECISION_REASONS}"))
+        if self.status not in ("optimal", "infeasible"):
+            errors.append(FieldError("status", f"unknown status {self.status!r}", "'optimal' or 'infeasible'"))
+        if errors:
+            raise InvalidInput(errors, source="decision record")
+        object.__setattr__(self, "plan", _frozen_plan(self.plan))
+        object.__setattr__(self, "previous_plan", _frozen_plan(self.previous_plan))
+
+    @property
+    def changed(self) -> bool:
+        """True when the plan differs from the previous one (any variant, cores, replicas or weight)."""
+        return dict(self.plan) != dict(self.previous_plan)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (NaN becomes ``None``); :meth:`from_dict` reads it back."""
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "now_s": self.now_s,
+            "reason": self.reason,
+            "status": self.status,
+            "observed_rps": _json_number(self.observed_rps),
+            "forecast_rps": _json_number(self.forecast_rps),
+            "plan": {k: v.to_dict() for k, v in self.plan.items()},
+            "previous_plan": {k: v.to_dict() for k, v in self.previous_plan.items()},
+            "accuracy": _json_number(self.accuracy),
+            "cost_cpu": _json_number(self.cost_cpu),
+            "objective": _json_number(self.objective),
+            "solve_s": self.solve_s,
+            "slo_violation_ratio": _json_optional(self.slo_violation_ratio),
+            "reconfiguration_s": _json_optional(self.reconfiguration_s),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> DecisionRecord:
+        def num(key: str) -> float:
+            value = raw.get(key)
+            return math.nan if value is None else float(value)
+
+        def opt(key: str) -> float | None:
+            value = raw.get(key)
+            return None if value is None else float(value)
+
+        return cls(
+            namespace=str(raw["namespace"]),
+            name=str(raw["name"]),
+            now_s=float(raw["now_s"]),
+            reason=raw["reason"],
+            status=raw.get("status", "optimal"),
+            observed_rps=num("observed_rps"),
+            forecast_rps=num("forecast_rps"),
+            plan=dict(raw.get("plan") or {}),
+            previous_plan=dict(raw.get("previous_plan") or {}),
+            accuracy=num("accuracy"),
+            cost_cpu=num("cost_cpu"),
+            objective=num("objective"),
+            solve_s=float(raw.get("solve_s") or 0.0),
+            slo_violation_ratio=opt("slo_violation_ratio"),
+            reconfiguration_s=opt("reconfiguration_s"),
+        )
+
+
+def _json_number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _json_optional(value: float | None) -> float | None:
+    return None if value is None else _json_number(value)
+
+
+# -- building a record from the planner's types (duck-typed: metrics/ does not import planning) --
+
+
+class _VariantPlanLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def cpu_cores(self) -> float: ...
+    @property
+    def replicas(self) -> int: ...
+    @property
+    def weight(self) -> float: ...
+    @property
+    def capacity_rps(self) -> float: ...
+
+
+class PlanLike(Protocol):
+    """The part of ``infadapter.planning.Plan`` a record needs (see docs/INTERFACES.md)."""
+
+    @property
+    def variants(self) -> Iterable[_VariantPlanLike]: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def cost_cpu(self) -> float: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def solve_ms(self) -> float: ...
+
+
+def plan_variants(plan: PlanLike | None) -> dict[str, VariantRecord]:
+    """``Plan.variants`` as the record's ``{name: VariantRecord}`` (empty for ``None``)."""
+    if plan is None:
+        return {}
+    return {
+        v.name: VariantRecord(
+            cpu_cores=float(v.cpu_cores),
+            replicas=int(v.replicas),
+            weight=float(v.weight),
+            capacity_rps=float(v.capacity_rps),
+        )
+        for v in plan.variants
+    }
+
+
+def infer_reason(
+    plan: Mapping[str, VariantRecord],
+    previous: Mapping[str, VariantRecord],
+    *,
+    status: str = "optimal",
+    metrics_available: bool = True,
+) -> DecisionReason:
+    """Classify a decision when the policy did not name its reason.
+
+    Order: no metrics > infeasible > a different set of variants > more/fewer total cores > hold
+    (same variants and cores, possibly re-weighted).
+    """
+    if not metrics_available:
+        return "metrics_unavailable"
+    if status == "infeasible":
+        return "infeasible"
+    if set(plan) != set(previous):
+        return "variant_change"
+    cores = sum(v.total_cpu_cores for v in plan.values())
+    was = sum(v.total_cpu_cores for v in previous.values())
+    if cores > was + 1e-9:
+        return "scale_up"
+    if cores < was - 1e-9:
+        return "scale_down"
+    return "hold"
+
+
+def record_from_plan(
+    namespace: str,
+    name: str,
+    now_s: float,
+    plan: PlanLike | None,
+    previous: PlanLike | None,
+    *,
+    observed_rps: float,
+    forecast_rps: float,
+    reason: DecisionReason | None = None,
+    slo_violation_ratio: float | None = None,
+    reconfiguration_s: float | None = None,
+) -> DecisionRecord:
+    """Build the record from the planner's ``Plan`` objects; ``reason`` is inferred when not given."""
+    current = plan_variants(plan)
+    before = plan_variants(previous)
+    status: PlanStatus = "infeasible" if plan is not None and plan.status == "infeasible" else "optimal"
+    if reason is None:
+        reason = infer_reason(current, before, status=status, metrics_available=plan is not None)
+    return DecisionRecord(
+        namespace=namespace,
+        name=name,
+        now_s=now_s,
+        reason=reason,
+        observed_rps=observed_rps,
+        forecast_rps=forecast_rps,
+        plan=current,
+        previous_plan=before,
+        accuracy=float(plan.accuracy) if plan is not None else math.nan,
+        cost_cpu=float(plan.cost_cpu) if plan is not None else math.nan,
+        objective=float(plan.objective) if plan is not None else math.nan,
+        solve_s=float(plan.solve_ms) / 1000.0 if plan is not None else 0.0,
+        status=status,
+        slo_violation_ratio=slo_violation_ratio,
+        reconfiguration_s=reconfiguration_s,
+    )
+
+
+# -- rendering --
+
+
+def _cores(value: float) -> str:
+    return f"{value:.3g}c"
+
+
+def describe_plan(plan: Mapping[str, VariantRecord]) -> str:
+    """``resnet50:4c/0.60 resnet18:2x2c/0.40``: heaviest share first, then by name."""
+    if not plan:
+        return "(none)"
+    parts = []
+    for name, v in sorted(plan.items(), key=lambda item: (-item[1].weight, item[0])):
+        size = _cores(v.cpu_cores) if v.replicas == 1 else f"{v.replicas}x{_cores(v.cpu_cores)}"
+        parts.append(f"{name}:{size}/{v.weight:.2f}")
+    return " ".join(parts)
+
+
+def _rate(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0f}rps" if value >= 10 else f"{value:.3g}rps"
+
+
+def _duration(seconds: float) -> str:
+    milliseconds = seconds * 1000.0
+    return f"{milliseconds:.0f}ms" if milliseconds >= 10 else f"{milliseconds:.2g}ms"
+
+
+def format_decision(record: DecisionRecord, *, with_service: bool = False) -> str:
+    """The one human-readable line (also the Kubernetes event message)."""
+    head = f"{record.namespace}/{record.name} " if with_service else ""
+    was = "(unchanged)" if not record.changed else f"(was {describe_plan(record.previous_plan)})"
+    text = (
+        f"{head}plan {describe_plan(record.plan)} {was} reason={record.reason} "
+        f"load={_rate(record.observed_rps)} forecast={_rate(record.forecast_rps)} solve={_duration(record.solve_s)}"
+    )
+    if record.status != "optimal":
+        text += f" status={record.status}"
+    if record.slo_violation_ratio is not None:
+        text += f" violations={record.slo_violation_ratio:.2%}"
+    return text
+
+
+class DecisionLog:
+    """Writes each record as one INFO line on ``logger`` and, when configured, one JSON line.
+
+    ``json_path`` appends to a file (created with its parent directory); ``json_stream`` writes to an
+    open text stream (e.g. ``sys.stdout`` for ``--log-format json``). Both may be given.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        json_path: str | Path | None = None,
+        json_stream: IO[str] | None = None,
+    ) -> None:
+        self.logger = logger or logging.getLogger(LOGGER_NAME)
+        self.json_path = Path(json_path) if json_path is not None else None
+        self.json_stream = json_stream
+        if self.json_path is not None:
+            self.json_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(self, record: DecisionRecord) -> str:
+        """Emit ``record``; returns the human line."""
+        line = format_decision(record, with_service=True)
+        self.logger.info(line, extra={"decision": record.to_dict()})
+        if self.json_path is not None or self.json_stream is not None:
+            payload = json.dumps({"message": line, **record.to_dict()}, sort_keys=True, allow_nan=False)
+            if self.json_path is not None:
+                with self.json_path.open("a", encoding="utf-8") as handle:
+                    handle.write(payload + "\n")
+            if self.json_stream is not None:
+                self.json_stream.write(payload + "\n")
+                self.json_stream.flush()
+        return line
+
+
+def read_decisions(path: str | Path) -> list[DecisionRecord]:
+    """Read a JSON-lines decision log written by :class:`DecisionLog`."""
+    records = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                records.append(DecisionRecord.from_dict(json.loads(line)))
+    return records
