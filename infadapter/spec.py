@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -60,13 +60,13 @@ class _Model(BaseModel):
     )
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     AUTO = "Auto"
     RECOMMEND = "Recommend"
     OFF = "Off"
 
 
-class ResizePolicy(str, Enum):
+class ResizePolicy(StrEnum):
     IN_PLACE_OR_RECREATE = "InPlaceOrRecreate"
     RECREATE = "Recreate"
 
@@ -263,6 +263,8 @@ def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[Field
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         hint = _HINTS.get(str(err["type"]), "")
+        if err["type"] == "value_error" and "; " in message:  # our validators say "problem; fix"
+            message, hint = message.split("; ", 1)
         if err["type"] in ("literal_error", "enum") and "expected" in err.get("ctx", {}):
             hint = f"use one of {err['ctx']['expected']}"
         found.append(FieldError(path, message, hint))

@@ -7,9 +7,8 @@ functions so ``infadapter --help`` stays fast.
 
 from __future__ import annotations
 
-from infadapter.cli._app import app, main
-
 # Sub-command modules register themselves on import (one line each).
-from infadapter.cli import plan as _plan  # noqa: E402,F401
+from infadapter.cli import plan as _plan  # noqa: F401
+from infadapter.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -19,6 +19,21 @@ app = typer.Typer(
 
 err_console = Console(stderr=True)
 
+
+def _version(value: bool) -> None:
+    if value:
+        from infadapter import __version__
+
+        typer.echo(f"infadapter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """InfAdapter: variants, sizes and traffic shares for inference under a latency SLO."""
+
 #: exit code for invalid input (spec, profile, arguments), as click uses for usage errors
 EXIT_INVALID = 2
 

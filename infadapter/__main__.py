@@ -1,0 +1,3 @@
+from infadapter.cli import main
+
+main()

@@ -1,0 +1,108 @@
+"""``infadapter plan``: one exact decision for a given load, printed as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infadapter.cli._app import app, fail
+from infadapter.errors import FieldError, InfAdapterError, InvalidInput
+from infadapter.spec import InferenceServiceSpec
+
+DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "examples" / "resnet.yaml"
+
+
+def _override(spec: InferenceServiceSpec, slo_ms: float | None, budget: float | None, cost_w: float | None, trans_w: float | None) -> InferenceServiceSpec:
+    errors: list[FieldError] = []
+    if slo_ms is not None and not slo_ms > 0:
+        errors.append(FieldError("--slo-ms", f"must be > 0, got {slo_ms:g}", "give the SLO latency in ms, e.g. 750"))
+    if budget is not None and not budget > 0:
+        errors.append(FieldError("--budget-cores", f"must be > 0, got {budget:g}", "give the CPU budget in cores, e.g. 20"))
+    for name, value in (("--cost-weight", cost_w), ("--transition-weight", trans_w)):
+        if value is not None and not value >= 0:
+            errors.append(FieldError(name, f"must be >= 0, got {value:g}", "use a non-negative weight"))
+    if errors:
+        raise InvalidInput(errors, "arguments")
+    update = spec.model_copy(deep=True)
+    if slo_ms is not None:
+        update = update.model_copy(update={"slo": update.slo.model_copy(update={"latency_ms": slo_ms})})
+    if budget is not None:
+        update = update.model_copy(update={"budget": update.budget.model_copy(update={"cpu": budget})})
+    objective = update.objective
+    if cost_w is not None:
+        objective = objective.model_copy(update={"cost_weight": cost_w})
+    if trans_w is not None:
+        objective = objective.model_copy(update={"transition_weight": trans_w})
+    return update.model_copy(update={"objective": objective})
+
+
+@app.command()
+def plan(
+    profile: Annotated[Path, typer.Option("--profile", "-p", help="capacity profile: the paper's CSV or a Profile YAML/JSON")],
+    load: Annotated[float, typer.Option("--load", "-l", help="predicted load in requests per second")],
+    spec_path: Annotated[Path, typer.Option("--spec", "-f", help="InferenceService YAML")] = DEFAULT_SPEC,
+    slo_ms: Annotated[float | None, typer.Option("--slo-ms", help="latency SLO in ms (default: the spec's)")] = None,
+    budget_cores: Annotated[float | None, typer.Option("--budget-cores", help="CPU budget in cores (default: the spec's)")] = None,
+    cost_weight: Annotated[float | None, typer.Option("--cost-weight", help="weight of cost/budget, the paper's alpha")] = None,
+    transition_weight: Annotated[float | None, typer.Option("--transition-weight", help="weight of reloads, the paper's beta")] = None,
+    current: Annotated[str, typer.Option("--current", help="configuration now running, e.g. resnet152=20")] = "",
+    backend: Annotated[str, typer.Option("--backend", help="MILP backend: highs or cbc")] = "highs",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Solve one decision: which variants, how many cores each, what share of the load."""
+    from infadapter.planning import parse_sizes, plan_for_load, static_plan
+    from infadapter.profiles import load_profile
+    from infadapter.spec import load_spec
+
+    if backend not in ("highs", "cbc"):
+        raise fail(f"--backend: unknown backend {backend!r} (hint: use highs or cbc)")
+    if not load >= 0 or load == float("inf"):
+        raise fail(f"--load: must be a finite number >= 0, got {load:g} (hint: give the predicted load in rps)")
+    try:
+        spec = _override(load_spec(spec_path), slo_ms, budget_cores, cost_weight, transition_weight)
+        prof = load_profile(profile, slo_ms=spec.slo.latency_ms)
+        sizes = parse_sizes(current, spec) if current else {}
+        now = static_plan(spec, prof, sizes) if sizes else None
+        result = plan_for_load(spec, prof, load, now, backend="cbc" if backend == "cbc" else "highs")
+    except InfAdapterError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    if as_json:
+        out = {
+            "status": result.status,
+            "variants": [
+                {
+                    "name": v.name,
+                    "cpu": v.cpu_cores,
+                    "gpus": v.gpus,
+                    "replicas": v.replicas,
+                    "weight": round(v.weight, 6),
+                    "capacity_rps": round(v.capacity_rps, 6),
+                }
+                for v in result.variants
+            ],
+            "objective": round(result.objective, 9),
+            "accuracy": round(result.accuracy, 9),
+            "cost_cpu": result.cost_cpu,
+            "served_rps": round(result.served_rps, 6),
+            "solve_ms": round(result.solve_ms, 3),
+        }
+        typer.echo(json.dumps(out))
+        return
+    console = Console()
+    table = Table(title=f"plan for {load:g} rps ({result.status})")
+    for col in ("variant", "cpu/replica", "replicas", "gpus", "weight", "capacity rps"):
+        table.add_column(col, justify="right" if col != "variant" else "left")
+    for v in result.variants:
+        table.add_row(v.name, f"{v.cpu_cores:g}", str(v.replicas), str(v.gpus), f"{v.weight:.3f}", f"{v.capacity_rps:.1f}")
+    console.print(table)
+    console.print(
+        f"accuracy {result.accuracy:.4f}  cost {result.cost_cpu:g} cores  objective {result.objective:.6f}  "
+        f"served {result.served_rps:.1f}/{load:g} rps  solve {result.solve_ms:.1f} ms"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")

@@ -1,0 +1,324 @@
+"""Capacity profiles: per variant x resource option, the max RPS at which the SLO percentile holds.
+
+Two file formats are read:
+
+* the paper's CSV (``capacity_result_Feb_21.csv``: one row per variant ``ARCH`` x ``CPU`` x ``SLA``),
+  from which the rows of one SLA are taken; ``ARCH`` ``n`` becomes variant ``resnet{n}``;
+* the project's own YAML/JSON (what ``infadapter profile`` writes)::
+
+      kind: Profile
+      sloMs: 750
+      percentile: 99
+      variants:
+        resnet18:
+          - {cpu: 1, capacityRps: 19, p99Ms: 389.1}
+          - {cpu: 2, capacityRps: 43}
+          - {cpu: 1, gpus: 1, capacityRps: 900}
+
+Between measured core counts the capacity is interpolated linearly after the measured
+points are made monotone (pool-adjacent-violators), below the smallest measurement it
+scales linearly to zero, above the largest it stays flat (no extrapolation). ``r``
+replicas of one size serve ``r`` times the capacity of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infadapter.errors import FieldError, InvalidProfile
+from infadapter.spec import InferenceServiceSpec
+
+
+@dataclass(frozen=True)
+class ProfilePoint:
+    """One measurement: on ``cpu_cores`` (and ``gpus``), ``capacity_rps`` keeps the SLO percentile."""
+
+    cpu_cores: float
+    capacity_rps: float
+    gpus: int = 0
+    p99_ms: float | None = None
+    saturation_rps: float | None = None
+
+
+def isotonic(values: Sequence[float]) -> list[float]:
+    """Pool-adjacent-violators: the closest non-decreasing sequence (least squares)."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for v in values:
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    out: list[float] = []
+    for total, count in blocks:
+        out.extend([total / count] * int(count))
+    return out
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Capacities of every variant, measured at one SLO (``slo_ms`` at ``percentile``)."""
+
+    slo_ms: float
+    points: Mapping[str, tuple[ProfilePoint, ...]]
+    percentile: float = 99.0
+    source: str = ""
+    _curves: dict[tuple[str, int], tuple[list[float], list[float]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        for name, pts in self.points.items():
+            by_gpus: dict[int, list[ProfilePoint]] = {}
+            for p in pts:
+                by_gpus.setdefault(p.gpus, []).append(p)
+            for gpus, group in by_gpus.items():
+                group.sort(key=lambda p: p.cpu_cores)
+                xs = [p.cpu_cores for p in group]
+                ys = isotonic([p.capacity_rps for p in group])
+                self._curves[(name, gpus)] = (xs, ys)
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.points)
+
+    def gpu_counts(self, variant: str) -> list[int]:
+        """The GPU counts (per replica) measured for ``variant``, excluding 0."""
+        return sorted({g for (name, g) in self._curves if name == variant and g > 0})
+
+    def cpu_range(self, variant: str, gpus: int = 0) -> tuple[float, float]:
+        xs, _ = self._curve(variant, gpus)
+        return xs[0], xs[-1]
+
+    def _curve(self, variant: str, gpus: int) -> tuple[list[float], list[float]]:
+        try:
+            return self._curves[(variant, gpus)]
+        except KeyError:
+            raise KeyError(f"profile has no points for variant {variant!r} with {gpus} GPU(s)") from None
+
+    def capacity_rps(self, variant: str, cpu_cores: float, replicas: int = 1, gpus: int = 0) -> float:
+        """Max RPS at the SLO for ``replicas`` instances of ``cpu_cores`` (+ ``gpus``) each."""
+        if cpu_cores <= 0 or replicas <= 0:
+            return 0.0
+        xs, ys = self._curve(variant, gpus)
+        if cpu_cores <= xs[0]:
+            one = ys[0] * cpu_cores / xs[0]
+        elif cpu_cores >= xs[-1]:
+            one = ys[-1]
+        else:
+            i = bisect_right(xs, cpu_cores) - 1
+            x0, x1, y0, y1 = xs[i], xs[i + 1], ys[i], ys[i + 1]
+            one = y0 + (y1 - y0) * (cpu_cores - x0) / (x1 - x0)
+        return max(0.0, one) * replicas
+
+    def p99_at_capacity_ms(self, variant: str, cpu_cores: float) -> float | None:
+        """The measured tail latency at the capacity nearest ``cpu_cores`` (None if not recorded)."""
+        pts = [p for p in self.points[variant] if p.gpus == 0 and p.p99_ms is not None]
+        if not pts:
+            return None
+        return min(pts, key=lambda p: abs(p.cpu_cores - cpu_cores)).p99_ms
+
+    def covers(self, spec: InferenceServiceSpec) -> list[FieldError]:
+        """Errors for every spec variant that this profile cannot size."""
+        errors: list[FieldError] = []
+        for i, v in enumerate(spec.variants):
+            if v.name not in self.points:
+                errors.append(
+                    FieldError(
+                        f"spec.variants[{i}].name",
+                        f"variant {v.name!r} has no capacity in the profile (it has {', '.join(self.variants) or 'none'})",
+                        "profile it with `infadapter profile` or rename the variant",
+                    )
+                )
+        return errors
+
+    def restricted(self, names: Iterable[str]) -> Profile:
+        keep = set(names)
+        return Profile(self.slo_ms, {k: v for k, v in self.points.items() if k in keep}, self.percentile, self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        variants: dict[str, list[dict[str, Any]]] = {}
+        for name, pts in self.points.items():
+            rows: list[dict[str, Any]] = []
+            for p in pts:
+                row: dict[str, Any] = {"cpu": p.cpu_cores, "capacityRps": p.capacity_rps}
+                if p.gpus:
+                    row["gpus"] = p.gpus
+                if p.p99_ms is not None:
+                    row["p99Ms"] = p.p99_ms
+                if p.saturation_rps is not None:
+                    row["saturationRps"] = p.saturation_rps
+                rows.append(row)
+            variants[name] = rows
+        out: dict[str, Any] = {"kind": "Profile", "sloMs": self.slo_ms, "percentile": self.percentile}
+        if self.source:
+            out["source"] = self.source
+        out["variants"] = variants
+        return out
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _number(value: Any, path: str, errors: list[FieldError], *, positive: bool = False) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(str(value))
+        except ValueError:
+            errors.append(FieldError(path, f"expected a number, got {value!r}", "write a number"))
+            return None
+    number = float(value)
+    if not math.isfinite(number):
+        errors.append(FieldError(path, f"expected a finite number, got {value!r}", "write a finite number"))
+        return None
+    if number < 0 or (positive and number == 0):
+        errors.append(FieldError(path, f"must be {'> 0' if positive else '>= 0'}, got {number}", "use a positive value"))
+        return None
+    return number
+
+
+def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
+    """Validate the project's profile mapping; raise :class:`InvalidProfile` with every error."""
+    errors: list[FieldError] = []
+    if not isinstance(raw, Mapping):
+        raise InvalidProfile([FieldError("", "expected a mapping with kind: Profile", "see docs/profiles in the README")], source)
+    if raw.get("kind", "Profile") != "Profile":
+        errors.append(FieldError("kind", f"expected 'Profile', got {raw.get('kind')!r}", "set kind: Profile"))
+    slo = _number(raw.get("sloMs"), "sloMs", errors, positive=True) if "sloMs" in raw else None
+    if "sloMs" not in raw:
+        errors.append(FieldError("sloMs", "missing", "add the SLO latency (ms) at which capacities were measured"))
+    pct = _number(raw.get("percentile", 99.0), "percentile", errors, positive=True)
+    variants = raw.get("variants")
+    points: dict[str, tuple[ProfilePoint, ...]] = {}
+    if not isinstance(variants, Mapping) or not variants:
+        errors.append(FieldError("variants", "expected a non-empty mapping of variant -> list of points", "add variants:"))
+    else:
+        for name, rows in variants.items():
+            base = f"variants.{name}"
+            if not isinstance(rows, list) or not rows:
+                errors.append(FieldError(base, "expected a non-empty list of points", "add - {cpu: 1, capacityRps: 10}"))
+                continue
+            pts: list[ProfilePoint] = []
+            for i, row in enumerate(rows):
+                path = f"{base}[{i}]"
+                if not isinstance(row, Mapping):
+                    errors.append(FieldError(path, "expected a mapping", "write {cpu: 1, capacityRps: 10}"))
+                    continue
+                unknown = set(row) - {"cpu", "capacityRps", "gpus", "p99Ms", "saturationRps"}
+                if unknown:
+                    errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", "use cpu, gpus, capacityRps, p99Ms, saturationRps"))
+                cpu = _number(row.get("cpu"), f"{path}.cpu", errors, positive=True) if "cpu" in row else None
+                if "cpu" not in row:
+                    errors.append(FieldError(f"{path}.cpu", "missing", "add the cores of this measurement"))
+                cap = _number(row.get("capacityRps"), f"{path}.capacityRps", errors) if "capacityRps" in row else None
+                if "capacityRps" not in row:
+                    errors.append(FieldError(f"{path}.capacityRps", "missing", "add the measured capacity in RPS"))
+                gpus_raw = row.get("gpus", 0)
+                if isinstance(gpus_raw, bool) or not isinstance(gpus_raw, int) or gpus_raw < 0:
+                    errors.append(FieldError(f"{path}.gpus", f"expected a whole number >= 0, got {gpus_raw!r}", "write 0, 1, 2…"))
+                    gpus_raw = 0
+                p99 = _number(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
+                sat = _number(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
+                if cpu is not None and cap is not None:
+                    pts.append(ProfilePoint(cpu, cap, int(gpus_raw), p99, sat))
+            seen: set[tuple[float, int]] = set()
+            for p in pts:
+                if (p.cpu_cores, p.gpus) in seen:
+                    errors.append(FieldError(base, f"two points for cpu={p.cpu_cores} gpus={p.gpus}", "keep one measurement per size"))
+                seen.add((p.cpu_cores, p.gpus))
+            if pts:
+                points[str(name)] = tuple(pts)
+    if errors:
+        raise InvalidProfile(errors, source)
+    assert slo is not None and pct is not None
+    return Profile(slo, points, pct, str(raw.get("source", "")))
+
+
+def _load_paper_csv(path: Path, slo_ms: float | None, name_format: str) -> Profile:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidProfile([FieldError("", f"cannot read {path}: {exc}", "check the path and that it is a CSV")], str(path)) from None
+    needed = {"ARCH", "CPU", "SLA", "capacity"}
+    if not rows or not needed <= set(rows[0]):
+        have = ", ".join(rows[0]) if rows else "no rows"
+        error = FieldError("", f"CSV lacks columns {sorted(needed)} (has {have})", "use the paper's capacity_result CSV or a Profile YAML")
+        raise InvalidProfile([error], str(path))
+    slas = sorted({float(r["SLA"]) for r in rows})
+    if slo_ms is None:
+        slo_ms = 750.0 if 750.0 in slas else slas[0]
+    if float(slo_ms) not in slas:
+        raise InvalidProfile(
+            [
+                FieldError(
+                    "sloMs",
+                    f"the CSV has no capacities at SLO {slo_ms:g} ms (it has {', '.join(f'{s:g}' for s in slas)})",
+                    "pick one of those SLOs with --slo-ms or in spec.slo.latencyMs",
+                )
+            ],
+            str(path),
+        )
+    points: dict[str, list[ProfilePoint]] = {}
+    errors: list[FieldError] = []
+    for i, r in enumerate(rows):
+        if float(r["SLA"]) != float(slo_ms):
+            continue
+        try:
+            gpus = 1 if r.get("HARDWARE", "cpu").strip().lower() == "gpu" else 0
+            replicas = int(r.get("REPLICA") or 1)
+            point = ProfilePoint(
+                cpu_cores=float(r["CPU"]),
+                capacity_rps=float(r["capacity"]) / replicas,
+                gpus=gpus,
+                p99_ms=float(r["p99_latency"]) if r.get("p99_latency") else None,
+                saturation_rps=float(r["saturation_tp"]) / replicas if r.get("saturation_tp") else None,
+            )
+        except ValueError as exc:
+            errors.append(FieldError(f"row {i + 2}", str(exc), "fix the number in that row"))
+            continue
+        points.setdefault(name_format.format(arch=r["ARCH"].strip()), []).append(point)
+    if errors:
+        raise InvalidProfile(errors, str(path))
+    return Profile(float(slo_ms), {k: tuple(v) for k, v in points.items()}, 99.0, str(path))
+
+
+def load_profile(path: str | Path, slo_ms: float | None = None, name_format: str = "resnet{arch}") -> Profile:
+    """Read a profile: the paper's CSV (rows at ``slo_ms``) or the project's YAML/JSON."""
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidProfile([FieldError("", f"no such file: {file}", "pass --profile with an existing path")], str(file))
+    if file.suffix.lower() == ".csv":
+        return _load_paper_csv(file, slo_ms, name_format)
+    try:
+        text = file.read_text(encoding="utf-8")
+        raw = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise InvalidProfile([FieldError("", f"cannot parse {file}: {exc}", "write a Profile YAML/JSON or the paper's CSV")], str(file)) from None
+    profile = profile_from_dict(raw, str(file))
+    if slo_ms is not None and abs(profile.slo_ms - slo_ms) > 1e-9:
+        raise InvalidProfile(
+            [FieldError("sloMs", f"profile was measured at SLO {profile.slo_ms:g} ms, the spec asks {slo_ms:g} ms", "re-profile at the spec's SLO")],
+            str(file),
+        )
+    return profile
+
+
+def save_profile(profile: Profile, path: str | Path) -> None:
+    """Write ``profile`` as YAML (or JSON when the suffix is .json)."""
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    data = profile.to_dict()
+    if file.suffix.lower() == ".json":
+        file.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    else:
+        file.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None), encoding="utf-8")

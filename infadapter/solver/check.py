@@ -1,0 +1,78 @@
+"""An independent checker: re-verifies a solution's feasibility and objective without PuLP.
+
+It recomputes everything from the problem data and the returned assignments (it does
+not trust the split or any reported number) and lists every violation it finds.
+"""
+
+from __future__ import annotations
+
+from infadapter.solver.problem import TOLERANCE, Problem, Solution
+
+
+def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) -> list[str]:
+    """Every way ``solution`` violates ``problem`` (empty when it is feasible and its numbers are right)."""
+    issues: list[str] = []
+    if len(solution.services) != len(problem.services) and solution.services:
+        issues.append(f"{len(solution.services)} service solutions for {len(problem.services)} services")
+    total_cpu = 0.0
+    total_gpu = 0
+    total_objective = 0.0
+    for service in problem.services:
+        try:
+            sol = solution.service(service.name)
+        except KeyError:
+            issues.append(f"{service.name}: no solution")
+            continue
+        variants = {v.name: v for v in service.variants}
+        seen: set[str] = set()
+        served = 0.0
+        weighted_accuracy = 0.0
+        cpu = 0.0
+        gpu = 0
+        transition = 0.0
+        max_l = max((v.load_time_s for v in service.variants), default=0.0)
+        for a in sol.assignments:
+            v = variants.get(a.variant)
+            if v is None:
+                issues.append(f"{service.name}: unknown variant {a.variant!r}")
+                continue
+            if a.variant in seen:
+                issues.append(f"{service.name}/{a.variant}: more than one option")
+            seen.add(a.variant)
+            if a.option not in v.options:
+                issues.append(f"{service.name}/{a.variant}: option {a.option} is not one of the variant's options")
+            if a.load_rps < -tolerance:
+                issues.append(f"{service.name}/{a.variant}: negative load {a.load_rps}")
+            if a.load_rps > a.option.capacity_rps + tolerance * max(1.0, a.option.capacity_rps):
+                issues.append(f"{service.name}/{a.variant}: load {a.load_rps:.6f} over capacity {a.option.capacity_rps:.6f}")
+            served += a.load_rps
+            weighted_accuracy += v.accuracy * a.load_rps
+            cpu += a.option.cost_cpu
+            gpu += a.option.cost_gpu
+            if max_l > 0 and a.option.transition_from(v.current):
+                transition = max(transition, v.load_time_s / max_l)
+        for name, v in variants.items():
+            if v.required and name not in seen:
+                issues.append(f"{service.name}/{name}: required variant not selected")
+        if not sol.assignments:
+            issues.append(f"{service.name}: no variant serves")
+        scale = tolerance * max(1.0, service.load_rps)
+        if served > service.load_rps + scale:
+            issues.append(f"{service.name}: serves {served:.6f} rps, more than the load {service.load_rps:.6f}")
+        if solution.status == "optimal" and served < service.load_rps - scale:
+            issues.append(f"{service.name}: 'optimal' but serves {served:.6f} of {service.load_rps:.6f} rps")
+        accuracy = weighted_accuracy / service.load_rps if service.load_rps > 0 else 0.0
+        cost_term = cpu / problem.budget_cpu + (gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0)
+        objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
+        if abs(objective - sol.objective) > 1e-6:
+            issues.append(f"{service.name}: reported objective {sol.objective:.9f}, recomputed {objective:.9f}")
+        total_cpu += cpu
+        total_gpu += gpu
+        total_objective += objective
+    if total_cpu > problem.budget_cpu + 1e-9:
+        issues.append(f"CPU {total_cpu:g} over the budget {problem.budget_cpu:g}")
+    if total_gpu > problem.budget_gpu:
+        issues.append(f"GPUs {total_gpu} over the budget {problem.budget_gpu}")
+    if solution.services and abs(total_objective - solution.objective) > 1e-6:
+        issues.append(f"reported total objective {solution.objective:.9f}, recomputed {total_objective:.9f}")
+    return issues

@@ -1,0 +1,190 @@
+"""The exact MILP (PuLP; CBC or HiGHS), in the order of the maths in :mod:`.problem`.
+
+Constants, variables, constraints (each named), objective, solve, extract. Options that
+can never be part of an optimal plan are pruned first (see :func:`prune`), which keeps
+the paper-size problem to a few dozen binaries. Infeasible loads are solved in two
+phases: first the most load that the budget can serve, then the best objective among
+plans serving that much.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import pulp
+
+from infadapter.solver.evaluate import score
+from infadapter.solver.problem import (
+    TOLERANCE,
+    Problem,
+    ResourceOption,
+    ServiceSolution,
+    Solution,
+    Status,
+    VariantOptions,
+)
+
+Backend = Literal["cbc", "highs"]
+
+
+def prune(variant: VariantOptions, load_rps: float) -> tuple[ResourceOption, ...]:
+    """Drop options that another option of the same variant dominates.
+
+    ``o'`` dominates ``o`` when it costs no more CPU and GPU, has at least the useful
+    capacity (capacity beyond the service's load is useless), and triggers no transition
+    where ``o`` does not. Ties keep the first (cheapest) option, so pruning is deterministic.
+    """
+    useful = [min(o.capacity_rps, load_rps) if load_rps > TOLERANCE else o.capacity_rps for o in variant.options]
+    trans = [o.transition_from(variant.current) for o in variant.options]
+    order = sorted(range(len(variant.options)), key=lambda i: (variant.options[i].cost_cpu, variant.options[i].cost_gpu, -useful[i], trans[i], i))
+    kept: list[int] = []
+    for i in order:
+        o = variant.options[i]
+        if useful[i] <= TOLERANCE and not variant.required:
+            continue
+        dominated = any(
+            variant.options[j].cost_cpu <= o.cost_cpu + 1e-12
+            and variant.options[j].cost_gpu <= o.cost_gpu
+            and useful[j] >= useful[i] - 1e-12
+            and trans[j] <= trans[i]
+            for j in kept
+        )
+        if not dominated:
+            kept.append(i)
+    return tuple(variant.options[i] for i in sorted(kept))
+
+
+def _solver(backend: Backend, time_limit_s: float | None) -> pulp.LpSolver:
+    if backend == "highs":
+        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0)
+    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0)
+
+
+def _build(
+    problem: Problem,
+    options: Sequence[Sequence[tuple[ResourceOption, ...]]],
+    served_floor: float | None,
+    maximise_served: bool,
+) -> tuple[pulp.LpProblem, dict[tuple[int, int, int], pulp.LpVariable], dict[tuple[int, int], pulp.LpVariable]]:
+    # --- constants are in `problem`; variables
+    model = pulp.LpProblem("infadapter", pulp.LpMaximize)
+    y: dict[tuple[int, int, int], pulp.LpVariable] = {}
+    q: dict[tuple[int, int], pulp.LpVariable] = {}
+    lc: dict[int, pulp.LpVariable] = {}
+    for s, service in enumerate(problem.services):
+        for m in range(len(service.variants)):
+            q[s, m] = pulp.LpVariable(f"q_{s}_{m}", lowBound=0)
+            for o, _ in enumerate(options[s][m]):
+                y[s, m, o] = pulp.LpVariable(f"y_{s}_{m}_{o}", cat=pulp.LpBinary)
+        if service.transition_weight > 0 and service.max_load_time_s > 0:
+            lc[s] = pulp.LpVariable(f"lc_{s}", lowBound=0, upBound=1)
+
+    # --- constraints
+    for s, service in enumerate(problem.services):
+        for m, variant in enumerate(service.variants):
+            picks = [y[s, m, o] for o in range(len(options[s][m]))]
+            if variant.required:
+                model += pulp.lpSum(picks) == 1, f"required_{s}_{m}"
+            else:
+                model += pulp.lpSum(picks) <= 1, f"one_option_{s}_{m}"
+            model += (
+                q[s, m] <= pulp.lpSum(opt.capacity_rps * y[s, m, o] for o, opt in enumerate(options[s][m])),
+                f"capacity_{s}_{m}",
+            )
+            if s in lc:
+                weight = variant.load_time_s / service.max_load_time_s
+                changing = [y[s, m, o] for o, opt in enumerate(options[s][m]) if opt.transition_from(variant.current)]
+                if changing and weight > 0:
+                    model += lc[s] >= weight * pulp.lpSum(changing), f"transition_{s}_{m}"
+        served = pulp.lpSum(q[s, m] for m in range(len(service.variants)))
+        if served_floor is None and not maximise_served:
+            model += served == service.load_rps, f"demand_{s}"
+        else:
+            model += served <= service.load_rps, f"demand_{s}"
+        model += pulp.lpSum(v for k, v in y.items() if k[0] == s) >= 1, f"something_serves_{s}"
+    model += pulp.lpSum(o.cost_cpu * y[s, m, i] for (s, m, i) in y for o in [options[s][m][i]]) <= problem.budget_cpu, "budget_cpu"
+    model += pulp.lpSum(o.cost_gpu * y[s, m, i] for (s, m, i) in y for o in [options[s][m][i]]) <= problem.budget_gpu, "budget_gpu"
+    if served_floor is not None:
+        model += pulp.lpSum(q.values()) >= served_floor, "serve_the_most"
+
+    # --- objective
+    if maximise_served:
+        model += pulp.lpSum(q.values())
+        return model, y, q
+    terms = []
+    for s, service in enumerate(problem.services):
+        if service.load_rps > 0:
+            terms.append(pulp.lpSum((v.accuracy / service.load_rps) * q[s, m] for m, v in enumerate(service.variants)))
+        cost = pulp.lpSum(
+            options[s][m][i].cost_cpu / problem.budget_cpu * y[s, m, i]
+            + (options[s][m][i].cost_gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0) * y[s, m, i]
+            for (ss, m, i) in y
+            if ss == s
+        )
+        terms.append(-service.cost_weight * cost)
+        if s in lc:
+            terms.append(-service.transition_weight * lc[s])
+    model += pulp.lpSum(terms)
+    return model, y, q
+
+
+def _run(model: pulp.LpProblem, backend: Backend, time_limit_s: float | None) -> str:
+    model.solve(_solver(backend, time_limit_s))
+    return str(pulp.LpStatus[model.status])
+
+
+def _extract(
+    problem: Problem,
+    options: Sequence[Sequence[tuple[ResourceOption, ...]]],
+    y: dict[tuple[int, int, int], pulp.LpVariable],
+    q: dict[tuple[int, int], pulp.LpVariable],
+) -> list[ServiceSolution]:
+    out: list[ServiceSolution] = []
+    for s, service in enumerate(problem.services):
+        chosen: dict[str, ResourceOption] = {}
+        for m, variant in enumerate(service.variants):
+            for o, opt in enumerate(options[s][m]):
+                if (y[s, m, o].value() or 0.0) > 0.5:
+                    chosen[variant.name] = opt
+        served = sum(q[s, m].value() or 0.0 for m in range(len(service.variants)))
+        capacity = sum(o.capacity_rps for o in chosen.values())
+        served = min(service.load_rps, capacity, max(0.0, served))
+        out.append(score(service, chosen, problem.budget_cpu, problem.budget_gpu, served))
+    return out
+
+
+def solve_milp(problem: Problem, backend: Backend = "highs", time_limit_s: float | None = 30.0) -> Solution:
+    """Solve ``problem`` exactly; never raises on an infeasible load (returns ``status='infeasible'``)."""
+    started = time.perf_counter()
+    if problem.budget_cpu <= 0:
+        raise ValueError("budget_cpu must be > 0")
+    options = [[prune(v, svc.load_rps) for v in svc.variants] for svc in problem.services]
+    model, y, q = _build(problem, options, None, maximise_served=False)
+    status = _run(model, backend, time_limit_s)
+    notes: list[str] = []
+    result: Status = "optimal"
+    if status != "Optimal":
+        # Phase 1: the most load the budget can serve; phase 2: the best plan serving it.
+        result = "infeasible"
+        probe, _, _ = _build(problem, options, None, maximise_served=True)
+        if _run(probe, backend, time_limit_s) != "Optimal":
+            notes.append("no plan fits the budget at all (required variants or minimum sizes exceed it)")
+            return Solution("infeasible", (), float("-inf"), time.perf_counter() - started, backend, tuple(notes))
+        most = float(pulp.value(probe.objective) or 0.0)
+        notes.append(f"the budget serves at most {most:.3f} of {sum(s.load_rps for s in problem.services):.3f} rps")
+        model, y, q = _build(problem, options, most - TOLERANCE * max(1.0, most), maximise_served=False)
+        if _run(model, backend, time_limit_s) != "Optimal":  # numerically marginal: keep phase 1's plan
+            model, y, q = _build(problem, options, None, maximise_served=True)
+            _run(model, backend, time_limit_s)
+    services = _extract(problem, options, y, q)
+    return Solution(
+        status=result,
+        services=tuple(services),
+        objective=sum(s.objective for s in services),
+        solve_s=time.perf_counter() - started,
+        backend=backend,
+        notes=tuple(notes),
+    )
+

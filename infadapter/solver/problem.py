@@ -1,0 +1,142 @@
+"""The decision problem as frozen data: what the solver is given and what it returns.
+
+For every service ``s`` with predicted load ``L_s``, every variant ``m`` (accuracy ``a_m``,
+load time ``l_m``) and every resource option ``o`` of ``m`` (CPU and GPUs per replica,
+replicas, capacity ``th_mo`` in RPS at the SLO, cost ``c_mo``)::
+
+    maximise   Σ_s [ Σ_m a_m q_sm / L_s                    (request-weighted accuracy)
+                     − α_s · (cpu_s / B_cpu + gpu_s / B_gpu) (cost; the paper's α)
+                     − β_s · LC_s ]                         (transition; the paper's β)
+    subject to Σ_m q_sm = L_s                               all predicted load is assigned
+               q_sm ≤ Σ_o th_mo · y_smo                     nobody gets more than its capacity
+               Σ_o y_smo ≤ 1                                one option per variant
+               Σ_{m,o} y_smo ≥ 1                            something always serves
+               Σ cpu · y ≤ B_cpu,  Σ gpu · y ≤ B_gpu        budgets shared by all services
+               LC_s ≥ (l_m / max_m l_m) · y_smo             for every option o that creates or
+                                                            resizes an instance of m
+
+``LC`` is the paper's loading-cost term: the longest (normalised) load time among the
+variants the plan creates or resizes. When ``Σ th`` cannot reach ``L_s`` within the budget
+the problem is *infeasible*; the solver then returns the plan that serves the most load and,
+among those, the best objective, flagged ``infeasible``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Status = Literal["optimal", "infeasible"]
+
+#: numerical tolerance used by the solver, the checker and the oracle
+TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, order=True)
+class ResourceOption:
+    """``replicas`` instances of ``cpu_cores`` (+ ``gpus``) each, serving ``capacity_rps`` in total."""
+
+    cpu_cores: float
+    replicas: int = 1
+    gpus: int = 0
+    capacity_rps: float = 0.0
+
+    @property
+    def cost_cpu(self) -> float:
+        return self.cpu_cores * self.replicas
+
+    @property
+    def cost_gpu(self) -> int:
+        return self.gpus * self.replicas
+
+    def same_size(self, other: ResourceOption | None) -> bool:
+        return other is not None and abs(self.cpu_cores - other.cpu_cores) < 1e-9 and self.gpus == other.gpus
+
+    def transition_from(self, current: ResourceOption | None) -> bool:
+        """Does moving from ``current`` to this option create or resize an instance?
+
+        A new variant, a new size, or more replicas all load the model somewhere; removing
+        replicas of an unchanged size does not.
+        """
+        if not self.same_size(current):
+            return True
+        assert current is not None
+        return self.replicas > current.replicas
+
+
+@dataclass(frozen=True)
+class VariantOptions:
+    """A variant and the resource options it may be given."""
+
+    name: str
+    accuracy: float
+    options: tuple[ResourceOption, ...]
+    load_time_s: float = 0.0
+    current: ResourceOption | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceProblem:
+    """One inference service: its predicted load and its variants."""
+
+    name: str
+    load_rps: float
+    variants: tuple[VariantOptions, ...]
+    cost_weight: float = 0.05
+    transition_weight: float = 0.001
+
+    @property
+    def max_load_time_s(self) -> float:
+        return max((v.load_time_s for v in self.variants), default=0.0)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Several services sharing one CPU budget (and one GPU budget)."""
+
+    services: tuple[ServiceProblem, ...]
+    budget_cpu: float
+    budget_gpu: int = 0
+
+    @staticmethod
+    def single(service: ServiceProblem, budget_cpu: float, budget_gpu: int = 0) -> Problem:
+        return Problem((service,), budget_cpu, budget_gpu)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Variant ``variant`` runs ``option`` and receives ``load_rps``."""
+
+    variant: str
+    option: ResourceOption
+    load_rps: float
+
+
+@dataclass(frozen=True)
+class ServiceSolution:
+    name: str
+    assignments: tuple[Assignment, ...]
+    load_rps: float
+    served_rps: float
+    accuracy: float
+    cost_cpu: float
+    cost_gpu: int
+    transition: float
+    objective: float
+
+
+@dataclass(frozen=True)
+class Solution:
+    status: Status
+    services: tuple[ServiceSolution, ...]
+    objective: float
+    solve_s: float = 0.0
+    backend: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def service(self, name: str) -> ServiceSolution:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)

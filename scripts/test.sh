@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install, then lint (ruff), types (mypy --strict),
+# layering (import-linter), and every test (pytest; exit code 5 = no tests = failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== ruff";          .venv/bin/ruff check infadapter tests benchmarks
+echo "== mypy --strict"; .venv/bin/mypy
+echo "== import-linter"; .venv/bin/lint-imports
+echo "== pytest"
+.venv/bin/pytest -p no:cacheprovider "$@"
