@@ -8,7 +8,10 @@ functions so ``infadapter --help`` stays fast.
 from __future__ import annotations
 
 # Sub-command modules register themselves on import (one line each).
+from infadapter.cli import load as _load  # noqa: F401
+from infadapter.cli import models as _models  # noqa: F401
 from infadapter.cli import plan as _plan  # noqa: F401
+from infadapter.cli import profile as _profile  # noqa: F401
 from infadapter.cli._app import app, main
 
 __all__ = ["app", "main"]

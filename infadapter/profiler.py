@@ -1,0 +1,242 @@
+"""Measure each variant's capacity at the SLO on a real local Triton, per CPU size.
+
+For every variant x CPU size: serve the variant alone in a ``tritonserver`` whose CPU is limited
+(cgroup v1 quota; ``taskset`` to whole cores, with a warning, where cgroups are not writable), send
+open-loop Poisson load (:class:`~infadapter.loadgen.LoadGenerator`) and search the rate: the
+capacity is the highest rate at which the client-side ``percentile`` latency stays within the SLO,
+i.e. at most ``(100 - percentile)`` % of requests are over the SLO or failed. The search starts from
+a guess (a few serial requests, or the previous CPU size's capacity scaled), grows by x1.5 while
+the SLO holds, then bisects until the bracket is within ``tolerance``.
+
+The result is a :class:`~infadapter.profiles.Profile` (``save_profile`` writes the YAML the solver
+reads). Measured figures are written as measured; the Profile makes them monotone in CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infadapter.errors import FieldError, InvalidInput
+from infadapter.loadgen import LoadGenerator, LoadReport
+from infadapter.profiles import Profile, ProfilePoint
+from infadapter.serving.cpulimit import CpuCgroup, cgroup_v1_writable, taskset_prefix
+from infadapter.serving.models import ensure_demo_models, resolve_model_uri
+from infadapter.serving.repository import instances_for_cpu, write_repository
+from infadapter.serving.triton import TritonProcess
+from infadapter.spec import InferenceServiceSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CPUS = (0.25, 0.5, 1.0, 1.5)
+
+
+@dataclass(frozen=True)
+class Step:
+    rate_rps: float
+    passed: bool
+    report: LoadReport
+
+
+@dataclass(frozen=True)
+class PointResult:
+    variant: str
+    cpu_cores: float
+    capacity_rps: float
+    p99_ms: float | None  # client-side tail at the capacity (the configured percentile)
+    start_s: float  # seconds until Triton was ready
+    steps: tuple[Step, ...] = field(default=())
+    limiter: str = "cgroup"
+
+
+StepCallback = Callable[[str, float, Step], None]
+
+
+def slo_holds(report: LoadReport, percentile: float) -> bool:
+    """The percentile latency is within the SLO: violations (slow or failed) <= (100 - p) %."""
+    allowed = (100.0 - percentile) / 100.0
+    return report.sent > 0 and report.slo_violation_ratio <= allowed + 1e-12
+
+
+def search_capacity(
+    measure: Callable[[float], LoadReport],
+    guess_rps: float,
+    percentile: float,
+    *,
+    max_steps: int = 6,
+    tolerance: float = 0.1,
+    min_rps: float = 0.5,
+    on_step: Callable[[Step], None] | None = None,
+) -> tuple[float, Step | None, list[Step]]:
+    """Highest passing rate found by grow-then-bisect; ``measure(rate)`` runs one load step.
+
+    Returns (capacity, the passing step at capacity or None, all steps). Pure apart from ``measure``.
+    """
+    lo, hi = 0.0, math.inf
+    best: Step | None = None
+    steps: list[Step] = []
+    rate = max(min_rps, guess_rps)
+    for _ in range(max_steps):
+        report = measure(rate)
+        step = Step(rate, slo_holds(report, percentile), report)
+        steps.append(step)
+        if on_step is not None:
+            on_step(step)
+        if step.passed:
+            lo, best = rate, step
+        else:
+            hi = rate
+        if lo > 0 and hi < math.inf and (hi - lo) <= tolerance * lo:
+            break
+        if hi == math.inf:
+            rate = lo * 1.5
+        elif lo == 0:
+            rate = hi / 2
+            if rate < min_rps:
+                break
+        else:
+            rate = (lo + hi) / 2
+    return lo, best, steps
+
+
+def _serial_latency_ms(url: str, model_name: str, count: int = 8) -> float:
+    """Median latency of ``count`` one-at-a-time requests (after one warm-up)."""
+    import numpy as np
+    from tritonclient import http
+
+    client = http.InferenceServerClient(url, connection_timeout=30.0, network_timeout=30.0)
+    latencies: list[float] = []
+    try:
+        meta = client.get_model_metadata(model_name)
+        first = meta["inputs"][0]
+        shape = [max(1, int(d)) for d in first["shape"]]
+        tensor = http.InferInput(first["name"], shape, first["datatype"])
+        tensor.set_data_from_numpy(np.zeros(shape, dtype=np.float32), binary_data=True)
+        for i in range(count + 1):
+            started = time.monotonic()
+            client.infer(model_name, [tensor])
+            if i:
+                latencies.append((time.monotonic() - started) * 1000.0)
+    finally:
+        client.close()
+    return statistics.median(latencies)
+
+
+class Profiler:
+    """Runs the measurements; one Triton at a time, in a fresh repository per point."""
+
+    def __init__(
+        self,
+        slo_ms: float,
+        percentile: float = 99.0,
+        *,
+        duration_s: float = 4.0,
+        max_steps: int = 6,
+        tolerance: float = 0.1,
+        work_dir: str | os.PathLike[str] | None = None,
+        use_cgroup: bool | None = None,
+        on_step: StepCallback | None = None,
+    ) -> None:
+        self.slo_ms = slo_ms
+        self.percentile = percentile
+        self.duration_s = duration_s
+        self.max_steps = max_steps
+        self.tolerance = tolerance
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="infadapter-profile-"))
+        self.use_cgroup = cgroup_v1_writable() if use_cgroup is None else use_cgroup
+        self.on_step = on_step
+        if not self.use_cgroup:
+            log.warning("cgroup v1 cpu controller not writable: CPU limits fall back to taskset (whole cores only)")
+
+    def measure_point(self, variant: str, onnx_path: Path, model_name: str, cpu_cores: float,
+                      guess_rps: float | None = None) -> PointResult:
+        repo = self.work_dir / f"{variant}-{cpu_cores:g}"
+        write_repository(repo, model_name, onnx_path, instances_for_cpu(cpu_cores))
+        cgroup = CpuCgroup(f"profile-{os.getpid()}-{variant}-{cpu_cores:g}").create(cpu_cores) if self.use_cgroup else None
+        triton = TritonProcess(
+            repo,
+            cgroup=cgroup.path if cgroup else None,
+            cpu_prefix=() if cgroup else taskset_prefix(cpu_cores),
+            allow_grpc=False,
+            log_path=self.work_dir / f"{variant}-{cpu_cores:g}.log",
+            name=f"triton-{variant}",
+        )
+        try:
+            start_s = triton.start(timeout_s=180.0)
+            serial_ms = _serial_latency_ms(triton.url, model_name)
+            if guess_rps is None:
+                # a lone request runs at full speed inside the quota's burst: scale by the quota
+                guess_rps = 0.8 * min(cpu_cores, instances_for_cpu(cpu_cores).instance_count) * 1000.0 / serial_ms
+            timeout_s = max(10.0, 2.0 * self.duration_s + self.slo_ms / 1000.0)
+            gen = LoadGenerator(triton.url, model_name, slo_ms=self.slo_ms, timeout_s=timeout_s)
+
+            def measure(rate_rps: float) -> LoadReport:
+                return gen.run_constant(rate_rps, self.duration_s)
+
+            def report_step(step: Step) -> None:
+                if self.on_step is not None:
+                    self.on_step(variant, cpu_cores, step)
+
+            capacity, best, steps = search_capacity(
+                measure, guess_rps, self.percentile, max_steps=self.max_steps, tolerance=self.tolerance, on_step=report_step
+            )
+        finally:
+            triton.stop()
+            if cgroup is not None:
+                cgroup.remove()
+        tail = None if best is None else _tail(best.report, self.percentile)
+        return PointResult(variant, cpu_cores, round(capacity, 2), tail, round(start_s, 3), tuple(steps),
+                           "cgroup" if cgroup else "taskset")
+
+    def profile(self, models: dict[str, Path], model_name: str, cpus: Sequence[float]) -> tuple[Profile, list[PointResult]]:
+        """Measure every variant (name -> ONNX file) at every CPU size (ascending)."""
+        results: list[PointResult] = []
+        points: dict[str, tuple[ProfilePoint, ...]] = {}
+        for variant, path in models.items():
+            previous: PointResult | None = None
+            row: list[ProfilePoint] = []
+            for cpu in sorted(cpus):
+                guess = None
+                if previous is not None and previous.capacity_rps > 0:
+                    guess = previous.capacity_rps * min(cpu / previous.cpu_cores, 1.8) * 0.9
+                result = self.measure_point(variant, path, model_name, cpu, guess)
+                results.append(result)
+                row.append(ProfilePoint(cpu, result.capacity_rps, 0, None if result.p99_ms is None else round(result.p99_ms, 1)))
+                previous = result
+            points[variant] = tuple(row)
+        source = f"infadapter profile: local tritonserver (python backend + ONNX Runtime), {os.cpu_count()} cores"
+        return Profile(self.slo_ms, points, self.percentile, source), results
+
+
+def _tail(report: LoadReport, percentile: float) -> float:
+    return report.p99_ms if percentile >= 99 else report.p95_ms if percentile >= 95 else report.p50_ms
+
+
+def spec_models(spec: InferenceServiceSpec, variants: Sequence[str] | None = None,
+                models_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Variant name -> local ONNX file, building missing demo models (``models://``) first."""
+    chosen = [v for v in spec.variants if not variants or v.name in variants]
+    unknown = sorted(set(variants or ()) - {v.name for v in spec.variants})
+    if unknown:
+        hint = f"use some of {', '.join(spec.variant_names)}"
+        raise InvalidInput([FieldError("variants", f"{n!r} is not a variant of the spec", hint) for n in unknown], "profile")
+    ensure_demo_models([v.source.uri for v in chosen], models_dir)
+    return {v.name: resolve_model_uri(v.source.uri or f"models://{v.name}", models_dir) for v in chosen}
+
+
+def parse_cpus(text: str) -> list[float]:
+    try:
+        cpus = sorted({float(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise InvalidInput([FieldError("cpus", f"{text!r} is not a comma-separated list of numbers", "write e.g. 0.25,0.5,1")], "profile") from None
+    if not cpus or cpus[0] <= 0:
+        raise InvalidInput([FieldError("cpus", f"{text!r}: CPU sizes must be > 0", "write e.g. 0.25,0.5,1")], "profile")
+    return cpus
+
