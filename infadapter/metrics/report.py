@@ -1,0 +1,217 @@
+"""The run report (simulator and embedded run): PNG plots + ``report.md``.
+
+The plots carry the Grafana dashboard's panel titles (:data:`~infadapter.metrics.dashboard.PANEL_TITLES`),
+so a user without Grafana sees the same story. Input: one :class:`PolicySeries` per policy (a run of
+the simulator compares several policies on one trace; the embedded run has one), a table of summary rows,
+and optionally the decision records.
+
+    from infadapter.metrics.report import PolicySeries, write_report
+    series = {"ours": PolicySeries(t_s=t, load_rps=load, forecast_rps=fc, capacity_rps=cap,
+                                   cpu_cores=cores, accuracy=acc, p99_ms=p99)}
+    write_report("reports/run1", series, rows=[{"policy": "ours", "violations": 0.004, "avg_cpu": 7.5}],
+                 slo_ms=750)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from infadapter.errors import FieldError, InvalidInput
+from infadapter.metrics.dashboard import PANEL_TITLES
+from infadapter.metrics.decisionlog import DecisionRecord, format_decision
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+Array = npt.NDArray[np.float64]
+_SERIES = ("t_s", "load_rps", "forecast_rps", "capacity_rps", "cpu_cores", "accuracy", "p99_ms")
+
+
+def _array(values: Sequence[float] | Array) -> Array:
+    return np.asarray(values, dtype=float)
+
+
+@dataclass(frozen=True)
+class PolicySeries:
+    """One policy's time series, all sampled at ``t_s`` (seconds since the start of the run).
+
+    ``load_rps``: arrivals; ``forecast_rps``: the load the plan was sized for; ``capacity_rps``: the
+    plan's capacity at the SLO; ``cpu_cores``: allocated cores (cost); ``accuracy``: served (or expected)
+    accuracy as a fraction; ``p99_ms``: p99 latency over the interval. Optional: ``p50_ms``,
+    ``violation_ratio`` (per interval), ``variant_cores`` and ``variant_weights`` (variant -> series).
+    NaN marks an unknown value (a gap in the plot).
+    """
+
+    t_s: Array
+    load_rps: Array
+    forecast_rps: Array
+    capacity_rps: Array
+    cpu_cores: Array
+    accuracy: Array
+    p99_ms: Array
+    p50_ms: Array | None = None
+    violation_ratio: Array | None = None
+    variant_cores: Mapping[str, Array] = field(default_factory=dict)
+    variant_weights: Mapping[str, Array] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("variant_cores", "variant_weights"):
+                object.__setattr__(self, f.name, {k: _array(v) for k, v in value.items()})
+            elif value is not None:
+                object.__setattr__(self, f.name, _array(value))
+        self.validate()
+
+    def validate(self) -> None:
+        size = self.t_s.size
+        errors = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            items = value.items() if isinstance(value, dict) else [(f.name, value)]
+            for key, array in items:
+                if array is not None and array.shape != (size,):
+                    path = f.name if key == f.name else f"{f.name}.{key}"
+                    errors.append(FieldError(path, f"has shape {array.shape}, t_s has ({size},)", "sample all series at t_s"))
+        if errors:
+            raise InvalidInput(errors, source="report series")
+
+
+def _markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "_no rows_\n"
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            if math.isnan(value):
+                return "n/a"
+            return f"{value:.4g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _per_policy(series: Mapping[str, PolicySeries], title: str, path: Path, draw: Any, ylabel: str) -> Path:
+    """One subplot per policy, shared axes, the panel title on top."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(series), 1, figsize=(10, 2.6 * len(series) + 0.6), sharex=True, squeeze=False)
+    for ax, (policy, s) in zip(axes[:, 0], series.items(), strict=True):
+        draw(ax, s)
+        ax.set_title(policy, fontsize=9, loc="left")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _overlay(series: Mapping[str, PolicySeries], title: str, path: Path, attribute: str, ylabel: str,
+             hline: float | None = None, hline_label: str = "") -> Path:  # fmt: skip
+    """All policies on one axis (cost, accuracy, latency)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    for policy, s in series.items():
+        ax.plot(s.t_s, getattr(s, attribute), label=policy, linewidth=1.2)
+    if hline is not None:
+        ax.axhline(hline, color="red", linestyle="--", linewidth=1, label=hline_label)
+    ax.set_title(title)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _draw_load(ax: Axes, s: PolicySeries) -> None:
+    ax.plot(s.t_s, s.load_rps, color="black", linewidth=1, label="load")
+    ax.plot(s.t_s, s.forecast_rps, color="tab:orange", linestyle="--", linewidth=1.2, label="forecast")
+    ax.step(s.t_s, s.capacity_rps, where="post", color="tab:green", linewidth=1.2, label="provisioned capacity")
+
+
+def _draw_stacked(attribute: str) -> Any:
+    def draw(ax: Axes, s: PolicySeries) -> None:
+        per_variant: Mapping[str, Array] = getattr(s, attribute)
+        names = sorted(per_variant)
+        ax.stackplot(s.t_s, *[np.nan_to_num(per_variant[n]) for n in names], labels=names, step="post", alpha=0.8)
+
+    return draw
+
+
+def write_report(
+    directory: str | Path,
+    series: Mapping[str, PolicySeries],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    title: str = "InfAdapter run",
+    slo_ms: float | None = None,
+    decisions: Sequence[DecisionRecord] = (),
+    notes: str = "",
+    max_decisions: int = 200,
+) -> Path:
+    """Write ``<directory>/report.md`` and its PNG plots; returns the path of ``report.md``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if not series:
+        raise InvalidInput([FieldError("series", "is empty", "give at least one policy's series")], source="report")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    plots: list[tuple[str, Path]] = []
+    plots.append((PANEL_TITLES["load"], _per_policy(series, PANEL_TITLES["load"], out / "load.png", _draw_load, "req/s")))
+    if any(s.variant_cores for s in series.values()):
+        with_variants = {p: s for p, s in series.items() if s.variant_cores}
+        plots.append((PANEL_TITLES["cores"], _per_policy(with_variants, PANEL_TITLES["cores"], out / "cores.png",
+                                                         _draw_stacked("variant_cores"), "cores")))  # fmt: skip
+    if any(s.variant_weights for s in series.values()):
+        with_weights = {p: s for p, s in series.items() if s.variant_weights}
+        plots.append((PANEL_TITLES["weights"], _per_policy(with_weights, PANEL_TITLES["weights"], out / "weights.png",
+                                                           _draw_stacked("variant_weights"), "share")))  # fmt: skip
+    plots.append((PANEL_TITLES["cost"], _overlay(series, PANEL_TITLES["cost"], out / "cost.png", "cpu_cores", "cores")))
+    plots.append((PANEL_TITLES["accuracy"], _overlay(series, PANEL_TITLES["accuracy"], out / "accuracy.png", "accuracy", "accuracy")))
+    plots.append((PANEL_TITLES["latency"], _overlay(series, PANEL_TITLES["latency"], out / "latency.png", "p99_ms",
+                                                    "p99 latency (ms)", slo_ms, "SLO")))  # fmt: skip
+    if all(s.violation_ratio is not None for s in series.values()):
+        plots.append((PANEL_TITLES["violations"], _overlay(series, PANEL_TITLES["violations"], out / "violations.png",
+                                                           "violation_ratio", "ratio")))  # fmt: skip
+
+    lines = [f"# {title}", ""]
+    if notes:
+        lines += [notes.strip(), ""]
+    lines += ["## Summary", "", _markdown_table(rows)]
+    for panel_title, path in plots:
+        lines += [f"## {panel_title}", "", f"![{panel_title}]({path.name})", ""]
+    if decisions:
+        lines += [f"## {PANEL_TITLES['decisions']}", ""]
+        counts: dict[str, int] = {}
+        for record in decisions:
+            counts[record.reason] = counts.get(record.reason, 0) + 1
+        lines += [", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items())), "", "```"]
+        shown = decisions if len(decisions) <= max_decisions else decisions[-max_decisions:]
+        if len(shown) < len(decisions):
+            lines.append(f"... {len(decisions) - len(shown)} earlier decisions omitted")
+        lines += [f"t={record.now_s:.0f}s {format_decision(record)}" for record in shown]
+        lines += ["```", ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return report
