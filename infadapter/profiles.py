@@ -24,8 +24,11 @@ replicas of one size serve ``r`` times the capacity of one.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
+import tempfile
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from typing import Any
 import yaml
 
 from infadapter.errors import FieldError, InvalidProfile
-from infadapter.spec import InferenceServiceSpec
+from infadapter.spec import InferenceServiceSpec, read_text, yaml_documents, yaml_error_text
 
 
 @dataclass(frozen=True)
@@ -169,19 +172,34 @@ class Profile:
 # --------------------------------------------------------------------------- reading
 
 
-def _number(value: Any, path: str, errors: list[FieldError], *, positive: bool = False) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            value = float(str(value))
-        except ValueError:
-            errors.append(FieldError(path, f"expected a number, got {value!r}", "write a number"))
-            return None
-    number = float(value)
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _number(
+    value: Any, path: str, errors: list[FieldError], *, positive: bool = False, below: float | None = None
+) -> float | None:
+    """``value`` as a finite float >= 0 (> 0 if ``positive``, < ``below`` if given), else an error."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        errors.append(FieldError(path, "missing", "write a number"))
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        errors.append(FieldError(path, f"expected a number, got {_short(value)}", "write a number"))
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        errors.append(FieldError(path, f"expected a number, got {_short(value)}", "write a number"))
+        return None
     if not math.isfinite(number):
-        errors.append(FieldError(path, f"expected a finite number, got {value!r}", "write a finite number"))
+        errors.append(FieldError(path, f"expected a finite number, got {_short(value)}", "write a finite number"))
         return None
     if number < 0 or (positive and number == 0):
-        errors.append(FieldError(path, f"must be {'> 0' if positive else '>= 0'}, got {number}", "use a positive value"))
+        errors.append(FieldError(path, f"must be {'> 0' if positive else '>= 0'}, got {number:g}", "use a positive value"))
+        return None
+    if below is not None and number >= below:
+        errors.append(FieldError(path, f"must be < {below:g}, got {number:g}", f"use a value below {below:g}"))
         return None
     return number
 
@@ -196,7 +214,7 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
     slo = _number(raw.get("sloMs"), "sloMs", errors, positive=True) if "sloMs" in raw else None
     if "sloMs" not in raw:
         errors.append(FieldError("sloMs", "missing", "add the SLO latency (ms) at which capacities were measured"))
-    pct = _number(raw.get("percentile", 99.0), "percentile", errors, positive=True)
+    pct = _number(raw.get("percentile", 99.0), "percentile", errors, positive=True, below=100.0)
     variants = raw.get("variants")
     points: dict[str, tuple[ProfilePoint, ...]] = {}
     if not isinstance(variants, Mapping) or not variants:
@@ -204,6 +222,9 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
     else:
         for name, rows in variants.items():
             base = f"variants.{name}"
+            if not isinstance(name, str) or not name.strip():
+                errors.append(FieldError(base, f"variant names are non-empty strings, got {_short(name)}", "name it as in the spec, e.g. resnet18"))
+                continue
             if not isinstance(rows, list) or not rows:
                 errors.append(FieldError(base, "expected a non-empty list of points", "add - {cpu: 1, capacityRps: 10}"))
                 continue
@@ -223,8 +244,8 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
                 if "capacityRps" not in row:
                     errors.append(FieldError(f"{path}.capacityRps", "missing", "add the measured capacity in RPS"))
                 gpus_raw = row.get("gpus", 0)
-                if isinstance(gpus_raw, bool) or not isinstance(gpus_raw, int) or gpus_raw < 0:
-                    errors.append(FieldError(f"{path}.gpus", f"expected a whole number >= 0, got {gpus_raw!r}", "write 0, 1, 2…"))
+                if isinstance(gpus_raw, bool) or not isinstance(gpus_raw, int) or not 0 <= gpus_raw <= 64:
+                    errors.append(FieldError(f"{path}.gpus", f"expected a whole number 0..64, got {_short(gpus_raw)}", "write 0, 1, 2…"))
                     gpus_raw = 0
                 p99 = _number(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
                 sat = _number(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
@@ -236,57 +257,90 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
                     errors.append(FieldError(base, f"two points for cpu={p.cpu_cores} gpus={p.gpus}", "keep one measurement per size"))
                 seen.add((p.cpu_cores, p.gpus))
             if pts:
-                points[str(name)] = tuple(pts)
+                points[name] = tuple(pts)
     if errors:
         raise InvalidProfile(errors, source)
     assert slo is not None and pct is not None
     return Profile(slo, points, pct, str(raw.get("source", "")))
 
 
-def _load_paper_csv(path: Path, slo_ms: float | None, name_format: str) -> Profile:
+def _csv_rows(path: Path) -> list[dict[str, str | None]]:
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InvalidProfile([FieldError("", f"cannot read {path}: {exc}", "check the path and that it is a CSV")], str(path)) from None
+        text = read_text(path).removeprefix("\ufeff")  # spreadsheets save a BOM
+        return [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""))]
+    except OSError as exc:
+        raise InvalidProfile([FieldError("", f"cannot read {path}: {exc.strerror or exc}", "check the path")], str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidProfile([FieldError("", f"{path} is not UTF-8 text (byte {exc.start})", "give the paper's CSV or a Profile YAML")], str(path)) from None
+    except csv.Error as exc:
+        raise InvalidProfile([FieldError("", f"{path} is not a readable CSV: {exc}", "give the paper's capacity_result CSV")], str(path)) from None
+
+
+def _load_paper_csv(path: Path, slo_ms: float | None, name_format: str) -> Profile:
+    """Rows of the paper's CSV at ``slo_ms``; every bad cell is reported as ``row N.COLUMN``.
+
+    A row is all-or-nothing: a profile is built only when every row at the chosen SLO is valid.
+    """
+    rows = _csv_rows(path)
     needed = {"ARCH", "CPU", "SLA", "capacity"}
-    if not rows or not needed <= set(rows[0]):
-        have = ", ".join(rows[0]) if rows else "no rows"
+    if not rows or not needed <= {k for k in rows[0] if k is not None}:
+        have = ", ".join(str(k) for k in rows[0] if k is not None)[:200] if rows else "no rows"
         error = FieldError("", f"CSV lacks columns {sorted(needed)} (has {have})", "use the paper's capacity_result CSV or a Profile YAML")
         raise InvalidProfile([error], str(path))
-    slas = sorted({float(r["SLA"]) for r in rows})
+    errors: list[FieldError] = []
+    slas: list[float | None] = []
+    for i, r in enumerate(rows):  # row numbers as a spreadsheet shows them (the header is row 1)
+        slas.append(_number(r.get("SLA"), f"row {i + 2}.SLA", errors, positive=True))
+    if errors:
+        raise InvalidProfile(errors, str(path))
+    known = sorted({s for s in slas if s is not None})
     if slo_ms is None:
-        slo_ms = 750.0 if 750.0 in slas else slas[0]
-    if float(slo_ms) not in slas:
+        slo_ms = 750.0 if 750.0 in known else known[0]
+    if float(slo_ms) not in known:
         raise InvalidProfile(
             [
                 FieldError(
                     "sloMs",
-                    f"the CSV has no capacities at SLO {slo_ms:g} ms (it has {', '.join(f'{s:g}' for s in slas)})",
+                    f"the CSV has no capacities at SLO {slo_ms:g} ms (it has {', '.join(f'{s:g}' for s in known)[:200]})",
                     "pick one of those SLOs with --slo-ms or in spec.slo.latencyMs",
                 )
             ],
             str(path),
         )
     points: dict[str, list[ProfilePoint]] = {}
-    errors: list[FieldError] = []
-    for i, r in enumerate(rows):
-        if float(r["SLA"]) != float(slo_ms):
+    for i, (r, sla) in enumerate(zip(rows, slas, strict=True)):
+        if sla != float(slo_ms):
             continue
-        try:
-            gpus = 1 if r.get("HARDWARE", "cpu").strip().lower() == "gpu" else 0
-            replicas = int(r.get("REPLICA") or 1)
-            point = ProfilePoint(
-                cpu_cores=float(r["CPU"]),
-                capacity_rps=float(r["capacity"]) / replicas,
-                gpus=gpus,
-                p99_ms=float(r["p99_latency"]) if r.get("p99_latency") else None,
-                saturation_rps=float(r["saturation_tp"]) / replicas if r.get("saturation_tp") else None,
-            )
-        except ValueError as exc:
-            errors.append(FieldError(f"row {i + 2}", str(exc), "fix the number in that row"))
+        where = f"row {i + 2}"
+        before = len(errors)
+        arch = (r.get("ARCH") or "").strip()
+        if not arch:
+            errors.append(FieldError(f"{where}.ARCH", "empty", "write the ResNet depth, e.g. 50"))
+        hardware = (r.get("HARDWARE") or "cpu").strip().lower()
+        if hardware not in ("cpu", "gpu"):
+            errors.append(FieldError(f"{where}.HARDWARE", f"expected cpu or gpu, got {_short(hardware)}", "write cpu or gpu"))
+        replicas = _number(r.get("REPLICA") or "1", f"{where}.REPLICA", errors, positive=True)
+        if replicas is not None and replicas != int(replicas):
+            errors.append(FieldError(f"{where}.REPLICA", f"expected a whole number, got {replicas:g}", "write 1, 2, …"))
+        cpu = _number(r.get("CPU"), f"{where}.CPU", errors, positive=True)
+        capacity = _number(r.get("capacity"), f"{where}.capacity", errors)
+        p99 = _number(r["p99_latency"], f"{where}.p99_latency", errors) if r.get("p99_latency") else None
+        saturation = _number(r["saturation_tp"], f"{where}.saturation_tp", errors) if r.get("saturation_tp") else None
+        if len(errors) > before or replicas is None or cpu is None or capacity is None:
             continue
-        points.setdefault(name_format.format(arch=r["ARCH"].strip()), []).append(point)
+        gpus = 1 if hardware == "gpu" else 0
+        name = name_format.format(arch=arch)
+        if any(p.cpu_cores == cpu and p.gpus == gpus for p in points.get(name, [])):
+            errors.append(FieldError(where, f"a second row for {name} at CPU={cpu:g} ({hardware}), SLA={slo_ms:g}", "keep one measurement per size"))
+            continue
+        point = ProfilePoint(
+            cpu_cores=cpu,
+            capacity_rps=capacity / replicas,
+            gpus=gpus,
+            p99_ms=p99,
+            saturation_rps=saturation / replicas if saturation is not None else None,
+        )
+        points.setdefault(name, []).append(point)
     if errors:
         raise InvalidProfile(errors, str(path))
     return Profile(float(slo_ms), {k: tuple(v) for k, v in points.items()}, 99.0, str(path))
@@ -299,11 +353,27 @@ def load_profile(path: str | Path, slo_ms: float | None = None, name_format: str
         raise InvalidProfile([FieldError("", f"no such file: {file}", "pass --profile with an existing path")], str(file))
     if file.suffix.lower() == ".csv":
         return _load_paper_csv(file, slo_ms, name_format)
+    hint = "write a Profile YAML/JSON or the paper's CSV"
     try:
-        text = file.read_text(encoding="utf-8")
-        raw = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InvalidProfile([FieldError("", f"cannot parse {file}: {exc}", "write a Profile YAML/JSON or the paper's CSV")], str(file)) from None
+        text = read_text(file)
+    except OSError as exc:
+        raise InvalidProfile([FieldError("", f"cannot read {file}: {exc.strerror or exc}", "check the path")], str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidProfile([FieldError("", f"{file} is not UTF-8 text (byte {exc.start})", hint)], str(file)) from None
+    if file.suffix.lower() == ".json":
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long integers, too-deep nesting
+            problem = str(exc).split(";")[0] if not isinstance(exc, RecursionError) else "nesting too deep"
+            raise InvalidProfile([FieldError("", f"not valid JSON: {problem}", hint)], str(file)) from None
+    else:
+        try:
+            docs = yaml_documents(text)
+        except yaml.YAMLError as exc:
+            raise InvalidProfile([FieldError("", yaml_error_text(exc), hint)], str(file)) from None
+        if len(docs) > 1:
+            raise InvalidProfile([FieldError("", f"the file holds {len(docs)} YAML documents, expected one", "keep one Profile per file")], str(file))
+        raw = docs[0] if docs else None
     profile = profile_from_dict(raw, str(file))
     if slo_ms is not None and abs(profile.slo_ms - slo_ms) > 1e-9:
         raise InvalidProfile(
@@ -314,11 +384,26 @@ def load_profile(path: str | Path, slo_ms: float | None = None, name_format: str
 
 
 def save_profile(profile: Profile, path: str | Path) -> None:
-    """Write ``profile`` as YAML (or JSON when the suffix is .json)."""
+    """Write ``profile`` as YAML (or JSON when the suffix is .json), atomically.
+
+    The text goes to a temporary file in the same directory that replaces ``path`` only once it is
+    complete, so a failure (disk full, interrupt) leaves the previous file, or none, never half of one.
+    """
     file = Path(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
     data = profile.to_dict()
     if file.suffix.lower() == ".json":
-        file.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        text = json.dumps(data, indent=1, allow_nan=False) + "\n"
     else:
-        file.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None), encoding="utf-8")
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

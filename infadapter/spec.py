@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,6 +36,12 @@ KIND = "InferenceService"
 
 _QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m?)\s*$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: RFC 1123 subdomain (Kubernetes object names)
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+#: a Triton model name is a directory name and a URL path segment: no '/', quotes, spaces or '..'
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Kubernetes memory quantity (binary or decimal suffix)
+_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
 def parse_cpu(value: Any) -> Any:
@@ -51,12 +58,24 @@ def parse_cpu(value: Any) -> Any:
 Cores = Annotated[float, BeforeValidator(parse_cpu)]
 
 
+def _pattern_check(pattern: re.Pattern[str], what: str, example: str) -> Any:
+    """A validator that explains a regex mismatch as "problem; fix" (the parser splits the hint off)."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value[:80]!r} is not {what}; {example}")
+        return value
+
+    return check
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
     )
 
 
@@ -86,6 +105,13 @@ class VariantResources(_Model):
     max_replicas: int | None = Field(default=None, ge=1, le=1000)
     min_replicas: int = Field(default=0, ge=0, le=1000)
     memory: str | None = Field(default=None, description="memory request = limit, a Kubernetes quantity")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_quantity(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError(f"{value[:80]!r} is not a memory quantity; write e.g. 512Mi or 2Gi")
+        return value
 
 
 class Variant(_Model):
@@ -135,7 +161,9 @@ class ResourceGrid(_Model):
     min_cpu: Cores = Field(default=1.0, gt=0, le=1024, alias="minCpu")
     max_cpu: Cores = Field(default=20.0, gt=0, le=1024, alias="maxCpu")
     max_replicas: int = Field(default=1, ge=1, le=1000)
-    gpus_per_replica: list[int] = Field(default_factory=lambda: [1], alias="gpusPerReplica")
+    gpus_per_replica: list[Annotated[int, Field(ge=1, le=64)]] = Field(
+        default_factory=lambda: [1], max_length=16, alias="gpusPerReplica"
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ResourceGrid:
@@ -166,7 +194,9 @@ class Routing(_Model):
 class InferenceServiceSpec(_Model):
     """The spec of an ``InferenceService`` (``infadapter.io/v1alpha1``)."""
 
-    model_name: str = Field(default="model", min_length=1, max_length=63, description="public model name clients call")
+    model_name: Annotated[
+        str, AfterValidator(_pattern_check(_MODEL_NAME, "a model name", "use letters, digits, '_', '.', '-' (e.g. resnet)"))
+    ] = Field(default="model", min_length=1, max_length=63, description="public model name clients call")
     variants: list[Variant] = Field(min_length=1, max_length=64)
     slo: Slo = Slo()
     objective: Objective = Objective()
@@ -177,14 +207,17 @@ class InferenceServiceSpec(_Model):
     mode: Mode = Mode.AUTO
     routing: Routing = Routing()
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> InferenceServiceSpec:
-        seen: set[str] = set()
-        for variant in self.variants:
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: list[Variant]) -> list[Variant]:
+        seen: dict[str, int] = {}
+        for i, variant in enumerate(variants):
             if variant.name in seen:
-                raise ValueError(f"variant name {variant.name!r} appears twice; names must be unique")
-            seen.add(variant.name)
-        return self
+                raise ValueError(
+                    f"variant name {variant.name!r} appears twice (entries [{seen[variant.name]}] and [{i}]); names must be unique"
+                )
+            seen[variant.name] = i
+        return variants
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -201,9 +234,13 @@ class InferenceServiceSpec(_Model):
         return self.model_dump(mode="json", by_alias=True)
 
 
+_KUBE_NAME = AfterValidator(_pattern_check(_SUBDOMAIN, "a Kubernetes name", "use lower-case letters, digits, '-' and '.' (e.g. resnet)"))
+_KUBE_NAMESPACE = AfterValidator(_pattern_check(_NAME, "a namespace name", "use lower-case letters, digits and '-' (e.g. default)"))
+
+
 class ServiceMeta(_Model):
-    name: str = "default"
-    namespace: str = "default"
+    name: Annotated[str, _KUBE_NAME] = Field(default="default", min_length=1, max_length=253)
+    namespace: Annotated[str, _KUBE_NAMESPACE] = Field(default="default", min_length=1, max_length=63)
 
 
 class InferenceService(_Model):
@@ -237,8 +274,18 @@ _HINTS: dict[str, str] = {
     "bool_parsing": "write true or false",
     "list_type": "write a list",
     "model_type": "write a mapping (key: value)",
+    "model_attributes_type": "write a mapping (key: value)",
     "dict_type": "write a mapping (key: value)",
+    "finite_number": "write a finite number (not .nan or .inf)",
+    "int_parsing_size": "write a smaller whole number",
+    "string_too_short": "write a non-empty value",
+    "string_too_long": "shorten it",
+    "too_long": "remove entries",
+    "invalid_key": "field names are strings (camelCase, as in the CRD)",
+    "string_pattern_mismatch": "see the field's description in docs/input-validation.md",
 }
+#: for error types not listed above: still a hint, never a bare message
+_DEFAULT_HINT = "check the value against docs/input-validation.md"
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -258,13 +305,13 @@ def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[Field
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         path = _path(loc)
         if prefix:
-            path = f"{prefix}.{path}" if path else prefix
+            path = f"{prefix}{'' if path.startswith('[') else '.'}{path}" if path else prefix
         message = str(err["msg"])
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
-        hint = _HINTS.get(str(err["type"]), "")
+        hint = _HINTS.get(str(err["type"]), _DEFAULT_HINT)
         if err["type"] == "value_error" and "; " in message:  # our validators say "problem; fix"
-            message, hint = message.split("; ", 1)
+            message, hint = message.rsplit("; ", 1)
         if err["type"] in ("literal_error", "enum") and "expected" in err.get("ctx", {}):
             hint = f"use one of {err['ctx']['expected']}"
         found.append(FieldError(path, message, hint))
@@ -305,22 +352,63 @@ def parse_resource(raw: Any, source: str = "resource") -> InferenceService:
     return resource
 
 
+def yaml_documents(text: str) -> list[Any]:
+    """Every document of a YAML text (``safe_load``), ``None`` documents dropped.
+
+    Raises :class:`yaml.YAMLError` for anything PyYAML cannot turn into data, including what it
+    reports with other exceptions: nesting too deep (RecursionError) and integers longer than
+    Python's conversion limit (ValueError).
+    """
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError:
+        raise
+    except RecursionError:
+        raise yaml.YAMLError("nesting too deep") from None
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise yaml.YAMLError(str(exc).split(";")[0]) from None
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """``not valid YAML at line L, column C: problem`` for a PyYAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+
+
+def read_text(file: Path) -> str:
+    """The UTF-8 text of ``file``; ``OSError``/``UnicodeDecodeError`` are left to the caller."""
+    return file.read_bytes().decode("utf-8")
+
+
 def load_resource(path: str | Path) -> InferenceService:
     """Read a YAML file holding one ``InferenceService`` (a bare spec mapping is accepted too)."""
     file = Path(path)
+    source = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_text(file)
     except OSError as exc:
-        raise InvalidSpec([FieldError("", f"cannot read {file}: {exc.strerror}", "check the path")], str(file)) from None
+        raise InvalidSpec([FieldError("", f"cannot read {file}: {exc.strerror or exc}", "check the path")], source) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidSpec([FieldError("", f"{file} is not UTF-8 text (byte {exc.start})", "save the spec as UTF-8 YAML")], source) from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = yaml_documents(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise InvalidSpec([FieldError("", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", "fix the YAML syntax")], str(file)) from None
+        raise InvalidSpec([FieldError("", yaml_error_text(exc), "fix the YAML syntax")], source) from None
     services = [d for d in docs if isinstance(d, Mapping) and d.get("kind", KIND) == KIND]
     if not services:
-        raise InvalidSpec([FieldError("", "no InferenceService found in the file", f"add a document with kind: {KIND}")], str(file))
+        kinds = ", ".join(
+            str(d.get("kind")) if isinstance(d, Mapping) else f"a {type(d).__name__}" for d in docs
+        ) or "nothing"
+        raise InvalidSpec(
+            [FieldError("", f"no InferenceService found in the file (it holds {kinds[:200]})", f"add a document with kind: {KIND}")],
+            source,
+        )
+    if len(services) > 1:
+        raise InvalidSpec(
+            [FieldError("", f"the file holds {len(services)} InferenceService documents, expected one", "put each service in its own file")],
+            source,
+        )
     doc = services[0]
     if "spec" not in doc and "variants" in doc:
         doc = {"spec": doc}
