@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
+from collections.abc import Sequence
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from infadapter.errors import InfAdapterError
 
@@ -40,14 +44,38 @@ EXIT_INVALID = 2
 
 def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
     """Print ``message`` on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _print_error(message)
     return typer.Exit(code)
 
 
-def main() -> None:
-    """Console-script entry point: map our exceptions to exit codes, never a traceback."""
+def _print_error(message: str) -> None:
+    # User text (file names, variant names, YAML snippets) may hold "[...]": never read it as markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+#: set (to anything but "" or "0") to get the traceback of an internal error
+DEBUG_ENV = "INFADAPTER_DEBUG"
+#: exit code of an internal error (a bug), as for any documented runtime failure
+EXIT_INTERNAL = 1
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: map our exceptions to exit codes, never a raw traceback.
+
+    ``InfAdapterError`` -> its message and ``exit_code`` (2 for invalid input). Anything else is a bug:
+    one "internal error" line and exit 1; ``INFADAPTER_DEBUG=1`` prints the traceback too.
+    """
     try:
-        app()
+        app(args=list(argv) if argv is not None else None, prog_name="infadapter")
     except InfAdapterError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _print_error(str(exc))
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            traceback.print_exc()
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        _print_error(
+            f"internal error ({type(exc).__name__}{': ' + text if text else ''}); this is a bug, please report it "
+            f"with the output of the same command run with {DEBUG_ENV}=1"
+        )
+        sys.exit(EXIT_INTERNAL)

@@ -3,42 +3,57 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infadapter.cli._app import app, fail
-from infadapter.errors import FieldError, InfAdapterError, InvalidInput
-from infadapter.spec import InferenceServiceSpec
+from infadapter.errors import FieldError, InfAdapterError, InvalidInput, InvalidSpec
+from infadapter.spec import InferenceServiceSpec, parse_spec
+
+T = TypeVar("T")
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "examples" / "resnet.yaml"
 
 
+#: option -> (section, camelCase field) of the spec it overrides
+_OVERRIDES = {
+    "--slo-ms": ("slo", "latencyMs"),
+    "--budget-cores": ("budget", "cpu"),
+    "--cost-weight": ("objective", "costWeight"),
+    "--transition-weight": ("objective", "transitionWeight"),
+}
+
+
 def _override(spec: InferenceServiceSpec, slo_ms: float | None, budget: float | None, cost_w: float | None, trans_w: float | None) -> InferenceServiceSpec:
-    errors: list[FieldError] = []
-    if slo_ms is not None and not slo_ms > 0:
-        errors.append(FieldError("--slo-ms", f"must be > 0, got {slo_ms:g}", "give the SLO latency in ms, e.g. 750"))
-    if budget is not None and not budget > 0:
-        errors.append(FieldError("--budget-cores", f"must be > 0, got {budget:g}", "give the CPU budget in cores, e.g. 20"))
-    for name, value in (("--cost-weight", cost_w), ("--transition-weight", trans_w)):
-        if value is not None and not value >= 0:
-            errors.append(FieldError(name, f"must be >= 0, got {value:g}", "use a non-negative weight"))
-    if errors:
-        raise InvalidInput(errors, "arguments")
-    update = spec.model_copy(deep=True)
-    if slo_ms is not None:
-        update = update.model_copy(update={"slo": update.slo.model_copy(update={"latency_ms": slo_ms})})
-    if budget is not None:
-        update = update.model_copy(update={"budget": update.budget.model_copy(update={"cpu": budget})})
-    objective = update.objective
-    if cost_w is not None:
-        objective = objective.model_copy(update={"cost_weight": cost_w})
-    if trans_w is not None:
-        objective = objective.model_copy(update={"transition_weight": trans_w})
-    return update.model_copy(update={"objective": objective})
+    """The spec with the command-line overrides, validated by the spec's own rules; errors name the option."""
+    values = dict(zip(_OVERRIDES, (slo_ms, budget, cost_w, trans_w), strict=True))
+    if all(v is None for v in values.values()):
+        return spec
+    raw = spec.to_dict()
+    for option, value in values.items():
+        if value is not None:
+            section, key = _OVERRIDES[option]
+            raw[section][key] = value
+    try:
+        return parse_spec(raw, "arguments")
+    except InvalidSpec as exc:
+        by_path = {f"spec.{section}.{key}": option for option, (section, key) in _OVERRIDES.items()}
+        errors = [FieldError(by_path.get(e.path, e.path), e.message, e.hint) for e in exc.errors]
+        raise InvalidInput(errors, "arguments") from None
+
+
+def _named(option: str, read: Callable[[Path], T], path: Path) -> T:
+    """``read(path)``; an :class:`InvalidInput` it raises says which option gave the file."""
+    try:
+        return read(path)
+    except InvalidInput as exc:
+        raise type(exc)(exc.errors, f"{option} {path}") from None
 
 
 @app.command()
@@ -64,8 +79,8 @@ def plan(
     if not load >= 0 or load == float("inf"):
         raise fail(f"--load: must be a finite number >= 0, got {load:g} (hint: give the predicted load in rps)")
     try:
-        spec = _override(load_spec(spec_path), slo_ms, budget_cores, cost_weight, transition_weight)
-        prof = load_profile(profile, slo_ms=spec.slo.latency_ms)
+        spec = _override(_named("--spec", load_spec, spec_path), slo_ms, budget_cores, cost_weight, transition_weight)
+        prof = _named("--profile", lambda p: load_profile(p, slo_ms=spec.slo.latency_ms), profile)
         sizes = parse_sizes(current, spec) if current else {}
         now = static_plan(spec, prof, sizes) if sizes else None
         result = plan_for_load(spec, prof, load, now, backend="cbc" if backend == "cbc" else "highs")
@@ -105,4 +120,4 @@ def plan(
         f"served {result.served_rps:.1f}/{load:g} rps  solve {result.solve_ms:.1f} ms"
     )
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
