@@ -9,7 +9,7 @@ The human line reads::
 
     plan resnet50:4c/0.60 resnet18:2c/0.40 (was resnet152:20c/1.00) reason=scale_down load=123rps forecast=140rps solve=3ms
 
-``4c`` is cores per replica; a variant with several replicas is written ``3x2c``; the
+``4c`` is cores per replica; a variant with 3 replicas of 2 cores is written ``2cx3``; the
 number after ``/`` is the share of requests (weight) routed to the variant.
 """
 
@@ -45,12 +45,13 @@ LOGGER_NAME = "infadapter.decisions"
 
 @dataclass(frozen=True)
 class VariantRecord:
-    """One variant of a plan: ``cpu_cores`` per replica, ``weight`` = share of requests in [0, 1]."""
+    """One variant of a plan: ``cpu_cores`` (and ``gpus``) per replica, ``weight`` = share of requests in [0, 1]."""
 
     cpu_cores: float
     replicas: int = 1
     weight: float = 0.0
     capacity_rps: float = 0.0
+    gpus: int = 0
 
     @property
     def total_cpu_cores(self) -> float:
@@ -62,6 +63,7 @@ class VariantRecord:
             "replicas": self.replicas,
             "weight": self.weight,
             "capacity_rps": self.capacity_rps,
+            "gpus": self.gpus,
         }
 
     @classmethod
@@ -71,6 +73,7 @@ class VariantRecord:
             replicas=int(raw.get("replicas", 1)),
             weight=float(raw.get("weight", 0.0)),
             capacity_rps=float(raw.get("capacity_rps", 0.0)),
+            gpus=int(raw.get("gpus", 0)),
         )
 
 
@@ -197,6 +200,8 @@ class _VariantPlanLike(Protocol):
     def weight(self) -> float: ...
     @property
     def capacity_rps(self) -> float: ...
+    @property
+    def gpus(self) -> int: ...
 
 
 class PlanLike(Protocol):
@@ -226,6 +231,7 @@ def plan_variants(plan: PlanLike | None) -> dict[str, VariantRecord]:
             replicas=int(v.replicas),
             weight=float(v.weight),
             capacity_rps=float(v.capacity_rps),
+            gpus=int(v.gpus),
         )
         for v in plan.variants
     }
@@ -304,12 +310,15 @@ def _cores(value: float) -> str:
 
 
 def describe_plan(plan: Mapping[str, VariantRecord]) -> str:
-    """``resnet50:4c/0.60 resnet18:2x2c/0.40``: heaviest share first, then by name."""
+    """``resnet50:4c/0.60 resnet18:2cx3/0.40``: heaviest share first, then by name.
+
+    Same notation as ``Plan.describe()``: cores per replica, ``+1g`` GPUs per replica, ``x3`` replicas.
+    """
     if not plan:
         return "(none)"
     parts = []
     for name, v in sorted(plan.items(), key=lambda item: (-item[1].weight, item[0])):
-        size = _cores(v.cpu_cores) if v.replicas == 1 else f"{v.replicas}x{_cores(v.cpu_cores)}"
+        size = _cores(v.cpu_cores) + (f"+{v.gpus}g" if v.gpus else "") + (f"x{v.replicas}" if v.replicas != 1 else "")
         parts.append(f"{name}:{size}/{v.weight:.2f}")
     return " ".join(parts)
 

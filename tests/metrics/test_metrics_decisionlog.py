@@ -52,7 +52,7 @@ def test_the_logged_line_names_the_service_and_flags_infeasible_plans() -> None:
 def test_an_unchanged_plan_says_so_and_replicas_and_fractional_cores_are_shown() -> None:
     plan = {"resnet18": VariantRecord(0.5, 3, 1.0, 30.0)}
     line = format_decision(_record(reason="hold", plan=plan, previous_plan=plan, solve_s=0.0004))
-    assert line == "plan resnet18:3x0.5c/1.00 (unchanged) reason=hold load=123rps forecast=140rps solve=0.4ms"
+    assert line == "plan resnet18:0.5cx3/1.00 (unchanged) reason=hold load=123rps forecast=140rps solve=0.4ms"
 
 
 def test_unknown_load_is_written_na() -> None:
@@ -63,6 +63,7 @@ def test_unknown_load_is_written_na() -> None:
 def test_plans_accept_plain_dicts_and_are_read_only() -> None:
     record = _record(plan={"resnet18": {"cpu_cores": 2, "replicas": 1, "weight": 1.0, "capacity_rps": 50}})
     assert record.plan["resnet18"] == VariantRecord(2.0, 1, 1.0, 50.0)
+    assert describe_plan({"a": VariantRecord(2, 2, 1.0, gpus=1)}) == "a:2c+1gx2/1.00"
     with pytest.raises(TypeError):
         record.plan["x"] = VariantRecord(1)  # type: ignore[index]
 
@@ -122,6 +123,7 @@ class _V:
     replicas: int
     weight: float
     capacity_rps: float
+    gpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -146,3 +148,15 @@ def test_record_from_plan_reads_the_planner_types() -> None:
     infeasible = record_from_plan("default", "resnet", 7.0, _Plan(plan.variants, status="infeasible"), plan,
                                   observed_rps=900, forecast_rps=1000)  # fmt: skip
     assert (infeasible.reason, infeasible.status) == ("infeasible", "infeasible")
+
+
+def test_record_from_plan_accepts_the_planners_plan() -> None:
+    planning = pytest.importorskip("infadapter.planning")
+    plan = planning.Plan(
+        variants=(planning.VariantPlan("resnet50", 4.0, 1, weight=0.6, capacity_rps=80.0),
+                  planning.VariantPlan("resnet18", 2.0, 2, weight=0.4, capacity_rps=120.0)),
+        accuracy=0.73, cost_cpu=8.0, objective=0.6, solve_ms=3.0,
+    )  # fmt: skip
+    record = record_from_plan("default", "resnet", 1.0, plan, None, observed_rps=100, forecast_rps=120)
+    assert format_decision(record).startswith("plan resnet50:4c/0.60 resnet18:2cx2/0.40 (was (none)) reason=variant_change")
+    assert record.cost_cpu == 8.0 and record.plan["resnet18"].total_cpu_cores == 4.0
