@@ -1,0 +1,239 @@
+"""``ours``: the project's default policy, and the ``oracle`` it is measured against.
+
+``ours`` plans for a calibrated quantile of the next window's peak and reacts to bursts in seconds:
+
+1. **Forecast**: the project's ``ours`` forecaster (log-linear peak model + conformal calibration +
+   adaptive level) gives the ``spec.forecast.quantile`` of the peak over the next ``horizon_s``; the
+   planned load is never below the highest second seen in the last ``floor_s`` seconds.
+2. **Scale-down stabilisation**: the load planned is the highest target of the last
+   ``spec.adaptation.scale_down_stabilisation_s`` seconds (HPA-style window: up at once, down only
+   when the whole window agrees), so a noisy forecast does not churn.
+3. **Exact plan** on the profile's real capacities (``plan_for_load``: the MILP, checked), no stacked
+   safety margins; the current plan is kept while it still serves the planned load with an objective
+   within ``keep_tolerance`` of the optimum (no churn for negligible gains).
+4. **Burst re-plan** between ticks: every second the burst detector compares the newest seconds with
+   the provisioned capacity; when it fires, the policy re-plans at once for the detector's suggested
+   load, preferring the variants already running (in-place resize, no cold start).
+5. **Actuation**: in-place resize where the spec allows it (``InPlaceOrRecreate``).
+6. Optionally a **warm variant** (``keep_warm``) always kept at its minimum size as a spill target.
+
+``oracle`` knows the trace: at every tick it plans exactly for the true peak of the next
+``interval_s + lead_s`` seconds (in-place resize, no stabilisation) — the cost a policy with a perfect
+forecast would pay at the same tick rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from infadapter.forecast import detect_burst, make_forecaster
+from infadapter.planning import Plan, plan_for_load, service_problem, static_plan
+from infadapter.policies.base import Decision, FloatArray, Observation, Resize, StateDict, classify, recent_observed
+from infadapter.profiles import Profile
+from infadapter.solver.evaluate import score
+from infadapter.spec import InferenceServiceSpec, ResizePolicy
+
+
+def _config_key(plan: Plan | None) -> tuple[tuple[str, float, int, int], ...]:
+    if plan is None:
+        return ()
+    return tuple(sorted((v.name, round(v.cpu_cores, 6), v.replicas, v.gpus) for v in plan.variants))
+
+
+class PlanCache:
+    """Memoised exact plans keyed by (load rounded up to ``step_rps``, current config, variants)."""
+
+    def __init__(self, spec: InferenceServiceSpec, profile: Profile, step_rps: float = 1.0) -> None:
+        self.spec = spec
+        self.profile = profile
+        self.step_rps = step_rps
+        self._plans: dict[tuple[Any, ...], Plan] = {}
+
+    def rounded(self, load_rps: float) -> float:
+        return math.ceil(max(0.0, load_rps) / self.step_rps - 1e-9) * self.step_rps
+
+    def plan(self, load_rps: float, current: Plan | None, variants: tuple[str, ...] | None = None) -> Plan:
+        load = self.rounded(load_rps)
+        key = (load, _config_key(current), variants)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_for_load(self.spec, self.profile, load, current, variants=variants)
+            self._plans[key] = plan
+        return plan
+
+
+def _resize(spec: InferenceServiceSpec) -> Resize:
+    return "in_place" if spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE else "recreate"
+
+
+def serves(plan: Plan | None, load_rps: float) -> bool:
+    return plan is not None and plan.status == "optimal" and plan.capacity_rps >= load_rps - 1e-9
+
+
+@dataclass(frozen=True)
+class OursState(StateDict):
+    """Targets of the stabilisation window ((time, load) pairs) and the load of the applied plan."""
+
+    targets: tuple[tuple[float, float], ...] = ()
+    planned_rps: float = 0.0
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> OursState:
+        return cls(tuple((float(t), float(v)) for t, v in raw.get("targets", [])), float(raw.get("planned_rps", 0.0)))
+
+
+class OursPolicy:
+    """``ours`` (see the module docstring)."""
+
+    def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, interval_s: float = 10.0,
+                 quantile: float | None = None, horizon_s: float | None = None, floor_s: int = 30,
+                 stabilisation_s: float | None = None, keep_warm: str | None = None, keep_tolerance: float = 0.002,
+                 burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.15,
+                 first_tick_s: float = 0.0) -> None:
+        if keep_warm is not None:
+            variants = [v.model_copy(update={"resources": v.resources.model_copy(update={"min_replicas": 1})})
+                        if v.name == keep_warm else v for v in spec.variants]
+            spec = spec.model_copy(update={"variants": variants})
+        self.name = "ours"
+        self.spec = spec
+        self.profile = profile
+        self.interval_s = float(interval_s)
+        self.first_tick_s = float(first_tick_s)
+        self.quantile = float(quantile if quantile is not None else spec.forecast.quantile)
+        self.horizon_s = float(horizon_s if horizon_s is not None else spec.forecast.horizon_s)
+        self.floor_s = int(floor_s)
+        self.stabilisation_s = float(stabilisation_s if stabilisation_s is not None else spec.adaptation.scale_down_stabilisation_s)
+        self.keep_tolerance = float(keep_tolerance)
+        self.burst = spec.adaptation.burst_replan if burst is None else bool(burst)
+        self.burst_window_s = int(burst_window_s)
+        self.burst_headroom = float(burst_headroom)
+        self.resize: Resize = _resize(spec)
+        self.plans = PlanCache(spec, profile)
+        self.notes: list[str] = []
+        self._forecaster = make_forecaster("ours", quantile=self.quantile)
+
+    def initial_state(self) -> OursState:
+        return OursState()
+
+    def state_from_dict(self, raw: dict[str, Any]) -> OursState:
+        return OursState.from_dict(raw)
+
+    def _burst(self, obs: Observation) -> tuple[bool, float]:
+        signal = detect_burst(obs.history_rps[-20:], obs.provisioned_capacity_rps, window_s=self.burst_window_s,
+                              headroom_ratio=self.burst_headroom)
+        return signal.replan, signal.suggested_rps
+
+    def between_ticks(self, obs: Observation, state: OursState) -> bool:
+        return self.burst and obs.current is not None and self._burst(obs)[0]
+
+    def forecast(self, obs: Observation) -> float:
+        self._forecaster.update(obs.history_rps, now_s=obs.now_s)
+        return float(self._forecaster.predict(self.horizon_s).quantile(self.quantile))
+
+    def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
+        recent = recent_observed(obs.history_rps, self.floor_s)
+        if recent.size == 0:
+            return Decision(None, "metrics_unavailable", math.nan, math.nan, resize=self.resize), state
+        observed = float(recent[-1])
+        target = max(self.forecast(obs), float(recent.max()))
+        bursting = False
+        if self.burst and obs.current is not None:
+            bursting, suggested = self._burst(obs)
+            if bursting:
+                target = max(target, suggested)
+        horizon = obs.now_s - self.stabilisation_s
+        targets = tuple((t, v) for t, v in state.targets if t > horizon) + ((obs.now_s, target),)
+        load = max(v for _, v in targets)
+        plan = self.choose(load, obs.current, bursting)
+        new_state = OursState(targets, load)
+        if plan is None or plan.same_config(obs.current):
+            return Decision(None, "hold", load, observed, resize=self.resize), new_state
+        return Decision(plan, classify(plan, obs.current), load, observed, resize=self.resize), new_state
+
+    def choose(self, load_rps: float, current: Plan | None, bursting: bool) -> Plan | None:
+        """The plan to apply for ``load_rps`` (None: keep the current one)."""
+        if bursting and current is not None:  # in place first: the running variants, no cold start
+            running = tuple(sorted(v.name for v in current.variants))
+            quick = self.plans.plan(load_rps, current, running)
+            if serves(quick, load_rps):
+                return quick
+        best = self.plans.plan(load_rps, current)
+        if current is not None and serves(current, load_rps) and best.status == "optimal":
+            if self.objective_of(current, load_rps) >= best.objective - self.keep_tolerance:
+                return None
+        return best
+
+    def objective_of(self, plan: Plan, load_rps: float) -> float:
+        """The objective the running ``plan`` reaches at ``load_rps`` (no transition)."""
+        names = [v.name for v in plan.variants]
+        service = service_problem(self.spec, self.profile, load_rps, plan, variants=names)
+        options = {v.name: v.option() for v in plan.variants}
+        return score(service, options, self.spec.budget.cpu, self.spec.budget.gpu).objective
+
+
+class OraclePolicy:
+    """``oracle``: exact plans for the true peak of the next window (see the module docstring)."""
+
+    def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, future_rps: FloatArray | None = None,
+                 interval_s: float = 10.0, lead_s: float = 2.0, first_tick_s: float = 0.0) -> None:
+        if future_rps is None:
+            raise ValueError("the oracle needs the trace it will be run on (future_rps)")
+        self.name = "oracle"
+        self.future_rps = np.asarray(future_rps, dtype=np.float64)
+        self.interval_s = float(interval_s)
+        self.first_tick_s = float(first_tick_s)
+        self.lead_s = float(lead_s)
+        self.resize: Resize = _resize(spec)
+        self.plans = PlanCache(spec, profile)
+        self.notes: list[str] = []
+
+    def initial_state(self) -> OursState:
+        return OursState()
+
+    def state_from_dict(self, raw: dict[str, Any]) -> OursState:
+        return OursState.from_dict(raw)
+
+    def between_ticks(self, obs: Observation, state: OursState) -> bool:
+        return False
+
+    def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
+        begin = max(0, int(obs.now_s))
+        window = self.future_rps[begin:begin + int(self.interval_s + self.lead_s)]
+        window = window[~np.isnan(window)]
+        load = float(window.max()) if window.size else 0.0
+        plan = self.plans.plan(load, obs.current)
+        observed = float(obs.history_rps[-1]) if obs.history_rps.size else math.nan
+        if plan.same_config(obs.current):
+            return Decision(None, "hold", load, observed, resize=self.resize), OursState((), load)
+        return Decision(plan, classify(plan, obs.current), load, observed, resize=self.resize), OursState((), load)
+
+
+class StaticPolicy:
+    """``static:<variant>@<cores>``: one fixed plan, never changed."""
+
+    def __init__(self, spec: InferenceServiceSpec, profile: Profile, variant: str, cores: float) -> None:
+        self.name = f"static:{variant}@{cores:g}"
+        self.plan = static_plan(spec, profile, {variant: cores})
+        self.interval_s = float(spec.adaptation.interval_s)
+        self.first_tick_s = math.inf
+        self.notes: list[str] = []
+
+    def initial_plan(self) -> Plan:
+        return self.plan
+
+    def initial_state(self) -> OursState:
+        return OursState()
+
+    def state_from_dict(self, raw: dict[str, Any]) -> OursState:
+        return OursState.from_dict(raw)
+
+    def between_ticks(self, obs: Observation, state: OursState) -> bool:
+        return False
+
+    def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
+        return Decision(None, "hold", math.nan, math.nan), state
+

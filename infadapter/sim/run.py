@@ -1,0 +1,163 @@
+"""``simulate(...)``: every named policy over one trace, with the measures of DESIGN.md.
+
+* **SLO violation ratio** = (requests over the SLO latency + requests dropped) / requests sent;
+* **cost** = time-average of allocated cores, starting and draining instances included;
+* **accuracy** = request-weighted mean of the declared accuracy of the variant that served each request;
+* ``p99_latency_ms`` over the served requests, ``dropped_ratio``, ``reconfigurations`` (applied plans
+  that changed a variant or a size; weight-only changes are not counted).
+
+All policies see the same arrivals (one draw per seed): differences are the policies', not noise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from infadapter.planning import Plan, static_plan
+from infadapter.policies import make_policy
+from infadapter.profiles import Profile
+from infadapter.sim.engine import (
+    IN_PLACE_DELAY_S,
+    STARTUP_S,
+    FloatArray,
+    Loop,
+    Served,
+    Timeline,
+    allocated_cores,
+    average_cores,
+    provisioned_capacity,
+    serve_requests,
+)
+from infadapter.sim.service import ServiceModel
+from infadapter.sim.traffic import ArrivalMode, arrival_times
+from infadapter.spec import InferenceServiceSpec
+
+SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations")
+BIN_S = 10
+
+
+@dataclass
+class PolicyRun:
+    """One policy's outcome: the summary, the per-second series, what the loop did."""
+
+    name: str
+    summary: dict[str, float]
+    series: dict[str, FloatArray]
+    timeline: Timeline
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def default_start(spec: InferenceServiceSpec, profile: Profile) -> Plan:
+    """The most accurate variant on the whole budget (the paper's start: ResNet152@20)."""
+    best = max(spec.variants, key=lambda v: v.accuracy)
+    cores = min(spec.budget.cpu, best.resources.max_cpu or spec.resources.max_cpu)
+    return static_plan(spec, profile, {best.name: cores})
+
+
+def summarise(served: Served, timeline: Timeline, slo_s: float, duration_s: float) -> dict[str, float]:
+    n = served.latency_s.size
+    dropped = np.isnan(served.latency_s)
+    ok = ~dropped
+    over = int(np.count_nonzero(served.latency_s[ok] > slo_s))
+    return {
+        "slo_violation_ratio": (over + int(dropped.sum())) / n if n else 0.0,
+        "avg_cpu": average_cores(timeline, duration_s),
+        "avg_accuracy": float(served.accuracy[ok].mean()) if ok.any() else math.nan,
+        "p99_latency_ms": float(np.percentile(served.latency_s[ok], 99) * 1000.0) if ok.any() else math.nan,
+        "dropped_ratio": float(dropped.mean()) if n else 0.0,
+        "reconfigurations": float(timeline.reconfigurations),
+    }
+
+
+def series_of(served: Served, arrivals_s: FloatArray, timeline: Timeline, profile: Profile, trace_rps: FloatArray,
+              slo_s: float) -> dict[str, FloatArray]:
+    """Per-second series for the report (latency and violations per ``BIN_S``-second bin, held)."""
+    duration = trace_rps.size
+    t = np.arange(duration, dtype=np.float64)
+    second = np.minimum(arrivals_s.astype(np.int64), duration - 1)
+    ok = ~np.isnan(served.latency_s)
+    counts = np.bincount(second[ok], minlength=duration).astype(np.float64)
+    acc_sum = np.bincount(second[ok], weights=served.accuracy[ok], minlength=duration)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(counts > 0, acc_sum / np.maximum(counts, 1), np.nan)
+    p99 = np.full(duration, np.nan)
+    violation = np.full(duration, np.nan)
+    bins = second // BIN_S
+    order = np.argsort(bins, kind="stable")
+    edges = np.flatnonzero(np.diff(bins[order])) + 1
+    for group in np.split(order, edges):
+        if group.size == 0:
+            continue
+        b = int(bins[group[0]])
+        lat = served.latency_s[group]
+        good = lat[~np.isnan(lat)]
+        lo, hi = b * BIN_S, min(duration, (b + 1) * BIN_S)
+        if good.size:
+            p99[lo:hi] = np.percentile(good, 99) * 1000.0
+        violation[lo:hi] = (np.count_nonzero(good > slo_s) + (lat.size - good.size)) / lat.size
+    forecast = np.full(duration, np.nan)
+    for when, value in timeline.forecast_rps:
+        forecast[int(when):] = value
+    variant_cores: dict[str, FloatArray] = {}
+    for inst in timeline.instances.values():
+        cores = allocated_cores(Timeline(instances={inst.id: inst}), t + 0.5)
+        variant_cores[inst.variant] = variant_cores.get(inst.variant, np.zeros(duration)) + cores
+    return {
+        "t_s": t,
+        "load_rps": np.nan_to_num(trace_rps, nan=0.0),
+        "forecast_rps": forecast,
+        "capacity_rps": provisioned_capacity(timeline, profile, t + 0.5),
+        "cpu_cores": allocated_cores(timeline, t + 0.5),
+        "accuracy": accuracy,
+        "p99_ms": p99,
+        "violation_ratio": violation,
+        **{f"cores:{name}": values for name, values in sorted(variant_cores.items())},
+    }
+
+
+def simulate(
+    spec: InferenceServiceSpec,
+    profile: Profile,
+    trace_rps: FloatArray,
+    policies: Sequence[str],
+    *,
+    pre_history_rps: FloatArray | None = None,
+    seed: int = 0,
+    arrivals: ArrivalMode = "poisson",
+    start: Plan | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    startup_s: float = STARTUP_S,
+    in_place_delay_s: float = IN_PLACE_DELAY_S,
+    with_series: bool = False,
+) -> dict[str, PolicyRun]:
+    """Run every policy in ``policies`` over ``trace_rps`` (per-second arrivals from t = 0)."""
+    trace = np.asarray(trace_rps, dtype=np.float64)
+    pre = np.asarray(pre_history_rps if pre_history_rps is not None else np.empty(0), dtype=np.float64)
+    history = np.concatenate((pre, trace))
+    times = arrival_times(trace, np.random.default_rng(seed), arrivals)
+    model = ServiceModel(profile, spec.slo.latency_ms, spec.slo.percentile)
+    slo_s = spec.slo.latency_ms / 1000.0
+    loop = Loop(spec, profile, startup_s=startup_s, in_place_delay_s=in_place_delay_s)
+    begin = start if start is not None else default_start(spec, profile)
+    runs: dict[str, PolicyRun] = {}
+    for name in policies:
+        clock = time.perf_counter()
+        extra = dict((options or {}).get(name, {}))
+        if name == "oracle":
+            extra.setdefault("future_rps", trace)
+        policy = make_policy(name, spec, profile, **extra)
+        initial = policy.initial_plan() if hasattr(policy, "initial_plan") else begin
+        timeline = loop.run(policy, history, pre.size, trace.size, initial)
+        served = serve_requests(timeline, times, model)
+        summary = summarise(served, timeline, slo_s, float(trace.size))
+        series = series_of(served, times, timeline, profile, trace, slo_s) if with_series else {}
+        runs[name] = PolicyRun(name, summary, series, timeline, list(getattr(policy, "notes", [])),
+                               time.perf_counter() - clock)
+    return runs
