@@ -120,3 +120,43 @@ def check_expressions(prom_url: str, expressions: Mapping[str, str]) -> dict[str
         return {name: len(observer.query(expr)) for name, expr in expressions.items()}
     finally:
         observer.close()
+
+
+def alert_expressions(rules_path: str | Path) -> dict[str, str]:
+    """``{alert name: expr}`` of a Prometheus rules file (``manifests/alerts/rules.yaml``)."""
+    import yaml
+
+    groups = yaml.safe_load(Path(rules_path).read_text(encoding="utf-8"))["groups"]
+    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m infadapter.metrics.dashboard_check --prometheus URL --var namespace=default --var name=resnet``."""
+    import argparse
+
+    root = Path(__file__).resolve().parents[2]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--prometheus", required=True, help="Prometheus base URL")
+    parser.add_argument("--dashboard", default=str(root / "manifests" / "dashboards" / "infadapter.json"))
+    parser.add_argument("--rules", default=str(root / "manifests" / "alerts" / "rules.yaml"), help="'' to skip")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="dashboard variable")
+    parser.add_argument("--range-s", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    variables = dict(item.split("=", 1) for item in args.var)
+    failures = check_dashboard(args.prometheus, args.dashboard, variables, range_s=args.range_s)
+    for failure in failures:
+        print(f"FAIL {failure}")
+    total = len(panel_queries(load_dashboard(args.dashboard)))
+    print(f"{total - len(failures)}/{total} panel queries return data")
+    if args.rules:
+        try:
+            for alert, series in check_expressions(args.prometheus, alert_expressions(args.rules)).items():
+                print(f"alert {alert}: {series} series {'(firing or pending)' if series else ''}")
+        except MetricsUnavailable as exc:
+            print(f"FAIL alert expression: {exc}")
+            return 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

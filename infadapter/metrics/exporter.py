@@ -28,6 +28,7 @@ from prometheus_client import (
 )
 
 from infadapter.metrics.decisionlog import DECISION_REASONS, DecisionRecord
+from infadapter.spec import InferenceServiceSpec
 
 SERVICE_LABELS = ("namespace", "name")
 VARIANT_LABELS = ("namespace", "name", "variant")
@@ -149,6 +150,16 @@ class InfAdapterMetrics:
             for variant, value in variant_accuracy.items():
                 accuracy.labels(namespace, name, variant).set(value)
             self._accuracy_variants[(namespace, name)] = set(variant_accuracy)
+
+    def describe_spec(self, namespace: str, name: str, spec: InferenceServiceSpec) -> None:
+        """:meth:`describe_service` from the InferenceService spec (SLO, percentile, declared accuracies)."""
+        self.describe_service(
+            namespace,
+            name,
+            slo_latency_s=spec.slo.latency_ms / 1000.0,
+            slo_target_ratio=spec.slo.percentile / 100.0,
+            variant_accuracy={v.name: v.accuracy for v in spec.variants},
+        )
 
     def observe(self, record: DecisionRecord) -> None:
         """Export one decision."""

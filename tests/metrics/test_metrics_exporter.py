@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import requests
@@ -136,3 +137,15 @@ def test_two_exporters_in_one_process_do_not_clash() -> None:
     first, second = InfAdapterMetrics(), InfAdapterMetrics()
     first.observe(_record())
     assert "infadapter_observed_load_rps" not in {n for n, labels in _samples(second) if labels}
+
+
+def test_describe_spec_exports_the_slo_and_declared_accuracies() -> None:
+    from infadapter.spec import load_resource
+
+    resource = load_resource(Path(__file__).resolve().parents[2] / "examples" / "resnet.yaml")
+    metrics = InfAdapterMetrics()
+    metrics.describe_spec("default", "resnet", resource.spec)
+    svc = {"namespace": "default", "name": "resnet"}
+    assert _value(metrics, "infadapter_slo_latency_seconds", **svc) == 0.75
+    assert _value(metrics, "infadapter_slo_target_ratio", **svc) == 0.99
+    assert _value(metrics, "infadapter_variant_accuracy_ratio", **svc, variant="resnet152") == 0.78312

@@ -11,10 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-import yaml
 
 from infadapter.errors import MetricsUnavailable
-from infadapter.metrics.dashboard_check import check_dashboard, check_expressions, load_dashboard, panel_queries
+from infadapter.metrics.dashboard_check import (
+    alert_expressions,
+    check_dashboard,
+    check_expressions,
+    load_dashboard,
+    main,
+    panel_queries,
+)
 from infadapter.metrics.prometheus import Observer
 
 pytestmark = pytest.mark.slow
@@ -45,8 +51,7 @@ def test_dashboard_check_reports_unresolved_variables(live_stack: Any) -> None:
 
 
 def _alert_rules() -> dict[str, str]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"]}
+    return alert_expressions(RULES)
 
 
 def test_every_alert_expression_runs_and_the_expected_ones_fire(live_stack: Any) -> None:
@@ -134,3 +139,13 @@ def test_the_synthetic_stack_is_what_these_tests_assume(live_stack: Any) -> None
     assert (live_stack.namespace, live_stack.name, live_stack.load_rps) == (NAMESPACE, NAME, LOAD_RPS)
     assert live_stack.shares == SHARES
     assert (live_stack.dashboard, live_stack.rules) == (DASHBOARD, RULES)
+
+
+def test_the_command_line_check_passes_and_counts_alerts(live_stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--prometheus", live_stack.url, "--var", f"namespace={NAMESPACE}", "--var", f"name={NAME}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    total = len(panel_queries(load_dashboard(DASHBOARD)))
+    assert f"{total}/{total} panel queries return data" in out
+    assert "alert InfAdapterPlanInfeasible: 1 series" in out
+    assert main(["--prometheus", live_stack.url, "--var", f"namespace={NAMESPACE}", "--var", "name=nope", "--rules", ""]) == 1
