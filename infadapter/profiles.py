@@ -24,6 +24,7 @@ replicas of one size serve ``r`` times the capacity of one.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -37,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from infadapter.errors import FieldError, InvalidProfile
+from infadapter.errors import ApplyFailed, FieldError, InfAdapterError, InvalidInput, InvalidProfile
 from infadapter.spec import InferenceServiceSpec, read_text, yaml_documents, yaml_error_text
 
 
@@ -395,8 +396,11 @@ def save_profile(profile: Profile, path: str | Path) -> None:
         text = json.dumps(data, indent=1, allow_nan=False) + "\n"
     else:
         text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    except OSError as exc:
+        raise _write_error(file, exc) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -404,6 +408,19 @@ def save_profile(profile: Profile, path: str | Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(file)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(file, exc) from None
         raise
+
+
+#: errno values that mean "this path cannot be written" (the user's to fix), not "the machine failed"
+_PATH_ERRNOS = {errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS, errno.ENAMETOOLONG, errno.EEXIST}
+
+
+def _write_error(file: Path, exc: OSError) -> InfAdapterError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in _PATH_ERRNOS:
+        return InvalidInput([FieldError(str(file), f"cannot write the profile: {reason}", "give a writable file path (--out)")], "output")
+    return ApplyFailed(f"{file}: cannot write the profile: {reason} (hint: free disk space or pick another path)")
