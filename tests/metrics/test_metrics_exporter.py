@@ -149,3 +149,9 @@ def test_describe_spec_exports_the_slo_and_declared_accuracies() -> None:
     assert _value(metrics, "infadapter_slo_latency_seconds", **svc) == 0.75
     assert _value(metrics, "infadapter_slo_target_ratio", **svc) == 0.99
     assert _value(metrics, "infadapter_variant_accuracy_ratio", **svc, variant="resnet152") == 0.78312
+
+
+def test_the_observability_doc_lists_every_metric() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    for info in METRICS:
+        assert f"| `{info.name}` | {info.kind} |" in doc, info.name
