@@ -17,12 +17,12 @@ from typing import Any
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.profiles import Profile
 from infadapter.solver import (
-    Backend,
     Problem,
     ResourceOption,
     ServiceProblem,
     ServiceSolution,
     Solution,
+    SolveBackend,
     Status,
     VariantOptions,
     solve,
@@ -278,7 +278,7 @@ def plan_for_load(
     *,
     capacity: CapacityFn | None = None,
     variants: Iterable[str] | None = None,
-    backend: Backend = "highs",
+    backend: SolveBackend = "auto",
 ) -> Plan:
     """The exact best plan for ``load_rps`` (best effort, flagged ``infeasible``, when it cannot be served)."""
     problem = Problem.single(
@@ -301,7 +301,7 @@ def plan_jointly(
     services: Mapping[str, tuple[InferenceServiceSpec, Profile, float, Plan | None]],
     budget_cpu: float,
     budget_gpu: int = 0,
-    backend: Backend = "highs",
+    backend: SolveBackend = "auto",
 ) -> dict[str, Plan]:
     """Plan several services under one shared budget: ``{name: (spec, profile, load, current)}``."""
     problems = tuple(

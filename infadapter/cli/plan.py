@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.table import Table
 
 from infadapter.cli._app import app, fail
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput, InvalidSpec
+from infadapter.solver import SolveBackend
 from infadapter.spec import InferenceServiceSpec, parse_spec
 
 T = TypeVar("T")
@@ -66,7 +67,7 @@ def plan(
     cost_weight: Annotated[float | None, typer.Option("--cost-weight", help="weight of cost/budget, the paper's alpha")] = None,
     transition_weight: Annotated[float | None, typer.Option("--transition-weight", help="weight of reloads, the paper's beta")] = None,
     current: Annotated[str, typer.Option("--current", help="configuration now running, e.g. resnet152=20")] = "",
-    backend: Annotated[str, typer.Option("--backend", help="MILP backend: highs or cbc")] = "highs",
+    backend: Annotated[str, typer.Option("--backend", help="auto (exact DP, else MILP), dp, highs or cbc (MILP)")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Solve one decision: which variants, how many cores each, what share of the load."""
@@ -74,8 +75,8 @@ def plan(
     from infadapter.profiles import load_profile
     from infadapter.spec import load_spec
 
-    if backend not in ("highs", "cbc"):
-        raise fail(f"--backend: unknown backend {backend!r} (hint: use highs or cbc)")
+    if backend not in ("auto", "dp", "highs", "cbc"):
+        raise fail(f"--backend: unknown backend {backend!r} (hint: use auto, dp, highs or cbc)")
     if not load >= 0 or load == float("inf"):
         raise fail(f"--load: must be a finite number >= 0, got {load:g} (hint: give the predicted load in rps)")
     try:
@@ -83,7 +84,7 @@ def plan(
         prof = _named("--profile", lambda p: load_profile(p, slo_ms=spec.slo.latency_ms), profile)
         sizes = parse_sizes(current, spec) if current else {}
         now = static_plan(spec, prof, sizes) if sizes else None
-        result = plan_for_load(spec, prof, load, now, backend="cbc" if backend == "cbc" else "highs")
+        result = plan_for_load(spec, prof, load, now, backend=cast(SolveBackend, backend))
     except InfAdapterError as exc:
         raise fail(str(exc), exc.exit_code) from None
     if as_json:

@@ -16,7 +16,8 @@ runner = CliRunner()
 @pytest.fixture
 def tiny_profile(tmp_path: Path) -> Path:
     path = tmp_path / "profile.yaml"
-    rows = {n: [{"cpu": c, "capacityRps": k * c} for c in range(1, 21)] for n, k in (("resnet18", 24), ("resnet34", 13), ("resnet50", 10), ("resnet101", 5), ("resnet152", 3.5))}
+    per_core = (("resnet18", 24), ("resnet34", 13), ("resnet50", 10), ("resnet101", 5), ("resnet152", 3.5))
+    rows = {n: [{"cpu": c, "capacityRps": k * c} for c in range(1, 21)] for n, k in per_core}
     import yaml
 
     path.write_text(yaml.safe_dump({"kind": "Profile", "sloMs": 750, "variants": rows}), encoding="utf-8")

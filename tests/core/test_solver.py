@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 
 from infadapter.solver import (
     Assignment,
+    NotApplicable,
     Problem,
     ResourceOption,
     ServiceProblem,
@@ -15,6 +16,7 @@ from infadapter.solver import (
     VariantOptions,
     check,
     solve,
+    solve_dp,
     solve_exhaustive,
     solve_milp,
 )
@@ -127,3 +129,41 @@ def test_zero_load_still_keeps_one_instance() -> None:
     assert solution.status == "optimal"
     assert len(solution.services[0].assignments) == 1
     assert solution.services[0].cost_cpu == 1.0
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(max_services=1))
+def test_dynamic_program_equals_exhaustive_on_random_single_services(problem: Problem) -> None:
+    dp = solve_dp(problem)
+    oracle = solve_exhaustive(problem)
+    assert dp.status == oracle.status
+    if oracle.services:
+        assert dp.objective == pytest.approx(oracle.objective, abs=1e-6)
+        assert sum(s.served_rps for s in dp.services) == pytest.approx(sum(s.served_rps for s in oracle.services), abs=1e-5)
+        assert check(problem, dp) == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(max_services=3))
+def test_dynamic_program_equals_milp_under_a_shared_budget(problem: Problem) -> None:
+    dp = solve_dp(problem)
+    milp = solve_milp(problem, "highs")
+    assert dp.status == milp.status
+    if milp.services:
+        assert dp.objective == pytest.approx(milp.objective, abs=1e-6)
+        assert check(problem, dp) == []
+
+
+def test_gpu_problems_go_to_the_milp() -> None:
+    v = VariantOptions("v", 0.8, (ResourceOption(2, 1, 1, 200),), 1.0)
+    problem = Problem((ServiceProblem("svc", 100.0, (v,), 0.05, 0.0),), budget_cpu=4, budget_gpu=1)
+    with pytest.raises(NotApplicable):
+        solve_dp(problem)
+    assert solve(problem, "auto").status == "optimal"
+
+
+@pytest.mark.parametrize("backend", ["auto", "dp", "highs", "cbc"])
+def test_every_backend_gives_the_same_objective(backend: str) -> None:
+    problem = Problem.single(_small(), 6)
+    reference = solve_exhaustive(problem).objective
+    assert solve(problem, backend).objective == pytest.approx(reference, abs=1e-9)  # type: ignore[arg-type]
