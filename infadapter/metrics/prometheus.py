@@ -145,10 +145,9 @@ class Observer:
             result: Any = self._client.custom_query(promql, params=params)
         except (requests.RequestException, PrometheusApiClientException) as exc:
             raise MetricsUnavailable(f"Prometheus at {self.url} failed on {promql!r}: {exc}") from exc
-        if isinstance(result, list):
-            return [Sample(dict(item.get("metric", {})), float(item["value"][1])) for item in result]
-        # a scalar or string result arrives as [time, "value"]
-        return [Sample({}, float(result[1]))]
+        if len(result) == 2 and isinstance(result[0], int | float) and isinstance(result[1], str):
+            return [Sample({}, float(result[1]))]  # a scalar result: [time, "value"]
+        return [Sample(dict(item.get("metric", {})), float(item["value"][1])) for item in result]
 
     def query_range(
         self, promql: str, start_s: float, end_s: float, step_s: float = 1.0

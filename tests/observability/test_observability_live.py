@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from infadapter.metrics.dashboard_check import (
 from infadapter.metrics.prometheus import Observer
 
 pytestmark = pytest.mark.slow
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "manifests" / "dashboards" / "infadapter.json"
@@ -33,8 +35,19 @@ LOAD_RPS = 100.0
 SHARES = {"resnet50": 0.6, "resnet18": 0.4}
 
 
+def _eventually(check: Callable[[], T], ok: Callable[[T], bool], timeout_s: float = 15.0) -> T:
+    """Poll ``check`` until ``ok`` (scrapes and rule evaluations run every second, later on a busy machine)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if ok(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+
+
 def test_every_dashboard_panel_returns_data(live_stack: Any) -> None:
-    failures = check_dashboard(live_stack.url, DASHBOARD, {"namespace": NAMESPACE, "name": NAME})
+    variables = {"namespace": NAMESPACE, "name": NAME}
+    failures = _eventually(lambda: check_dashboard(live_stack.url, DASHBOARD, variables), lambda f: not f)
     assert failures == []
     assert len(panel_queries(load_dashboard(DASHBOARD))) >= 20
 
@@ -63,10 +76,13 @@ def test_every_alert_expression_runs_and_the_expected_ones_fire(live_stack: Any)
         "InfAdapterMetricsUnavailable": 1,  # blind
         "InfAdapterOperatorDown": 0,  # the exporter is up
     }
-    fired = Observer(live_stack.url).query("ALERTS")
-    who = {(s.labels["alertname"], s.labels.get("name")) for s in fired}
-    assert {("InfAdapterSLOBurnRateFast", NAME), ("InfAdapterPlanInfeasible", "tight"),
-            ("InfAdapterMetricsUnavailable", "blind")} <= who  # fmt: skip
+    expected = {("InfAdapterSLOBurnRateFast", NAME), ("InfAdapterPlanInfeasible", "tight"),
+                ("InfAdapterMetricsUnavailable", "blind")}  # fmt: skip
+
+    def alerts() -> set[tuple[str, str | None]]:
+        return {(s.labels["alertname"], s.labels.get("name")) for s in Observer(live_stack.url).query("ALERTS")}
+
+    assert expected <= _eventually(alerts, lambda who: expected <= who)  # pending: each has a `for`
 
 
 def test_prometheus_loads_every_rule_healthy(live_stack: Any) -> None:
@@ -149,3 +165,7 @@ def test_the_command_line_check_passes_and_counts_alerts(live_stack: Any, capsys
     assert f"{total}/{total} panel queries return data" in out
     assert "alert InfAdapterPlanInfeasible: 1 series" in out
     assert main(["--prometheus", live_stack.url, "--var", f"namespace={NAMESPACE}", "--var", "name=nope", "--rules", ""]) == 1
+
+
+def test_observer_reads_scalar_results(live_stack: Any) -> None:
+    assert Observer(live_stack.url).scalar("scalar(vector(2) + 1)") == 3.0
