@@ -190,7 +190,10 @@ def _number(
         return None
     try:
         number = float(value)
-    except (ValueError, OverflowError):
+    except OverflowError:
+        errors.append(FieldError(path, f"number too large: {_short(value)}", "write a finite number"))
+        return None
+    except ValueError:
         errors.append(FieldError(path, f"expected a number, got {_short(value)}", "write a number"))
         return None
     if not math.isfinite(number):
