@@ -347,6 +347,29 @@ def format_decision(record: DecisionRecord, *, with_service: bool = False) -> st
     return text
 
 
+@dataclass(frozen=True)
+class EventFields:
+    """A Kubernetes event for a decision: ``type`` (Normal|Warning), CamelCase ``reason``, ``message``."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+#: the API server rejects event messages longer than this
+EVENT_MESSAGE_LIMIT = 1024
+
+
+def event_fields(record: DecisionRecord) -> EventFields:
+    """The operator's event for ``record``: Warning when infeasible or blind, the log line as message."""
+    warning = record.reason in ("infeasible", "metrics_unavailable") or record.status != "optimal"
+    reason = "".join(part.capitalize() for part in record.reason.split("_"))
+    message = format_decision(record)
+    if len(message) > EVENT_MESSAGE_LIMIT:
+        message = message[: EVENT_MESSAGE_LIMIT - 1] + "…"
+    return EventFields("Warning" if warning else "Normal", reason, message)
+
+
 class DecisionLog:
     """Writes each record as one INFO line on ``logger`` and, when configured, one JSON line.
 

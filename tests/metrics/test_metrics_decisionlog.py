@@ -17,6 +17,7 @@ from infadapter.metrics.decisionlog import (
     DecisionRecord,
     VariantRecord,
     describe_plan,
+    event_fields,
     format_decision,
     infer_reason,
     read_decisions,
@@ -160,3 +161,13 @@ def test_record_from_plan_accepts_the_planners_plan() -> None:
     record = record_from_plan("default", "resnet", 1.0, plan, None, observed_rps=100, forecast_rps=120)
     assert format_decision(record).startswith("plan resnet50:4c/0.60 resnet18:2cx2/0.40 (was (none)) reason=variant_change")
     assert record.cost_cpu == 8.0 and record.plan["resnet18"].total_cpu_cores == 4.0
+
+
+def test_the_kubernetes_event_carries_the_line_and_warns_when_infeasible() -> None:
+    normal = event_fields(_record())
+    assert (normal.type, normal.reason) == ("Normal", "ScaleDown")
+    assert normal.message == format_decision(_record())
+    warning = event_fields(_record(reason="metrics_unavailable"))
+    assert (warning.type, warning.reason) == ("Warning", "MetricsUnavailable")
+    many = {f"variant{i}": VariantRecord(1, 1, 0.01) for i in range(100)}
+    assert len(event_fields(_record(plan=many)).message) == 1024

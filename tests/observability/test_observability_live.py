@@ -3,6 +3,7 @@ expected ones fire), and the loop's queries return the synthetic load they were 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -169,3 +170,11 @@ def test_the_command_line_check_passes_and_counts_alerts(live_stack: Any, capsys
 
 def test_observer_reads_scalar_results(live_stack: Any) -> None:
     assert Observer(live_stack.url).scalar("scalar(vector(2) + 1)") == 3.0
+
+
+def test_dashboard_check_reports_a_query_prometheus_rejects(live_stack: Any, tmp_path: Path) -> None:
+    broken = {"panels": [{"title": "Broken", "targets": [{"refId": "A", "expr": "sum(rate(x[1m]) by"}]}]}
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    [failure] = check_dashboard(live_stack.url, path, {})
+    assert failure.startswith("Broken [A]: query failed") and "parse error" in failure
