@@ -1,0 +1,82 @@
+"""Profiler: grow-then-bisect on the rate; a real measurement gives more capacity to more CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from infadapter.cli import app
+from infadapter.errors import InvalidInput
+from infadapter.loadgen import LoadReport, RequestRecord, summarize
+from infadapter.profiler import parse_cpus, search_capacity, slo_holds
+from infadapter.profiles import load_profile
+
+from .conftest import MODEL_NAME
+
+
+def _fake_measure(capacity_rps: float, calls: list[float]):  # type: ignore[no-untyped-def]
+    def measure(rate_rps: float) -> LoadReport:
+        calls.append(rate_rps)
+        latency = 10.0 if rate_rps <= capacity_rps else 1000.0
+        return summarize([RequestRecord(i / 100, latency, True) for i in range(100)], slo_ms=100.0, duration_s=1.0)
+
+    return measure
+
+
+@pytest.mark.parametrize(("capacity", "guess"), [(37.0, 5.0), (37.0, 200.0), (3.0, 1.0), (500.0, 490.0)])
+def test_search_brackets_the_capacity_within_tolerance(capacity: float, guess: float) -> None:
+    calls: list[float] = []
+    found, best, steps = search_capacity(_fake_measure(capacity, calls), guess, 99.0, max_steps=12, tolerance=0.05)
+    assert found <= capacity
+    assert found >= capacity / 1.06
+    assert best is not None and best.rate_rps == found and best.passed
+    assert len(steps) == len(calls) <= 12
+
+
+def test_search_reports_zero_when_even_little_load_misses_the_slo() -> None:
+    found, best, _ = search_capacity(_fake_measure(0.0, []), 10.0, 99.0, max_steps=10)
+    assert found == 0.0 and best is None
+
+
+def test_slo_holds_allows_one_percent_over_at_p99() -> None:
+    ok = [RequestRecord(i / 100, 10.0, True) for i in range(99)]
+    assert slo_holds(summarize([*ok, RequestRecord(0.995, 500.0, True)], 100.0), 99.0)
+    assert not slo_holds(summarize([*ok[:98], RequestRecord(0.98, 500.0, True), RequestRecord(0.99, 1.0, False)], 100.0), 99.0)
+
+
+def test_parse_cpus_sorts_and_rejects_bad_lists() -> None:
+    assert parse_cpus("1,0.25, 0.5") == [0.25, 0.5, 1.0]
+    for bad in ("", "a,b", "0,1"):
+        with pytest.raises(InvalidInput):
+            parse_cpus(bad)
+
+
+@pytest.mark.slow
+def test_profile_cli_measures_more_capacity_with_more_cpu(tiny_models: dict[str, Path], tmp_path: Path, triton_available: None) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({"kind": "InferenceService", "metadata": {"name": "tiny"}, "spec": {
+        "modelName": MODEL_NAME, "slo": {"latencyMs": 150, "percentile": 99},
+        "variants": [{"name": "resnet18", "accuracy": 0.69758, "source": {"uri": f"file://{tiny_models['resnet18']}"}}]}}))
+    out = tmp_path / "profile.yaml"
+    result = CliRunner().invoke(app, ["profile", "--spec", str(spec), "--cpus", "0.1,1", "--duration-s", "1.5",
+                                      "--max-steps", "5", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    points = json.loads(result.stdout)["points"]
+    assert [p["cpu"] for p in points] == [0.1, 1.0]
+    low, high = points[0]["capacityRps"], points[1]["capacityRps"]
+    assert low > 0 and high > 1.5 * low  # 10x the quota: clearly more capacity, even on a busy machine
+    assert all(p["p99Ms"] is not None and p["p99Ms"] <= 150 for p in points)
+    profile = load_profile(out)
+    assert profile.slo_ms == 150 and profile.variants == ["resnet18"]
+    assert profile.capacity_rps("resnet18", 1.0) == pytest.approx(high)
+    assert profile.capacity_rps("resnet18", 0.5) < profile.capacity_rps("resnet18", 1.0)
+
+
+def test_profile_cli_rejects_unknown_variant(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["profile", "--spec", str(Path(__file__).parents[2] / "examples" / "demo.yaml"),
+                                      "--variants", "vgg", "--out", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2
