@@ -14,6 +14,7 @@ rewriting a JSON file (Prometheus watches the directory), ``--web.enable-lifecyc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,6 +80,21 @@ def _duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started us dies (even by SIGKILL)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _cleanup(process: subprocess.Popen[bytes], workdir: Path | None) -> None:
+    """The finaliser of a PrometheusProcess that was never stopped (garbage-collected or interpreter exit)."""
+    _terminate(process, 5.0)
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     if process.poll() is not None:
         return
@@ -104,6 +120,9 @@ class PrometheusProcess:
     binary: str | None = None
     retention: str = "1d"
     extra_args: Sequence[str] = ()
+    #: Linux: Prometheus gets SIGTERM when the *thread* that called start() exits — start it from the
+    #: main thread (or one that lives as long as it should), or set False and rely on stop()/the finaliser
+    die_with_parent: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _own_workdir: bool = field(default=False, init=False, repr=False)
     _finalizer: weakref.finalize[Any, Any] | None = field(default=None, init=False, repr=False)
@@ -219,9 +238,15 @@ class PrometheusProcess:
         with self.log_path.open("ab") as log:
             # own session: a terminal's Ctrl-C reaches us, and we stop Prometheus in order
             self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509 (prctl only)
             )
-        self._finalizer = weakref.finalize(self, _terminate, self.process, 5.0)
+        own = self.workdir if self._own_workdir else None
+        self._finalizer = weakref.finalize(self, _cleanup, self.process, own)
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

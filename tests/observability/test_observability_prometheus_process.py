@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -24,11 +28,10 @@ pytestmark = [
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead too
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    # a zombie is dead too
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_targets_added_while_running_are_scraped_with_their_labels_and_stop_cleans_up() -> None:
@@ -101,3 +104,28 @@ def test_a_missing_binary_says_how_to_install_it(tmp_path) -> None:  # type: ign
             prom.start()
     finally:
         os.environ["PATH"] = old
+
+
+_CHILD = """
+import os, signal, sys
+from infadapter.runtime.prometheus import PrometheusProcess
+prom = PrometheusProcess().start()
+print(prom.process.pid, prom.workdir, flush=True)
+if sys.argv[1] == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+# "exits": leave without stop(): the finaliser stops it
+"""
+
+
+@pytest.mark.parametrize("how", ["exits", "killed"])
+def test_no_prometheus_outlives_its_parent(how: str) -> None:
+    result = subprocess.run([sys.executable, "-c", _CHILD, how], capture_output=True, text=True, timeout=60, check=False)
+    pid, workdir = int(result.stdout.split()[0]), Path(result.stdout.split()[1])
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), f"prometheus {pid} outlived its parent ({how})"
+    if how == "exits":
+        assert not workdir.exists()  # the finaliser removed the temporary TSDB
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)  # nobody could: SIGKILL runs no Python
