@@ -12,6 +12,7 @@ from infadapter.cli import load as _load  # noqa: F401
 from infadapter.cli import models as _models  # noqa: F401
 from infadapter.cli import plan as _plan  # noqa: F401
 from infadapter.cli import profile as _profile  # noqa: F401
+from infadapter.cli import simulate as _simulate  # noqa: F401
 from infadapter.cli._app import app, main
 
 __all__ = ["app", "main"]

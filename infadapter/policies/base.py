@@ -72,13 +72,14 @@ class StateDict:
     def from_dict(cls, raw: dict[str, Any]) -> Self:
         names = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
         kwargs: dict[str, Any] = {}
-        for key, value in raw.items():
+        for key, raw_value in raw.items():
             if key not in names:
                 continue
-            if isinstance(value, dict) and "__plan__" in value:
-                value = Plan.from_dict(value["__plan__"])
-            elif isinstance(value, list):
-                value = tuple(value)
+            value = raw_value
+            if isinstance(raw_value, dict) and "__plan__" in raw_value:
+                value = Plan.from_dict(raw_value["__plan__"])
+            elif isinstance(raw_value, list):
+                value = tuple(raw_value)
             kwargs[key] = value
         return cls(**kwargs)
 
@@ -105,7 +106,8 @@ class Policy(Protocol[S]):
 def recent_observed(history_rps: FloatArray, seconds: int) -> FloatArray:
     """The observed (non-NaN) values among the last ``seconds`` seconds."""
     tail = history_rps[-seconds:] if seconds > 0 else history_rps[:0]
-    return tail[~np.isnan(tail)]
+    observed: FloatArray = tail[~np.isnan(tail)]
+    return observed
 
 
 def classify(new: Plan, current: Plan | None) -> Reason:

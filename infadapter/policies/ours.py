@@ -25,7 +25,7 @@ forecast would pay at the same tick rate.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -74,26 +74,61 @@ def serves(plan: Plan | None, load_rps: float) -> bool:
     return plan is not None and plan.status == "optimal" and plan.capacity_rps >= load_rps - 1e-9
 
 
+def objective_of(spec: InferenceServiceSpec, profile: Profile, plan: Plan, load_rps: float) -> float:
+    """The objective the running ``plan`` reaches at ``load_rps`` (no transition)."""
+    names = [v.name for v in plan.variants]
+    service = service_problem(spec, profile, load_rps, plan, variants=names)
+    options = {v.name: v.option() for v in plan.variants}
+    return score(service, options, spec.budget.cpu, spec.budget.gpu).objective
+
+
 @dataclass(frozen=True)
 class OursState(StateDict):
     """Targets of the stabilisation window ((time, load) pairs) and the load of the applied plan."""
 
     targets: tuple[tuple[float, float], ...] = ()
     planned_rps: float = 0.0
+    last_full_s: float = -1e18
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> OursState:
-        return cls(tuple((float(t), float(v)) for t, v in raw.get("targets", [])), float(raw.get("planned_rps", 0.0)))
+        return cls(tuple((float(t), float(v)) for t, v in raw.get("targets", [])), float(raw.get("planned_rps", 0.0)),
+                   float(raw.get("last_full_s", -1e18)))
+
+
+def split_weights(plan: Plan, load_rps: float) -> Plan:
+    """``plan`` with its weights re-split for ``load_rps``: most accurate first up to each capacity,
+    any excess spread by capacity (the solver's split, for the load expected now rather than planned)."""
+    order = sorted(plan.variants, key=lambda v: (-v.accuracy, v.name))
+    remaining = max(0.0, load_rps)
+    shares: dict[str, float] = {}
+    for v in order:
+        shares[v.name] = min(v.capacity_rps, remaining)
+        remaining -= shares[v.name]
+    total_capacity = sum(v.capacity_rps for v in plan.variants)
+    if remaining > 0 and total_capacity > 0:
+        for v in plan.variants:
+            shares[v.name] += remaining * v.capacity_rps / total_capacity
+    total = sum(shares.values())
+    if total <= 0:
+        return plan
+    return replace(plan, variants=tuple(replace(v, weight=shares[v.name] / total) for v in plan.variants))
+
+
+def weights_differ(a: Plan, b: Plan, tolerance: float) -> bool:
+    wa, wb = a.weights(), b.weights()
+    return any(abs(wa.get(k, 0.0) - wb.get(k, 0.0)) > tolerance for k in set(wa) | set(wb))
 
 
 class OursPolicy:
     """``ours`` (see the module docstring)."""
 
     def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, interval_s: float = 10.0,
-                 quantile: float | None = None, horizon_s: float | None = None, floor_s: int = 30,
+                 quantile: float | None = None, horizon_s: float = 20.0, floor_s: int = 30,
                  stabilisation_s: float | None = None, keep_warm: str | None = None, keep_tolerance: float = 0.002,
                  burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.15,
-                 first_tick_s: float = 0.0) -> None:
+                 first_tick_s: float = 0.0, reweight: bool = True, split_window_s: int = 5,
+                 split_headroom: float = 0.1, weight_tolerance: float = 0.02) -> None:
         if keep_warm is not None:
             variants = [v.model_copy(update={"resources": v.resources.model_copy(update={"min_replicas": 1})})
                         if v.name == keep_warm else v for v in spec.variants]
@@ -104,7 +139,7 @@ class OursPolicy:
         self.interval_s = float(interval_s)
         self.first_tick_s = float(first_tick_s)
         self.quantile = float(quantile if quantile is not None else spec.forecast.quantile)
-        self.horizon_s = float(horizon_s if horizon_s is not None else spec.forecast.horizon_s)
+        self.horizon_s = float(horizon_s)
         self.floor_s = int(floor_s)
         self.stabilisation_s = float(stabilisation_s if stabilisation_s is not None else spec.adaptation.scale_down_stabilisation_s)
         self.keep_tolerance = float(keep_tolerance)
@@ -112,6 +147,10 @@ class OursPolicy:
         self.burst_window_s = int(burst_window_s)
         self.burst_headroom = float(burst_headroom)
         self.resize: Resize = _resize(spec)
+        self.reweight = bool(reweight)
+        self.split_window_s = int(split_window_s)
+        self.split_headroom = float(split_headroom)
+        self.weight_tolerance = float(weight_tolerance)
         self.plans = PlanCache(spec, profile)
         self.notes: list[str] = []
         self._forecaster = make_forecaster("ours", quantile=self.quantile)
@@ -128,7 +167,19 @@ class OursPolicy:
         return signal.replan, signal.suggested_rps
 
     def between_ticks(self, obs: Observation, state: OursState) -> bool:
-        return self.burst and obs.current is not None and self._burst(obs)[0]
+        if obs.current is None:
+            return False
+        if self.burst and self._burst(obs)[0]:
+            return True
+        return self.reweight and weights_differ(self.resplit(obs, obs.current), obs.current, self.weight_tolerance)
+
+    def resplit(self, obs: Observation, plan: Plan) -> Plan:
+        """Weights for the load expected in the next seconds (the newest peak plus headroom)."""
+        if not self.reweight:
+            return plan
+        recent = recent_observed(obs.history_rps, self.split_window_s)
+        expected = float(recent.max()) * (1.0 + self.split_headroom) if recent.size else plan.load_rps
+        return split_weights(plan, expected)
 
     def forecast(self, obs: Observation) -> float:
         self._forecaster.update(obs.history_rps, now_s=obs.now_s)
@@ -139,20 +190,28 @@ class OursPolicy:
         if recent.size == 0:
             return Decision(None, "metrics_unavailable", math.nan, math.nan, resize=self.resize), state
         observed = float(recent[-1])
-        target = max(self.forecast(obs), float(recent.max()))
         bursting = False
+        suggested = 0.0
         if self.burst and obs.current is not None:
             bursting, suggested = self._burst(obs)
-            if bursting:
-                target = max(target, suggested)
+        full = bursting or obs.current is None or obs.now_s >= state.last_full_s + self.interval_s - 1e-6
+        if not full:  # between ticks: only re-split the traffic of what runs
+            assert obs.current is not None
+            moved = self.resplit(obs, obs.current)
+            changed = weights_differ(moved, obs.current, self.weight_tolerance)
+            return Decision(moved if changed else None, "hold", state.planned_rps, observed, resize=self.resize), state
+        target = max(self.forecast(obs), float(recent.max()), suggested)
         horizon = obs.now_s - self.stabilisation_s
-        targets = tuple((t, v) for t, v in state.targets if t > horizon) + ((obs.now_s, target),)
+        targets = (*tuple((t, v) for t, v in state.targets if t > horizon), (obs.now_s, target))
         load = max(v for _, v in targets)
         plan = self.choose(load, obs.current, bursting)
-        new_state = OursState(targets, load)
+        new_state = OursState(targets, load, obs.now_s)
         if plan is None or plan.same_config(obs.current):
-            return Decision(None, "hold", load, observed, resize=self.resize), new_state
-        return Decision(plan, classify(plan, obs.current), load, observed, resize=self.resize), new_state
+            assert obs.current is not None
+            moved = self.resplit(obs, obs.current)
+            changed = weights_differ(moved, obs.current, self.weight_tolerance)
+            return Decision(moved if changed else None, "hold", load, observed, resize=self.resize), new_state
+        return Decision(self.resplit(obs, plan), classify(plan, obs.current), load, observed, resize=self.resize), new_state
 
     def choose(self, load_rps: float, current: Plan | None, bursting: bool) -> Plan | None:
         """The plan to apply for ``load_rps`` (None: keep the current one)."""
@@ -162,24 +221,18 @@ class OursPolicy:
             if serves(quick, load_rps):
                 return quick
         best = self.plans.plan(load_rps, current)
-        if current is not None and serves(current, load_rps) and best.status == "optimal":
-            if self.objective_of(current, load_rps) >= best.objective - self.keep_tolerance:
-                return None
+        if (current is not None and serves(current, load_rps) and best.status == "optimal"
+                and objective_of(self.spec, self.profile, current, load_rps) >= best.objective - self.keep_tolerance):
+            return None
         return best
-
-    def objective_of(self, plan: Plan, load_rps: float) -> float:
-        """The objective the running ``plan`` reaches at ``load_rps`` (no transition)."""
-        names = [v.name for v in plan.variants]
-        service = service_problem(self.spec, self.profile, load_rps, plan, variants=names)
-        options = {v.name: v.option() for v in plan.variants}
-        return score(service, options, self.spec.budget.cpu, self.spec.budget.gpu).objective
 
 
 class OraclePolicy:
     """``oracle``: exact plans for the true peak of the next window (see the module docstring)."""
 
     def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, future_rps: FloatArray | None = None,
-                 interval_s: float = 10.0, lead_s: float = 2.0, first_tick_s: float = 0.0) -> None:
+                 interval_s: float = 10.0, lead_s: float = 2.0, first_tick_s: float = 0.0,
+                 keep_tolerance: float = 0.002) -> None:
         if future_rps is None:
             raise ValueError("the oracle needs the trace it will be run on (future_rps)")
         self.name = "oracle"
@@ -187,6 +240,9 @@ class OraclePolicy:
         self.interval_s = float(interval_s)
         self.first_tick_s = float(first_tick_s)
         self.lead_s = float(lead_s)
+        self.keep_tolerance = float(keep_tolerance)
+        self.spec = spec
+        self.profile = profile
         self.resize: Resize = _resize(spec)
         self.plans = PlanCache(spec, profile)
         self.notes: list[str] = []
@@ -207,6 +263,11 @@ class OraclePolicy:
         load = float(window.max()) if window.size else 0.0
         plan = self.plans.plan(load, obs.current)
         observed = float(obs.history_rps[-1]) if obs.history_rps.size else math.nan
+        current = obs.current
+        if current is not None and serves(current, load) and plan.status == "optimal" and (
+            objective_of(self.spec, self.profile, current, load) >= plan.objective - self.keep_tolerance
+        ):
+            return Decision(None, "hold", load, observed, resize=self.resize), OursState((), load)
         if plan.same_config(obs.current):
             return Decision(None, "hold", load, observed, resize=self.resize), OursState((), load)
         return Decision(plan, classify(plan, obs.current), load, observed, resize=self.resize), OursState((), load)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from infadapter.planning import Plan, static_plan
-from infadapter.policies.base import Decision, Observation, StateDict
+from infadapter.policies.base import Decision, Observation, Reason, StateDict
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
@@ -41,7 +41,7 @@ def bucket_of(cores: float) -> int:
     """Index of the histogram bucket holding ``cores`` (VPA's exponential histogram)."""
     if cores < FIRST_BUCKET_CORES:
         return 0
-    return int(math.floor(math.log(cores * (BUCKET_RATIO - 1.0) / FIRST_BUCKET_CORES + 1.0) / math.log(BUCKET_RATIO)))
+    return math.floor(math.log(cores * (BUCKET_RATIO - 1.0) / FIRST_BUCKET_CORES + 1.0) / math.log(BUCKET_RATIO))
 
 
 def bucket_start(index: int) -> float:
@@ -149,7 +149,7 @@ class VpaPolicy:
         first = self.vpa_start_s + self.sample_interval_s
         next_s = first if math.isinf(state.last_sample_s) else state.last_sample_s + self.sample_interval_s
         while next_s <= obs.now_s + 1e-9:
-            back = int(round(obs.now_s - next_s))
+            back = round(obs.now_s - next_s)
             end = obs.history_rps.size - back
             window = obs.history_rps[max(0, end - int(self.sample_interval_s)):end]
             window = window[~np.isnan(window)]
@@ -178,5 +178,5 @@ class VpaPolicy:
         state = replace(state, counter=0)
         if cores == state.applied_cores:
             return Decision(None, "hold", math.nan, observed, resize="recreate", note=note), state
-        reason = "scale_up" if cores > state.applied_cores else "scale_down"
+        reason: Reason = "scale_up" if cores > state.applied_cores else "scale_down"
         return Decision(self.plan(cores), reason, math.nan, observed, resize="recreate", note=note), replace(state, applied_cores=cores)

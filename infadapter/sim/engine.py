@@ -182,6 +182,7 @@ class Loop:
                  serving: dict[str, list[int]]) -> _Pending:
         new_serving: dict[str, list[int]] = {}
         removed: list[int] = []
+        shrinks: list[tuple[int, float]] = []
         ready = now
         for v in plan.variants:
             old = serving.get(v.name, [])
@@ -190,11 +191,13 @@ class Loop:
             if old and old_cores is not None and (abs(old_cores - v.cpu_cores) < 1e-9 or decision.resize == "in_place"):
                 ids = old[:v.replicas]
                 removed += old[v.replicas:]
-                if abs(old_cores - v.cpu_cores) >= 1e-9:
+                if v.cpu_cores > old_cores + 1e-9:  # grow at once
                     at = now + self.in_place_delay_s
                     for iid in ids:
                         timeline.instances[iid].sizes.append((at, v.cpu_cores))
                     ready = max(ready, at)
+                elif v.cpu_cores < old_cores - 1e-9:  # shrink only once the rest of the new plan serves
+                    shrinks += [(iid, v.cpu_cores) for iid in ids]
             else:
                 removed += old
             while len(ids) < v.replicas:
@@ -205,6 +208,11 @@ class Loop:
         for name, ids in serving.items():
             if name not in new_serving:
                 removed += ids
+        if shrinks:
+            at = max(ready, now + self.in_place_delay_s)
+            for iid, cores in shrinks:
+                timeline.instances[iid].sizes.append((at, cores))
+            ready = max(ready, at) if ready > now else ready
         return _Pending(ready, (), (), removed, plan, new_serving)
 
     def _switch(self, timeline: Timeline, pending: _Pending) -> tuple[Plan, dict[str, list[int]]]:

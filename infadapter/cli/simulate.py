@@ -1,0 +1,104 @@
+"""``infadapter simulate``: replay a trace through every named policy and compare them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from infadapter.cli._app import app
+from infadapter.errors import FieldError, InvalidInput
+
+DEFAULT_POLICIES = "ours,infadapter-paper,msplus,vpa,oracle"
+
+
+@app.command()
+def simulate(
+    trace: Annotated[Path | None, typer.Option("--trace", help="per-second trace (.tbz2, counts, CSV); default: ../shared/data")] = None,
+    start: Annotated[int | None, typer.Option("--start", help="first second of the window in the trace")] = None,
+    duration: Annotated[int | None, typer.Option("--duration", help="window length in seconds")] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", help="'paper': the paper's 21-min window, SLA 750, start resnet152@20")] = None,
+    profile: Annotated[Path | None, typer.Option("--profile", help="capacity profile (paper CSV or Profile YAML); default: ../shared/data")] = None,
+    spec_path: Annotated[Path | None, typer.Option("--spec", "-f", help="InferenceService YAML (default: examples/resnet.yaml)")] = None,
+    policies: Annotated[str, typer.Option("--policies", help="comma list; 'vpa' = one run per variant")] = DEFAULT_POLICIES,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the request arrivals")] = 0,
+    arrivals: Annotated[str, typer.Option("--arrivals", help="poisson (default) or paper (each second packed in ~0.67 s)")] = "poisson",
+    history: Annotated[int, typer.Option("--history", help="seconds of trace before the window given to the policies as history")] = -1,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="write PNG plots and report.md to this directory")] = None,
+) -> None:
+    """Simulate the policies over a trace: SLO violations, cores, accuracy, p99, drops, reconfigurations."""
+    import numpy as np
+
+    from infadapter.policies import parse_policies
+    from infadapter.profiles import load_profile
+    from infadapter.sim.run import simulate as run_simulation
+    from infadapter.sim.scenario import (
+        DEFAULT_PROFILE,
+        DEFAULT_SPEC,
+        DEFAULT_TRACE,
+        PAPER_DURATION_S,
+        PAPER_START_S,
+        PRE_HISTORY_S,
+        require_file,
+        write_sim_report,
+    )
+    from infadapter.spec import load_spec
+    from infadapter.traces import load_trace
+
+    errors: list[FieldError] = []
+    if scenario not in (None, "paper"):
+        errors.append(FieldError("--scenario", f"unknown scenario {scenario!r}", "use --scenario paper or --start/--duration"))
+    if scenario == "paper" and (start is not None or duration is not None):
+        errors.append(FieldError("--scenario", "--scenario paper fixes the window", "drop --start/--duration"))
+    if arrivals not in ("poisson", "paper"):
+        errors.append(FieldError("--arrivals", f"unknown mode {arrivals!r}", "poisson or paper"))
+    if duration is not None and duration <= 0:
+        errors.append(FieldError("--duration", "must be > 0", "e.g. 1260"))
+    if errors:
+        raise InvalidInput(errors, "arguments")
+    spec = load_spec(require_file(spec_path, DEFAULT_SPEC, "spec", "--spec"))
+    slo_ms = spec.slo.latency_ms
+    prof = load_profile(require_file(profile, DEFAULT_PROFILE, "profile", "--profile"), slo_ms)
+    trace_path = require_file(trace, DEFAULT_TRACE, "trace", "--trace")
+    if scenario == "paper":
+        start, duration = PAPER_START_S, PAPER_DURATION_S
+    series = load_trace(trace_path)
+    first = start or 0
+    if first >= series.size:
+        raise InvalidInput([FieldError("--start", f"{first} is past the trace's end ({series.size} s)", "pick an earlier start")], "arguments")
+    last = series.size if duration is None else min(series.size, first + duration)
+    pre_s = (PRE_HISTORY_S if history < 0 else history) if first > 0 else 0
+    window = series[first:last]
+    pre = series[max(0, first - pre_s):first]
+    names = parse_policies(policies, spec)
+    runs = run_simulation(spec, prof, window, names, pre_history_rps=pre, seed=seed, arrivals=arrivals,  # type: ignore[arg-type]
+                          with_series=report is not None)
+
+    def clean(value: float) -> float | None:
+        return None if math.isnan(value) else round(value, 6)
+
+    table = {name: {k: clean(v) for k, v in run.summary.items()} for name, run in runs.items()}
+    if report is not None:
+        notes = "\n".join(f"- {name}: {note}" for name, run in runs.items() for note in run.notes)
+        path = write_sim_report(report, runs, title=f"Simulation of {trace_path.name} [{first}, {last})", slo_ms=slo_ms,
+                                notes=notes)
+        if not as_json:
+            typer.echo(f"report: {path}")
+    if as_json:
+        typer.echo(json.dumps({"policies": table, "window": {"start_s": first, "duration_s": last - first},
+                               "requests": int(np.nansum(window))}, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(title=f"{trace_path.name} [{first}, {last}) seed {seed}")
+    for column in ("policy", "violations", "avg cores", "accuracy", "p99 ms", "dropped", "reconfigs"):
+        out.add_column(column, justify="left" if column == "policy" else "right")
+    for name, row in table.items():
+        out.add_row(name, f"{(row['slo_violation_ratio'] or 0):.2%}", f"{(row['avg_cpu'] or 0):.2f}", f"{(row['avg_accuracy'] or 0):.4f}",
+                    f"{(row['p99_latency_ms'] or 0):.0f}", f"{(row['dropped_ratio'] or 0):.2%}", f"{(row['reconfigurations'] or 0):.0f}")
+    Console().print(out)
