@@ -13,10 +13,9 @@ from infadapter.metrics.decisionlog import (
     VariantRecord,
     event_fields,
     format_decision,
-    infer_reason,
-    record_from_plan,
 )
 from infadapter.metrics.exporter import METRICS, InfAdapterMetrics
+from infadapter.metrics.plan_records import PlanLike, infer_reason, record_from_plan
 from infadapter.metrics.prometheus import Observer
 
 __all__ = [
@@ -26,6 +25,7 @@ __all__ = [
     "DecisionRecord",
     "InfAdapterMetrics",
     "Observer",
+    "PlanLike",
     "VariantRecord",
     "event_fields",
     "format_decision",

@@ -149,13 +149,24 @@ def _draw_load(ax: Axes, s: PolicySeries) -> None:
     ax.step(s.t_s, s.capacity_rps, where="post", color="tab:green", linewidth=1.2, label="provisioned capacity")
 
 
-def _draw_stacked(attribute: str) -> Any:
+def _draw_stacked(attribute: str, colors: Mapping[str, Any]) -> Any:
+    """Stacked per-variant areas; a variant keeps its colour in every policy's subplot."""
+
     def draw(ax: Axes, s: PolicySeries) -> None:
         per_variant: Mapping[str, Array] = getattr(s, attribute)
         names = sorted(per_variant)
-        ax.stackplot(s.t_s, *[np.nan_to_num(per_variant[n]) for n in names], labels=names, step="post", alpha=0.8)
+        ax.stackplot(s.t_s, *[np.nan_to_num(per_variant[n]) for n in names], labels=names, step="post", alpha=0.8,
+                     colors=[colors[n] for n in names])  # fmt: skip
 
     return draw
+
+
+def _variant_colors(series: Mapping[str, PolicySeries]) -> dict[str, Any]:
+    import matplotlib as mpl
+
+    names = sorted({n for s in series.values() for n in (*s.variant_cores, *s.variant_weights)})
+    cmap = mpl.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
 def write_report(
@@ -178,15 +189,16 @@ def write_report(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     plots: list[tuple[str, Path]] = []
+    colors = _variant_colors(series)
     plots.append((PANEL_TITLES["load"], _per_policy(series, PANEL_TITLES["load"], out / "load.png", _draw_load, "req/s")))
     if any(s.variant_cores for s in series.values()):
         with_variants = {p: s for p, s in series.items() if s.variant_cores}
         plots.append((PANEL_TITLES["cores"], _per_policy(with_variants, PANEL_TITLES["cores"], out / "cores.png",
-                                                         _draw_stacked("variant_cores"), "cores")))  # fmt: skip
+                                                         _draw_stacked("variant_cores", colors), "cores")))  # fmt: skip
     if any(s.variant_weights for s in series.values()):
         with_weights = {p: s for p, s in series.items() if s.variant_weights}
         plots.append((PANEL_TITLES["weights"], _per_policy(with_weights, PANEL_TITLES["weights"], out / "weights.png",
-                                                           _draw_stacked("variant_weights"), "share")))  # fmt: skip
+                                                           _draw_stacked("variant_weights", colors), "share")))  # fmt: skip
     plots.append((PANEL_TITLES["cost"], _overlay(series, PANEL_TITLES["cost"], out / "cost.png", "cpu_cores", "cores")))
     plots.append((PANEL_TITLES["accuracy"], _overlay(series, PANEL_TITLES["accuracy"], out / "accuracy.png", "accuracy", "accuracy")))
     plots.append((PANEL_TITLES["latency"], _overlay(series, PANEL_TITLES["latency"], out / "latency.png", "p99_ms",

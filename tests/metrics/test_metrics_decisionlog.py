@@ -19,10 +19,9 @@ from infadapter.metrics.decisionlog import (
     describe_plan,
     event_fields,
     format_decision,
-    infer_reason,
     read_decisions,
-    record_from_plan,
 )
+from infadapter.metrics.plan_records import infer_reason, record_from_plan
 
 NEW = {"resnet50": VariantRecord(4, 1, 0.6, 80.0), "resnet18": VariantRecord(2, 1, 0.4, 60.0)}
 OLD = {"resnet152": VariantRecord(20, 1, 1.0, 100.0)}
