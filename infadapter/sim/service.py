@@ -15,8 +15,11 @@ stretch that overflows the queue cap (drops change who is served) falls back to 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +29,7 @@ from infadapter.profiles import Profile
 FloatArray = npt.NDArray[np.float64]
 
 QUEUE_FACTOR = 1.25
-CALIBRATION_SAMPLES = 40_000
+CALIBRATION_SAMPLES = 100_000
 CALIBRATION_SEED = 20230508
 
 
@@ -167,6 +170,35 @@ class ServiceModel:
 
 
 _CALIBRATED: dict[tuple[float, int, float, float, float], ServiceTime] = {}
+_DISK: dict[str, dict[str, float]] = {}
+
+
+def _cache_file() -> Path:
+    return Path(os.environ.get("INFADAPTER_CACHE", Path.home() / ".cache" / "infadapter")) / "sim-calibration.json"
+
+
+def _disk_get(key: str) -> float | None:
+    """Calibrations are deterministic (fixed seed) and cost ~50 ms each: keep them across runs."""
+    path = str(_cache_file())
+    if path not in _DISK:
+        try:
+            _DISK[path] = {str(k): float(v) for k, v in json.loads(Path(path).read_text(encoding="utf-8")).items()}
+        except (OSError, ValueError, AttributeError):
+            _DISK[path] = {}
+    return _DISK[path].get(key)
+
+
+def _disk_put(key: str, value: float) -> None:
+    path = _cache_file()
+    known = _DISK.setdefault(str(path), {})
+    known[key] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home only costs time
 
 
 def _calibrated(capacity_rps: float, servers: int, slo_s: float, percentile: float, queue_factor: float) -> ServiceTime:
@@ -176,7 +208,11 @@ def _calibrated(capacity_rps: float, servers: int, slo_s: float, percentile: flo
         if capacity_rps <= 0:
             found = ServiceTime(servers, math.inf, 0.0, 0.0)
         else:
-            service_s = calibrate_service_s(capacity_rps, servers, slo_s, percentile)
+            disk_key = f"{key[0]}|{servers}|{slo_s}|{percentile}|{CALIBRATION_SAMPLES}|{CALIBRATION_SEED}"
+            service_s = _disk_get(disk_key)
+            if service_s is None:
+                service_s = calibrate_service_s(capacity_rps, servers, slo_s, percentile)
+                _disk_put(disk_key, service_s)
             found = ServiceTime(servers, service_s, capacity_rps, queue_factor * capacity_rps * service_s / servers)
         _CALIBRATED[key] = found
     return found

@@ -1,0 +1,149 @@
+"""The simulator: utilisation of a static plan, make-before-break cost, in-place resizes, routing, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from infadapter.planning import Plan
+from infadapter.policies import Decision, Observation
+from infadapter.policies.ours import OursState
+from infadapter.profiles import Profile, ProfilePoint
+from infadapter.sim.engine import Loop, serve_requests
+from infadapter.sim.run import simulate
+from infadapter.sim.service import ServiceModel
+from infadapter.sim.traffic import arrival_times, quantise, route, swrr_cycle
+from infadapter.spec import parse_spec
+
+SPEC = parse_spec({
+    "modelName": "m",
+    "variants": [
+        {"name": "fast", "accuracy": 0.70, "loadTimeSeconds": 6.0},
+        {"name": "slow", "accuracy": 0.78, "loadTimeSeconds": 8.0},
+    ],
+    "slo": {"latencyMs": 750},
+    "budget": {"cpu": 8},
+    "resources": {"minCpu": 1, "maxCpu": 8, "cpuStep": 1},
+    "adaptation": {"intervalSeconds": 10},
+})
+PROFILE = Profile(750.0, {
+    "fast": tuple(ProfilePoint(float(c), 20.0 * c) for c in range(1, 9)),
+    "slow": tuple(ProfilePoint(float(c), 5.0 * c) for c in range(1, 9)),
+})
+
+
+def test_static_plan_over_a_constant_trace_gives_the_analytical_utilisation() -> None:
+    trace = np.full(600, 30.0)
+    runs = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=1)
+    run = runs["static:fast@4"]
+    assert run.summary["avg_cpu"] == pytest.approx(4.0)
+    assert run.summary["slo_violation_ratio"] == 0.0
+    assert run.summary["avg_accuracy"] == pytest.approx(0.70)
+    assert run.summary["reconfigurations"] == 0
+    size = ServiceModel(PROFILE).size("fast", 4.0)
+    served = 30.0 * 600
+    busy_ratio = served * size.service_s / (size.servers * 600.0)
+    assert busy_ratio == pytest.approx(30.0 * size.service_s / 4.0)  # lambda D / c
+    assert 0.3 < busy_ratio < 0.45  # 30 rps on an ~80-rps instance
+    # latency of a lightly loaded M/D/c: the service time plus little queueing
+    assert run.summary["p99_latency_ms"] < 2.5 * size.service_s * 1000
+
+
+class _Switch:
+    """At ``at_s`` move from ``fast`` to ``slow`` (``resize`` given); hold otherwise."""
+
+    name = "switch"
+    interval_s = 1.0
+    first_tick_s = 0.0
+
+    def __init__(self, target: Plan, at_s: float, resize: str) -> None:
+        self.target, self.at_s, self.resize = target, at_s, resize
+
+    def initial_state(self) -> OursState:
+        return OursState()
+
+    def between_ticks(self, obs: Observation, state: OursState) -> bool:
+        return False
+
+    def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
+        if obs.now_s == self.at_s:
+            return Decision(self.target, "variant_change", resize=self.resize), state  # type: ignore[arg-type]
+        return Decision(None, "hold"), state
+
+
+def _plan(*items: tuple[str, float, float]) -> Plan:
+    from infadapter.planning import VariantPlan
+
+    variants = tuple(VariantPlan(n, c, weight=w, capacity_rps=PROFILE.capacity_rps(n, c)) for n, c, w in items)
+    return Plan(variants, cost_cpu=sum(c for _, c, _ in items))
+
+
+def test_make_before_break_counts_both_instances_until_the_new_one_serves() -> None:
+    loop = Loop(SPEC, PROFILE, startup_s=4.0)
+    policy = _Switch(_plan(("slow", 6.0, 1.0)), at_s=100.0, resize="recreate")
+    timeline = loop.run(policy, np.full(300, 20.0), 0, 300, _plan(("fast", 2.0, 1.0)))
+    from infadapter.sim.engine import average_cores
+
+    cold = 8.0 + 4.0  # slow's load time + start-up
+    expected = (2.0 * (100.0 + cold) + 6.0 * (300.0 - 100.0)) / 300.0
+    assert average_cores(timeline, 300.0) == pytest.approx(expected)
+    assert [e.start_s for e in timeline.epochs] == [0.0, 100.0 + cold]
+    assert timeline.reconfigurations == 1
+    served = serve_requests(timeline, arrival_times(np.full(300, 20.0), np.random.default_rng(0)), ServiceModel(PROFILE))
+    before = np.isclose(served.accuracy, 0.70)
+    assert before.sum() == pytest.approx(20 * (100 + cold), abs=25)
+
+
+def test_in_place_resize_has_no_cold_start() -> None:
+    loop = Loop(SPEC, PROFILE, in_place_delay_s=1.0)
+    policy = _Switch(_plan(("fast", 6.0, 1.0)), at_s=100.0, resize="in_place")
+    timeline = loop.run(policy, np.full(300, 20.0), 0, 300, _plan(("fast", 2.0, 1.0)))
+    from infadapter.sim.engine import average_cores
+
+    assert len(timeline.instances) == 1
+    assert average_cores(timeline, 300.0) == pytest.approx((2.0 * 101.0 + 6.0 * 199.0) / 300.0)
+
+
+def test_swrr_is_exact_per_cycle_and_smooth() -> None:
+    weights = quantise(np.array([0.2, 0.5, 0.3]))
+    assert sum(weights) == 1000
+    cycle = swrr_cycle(weights)
+    assert np.bincount(cycle, minlength=3).tolist() == list(weights)
+    targets = route(100, np.array([0.25, 0.75]))
+    assert np.bincount(targets).tolist() == [25, 75]
+    assert max(len(run) for run in "".join(map(str, targets)).split("1")) == 1  # never two 0s in a row
+
+
+def test_arrivals_follow_the_trace_counts() -> None:
+    trace = np.array([3.0, 0.0, math.nan, 5.0])
+    times = arrival_times(trace, np.random.default_rng(0))
+    assert np.bincount(times.astype(int), minlength=4).tolist() == [3, 0, 0, 5]
+    packed = arrival_times(np.full(200, 100.0), np.random.default_rng(0), "paper")
+    offsets = packed - np.floor(packed)
+    assert np.median(offsets) < 0.45
+    assert np.quantile(offsets, 0.9) < 0.75
+
+
+def test_same_seed_same_result_and_every_summary_field_present() -> None:
+    trace = np.concatenate((np.full(200, 30.0), np.full(100, 90.0), np.full(200, 30.0)))
+    a = simulate(SPEC, PROFILE, trace, ["ours", "infadapter-paper", "msplus", "vpa:fast", "oracle"], seed=7,
+                 pre_history_rps=np.full(3600, 30.0))
+    b = simulate(SPEC, PROFILE, trace, ["ours", "infadapter-paper", "msplus", "vpa:fast", "oracle"], seed=7,
+                 pre_history_rps=np.full(3600, 30.0))
+    for name in a:
+        assert a[name].summary == b[name].summary
+        assert set(a[name].summary) == {"slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms",
+                                        "dropped_ratio", "reconfigurations"}
+    c = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=8)
+    d = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=7)
+    assert c["static:fast@4"].summary["p99_latency_ms"] != d["static:fast@4"].summary["p99_latency_ms"]
+
+
+def test_ours_follows_a_step_with_few_violations() -> None:
+    trace = np.concatenate((np.full(300, 30.0), np.full(200, 120.0), np.full(300, 30.0)))
+    runs = simulate(SPEC, PROFILE, trace, ["ours", "oracle", "static:fast@2"], seed=3, pre_history_rps=np.full(7200, 30.0))
+    assert runs["ours"].summary["slo_violation_ratio"] < 0.02
+    assert runs["static:fast@2"].summary["slo_violation_ratio"] > 0.2
+    assert runs["oracle"].summary["avg_cpu"] <= runs["ours"].summary["avg_cpu"] + 0.5
