@@ -13,6 +13,8 @@ import logging
 import math
 import os
 import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from infadapter.errors import ApplyFailed
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 PERIOD_US = 100_000
+#: weight of the parent group against the root's tasks. A cgroup with the default 1024 competes
+#: as ONE task: on a busy machine a 1.5-core quota then gets a fraction of a core. This weight
+#: (16 tasks' worth) lets each server reach its quota; the quota still caps it.
+PARENT_SHARES = 16 * 1024
 
 
 def cgroup_v1_writable(root: Path = CGROUP_V1_CPU) -> bool:
@@ -35,20 +41,28 @@ class CpuCgroup:
         self.path = root / parent / name
         self._period_us = PERIOD_US
 
-    def create(self, cpu_cores: float) -> CpuCgroup:
+    def create(self, cpu_cores: float | None) -> CpuCgroup:
+        """Create the group (idempotent) with a quota of ``cpu_cores`` (None: no quota, only the weight)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            parent_shares = self.path.parent / "cpu.shares"
+            if int(parent_shares.read_text()) < PARENT_SHARES:
+                parent_shares.write_text(str(PARENT_SHARES))
             (self.path / "cpu.cfs_period_us").write_text(str(self._period_us))
         except OSError as exc:
             raise ApplyFailed(f"cannot create cgroup {self.path}: {exc}") from exc
-        self.set_cores(cpu_cores)
+        if cpu_cores is None:
+            (self.path / "cpu.shares").write_text(str(PARENT_SHARES // 4))
+        else:
+            self.set_cores(cpu_cores)
         return self
 
     def set_cores(self, cpu_cores: float) -> None:
-        """Change the quota (takes effect at once, also for running processes)."""
+        """Change the quota (takes effect at once, also for running processes); weight follows the quota."""
         quota = max(1000, round(cpu_cores * self._period_us))
         try:
             (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+            (self.path / "cpu.shares").write_text(str(max(2, round(1024 * cpu_cores))))
         except OSError as exc:
             raise ApplyFailed(f"cannot set the CPU quota of {self.path}: {exc}") from exc
 
@@ -78,10 +92,17 @@ class CpuCgroup:
         for pid in self.pids():
             with contextlib.suppress(OSError):  # already gone
                 root_procs.write_text(str(pid))
-        try:
-            self.path.rmdir()
-        except OSError as exc:
-            log.warning("could not remove cgroup %s: %s", self.path, exc)
+        # exiting processes keep the group busy for a moment after they left cgroup.procs
+        for attempt in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if attempt == 49:
+                    log.warning("could not remove cgroup %s: %s", self.path, exc)
+                time.sleep(0.05)
 
 
 def taskset_cpus(cpu_cores: float, first_cpu: int = 0) -> str:
@@ -101,3 +122,42 @@ def taskset_prefix(cpu_cores: float, first_cpu: int = 0) -> list[str]:
     if abs(cpu_cores - round(cpu_cores)) > 1e-9:
         log.warning("cgroups not writable: taskset pins %.2f cores to %d whole core(s)", cpu_cores, math.ceil(cpu_cores))
     return [exe, "-c", taskset_cpus(cpu_cores, first_cpu)]
+
+
+def _current_cpu_cgroup(root: Path = CGROUP_V1_CPU) -> Path:
+    """The cpu-controller cgroup directory this process is in now (v1)."""
+    with open("/proc/self/cgroup", encoding="utf-8") as fh:
+        for line in fh:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if "cpu" in controllers.split(","):
+                return root / path.lstrip("/")
+    return root
+
+
+@contextlib.contextmanager
+def weighted_self(name: str) -> Iterator[CpuCgroup | None]:
+    """Run this process (all threads) in a weighted group without quota, then move it back.
+
+    Used by the profiler so its load generator is not starved by other work on a busy machine
+    (latency measured at a starved client is the client's, not the server's). A no-op (yields None)
+    where cgroups are not writable.
+    """
+    if not cgroup_v1_writable():
+        yield None
+        return
+    home = _current_cpu_cgroup()
+    group = CpuCgroup(name).create(None)
+    pid = os.getpid()
+    try:
+        group.add(pid)
+    except OSError as exc:
+        log.warning("could not move the profiler into %s: %s", group.path, exc)
+        group.remove()
+        yield None
+        return
+    try:
+        yield group
+    finally:
+        with contextlib.suppress(OSError):
+            (home / "cgroup.procs").write_text(str(pid))
+        group.remove()

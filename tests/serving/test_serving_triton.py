@@ -124,3 +124,35 @@ def test_server_and_its_stubs_run_inside_the_cgroup(tiny_models: dict[str, Path]
 def test_taskset_fallback_pins_whole_cores() -> None:
     assert taskset_cpus(0.25) == "0"
     assert taskset_cpus(1.5, first_cpu=0).count(",") == min(1, (__import__("os").cpu_count() or 1) - 1)
+
+
+def test_cgroup_weight_follows_quota_and_removal_is_clean() -> None:
+    if not cgroup_v1_writable():
+        pytest.skip("cgroup v1 cpu controller not writable here")
+    from infadapter.serving.cpulimit import PARENT_SHARES
+
+    group = CpuCgroup(f"test-w-{time.monotonic_ns()}").create(1.5)
+    try:
+        assert (group.path / "cpu.cfs_quota_us").read_text().strip() == "150000"
+        assert (group.path / "cpu.shares").read_text().strip() == "1536"
+        assert int((group.path.parent / "cpu.shares").read_text()) >= PARENT_SHARES
+        group.set_cores(0.25)
+        assert group.cores == 0.25 and (group.path / "cpu.shares").read_text().strip() == "256"
+    finally:
+        group.remove()
+    assert not group.path.exists()
+    group.remove()  # idempotent
+
+
+def test_weighted_self_moves_this_process_and_back() -> None:
+    if not cgroup_v1_writable():
+        pytest.skip("cgroup v1 cpu controller not writable here")
+    import os
+
+    from infadapter.serving.cpulimit import weighted_self
+
+    with weighted_self(f"test-self-{os.getpid()}") as group:
+        assert group is not None and os.getpid() in group.pids()
+        path = group.path
+    assert not path.exists()
+    assert os.getpid() not in CpuCgroup(path.name).pids()
