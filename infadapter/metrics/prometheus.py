@@ -109,6 +109,9 @@ def served_accuracy_query(namespace: str, name: str, window_s: float | str = 60)
 
 # -- running the queries --
 
+#: seconds per range query of the history (Prometheus refuses more than 11,000 points per series)
+HISTORY_CHUNK_S = 10_000
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -123,9 +126,11 @@ def _to_seconds(value: float | datetime) -> float:
 class Observer:
     """Runs PromQL against one Prometheus and returns numbers (never pandas)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, retries: int = 1) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 5.0, retries: int = 1, scrape_interval_s: float = 1.0) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        #: how often Prometheus scrapes the router: the history's ``irate`` looks back 3 intervals
+        self.scrape_interval_s = scrape_interval_s
         self._client = PrometheusConnect(
             url=self.url,
             disable_ssl=True,
@@ -229,19 +234,26 @@ class Observer:
         return sorted((float(le), value) for le, value in raw.items())
 
     def arrival_history_rps(
-        self, namespace: str, name: str, start_s: float, end_s: float, lookback_s: float = 5
+        self, namespace: str, name: str, start_s: float, end_s: float, lookback_s: float | None = None
     ) -> npt.NDArray[np.float64]:
         """Per-second arrivals from ``start_s`` to ``end_s`` (both included), oldest first, NaN where unknown.
 
         This is the forecaster's input (``Observation.history_rps``). A gap in scraping (target down,
-        Prometheus restarted) comes back as NaN, never as zero load.
+        Prometheus restarted) comes back as NaN, never as zero load. Each second holds the rate between
+        the last two scrapes before it (``irate``), so with a scrape interval above 1 s the history is a
+        step function. Long ranges are fetched in chunks (Prometheus returns at most 11,000 points per
+        series and query).
         """
+        lookback = lookback_s if lookback_s is not None else max(5.0, 3.0 * self.scrape_interval_s)
+        query = arrival_history_query(namespace, name, lookback)
         start, end = math.floor(start_s), math.floor(end_s)
         history = np.full(end - start + 1, np.nan)
-        for _labels, times, values in self.query_range(arrival_history_query(namespace, name, lookback_s), start, end):
-            index = np.round(times - start).astype(int)
-            keep = (index >= 0) & (index < history.size)
-            history[index[keep]] = values[keep]
+        for chunk_start in range(start, end + 1, HISTORY_CHUNK_S):
+            chunk_end = min(end, chunk_start + HISTORY_CHUNK_S - 1)
+            for _labels, times, values in self.query_range(query, chunk_start, chunk_end):
+                index = np.round(times - start).astype(int)
+                keep = (index >= 0) & (index < history.size)
+                history[index[keep]] = values[keep]
         return history
 
 

@@ -178,3 +178,10 @@ def test_dashboard_check_reports_a_query_prometheus_rejects(live_stack: Any, tmp
     path.write_text(json.dumps(broken))
     [failure] = check_dashboard(live_stack.url, path, {})
     assert failure.startswith("Broken [A]: query failed") and "parse error" in failure
+
+
+def test_a_history_longer_than_prometheus_point_limit_is_fetched_in_chunks(live_stack: Any) -> None:
+    end = time.time()
+    history = Observer(live_stack.url).arrival_history_rps(NAMESPACE, NAME, end - 25_000, end)
+    assert history.shape == (25_001,)
+    assert np.isnan(history[:-60]).all() and np.nanmax(history[-60:]) == pytest.approx(LOAD_RPS, rel=0.2)
