@@ -125,7 +125,8 @@ class LocalRuntime:
         self.use_cgroup = cgroup_v1_writable() if use_cgroup is None else use_cgroup
         if not self.use_cgroup:
             log.warning("cgroup v1 cpu controller not writable: CPU limits fall back to taskset (whole cores, resized by recreating)")
-        self._cgroup_parent = f"infadapter/run-{os.getpid()}-{id(self) % 100000}"
+        # groups sit directly under infadapter/ (whose weight lets a quota be reached on a busy machine)
+        self.cgroup_prefix = f"run{os.getpid()}x{id(self) % 100000}"
         self.drain_s = drain_s
         self.health_interval_s = health_interval_s
         self.probe_interval_s = probe_interval_s
@@ -166,9 +167,9 @@ class LocalRuntime:
     def labels(self) -> dict[str, str]:
         return {"namespace": self.namespace, "name": self.name}
 
-    @property
-    def cgroup_root(self) -> Path:
-        return CGROUP_V1_CPU / self._cgroup_parent
+    def cgroups(self) -> list[Path]:
+        """The cgroup directories of this runtime that exist now."""
+        return sorted(CGROUP_V1_CPU.glob(f"infadapter/{self.cgroup_prefix}-*"))
 
     def _event(self, kind: str, detail: str) -> None:
         event = RuntimeEvent(time.time(), kind, detail)
@@ -221,9 +222,8 @@ class LocalRuntime:
         if self.prometheus is not None:
             self.prometheus.stop()
         self._launcher.shutdown(wait=True)
-        with contextlib.suppress(OSError):
-            if self.cgroup_root.exists():
-                self.cgroup_root.rmdir()
+        for leftover in self.cgroups():  # e.g. of an instance whose restart was interrupted
+            CpuCgroup(leftover.name).remove()
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
         atexit.unregister(self.stop)
@@ -239,7 +239,7 @@ class LocalRuntime:
         if self.use_cgroup:
             # start-up boost: loading is CPU-bound and the server serves nothing yet; the plan's quota once ready
             boost = max(cpu_cores, min(self.startup_boost_cores, float(os.cpu_count() or 1)))
-            cgroup = CpuCgroup(f"{variant}-{slot}-g{gen}", parent=self._cgroup_parent).create(boost)
+            cgroup = CpuCgroup(f"{self.cgroup_prefix}-{variant}-{slot}-g{gen}").create(boost)
         triton = self._triton(repo, cgroup, cpu_cores, f"triton-{variant}-{slot}-g{gen}")
         return Instance(variant, slot, gen, cpu_cores, triton, cgroup, repo)
 
