@@ -46,9 +46,11 @@ class ScrapeJob:
     metrics_path: str = "/metrics"
     metric_relabel_configs: tuple[Mapping[str, Any], ...] = ()
     scrape_interval_s: float | None = None
+    honor_labels: bool = False
 
 
-INFADAPTER_JOB = ScrapeJob("infadapter")
+#: our exporter's ``namespace``/``name`` are the InferenceService's: they win over target labels
+INFADAPTER_JOB = ScrapeJob("infadapter", honor_labels=True)
 #: Envoy's admin endpoint; the cluster of a variant is named after it: copy the name into ``variant``
 ENVOY_JOB = ScrapeJob(
     "envoy",
@@ -162,6 +164,8 @@ class PrometheusProcess:
                 "metrics_path": job.metrics_path,
                 "file_sd_configs": [{"files": [str(self._dir / "targets" / job.name / "*.json")], "refresh_interval": "1s"}],
             }
+            if job.honor_labels:
+                entry["honor_labels"] = True
             if job.scrape_interval_s is not None:
                 entry["scrape_interval"] = _duration(job.scrape_interval_s)
             if job.metric_relabel_configs:

@@ -73,6 +73,7 @@ def test_generated_config_has_file_sd_per_job_and_the_envoy_variant_relabelling(
     assert set(jobs) == {"infadapter", "envoy", "triton"}
     assert jobs["envoy"]["metrics_path"] == "/stats/prometheus"
     assert jobs["envoy"]["metric_relabel_configs"][0]["target_label"] == "variant"
+    assert jobs["infadapter"]["honor_labels"] is True and "honor_labels" not in jobs["triton"]
     assert jobs["triton"]["file_sd_configs"][0]["files"] == [str(tmp_path / "targets" / "triton" / "*.json")]
 
 
