@@ -1,0 +1,75 @@
+"""Operator settings: documented fields, read once from the environment (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from infadapter.errors import FieldError, InvalidInput
+from infadapter.runtime.kube import Images
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything the operator is told from outside (environment variables ``INFADAPTER_*``)."""
+
+    #: Prometheus base URL for observe (``INFADAPTER_PROMETHEUS_URL``)
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    #: a profile file used when a resource names no profile ConfigMap (``INFADAPTER_DEFAULT_PROFILE``)
+    default_profile: str = ""
+    #: policy name for :func:`infadapter.policies.make_policy` (``INFADAPTER_POLICY``)
+    policy: str = "ours"
+    #: the API server URL, only to bypass in-cluster/kubeconfig login (tests) (``INFADAPTER_KUBE_SERVER``)
+    kube_server: str = ""
+    #: how often the per-resource timer wakes to see whether a tick is due (``INFADAPTER_TIMER_RESOLUTION_S``)
+    timer_resolution_s: float = 1.0
+    #: Prometheus query timeout (``INFADAPTER_PROMETHEUS_TIMEOUT_S``)
+    prometheus_timeout_s: float = 5.0
+    #: the rate() window for the observed load (``INFADAPTER_RATE_WINDOW_S``)
+    rate_window_s: float = 60.0
+    #: keep the last N seconds of the per-second history in memory per resource (bounded memory)
+    max_history_s: int = 3600
+    images: Images = field(default_factory=Images)
+
+    @staticmethod
+    def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
+        env = os.environ if env is None else env
+        errors: list[FieldError] = []
+
+        def number(key: str, default: float) -> float:
+            raw = env.get(key)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                errors.append(FieldError(key, f"{raw!r} is not a number", "set a number of seconds"))
+                return default
+            if not value > 0:
+                errors.append(FieldError(key, f"must be > 0, got {raw}", "set a positive number"))
+                return default
+            return value
+
+        defaults = Images()
+        images = Images(
+            triton=env.get("INFADAPTER_TRITON_IMAGE", defaults.triton),
+            envoy=env.get("INFADAPTER_ENVOY_IMAGE", defaults.envoy),
+            agent=env.get("INFADAPTER_AGENT_IMAGE", defaults.agent),
+            s3=env.get("INFADAPTER_S3_IMAGE", defaults.s3),
+            pull_policy=env.get("INFADAPTER_IMAGE_PULL_POLICY", defaults.pull_policy),
+        )
+        config = OperatorConfig(
+            prometheus_url=env.get("INFADAPTER_PROMETHEUS_URL", OperatorConfig.prometheus_url),
+            default_profile=env.get("INFADAPTER_DEFAULT_PROFILE", ""),
+            policy=env.get("INFADAPTER_POLICY", "ours"),
+            kube_server=env.get("INFADAPTER_KUBE_SERVER", ""),
+            timer_resolution_s=number("INFADAPTER_TIMER_RESOLUTION_S", 1.0),
+            prometheus_timeout_s=number("INFADAPTER_PROMETHEUS_TIMEOUT_S", 5.0),
+            rate_window_s=number("INFADAPTER_RATE_WINDOW_S", 60.0),
+            max_history_s=int(number("INFADAPTER_MAX_HISTORY_S", 3600)),
+            images=images,
+        )
+        if errors:
+            raise InvalidInput(errors, "operator settings")
+        return config

@@ -1,0 +1,86 @@
+"""The resource's status, built and diffed without I/O: conditions with reasons, only-changed patches."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CONDITION_TYPES = ("Ready", "MetricsAvailable", "PlanFeasible", "Progressing", "Degraded")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool | None  # None = Unknown
+    reason: str
+    message: str = ""
+
+    @property
+    def status_text(self) -> str:
+        return "Unknown" if self.status is None else ("True" if self.status else "False")
+
+
+def merge_conditions(previous: Sequence[Mapping[str, Any]], updates: Sequence[Condition], now_iso: str, generation: int) -> list[dict[str, Any]]:
+    """New condition list: ``lastTransitionTime`` moves only when a condition's status flips."""
+    by_type = {str(c.get("type")): dict(c) for c in previous if isinstance(c, Mapping)}
+    for cond in updates:
+        old = by_type.get(cond.type)
+        since = old.get("lastTransitionTime") if old and old.get("status") == cond.status_text else now_iso
+        by_type[cond.type] = {
+            "type": cond.type,
+            "status": cond.status_text,
+            "reason": cond.reason,
+            "message": cond.message[:1024],
+            "lastTransitionTime": since,
+            "observedGeneration": generation,
+        }
+    ordered = [by_type[t] for t in CONDITION_TYPES if t in by_type]
+    return ordered + [c for t, c in by_type.items() if t not in CONDITION_TYPES]
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    if value is None or (isinstance(value, float) and (math.isnan(value) or math.isinf(value))):
+        return None
+    return round(float(value), digits)
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return set(old) == set(new) and all(_same(old[k], new[k]) for k in new)
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(_same(a, b) for a, b in zip(old, new, strict=True))
+    if isinstance(old, int | float) and isinstance(new, int | float) and not isinstance(old, bool) and not isinstance(new, bool):
+        return float(old) == float(new)
+    return bool(old == new)
+
+
+def _without_times(conditions: Any) -> Any:
+    if not isinstance(conditions, list):
+        return conditions
+    return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conditions if isinstance(c, Mapping)]
+
+
+def status_changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``desired`` whose value differs from ``current`` (a merge patch; {} = write nothing).
+
+    Conditions compare without their timestamps, so an unchanged condition set is never rewritten.
+    """
+    changes: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = current.get(key)
+        if key == "conditions":
+            if _same(_without_times(old), _without_times(value)):
+                continue
+        elif _same(old, value):
+            continue
+        changes[key] = value
+    return changes
+
+
+def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in status.get("conditions", []) or []:
+        if isinstance(c, Mapping) and c.get("type") == type_:
+            return c
+    return None

@@ -1,0 +1,463 @@
+"""Kubernetes objects for one InferenceService, built from its spec and a :class:`Plan` (pure functions).
+
+Per service ``S`` (all labelled ``app.kubernetes.io/managed-by: infadapter`` and ``infadapter.io/service: S``,
+all owned by the custom resource through a controller ``ownerReference``, so deleting it removes them):
+
+* ``S-<variant>``: a Triton ``Deployment`` (requests = limits from the plan, ``nvidia.com/gpu`` when the
+  plan gives GPUs, readiness on ``/v2/health/ready``, rolling update with ``maxUnavailable: 0`` =
+  make-before-break, ``resizePolicy`` NotRequired so CPU changes in place) and a ``Service``;
+  variants outside the plan keep their Deployment at 0 replicas, so the router config never changes;
+* ``S-router``: an Envoy ``Deployment`` + ``Service`` + ``ConfigMap`` (bootstrap from
+  :func:`infadapter.runtime.envoy.envoy_config`, with one STRICT_DNS cluster per variant Service),
+  and ``S-router-weights``, a ``ConfigMap`` of integer weights per variant: a sidecar posts them to
+  Envoy's admin ``/runtime_modify`` on 127.0.0.1 whenever the mounted file changes — weights change
+  live, no pod restart, and the admin interface is never reachable from outside the pod;
+* with ``routing.kind: GatewayAPI``, an ``HTTPRoute`` with weighted ``backendRefs`` instead of the router.
+
+Triton runs with ``--model-control-mode=none`` (no load/unload API) and only its HTTP and metrics ports
+are published; every pod runs non-root with a read-only root filesystem and no capabilities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infadapter.planning import Plan
+from infadapter.runtime.envoy import RUNTIME_PREFIX, envoy_config, integer_weights
+from infadapter.spec import InferenceServiceSpec, Variant
+
+Obj = dict[str, Any]
+
+GROUP = "infadapter.io"
+VERSION = "v1alpha1"
+PLURAL = "inferenceservices"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "infadapter"
+LABEL_SERVICE = "infadapter.io/service"
+LABEL_VARIANT = "infadapter.io/variant"
+LABEL_COMPONENT = "infadapter.io/component"
+ANNOTATION_PAUSED = "infadapter.io/paused"
+ANNOTATION_PROFILE = "infadapter.io/profile"
+ANNOTATION_CPU = "infadapter.io/cpu-cores"
+
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+ROUTER_PORT, ROUTER_METRICS_PORT, ENVOY_ADMIN_PORT = 8080, 9102, 9901
+WEIGHTS_DIR = "/etc/envoy/weights"
+DEFAULT_MEMORY = "2Gi"
+ROUTER_FILTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The custom resource that owns the objects."""
+
+    name: str
+    namespace: str
+    uid: str
+    api_version: str = f"{GROUP}/{VERSION}"
+    kind: str = "InferenceService"
+
+
+@dataclass(frozen=True)
+class Images:
+    triton: str = "nvcr.io/nvidia/tritonserver:24.08-py3"
+    envoy: str = "envoyproxy/envoy:v1.31.2"
+    agent: str = "curlimages/curl:8.10.1"
+    s3: str = "amazon/aws-cli:2.17.50"
+    pull_policy: str = "IfNotPresent"
+
+
+def object_name(service: str, suffix: str) -> str:
+    """``service-suffix`` as a DNS label (<= 63 chars; long names keep a hash to stay unique)."""
+    name = f"{service}-{suffix}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-')}-{digest}"
+
+
+def labels(owner: Owner, component: str, variant: str | None = None) -> dict[str, str]:
+    out = {MANAGED_BY: MANAGER, LABEL_SERVICE: owner.name, LABEL_COMPONENT: component, "app.kubernetes.io/name": "infadapter"}
+    if variant is not None:
+        out[LABEL_VARIANT] = variant
+    return out
+
+
+def selector(owner: Owner, component: str, variant: str | None = None) -> dict[str, str]:
+    out = {LABEL_SERVICE: owner.name, LABEL_COMPONENT: component}
+    if variant is not None:
+        out[LABEL_VARIANT] = variant
+    return out
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {"apiVersion": owner.api_version, "kind": owner.kind, "name": owner.name, "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def metadata(owner: Owner, name: str, component: str, variant: str | None = None, annotations: Mapping[str, str] | None = None) -> Obj:
+    meta: Obj = {"name": name, "namespace": owner.namespace, "labels": labels(owner, component, variant), "ownerReferences": [owner_reference(owner)]}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def is_owned(obj: Mapping[str, Any], owner: Owner) -> bool:
+    """Ours: our label and a controller owner reference to this very resource (same uid)."""
+    meta = obj.get("metadata", {})
+    if meta.get("labels", {}).get(MANAGED_BY) != MANAGER:
+        return False
+    return any(ref.get("uid") == owner.uid and ref.get("controller") for ref in meta.get("ownerReferences", []))
+
+
+def cpu_quantity(cores: float) -> str:
+    return f"{round(cores * 1000)}m"
+
+
+def parse_cpu_quantity(value: Any) -> float:
+    text = str(value).strip()
+    return float(text[:-1]) / 1000.0 if text.endswith("m") else float(text)
+
+
+def variant_resources(variant: Variant, cpu_cores: float, gpus: int) -> Obj:
+    amounts: dict[str, str] = {"cpu": cpu_quantity(cpu_cores), "memory": variant.resources.memory or DEFAULT_MEMORY}
+    if gpus:
+        amounts["nvidia.com/gpu"] = str(gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def restricted_security() -> Obj:
+    """Container security context: non-root, read-only root filesystem, no capabilities."""
+    return {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security(user: int = 1000) -> Obj:
+    return {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user, "fsGroup": user, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+@dataclass(frozen=True)
+class Repository:
+    path: str
+    volumes: list[Obj]
+    mounts: list[Obj]
+    inits: list[Obj]
+
+
+def model_repository(spec: InferenceServiceSpec, variant: Variant, images: Images) -> Repository:
+    """Volumes, Triton mounts and init containers serving ``spec.model_name`` from the variant's source.
+
+    * ``pvc://claim/path``: ``path`` on the claim is a Triton model repository holding ``<modelName>/``;
+    * ``http(s)://…/file``: one model file downloaded into ``/models/<modelName>/1/model.<format>``;
+    * ``s3://bucket/prefix``: a repository copied with the AWS CLI (credentials from the optional
+      Secret ``<service>-s3``, never written into the spec or the status);
+    * anything else: a path inside the Triton image.
+    """
+    uri = variant.source.uri
+    mounts: list[Obj] = [{"name": "models", "mountPath": "/models", "readOnly": True}]
+    if uri.startswith("pvc://"):
+        claim, _, sub = uri[len("pvc://") :].partition("/")
+        volumes = [{"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}]
+        if sub:
+            mounts[0]["subPath"] = sub
+        return Repository("/models", volumes, mounts, [])
+    security = restricted_security()
+    if uri.startswith(("http://", "https://")):
+        extension = {"onnx": "onnx", "torchscript": "pt", "savedmodel": "savedmodel", "python": "py"}[variant.source.format]
+        target = f"/models/{spec.model_name}/1/model.{extension}"
+        script = f'set -eu; mkdir -p "$(dirname {target})"; curl -fsSL --retry 5 -o {target} "$MODEL_URI"'
+        init = {
+            "name": "fetch-model",
+            "image": images.agent,
+            "imagePullPolicy": images.pull_policy,
+            "command": ["sh", "-c", script],
+            "env": [{"name": "MODEL_URI", "value": uri}],
+            "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+            "securityContext": security,
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        }
+        return Repository("/models", [{"name": "models", "emptyDir": {}}], mounts, [init])
+    if uri.startswith("s3://"):
+        init = {
+            "name": "fetch-model",
+            "image": images.s3,
+            "imagePullPolicy": images.pull_policy,
+            "args": ["s3", "cp", "--recursive", uri, "/models"],
+            "envFrom": [{"secretRef": {"name": f"{spec.model_name}-s3", "optional": True}}],
+            "env": [{"name": "HOME", "value": "/tmp"}],
+            "volumeMounts": [{"name": "models", "mountPath": "/models"}, {"name": "tmp", "mountPath": "/tmp"}],
+            "securityContext": security,
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        }
+        return Repository("/models", [{"name": "models", "emptyDir": {}}], mounts, [init])
+    path = uri[len("file://") :] if uri.startswith("file://") else (uri or f"/models/{variant.name}")
+    return Repository(path, [], [], [])
+
+
+def variant_deployment(
+    owner: Owner, spec: InferenceServiceSpec, variant: Variant, *, cpu_cores: float, gpus: int, replicas: int, images: Images
+) -> Obj:
+    repo = model_repository(spec, variant, images)
+    triton: Obj = {
+        "name": "triton",
+        "image": images.triton,
+        "imagePullPolicy": images.pull_policy,
+        "args": [
+            "tritonserver",
+            f"--model-repository={repo.path}",
+            "--model-control-mode=none",
+            "--strict-readiness=true",
+            f"--http-port={HTTP_PORT}",
+            "--allow-grpc=false",
+            f"--metrics-port={METRICS_PORT}",
+            "--exit-on-error=true",
+        ],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}, {"name": "metrics", "containerPort": METRICS_PORT}],
+        "resources": variant_resources(variant, cpu_cores, gpus),
+        "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "NotRequired"}, {"resourceName": "memory", "restartPolicy": "RestartContainer"}],
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2},
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+            "initialDelaySeconds": int(min(300, 3 * variant.load_time_s + 10)),
+        },
+        "volumeMounts": [*repo.mounts, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": restricted_security(),
+    }
+    pod_labels = labels(owner, "server", variant.name)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, object_name(owner.name, variant.name), "server", variant.name, {ANNOTATION_CPU: f"{cpu_cores:g}"}),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(owner, "server", variant.name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": {"prometheus.io/port": str(METRICS_PORT)}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security(),
+                    "initContainers": repo.inits,
+                    "containers": [triton],
+                    "volumes": [*repo.volumes, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def variant_service(owner: Owner, variant: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, object_name(owner.name, variant), "server", variant),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner, "server", variant),
+            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http"}, {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
+        },
+    }
+
+
+def weights_for(plan: Plan, ready: set[str], held: Mapping[str, int] | None = None, variants: Sequence[str] = ()) -> dict[str, int]:
+    """Integer router weights: the plan's shares over variants that are ready; traffic never moves to a
+    variant with no ready instance. With none ready, keep ``held`` (what the router has now)."""
+    clusters = list(variants) or [v.name for v in plan.variants]
+    shares = {v.name: v.weight for v in plan.variants if v.name in ready and v.weight > 0}
+    if not shares:
+        shares = {v.name: 1.0 for v in plan.variants if v.name in ready}
+    if not shares:
+        if held:
+            return {c: int(held.get(c, 0)) for c in clusters}
+        shares = plan.weights() or dict.fromkeys(clusters, 1.0)
+    result = integer_weights(shares, clusters)
+    return {c: (result[c] if c in shares else 0) for c in clusters}
+
+
+def router_bootstrap(owner: Owner, spec: InferenceServiceSpec) -> Obj:
+    """Envoy bootstrap: the embedded mode's config, with Service DNS clusters and a stats-only listener."""
+    names = spec.variant_names
+    config = envoy_config(
+        names, {}, listen_port=ROUTER_PORT, admin_port=ENVOY_ADMIN_PORT, eds_dir=Path("/unused"), listen_address="0.0.0.0", slo_ms=spec.slo.latency_ms
+    )
+    resources = config["static_resources"]
+    for cluster in resources["clusters"]:
+        variant = cluster["name"]
+        own = f"{object_name(owner.name, variant)}.{owner.namespace}.svc.cluster.local"
+        others = [f"{object_name(owner.name, n)}.{owner.namespace}.svc.cluster.local" for n in names if n != variant]
+        cluster.pop("eds_cluster_config")
+        cluster["type"] = "STRICT_DNS"
+        cluster["dns_lookup_family"] = "V4_ONLY"
+        endpoints = [{"priority": 0, "lb_endpoints": [_endpoint(own, HTTP_PORT)]}]
+        if others:
+            endpoints.append({"priority": 1, "lb_endpoints": [_endpoint(h, HTTP_PORT) for h in others]})
+        cluster["load_assignment"] = {"cluster_name": variant, "endpoints": endpoints}
+    admin_endpoints = [{"lb_endpoints": [_endpoint("127.0.0.1", ENVOY_ADMIN_PORT)]}]
+    resources["clusters"].append(
+        {"name": "envoy-admin", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {"cluster_name": "envoy-admin", "endpoints": admin_endpoints}}
+    )
+    # Prometheus scrapes this listener; it forwards GET /stats/prometheus to the admin and nothing else.
+    # Its stat prefix is "admin" so that the load queries (envoy_http_conn_manager_prefix!="admin") skip scrapes.
+    only_get = [{"name": ":method", "string_match": {"exact": "GET"}}]
+    stats_route = {"match": {"path": "/stats/prometheus", "headers": only_get}, "route": {"cluster": "envoy-admin"}}
+    deny = {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "admin",
+        "route_config": {"name": "stats", "virtual_hosts": [{"name": "stats", "domains": ["*"], "routes": [stats_route, deny]}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_FILTER}}],
+    }
+    resources["listeners"].append(
+        {
+            "name": "metrics",
+            "address": {"socket_address": {"address": "0.0.0.0", "port_value": ROUTER_METRICS_PORT}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+        }
+    )
+    return config
+
+
+def _endpoint(host: str, port: int) -> Obj:
+    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+
+
+def router_configmap(owner: Owner, spec: InferenceServiceSpec) -> Obj:
+    text = yaml.safe_dump(router_bootstrap(owner, spec), sort_keys=False)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(owner, object_name(owner.name, "router"), "router"), "data": {"envoy.yaml": text}}
+
+
+def weights_configmap(owner: Owner, weights: Mapping[str, int]) -> Obj:
+    data = {name: str(int(w)) for name, w in sorted(weights.items())}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(owner, object_name(owner.name, "router-weights"), "router"), "data": data}
+
+
+#: the sidecar: re-post the mounted weights to the pod-local admin when they change (and every 30 s,
+#: in case Envoy restarted and lost its admin runtime layer)
+AGENT_SCRIPT = f"""set -u
+last=""; n=0
+while true; do
+  q=""
+  for f in {WEIGHTS_DIR}/*; do [ -f "$f" ] || continue; q="$q&{RUNTIME_PREFIX}.$(basename "$f")=$(cat "$f")"; done
+  n=$((n+1))
+  if [ -n "$q" ] && {{ [ "$q" != "$last" ] || [ $n -ge 15 ]; }}; then
+    curl -fsS -o /dev/null -X POST "http://127.0.0.1:{ENVOY_ADMIN_PORT}/runtime_modify?${{q#&}}" && last="$q" && n=0
+  fi
+  sleep 2
+done
+"""
+
+
+def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, replicas: int = 1) -> Obj:
+    config_hash = hashlib.sha256(json.dumps(router_bootstrap(owner, spec), sort_keys=True).encode()).hexdigest()[:16]
+    small = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}}
+    envoy = {
+        "name": "envoy",
+        "image": images.envoy,
+        "imagePullPolicy": images.pull_policy,
+        "args": ["-c", "/etc/envoy/envoy.yaml", "--disable-hot-restart", "--log-level", "warn"],
+        "ports": [{"name": "http", "containerPort": ROUTER_PORT}, {"name": "metrics", "containerPort": ROUTER_METRICS_PORT}],
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 2},
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "512Mi"}},
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/envoy", "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": restricted_security(),
+    }
+    agent = {
+        "name": "weights",
+        "image": images.agent,
+        "imagePullPolicy": images.pull_policy,
+        "command": ["sh", "-c", AGENT_SCRIPT],
+        "resources": small,
+        "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR, "readOnly": True}],
+        "securityContext": restricted_security(),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, object_name(owner.name, "router"), "router"),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(owner, "router")},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels(owner, "router"), "annotations": {"infadapter.io/config-hash": config_hash}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security(101),
+                    "containers": [envoy, agent],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": object_name(owner.name, "router")}},
+                        {"name": "weights", "configMap": {"name": object_name(owner.name, "router-weights")}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def router_service(owner: Owner) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, object_name(owner.name, "router"), "router"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner, "router"),
+            "ports": [{"name": "http", "port": ROUTER_PORT, "targetPort": "http"}, {"name": "metrics", "port": ROUTER_METRICS_PORT, "targetPort": "metrics"}],
+        },
+    }
+
+
+def http_route(owner: Owner, spec: InferenceServiceSpec, weights: Mapping[str, int]) -> Obj:
+    """Gateway API routing: one rule, a weighted backendRef per variant Service."""
+    gateway = spec.routing.gateway_ref or "gateway"
+    gw_name, _, gw_namespace = gateway.partition(".")
+    parent: Obj = {"name": gw_name}
+    if gw_namespace:
+        parent["namespace"] = gw_namespace
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata(owner, owner.name, "route"),
+        "spec": {
+            "parentRefs": [parent],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"name": object_name(owner.name, v), "port": HTTP_PORT, "weight": int(weights.get(v, 0))} for v in spec.variant_names],
+                }
+            ],
+        },
+    }
+
+
+def desired_objects(
+    owner: Owner, spec: InferenceServiceSpec, sizes: Mapping[str, tuple[float, int, int]], weights: Mapping[str, int], images: Images
+) -> list[Obj]:
+    """Everything the service needs: ``sizes`` = {variant: (cpu cores, gpus, replicas)} for every variant."""
+    objects: list[Obj] = []
+    for variant in spec.variants:
+        cpu, gpus, replicas = sizes[variant.name]
+        objects.append(variant_deployment(owner, spec, variant, cpu_cores=cpu, gpus=gpus, replicas=replicas, images=images))
+        objects.append(variant_service(owner, variant.name))
+    if spec.routing.kind == "GatewayAPI":
+        objects.append(http_route(owner, spec, weights))
+    else:
+        objects += [router_configmap(owner, spec), weights_configmap(owner, weights), router_deployment(owner, spec, images), router_service(owner)]
+    return objects

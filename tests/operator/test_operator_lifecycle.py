@@ -1,0 +1,231 @@
+"""The real kopf operator against the emulated API server and a fake Prometheus: the user-visible lifecycle."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.operator.checks import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES, applied, condition, owned, pod_cpu, status, weights
+from tests.operator.emulator import ApiFailure
+from tests.operator.harness import ISVC, operator, service, wait_for
+
+
+def test_create_makes_deployments_services_and_router_owned_by_the_resource(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 5.0
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: applied(cluster), what="the plan applied")
+        st = status(cluster)
+        uid = cluster.get(ISVC, "demo")["metadata"]["uid"]
+        names = {(o["kind"], o["metadata"]["name"]) for o in owned(cluster)}
+        assert {("Deployment", "demo-small"), ("Deployment", "demo-large"), ("Deployment", "demo-router")} <= names
+        assert {("Service", "demo-small"), ("Service", "demo-large"), ("Service", "demo-router")} <= names
+        assert {("ConfigMap", "demo-router"), ("ConfigMap", "demo-router-weights")} <= names
+        for obj in owned(cluster):
+            assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "infadapter"
+            assert obj["metadata"]["ownerReferences"] == [
+                {"apiVersion": "infadapter.io/v1alpha1", "kind": "InferenceService", "name": "demo", "uid": uid, "controller": True, "blockOwnerDeletion": True}
+            ]
+        for variant in st["plan"]["variants"]:
+            dep = cluster.get(DEPLOYMENTS, f"demo-{variant['name']}")
+            triton = dep["spec"]["template"]["spec"]["containers"][0]
+            assert triton["resources"]["requests"] == triton["resources"]["limits"]
+            assert triton["resources"]["limits"]["cpu"] == f"{round(variant['cpu'] * 1000)}m"
+            assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+            assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        wait_for(lambda: condition(cluster, "Ready").get("status") == "True", what="Ready")
+        assert condition(cluster, "MetricsAvailable")["status"] == "True"
+        assert st["observedGeneration"] == 1
+        assert st["observedLoadRps"] == 5.0 and st["expectedAccuracy"] > 0 and st["costCpu"] > 0 and "solveMs" in st
+        plan_events = [e for e in cluster.events("demo") if e["reason"] == "PlanApplied"]
+        assert len(plan_events) == 1 and plan_events[0]["message"].startswith("plan ") and "\n" not in plan_events[0]["message"]
+
+
+def test_model_source_pvc_and_http_download(cluster, prometheus, profile_path):
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: cluster.get(DEPLOYMENTS, "demo-large") and cluster.get(DEPLOYMENTS, "demo-small"))
+        small = cluster.get(DEPLOYMENTS, "demo-small")["spec"]["template"]["spec"]
+        large = cluster.get(DEPLOYMENTS, "demo-large")["spec"]["template"]["spec"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in small["volumes"]
+    assert small["containers"][0]["volumeMounts"][0]["subPath"] == "small"
+    assert large["initContainers"][0]["env"] == [{"name": "MODEL_URI", "value": "https://example.com/large.onnx"}]
+    assert "/models/demo/1/model.onnx" in large["initContainers"][0]["command"][-1]
+
+
+def test_load_change_replans_patches_objects_and_moves_weights(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 5.0
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: applied(cluster), what="first plan applied")
+        first = status(cluster)["summary"]
+        first_weights = weights(cluster)
+        prometheus.loads["demo"] = 30.0
+        wait_for(lambda: status(cluster).get("summary") != first and applied(cluster), 20, what="a new plan applied")
+        assert status(cluster)["observedLoadRps"] == 30.0
+        assert weights(cluster) != first_weights
+        assert status(cluster)["plan"]["served_rps"] >= 30.0 - 1e-6
+        assert len([e for e in cluster.events("demo") if e["reason"] == "PlanApplied"]) >= 2
+
+
+def test_recommend_mode_changes_only_the_status(cluster, prometheus, profile_path):
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service(mode="Recommend"))
+        wait_for(lambda: status(cluster).get("plan"), what="a recommended plan")
+        time.sleep(1.5)
+        assert cluster.list(DEPLOYMENTS) == [] and cluster.list(SERVICES) == [] and cluster.list(CONFIGMAPS) == []
+        assert condition(cluster, "Progressing")["reason"] == "Recommend"
+        assert [e["reason"] for e in cluster.events("demo")] == ["PlanRecommended"]
+
+
+def test_off_mode_and_pause_annotation_touch_nothing(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 5.0
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service(mode="Off"))
+        wait_for(lambda: condition(cluster, "Ready").get("reason") == "Off", what="Off reported")
+        assert cluster.list(DEPLOYMENTS) == []
+        cluster.patch(ISVC, "demo", {"spec": {"mode": "Auto"}})
+        wait_for(lambda: applied(cluster), what="applied once Auto")
+        cluster.patch(ISVC, "demo", {"metadata": {"annotations": {"infadapter.io/paused": "true"}}})
+        wait_for(lambda: condition(cluster, "Ready").get("reason") == "Paused", what="paused")
+        before = {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.list(DEPLOYMENTS)}
+        prometheus.loads["demo"] = 30.0
+        time.sleep(2.5)
+        assert {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.list(DEPLOYMENTS)} == before
+
+
+def test_prometheus_down_holds_the_last_plan_and_says_so(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 5.0
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: applied(cluster), what="first plan applied")
+        plan = status(cluster)["plan"]
+        prometheus.__exit__()  # connection refused from now on
+        wait_for(lambda: condition(cluster, "MetricsAvailable").get("status") == "False", what="MetricsAvailable=False")
+        time.sleep(1.5)
+        assert status(cluster)["plan"] == plan and applied(cluster)
+        assert "holding the last plan" in condition(cluster, "MetricsAvailable")["message"]
+        assert [e for e in cluster.events("demo") if e["reason"] == "MetricsUnavailable"]
+
+
+def test_invalid_resource_is_refused_by_the_crd_with_the_field_named(cluster):
+    body = service()
+    body["spec"]["variants"][0]["accuracy"] = 1.5
+    body["spec"]["mode"] = "Sometimes"
+    with pytest.raises(ApiFailure) as refused:
+        cluster.create(ISVC, body)
+    assert refused.value.code == 422
+    assert "spec.variants.0.accuracy" in refused.value.message and "spec.mode" in refused.value.message
+
+
+def test_invalid_spec_past_the_schema_is_reported_by_the_operator(cluster, prometheus, profile_path):
+    # quantities as strings pass the CRD's CEL rule but "3" > "1500m" only spec.parse can see
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service(resources={"minCpu": "3", "maxCpu": "1500m"}))
+        wait_for(lambda: condition(cluster, "Degraded").get("reason") == "InvalidSpec", what="InvalidSpec reported")
+        message = condition(cluster, "Degraded")["message"]
+        assert "spec.resources" in message and "minCpu" in message
+        time.sleep(1.0)
+        assert cluster.list(DEPLOYMENTS) == []
+        events = cluster.events("demo")
+        assert any("invalid InferenceService" in e["message"] for e in events), events
+
+
+def test_delete_removes_everything_owned(cluster, prometheus, profile_path):
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: applied(cluster), what="applied")
+        assert cluster.list(PODS)
+        cluster.delete(ISVC, "demo")
+        wait_for(lambda: not cluster.get(ISVC, "demo"), what="the resource gone")
+        wait_for(lambda: not (cluster.list(DEPLOYMENTS) or cluster.list(SERVICES) or cluster.list(CONFIGMAPS) or cluster.list(PODS)), what="owned objects gone")
+
+
+def test_restart_of_the_operator_causes_no_churn(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 5.0
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: applied(cluster), what="applied")
+        time.sleep(1.0)
+    versions = {o["metadata"]["name"] + o["kind"]: o["metadata"]["resourceVersion"] for o in owned(cluster)}
+    events = len(cluster.events("demo"))
+    plan = status(cluster)["plan"]
+    with operator(cluster, prometheus, profile_path):
+        time.sleep(3.0)
+    assert {o["metadata"]["name"] + o["kind"]: o["metadata"]["resourceVersion"] for o in owned(cluster)} == versions
+    assert len(cluster.events("demo")) == events
+    assert status(cluster)["plan"] == plan
+
+
+def test_status_is_written_only_when_it_changes(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 5.0
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: applied(cluster), what="applied")
+        time.sleep(1.0)
+        before = cluster.emulator.counts.get(("PATCH", "inferenceservices"), 0)
+        time.sleep(3.0)  # three ticks at a steady load
+        assert cluster.emulator.counts.get(("PATCH", "inferenceservices"), 0) - before <= 1
+
+
+def test_in_place_resize_keeps_the_pods(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 3.0
+    spec = service(resources={"cpuStep": 1, "minCpu": 1, "maxCpu": 4, "maxReplicas": 1}, variants=[service()["spec"]["variants"][1]])
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, spec)
+        wait_for(lambda: applied(cluster), what="applied")
+        pods = {p["metadata"]["uid"] for p in cluster.list(PODS)}
+        assert pod_cpu(cluster, "demo-large") == [1.0]
+        prometheus.loads["demo"] = 12.0
+        wait_for(lambda: pod_cpu(cluster, "demo-large") == [4.0] and applied(cluster), what="resized in place")
+        assert {p["metadata"]["uid"] for p in cluster.list(PODS)} == pods
+        assert cluster.emulator.resizes
+
+
+def test_without_in_place_support_the_template_rolls(cluster, prometheus, profile_path):
+    cluster.emulator.resize_supported = False
+    prometheus.loads["demo"] = 3.0
+    spec = service(resources={"cpuStep": 1, "minCpu": 1, "maxCpu": 4, "maxReplicas": 1}, variants=[service()["spec"]["variants"][1]])
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, spec)
+        wait_for(lambda: applied(cluster), what="applied")
+        pods = {p["metadata"]["uid"] for p in cluster.list(PODS, **{"infadapter.io/variant": "large"})}
+        prometheus.loads["demo"] = 12.0
+        wait_for(lambda: pod_cpu(cluster, "demo-large") == [4.0] and applied(cluster), what="rolled to the new size")
+        assert not {p["metadata"]["uid"] for p in cluster.list(PODS, **{"infadapter.io/variant": "large"})} & pods
+        limits = cluster.get(DEPLOYMENTS, "demo-large")["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits["cpu"] == "4000m"
+
+
+def test_traffic_moves_only_to_ready_variants(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 5.0
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: applied(cluster), what="applied")
+        serving = {n for n, w in weights(cluster).items() if w > 0}
+        others = {"small", "large"} - serving
+        for name in others:
+            cluster.emulator.unready.add(f"demo-{name}")
+        prometheus.loads["demo"] = 30.0  # needs more than one variant: the new one never gets ready
+        wait_for(lambda: {v["name"] for v in status(cluster)["plan"]["variants"]} & others, what="a plan with the other variant")
+        time.sleep(1.5)
+        assert {n for n, w in weights(cluster).items() if w > 0} <= serving
+        assert condition(cluster, "Progressing")["status"] == "True"
+        assert "waiting for" in condition(cluster, "Progressing")["message"]
+        cluster.emulator.unready.clear()
+        for name in others:  # the controller re-runs on the next write; nudge it as a kubelet would
+            cluster.patch(DEPLOYMENTS, f"demo-{name}", {"metadata": {"annotations": {"nudge": "1"}}})
+        wait_for(lambda: applied(cluster), what="converged once ready")
+
+
+def test_gateway_api_routing_uses_a_weighted_httproute(cluster, prometheus, profile_path):
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service(routing={"kind": "GatewayAPI", "gatewayRef": "public.gateways"}))
+        route = wait_for(lambda: cluster.get("gateway.networking.k8s.io/v1/httproutes", "demo"), what="an HTTPRoute")
+        wait_for(lambda: condition(cluster, "Ready").get("status") == "True", what="ready")
+        route = cluster.get("gateway.networking.k8s.io/v1/httproutes", "demo")
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    assert {r["name"] for r in refs} == {"demo-small", "demo-large"} and sum(r["weight"] for r in refs) == 10_000
+    assert cluster.get(DEPLOYMENTS, "demo-router") is None
