@@ -148,8 +148,8 @@ class Profiler:
         slo_ms: float,
         percentile: float = 99.0,
         *,
-        duration_s: float = 4.0,
-        max_steps: int = 6,
+        duration_s: float = 3.0,
+        max_steps: int = 5,
         tolerance: float = 0.1,
         work_dir: str | os.PathLike[str] | None = None,
         use_cgroup: bool | None = None,
@@ -257,3 +257,44 @@ def parse_cpus(text: str) -> list[float]:
         raise InvalidInput([FieldError("cpus", f"{text!r}: CPU sizes must be > 0", "write e.g. 0.25,0.5,1")], "profile")
     return cpus
 
+
+
+def profile_spec(
+    spec: InferenceServiceSpec,
+    cpus: Sequence[float] = DEFAULT_CPUS,
+    *,
+    slo_ms: float | None = None,
+    duration_s: float = 3.0,
+    max_steps: int = 5,
+    variants: Sequence[str] | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+    on_step: StepCallback | None = None,
+) -> tuple[Profile, list[PointResult]]:
+    """Profile a spec's variants (building missing demo models) — what ``infadapter profile`` does, in-process."""
+    models = spec_models(spec, variants, models_dir)
+    profiler = Profiler(slo_ms if slo_ms is not None else spec.slo.latency_ms, spec.slo.percentile,
+                        duration_s=duration_s, max_steps=max_steps, on_step=on_step)
+    return profiler.profile(models, spec.model_name, cpus)
+
+
+def profile_cache_path(spec: InferenceServiceSpec, cpus: Sequence[float], slo_ms: float | None = None,
+                       models_dir: str | os.PathLike[str] | None = None, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where a profile of exactly these models, CPU sizes, SLO and machine is cached.
+
+    The key covers the model files' hashes (from their manifests, else size+mtime), the CPU sizes,
+    the SLO and percentile, and the core count, so a rebuilt model or another SLO gets a new file.
+    """
+    import hashlib
+    import json
+
+    from infadapter.serving.models import default_models_dir, read_manifest
+
+    parts: list[object] = [sorted(cpus), slo_ms if slo_ms is not None else spec.slo.latency_ms, spec.slo.percentile, os.cpu_count()]
+    for v in spec.variants:
+        path = resolve_model_uri(v.source.uri or f"models://{v.name}", models_dir)
+        manifest = read_manifest(path) or {}
+        stat = path.stat()
+        parts.append([v.name, manifest.get("sha256") or f"{stat.st_size}-{stat.st_mtime_ns}"])
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    base = Path(cache_dir) if cache_dir is not None else default_models_dir().parent / "profiles"
+    return base / f"{spec.model_name}-{digest}.yaml"

@@ -96,3 +96,19 @@ def test_a_borderline_failure_is_measured_again_and_the_better_outcome_counts() 
     assert calls[:2] == [20.0, 20.0]
     assert not steps[0].passed and steps[1].passed
     assert 28.5 <= found <= 30.0
+
+
+def test_profile_cache_path_changes_with_slo_cpus_and_model(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    from infadapter.profiler import profile_cache_path
+    from infadapter.spec import parse_spec
+
+    def spec_for(model: Path, slo: float):  # type: ignore[no-untyped-def]
+        return parse_spec({"modelName": "resnet", "slo": {"latencyMs": slo},
+                           "variants": [{"name": "a", "accuracy": 0.7, "source": {"uri": f"file://{model}"}}]})
+
+    base = profile_cache_path(spec_for(tiny_models["resnet18"], 200), [0.5, 1], cache_dir=tmp_path)
+    assert base.parent == tmp_path and base.name.startswith("resnet-") and base.suffix == ".yaml"
+    assert profile_cache_path(spec_for(tiny_models["resnet18"], 200), [1, 0.5], cache_dir=tmp_path) == base
+    assert profile_cache_path(spec_for(tiny_models["resnet18"], 300), [0.5, 1], cache_dir=tmp_path) != base
+    assert profile_cache_path(spec_for(tiny_models["resnet18"], 200), [0.5], cache_dir=tmp_path) != base
+    assert profile_cache_path(spec_for(tiny_models["resnet34"], 200), [0.5, 1], cache_dir=tmp_path) != base
