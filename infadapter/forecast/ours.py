@@ -34,6 +34,8 @@ from infadapter.forecast.base import BufferedForecaster, FloatArray, ForecastRes
 
 BLOCK_S = 60
 HISTORY_BLOCKS = 10
+#: forecasts awaiting their outcome (ticks within one horizon; a bound against misuse)
+MAX_PENDING = 10_000
 FEATURE_NAMES = ("intercept", "peak1", "peak2", "peak3", "peak4", "peak5", "mean1", "mean2", "mean3",
                  "peak_max10", "peak_median10", "mean_last10s", "mean_last30s")
 
@@ -231,5 +233,8 @@ class OursForecaster(BufferedForecaster):
 
         end_s = self._buffer.end_s
         if end_s is not None and base > 0:
-            self._pending[end_s] = (horizon_s, quantile(self.target_quantile))
+            if self._pending and max(self._pending) > end_s:  # the clock went back: a new timeline
+                self._pending.clear()
+            if len(self._pending) < MAX_PENDING:
+                self._pending[end_s] = (horizon_s, quantile(self.target_quantile))
         return ForecastResult(point, horizon_s, self.name, quantile)
