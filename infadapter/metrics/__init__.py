@@ -15,7 +15,7 @@ from infadapter.metrics.decisionlog import (
     format_decision,
 )
 from infadapter.metrics.exporter import METRICS, InfAdapterMetrics
-from infadapter.metrics.plan_records import PlanLike, infer_reason, record_from_plan
+from infadapter.metrics.plan_records import PlanLike, infer_reason, record_from_decision, record_from_plan
 from infadapter.metrics.prometheus import Observer
 
 __all__ = [
@@ -30,5 +30,6 @@ __all__ = [
     "event_fields",
     "format_decision",
     "infer_reason",
+    "record_from_decision",
     "record_from_plan",
 ]

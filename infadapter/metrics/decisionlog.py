@@ -93,7 +93,7 @@ class DecisionRecord:
     and the embedded mode, trace seconds in the simulator). Loads are requests per second; NaN where
     unknown (e.g. ``metrics_unavailable``). ``accuracy`` is the expected (weight-averaged declared)
     accuracy as a fraction, ``cost_cpu`` the planned cores (all replicas), ``solve_s`` the solver's
-    wall time. Optional measurements taken at the router during the last interval
+    wall time (None when the tick solved nothing, e.g. it kept the running plan). Optional measurements taken at the router during the last interval
     (``slo_violation_ratio``, ``reconfiguration_s``) are exported when given.
     """
 
@@ -108,7 +108,7 @@ class DecisionRecord:
     accuracy: float = math.nan
     cost_cpu: float = math.nan
     objective: float = math.nan
-    solve_s: float = 0.0
+    solve_s: float | None = None
     status: PlanStatus = "optimal"
     slo_violation_ratio: float | None = None
     reconfiguration_s: float | None = None
@@ -144,7 +144,7 @@ class DecisionRecord:
             "accuracy": _json_number(self.accuracy),
             "cost_cpu": _json_number(self.cost_cpu),
             "objective": _json_number(self.objective),
-            "solve_s": self.solve_s,
+            "solve_s": _json_optional(self.solve_s),
             "slo_violation_ratio": _json_optional(self.slo_violation_ratio),
             "reconfiguration_s": _json_optional(self.reconfiguration_s),
         }
@@ -172,7 +172,7 @@ class DecisionRecord:
             accuracy=num("accuracy"),
             cost_cpu=num("cost_cpu"),
             objective=num("objective"),
-            solve_s=float(raw.get("solve_s") or 0.0),
+            solve_s=opt("solve_s"),
             slo_violation_ratio=opt("slo_violation_ratio"),
             reconfiguration_s=opt("reconfiguration_s"),
         )
@@ -211,7 +211,9 @@ def _rate(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.0f}rps" if value >= 10 else f"{value:.3g}rps"
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "n/a"
     milliseconds = seconds * 1000.0
     return f"{milliseconds:.0f}ms" if milliseconds >= 10 else f"{milliseconds:.2g}ms"
 

@@ -190,7 +190,8 @@ class InfAdapterMetrics:
             g["infadapter_cost_cpu_cores"].labels(ns, name).set(record.cost_cpu)
             g["infadapter_plan_objective"].labels(ns, name).set(record.objective)
             g["infadapter_plan_feasible"].labels(ns, name).set(1.0 if record.status == "optimal" else 0.0)
-            self._histograms["infadapter_solver_duration_seconds"].labels(ns, name).observe(record.solve_s)
+            if record.solve_s is not None:
+                self._histograms["infadapter_solver_duration_seconds"].labels(ns, name).observe(record.solve_s)
             self._set_plan(ns, name, record)
 
     def _set_plan(self, ns: str, name: str, record: DecisionRecord) -> None:

@@ -99,15 +99,21 @@ def record_from_plan(
     observed_rps: float,
     forecast_rps: float,
     reason: DecisionReason | None = None,
+    metrics_available: bool = True,
     slo_violation_ratio: float | None = None,
     reconfiguration_s: float | None = None,
 ) -> DecisionRecord:
-    """Build the record from the planner's ``Plan`` objects; ``reason`` is inferred when not given."""
-    current = plan_variants(plan)
+    """Build the record from the planner's ``Plan`` objects; ``reason`` is inferred when not given.
+
+    ``plan=None`` means the tick kept what runs (``Decision.plan is None``): the record's plan is then
+    ``previous`` and no solve is recorded (``solve_s=None``).
+    """
+    effective = plan if plan is not None else previous
+    current = plan_variants(effective)
     before = plan_variants(previous)
-    status: PlanStatus = "infeasible" if plan is not None and plan.status == "infeasible" else "optimal"
+    status: PlanStatus = "infeasible" if effective is not None and effective.status == "infeasible" else "optimal"
     if reason is None:
-        reason = infer_reason(current, before, status=status, metrics_available=plan is not None)
+        reason = infer_reason(current, before, status=status, metrics_available=metrics_available)
     return DecisionRecord(
         namespace=namespace,
         name=name,
@@ -117,11 +123,49 @@ def record_from_plan(
         forecast_rps=forecast_rps,
         plan=current,
         previous_plan=before,
-        accuracy=float(plan.accuracy) if plan is not None else math.nan,
-        cost_cpu=float(plan.cost_cpu) if plan is not None else math.nan,
-        objective=float(plan.objective) if plan is not None else math.nan,
-        solve_s=float(plan.solve_ms) / 1000.0 if plan is not None else 0.0,
+        accuracy=float(effective.accuracy) if effective is not None else math.nan,
+        cost_cpu=float(effective.cost_cpu) if effective is not None else math.nan,
+        objective=float(effective.objective) if effective is not None else math.nan,
+        solve_s=float(plan.solve_ms) / 1000.0 if plan is not None else None,
         status=status,
+        slo_violation_ratio=slo_violation_ratio,
+        reconfiguration_s=reconfiguration_s,
+    )
+
+
+class DecisionLike(Protocol):
+    """The part of ``infadapter.policies.base.Decision`` a record needs."""
+
+    @property
+    def plan(self) -> PlanLike | None: ...
+    @property
+    def reason(self) -> DecisionReason: ...
+    @property
+    def forecast_rps(self) -> float: ...
+    @property
+    def observed_rps(self) -> float: ...
+
+
+def record_from_decision(
+    namespace: str,
+    name: str,
+    now_s: float,
+    decision: DecisionLike,
+    current: PlanLike | None,
+    *,
+    slo_violation_ratio: float | None = None,
+    reconfiguration_s: float | None = None,
+) -> DecisionRecord:
+    """The record of one policy tick: ``decision`` (a ``Decision``) taken while ``current`` was serving."""
+    return record_from_plan(
+        namespace,
+        name,
+        now_s,
+        decision.plan,
+        current,
+        observed_rps=decision.observed_rps,
+        forecast_rps=decision.forecast_rps,
+        reason=decision.reason,
         slo_violation_ratio=slo_violation_ratio,
         reconfiguration_s=reconfiguration_s,
     )

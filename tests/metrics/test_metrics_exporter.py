@@ -155,3 +155,11 @@ def test_the_observability_doc_lists_every_metric() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
     for info in METRICS:
         assert f"| `{info.name}` | {info.kind} |" in doc, info.name
+
+
+def test_a_tick_without_a_solve_records_no_solver_time() -> None:
+    metrics = InfAdapterMetrics()
+    metrics.observe(_record())
+    metrics.observe(_record(reason="hold", previous_plan=PLAN, solve_s=None))
+    assert _value(metrics, "infadapter_solver_duration_seconds_count", namespace="default", name="resnet") == 1.0
+    assert _value(metrics, "infadapter_decisions_total", namespace="default", name="resnet", reason="hold") == 1.0
