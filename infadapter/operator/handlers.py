@@ -72,6 +72,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         observer=Observer(config.prometheus_url, timeout_s=config.prometheus_timeout_s, retries=0),
         metrics=InfAdapterMetrics(),
     )
+    if config.metrics_port:
+        memo.runtime.metrics.serve(config.metrics_port, "0.0.0.0")
     log.info("infadapter operator started: prometheus=%s policy=%s", config.prometheus_url, config.policy)
 
 
@@ -81,6 +83,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if runtime is not None:
         await runtime.api.close()
         runtime.observer.close()
+        if runtime.metrics is not None:
+            runtime.metrics.close()
 
 
 @kopf.on.login()

@@ -30,6 +30,8 @@ class OperatorConfig:
     rate_window_s: float = 60.0
     #: keep the last N seconds of the per-second history in memory per resource (bounded memory)
     max_history_s: int = 3600
+    #: serve the infadapter_* metrics on this port, 0 = not at all (``INFADAPTER_METRICS_PORT``)
+    metrics_port: int = 0
     images: Images = field(default_factory=Images)
 
     @staticmethod
@@ -68,6 +70,7 @@ class OperatorConfig:
             prometheus_timeout_s=number("INFADAPTER_PROMETHEUS_TIMEOUT_S", 5.0),
             rate_window_s=number("INFADAPTER_RATE_WINDOW_S", 60.0),
             max_history_s=int(number("INFADAPTER_MAX_HISTORY_S", 3600)),
+            metrics_port=int(env.get("INFADAPTER_METRICS_PORT") or 0) if (env.get("INFADAPTER_METRICS_PORT") or "0").isdigit() else 0,
             images=images,
         )
         if errors:
