@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _RESTRICT_HEADER = "infadapter-admin"
+_SHM_PREFIX = b"triton_python_backend_shm_region_"
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid`` (a server and its model stubs)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
 
 
 def _join_cgroup(procs_file: str) -> Callable[[], None]:
@@ -173,6 +190,7 @@ class TritonProcess:
         self._admin_token = secrets.token_hex(16) if address not in _LOOPBACK else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
+        self._shm_regions: set[str] = set()
         self.started_at: float | None = None
 
     # ------------------------------------------------------------------ addresses
@@ -255,6 +273,7 @@ class TritonProcess:
             preexec_fn=self._preexec,  # noqa: PLW1509
         )
         self.started_at = started
+        self._shm_regions.clear()
         log.debug("%s started pid %d on http %d", self.name, self._proc.pid, self.http_port)
         if not wait:
             return 0.0
@@ -280,6 +299,7 @@ class TritonProcess:
             if not self.is_alive():
                 raise ApplyFailed(f"{self.name} exited with code {self.returncode()} before ready:\n{self.log_tail()}")
             if self.is_ready():
+                self._note_shm_regions()
                 return
             time.sleep(0.05)
         raise ApplyFailed(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
@@ -293,6 +313,7 @@ class TritonProcess:
         proc = self._proc
         if proc is None:
             return None
+        self._note_shm_regions()
         if proc.poll() is None:
             self._signal_group(proc.pid, signal.SIGTERM)
             try:
@@ -303,10 +324,32 @@ class TritonProcess:
                 proc.wait(5.0)
         # stubs left behind by a crashed server still carry its group id
         self._signal_group(proc.pid, signal.SIGKILL)
+        self._remove_shm_regions(proc.pid)
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
         return proc.returncode
+
+    def _note_shm_regions(self) -> None:
+        """Remember the python-backend shared-memory regions of our stubs (named on their command lines)."""
+        if self._proc is None:
+            return
+        for pid in processes_in_group(self._proc.pid):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            self._shm_regions.update(a.decode() for a in args if a.startswith(_SHM_PREFIX))
+
+    def _remove_shm_regions(self, pgid: int) -> None:
+        # a server killed before its stubs cleaned up leaves 1 MiB+ files in /dev/shm
+        deadline = time.monotonic() + 2.0
+        while processes_in_group(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for name in self._shm_regions:
+            with contextlib.suppress(OSError):
+                (Path("/dev/shm") / name).unlink()
+        self._shm_regions.clear()
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -337,6 +380,7 @@ class TritonProcess:
         status, text = self._request("POST", f"/v2/repository/models/{name}/load", json.dumps(body).encode(), timeout_s)
         if status != 200:
             raise ApplyFailed(f"{self.name}: loading model {name!r} failed ({status}): {text}")
+        self._note_shm_regions()
         return time.monotonic() - started
 
     def unload_model(self, name: str, timeout_s: float = 60.0) -> float:

@@ -156,3 +156,23 @@ def test_weighted_self_moves_this_process_and_back() -> None:
         path = group.path
     assert not path.exists()
     assert os.getpid() not in CpuCgroup(path.name).pids()
+
+
+@pytest.mark.slow
+def test_a_crashed_server_leaves_no_stub_and_no_shared_memory(tiny_models: dict[str, Path], tmp_path: Path,
+                                                              processes_in_group: Callable[[int], list[int]], triton_available: None) -> None:
+    import os
+    import signal
+
+    write_repository(tmp_path / "repo", MODEL_NAME, tiny_models["resnet18"], Serving(instance_count=1))
+    server = TritonProcess(tmp_path / "repo")
+    server.start(timeout_s=120)
+    pid = server.pid
+    assert pid is not None
+    regions = [p for p in Path("/dev/shm").iterdir() if any(p.name in " ".join(
+        Path(f"/proc/{q}/cmdline").read_bytes().decode(errors="replace").split("\0")) for q in processes_in_group(pid))]
+    assert regions, "the python backend stub names its shared-memory region on its command line"
+    os.kill(pid, signal.SIGKILL)  # the server crashes; its stub may linger
+    server.stop()
+    assert processes_in_group(pid) == []
+    assert not any(p.exists() for p in regions)
