@@ -128,6 +128,8 @@ class OursForecaster(BufferedForecaster):
         self.level_shift = 0.0  # the adaptive part of the level (ACI)
         self._pending: dict[float, tuple[float, float]] = {}  # issued end_s -> (horizon_s, forecast)
         self._residual_cache: tuple[float | None, int, FloatArray, FloatArray | None] | None = None
+        #: (horizon_s, end_s mod 60) -> (end_s, anchor times, log residuals): the calibration set
+        self._calibration: dict[tuple[int, int], tuple[float, FloatArray, FloatArray]] = {}
 
     # training ---------------------------------------------------------------------------
     def design(self, series: FloatArray, horizon_s: int = BLOCK_S, *, with_ages: bool = False) -> Any:
@@ -161,6 +163,7 @@ class OursForecaster(BufferedForecaster):
         self.level_shift = 0.0
         self._pending.clear()
         self._residual_cache = None
+        self._calibration.clear()
 
     # online -----------------------------------------------------------------------------
     def _ingested(self, added_s: int) -> None:
@@ -200,24 +203,45 @@ class OursForecaster(BufferedForecaster):
         row = features(peak[index], mean[index], tail10[index], tail30[index])[-1]
         return float(np.exp(row @ self.weights))
 
+    def _anchor_residuals(self, series: FloatArray, horizon_s: int, end_s: float) -> tuple[FloatArray, FloatArray]:
+        """(anchor times, log residuals) of every scorable minute of ``series``, which ends at ``end_s``."""
+        rows, target, ages = self.design(series, horizon_s, with_ages=True)
+        return end_s - ages, _log(target) - rows @ self.weights
+
     def residuals(self, horizon_s: int) -> tuple[FloatArray, FloatArray | None]:
-        """Log residuals of the base forecast over the held history and their calibration weights
-        (cached per tick and horizon)."""
-        key = self._buffer.end_s
-        if self._residual_cache is not None and self._residual_cache[:2] == (key, horizon_s):
+        """Log residuals of the base forecast over the last ``calibration_min`` minutes and their
+        calibration weights. Incremental: each tick scores only the minutes resolved since the
+        last tick on the same 60-s grid (a full replay after a jump or a reset)."""
+        end_s = self._buffer.end_s
+        if self._residual_cache is not None and self._residual_cache[:2] == (end_s, horizon_s):
             return self._residual_cache[2], self._residual_cache[3]
-        held = self._buffer.values[-(self.calibration_min + HISTORY_BLOCKS) * BLOCK_S - horizon_s:]
-        rows, target, ages = self.design(held, horizon_s, with_ages=True)
-        keep = slice(-self.calibration_min, None)
-        recent, ages = (_log(target) - rows @ self.weights)[keep], ages[keep]
+        held = self._buffer.values
+        times, values = np.empty(0), np.empty(0)
+        if end_s is not None:
+            grid = (horizon_s, round(end_s) % BLOCK_S)
+            entry = self._calibration.get(grid)
+            span_s = (self.calibration_min + HISTORY_BLOCKS) * BLOCK_S + horizon_s
+            if entry is None or entry[0] > end_s or end_s - entry[0] > span_s // 2:
+                times, values = self._anchor_residuals(held[-span_s:], horizon_s, end_s)
+            else:
+                last_end, times, values = entry
+                need = round(end_s - last_end) + HISTORY_BLOCKS * BLOCK_S + horizon_s + BLOCK_S
+                new_times, new_values = self._anchor_residuals(held[-need:], horizon_s, end_s)
+                fresh = new_times > last_end - horizon_s + 1e-6  # resolved since the last tick
+                times = np.concatenate((times, new_times[fresh]))
+                values = np.concatenate((values, new_values[fresh]))
+            keep = times >= end_s - horizon_s - self.calibration_min * BLOCK_S - 1e-6
+            times, values = times[keep], values[keep]
+            self._calibration[grid] = (end_s, times, values)
         weights: FloatArray | None = None
-        if self.phase_period_s and self.phase_weight != 1.0:
+        if self.phase_period_s and self.phase_weight != 1.0 and end_s is not None:
+            ages = np.rint(end_s - times).astype(np.int64)
             weights = np.where(ages % self.phase_period_s == 0, self.phase_weight, 1.0)
-        if recent.size < self.min_calibration:
-            recent = np.concatenate((recent, self.prior_residuals))
+        if values.size < self.min_calibration:
+            values = np.concatenate((values, self.prior_residuals))
             weights = None
-        self._residual_cache = (key, horizon_s, recent, weights)
-        return recent, weights
+        self._residual_cache = (end_s, horizon_s, values, weights)
+        return values, weights
 
     def _predict(self, horizon_s: float) -> ForecastResult:
         base = self.base_forecast()

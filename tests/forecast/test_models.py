@@ -133,6 +133,21 @@ def test_ours_learns_a_recurring_burst_from_its_phase() -> None:
     assert np.mean(real > forecasts) < 0.08
 
 
+def test_ours_incremental_calibration_equals_a_full_replay() -> None:
+    series = with_gaps(bursty_series(DAY_S // 2, seed=9), every_s=DAY_S // 8, gap_s=600)
+    series[series == 0] = np.nan
+    ticked = make_forecaster("ours", calibration_min=600).fit(series[:DAY_S // 8])
+    for t in range(DAY_S // 8, DAY_S // 2, 30):
+        ticked.update(series[t - 600:t], now_s=float(t))
+        ticked.predict(60)
+    replayed = make_forecaster("ours", calibration_min=600).fit(series[:DAY_S // 8])
+    replayed.update(series[:t], now_s=float(t))
+    for horizon in (60, 30):
+        incremental, weights = ticked.residuals(horizon)  # type: ignore[attr-defined]
+        full, full_weights = replayed.residuals(horizon)  # type: ignore[attr-defined]
+        assert np.allclose(incremental, full) and np.array_equal(weights, full_weights)
+
+
 def test_ours_quantiles_are_monotone_and_the_point_is_inside() -> None:
     series = bursty_series(DAY_S // 6, seed=2)
     model = make_forecaster("ours")
