@@ -300,6 +300,8 @@ class LoadGenerator:
             error = f"server: {exc.status() or exc.message()}"[:80]
         except (aiohttp.ClientError, OSError) as exc:
             error = f"connection: {type(exc).__name__}"
+        except Exception as exc:  # an unparsable answer is a failed request, recorded like the others
+            error = f"client: {type(exc).__name__}"
         latency_ms = (loop.time() - t0 - at_s) * 1000.0
         record = RequestRecord(at_s, latency_ms, not error, error)
         with self._lock:

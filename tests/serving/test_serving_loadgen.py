@@ -84,10 +84,20 @@ class SlowServer:
             await asyncio.sleep(self.delay_s)
             return web.json_response({"model_name": "slow", "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 1], "data": [0.0]}]})
 
+        async def unavailable(_: web.Request) -> web.Response:
+            self.received += 1
+            return web.Response(status=503, text="no healthy upstream")
+
+        async def garbage(_: web.Request) -> web.Response:
+            self.received += 1
+            return web.Response(status=200, text="not json")
+
         async def start() -> None:
             application = web.Application()
             application.router.add_get("/v2/models/slow", metadata)
             application.router.add_post("/v2/models/slow/infer", infer)
+            application.router.add_post("/v2/models/down/infer", unavailable)
+            application.router.add_post("/v2/models/garbage/infer", garbage)
             runner = web.AppRunner(application)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -180,3 +190,13 @@ def test_load_cli_replays_a_scaled_trace(running_triton: object, tmp_path: Path)
 def test_load_cli_needs_a_trace_or_a_rate() -> None:
     result = CliRunner().invoke(app, ["load", "--url", "127.0.0.1:1"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(("model", "kind"), [("down", "server: 503"), ("garbage", "client: ")])
+def test_router_errors_and_unparsable_answers_are_recorded_as_errors(model: str, kind: str) -> None:
+    with SlowServer(delay_s=0.0) as server:
+        gen = LoadGenerator(f"127.0.0.1:{server.port}", model, slo_ms=100.0, input_name="x", input_shape=(1, 4), datatype="FP32")
+        report = gen.run([20.0])
+    assert report.sent == server.received > 0
+    assert report.errors == report.sent and report.slo_violation_ratio == 1.0
+    assert all(k.startswith(kind) for k in report.error_kinds)
