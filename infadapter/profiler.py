@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -160,6 +161,7 @@ class Profiler:
         self.duration_s = duration_s
         self.max_steps = max_steps
         self.tolerance = tolerance
+        self._own_work_dir = not work_dir
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="infadapter-profile-"))
         self.use_cgroup = cgroup_v1_writable() if use_cgroup is None else use_cgroup
         self.on_step = on_step
@@ -208,10 +210,14 @@ class Profiler:
 
     def profile(self, models: dict[str, Path], model_name: str, cpus: Sequence[float]) -> tuple[Profile, list[PointResult]]:
         """Measure every variant (name -> ONNX file) at every CPU size (ascending)."""
-        if not self.use_cgroup:
-            return self._profile(models, model_name, cpus)
-        with weighted_self(f"profiler-{os.getpid()}"):
-            return self._profile(models, model_name, cpus)
+        try:
+            if not self.use_cgroup:
+                return self._profile(models, model_name, cpus)
+            with weighted_self(f"profiler-{os.getpid()}"):
+                return self._profile(models, model_name, cpus)
+        finally:
+            if self._own_work_dir:  # repositories are symlinks; the logs went into failures' messages
+                shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def _profile(self, models: dict[str, Path], model_name: str, cpus: Sequence[float]) -> tuple[Profile, list[PointResult]]:
         results: list[PointResult] = []

@@ -186,7 +186,13 @@ class TritonProcess:
         self.die_with_parent = die_with_parent
         self.exit_timeout_s = exit_timeout_s
         self.name = name
-        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
+        self._own_log = not log_path
+        if log_path:
+            self.log_path = Path(log_path)
+        else:
+            fd, temp = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(temp)
         self._admin_token = secrets.token_hex(16) if address not in _LOOPBACK else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
@@ -330,6 +336,13 @@ class TritonProcess:
             self._log_fh = None
         return proc.returncode
 
+    def close(self) -> None:
+        """Stop, and delete the log file if the wrapper created it (pass ``log_path`` to keep logs)."""
+        self.stop()
+        if self._own_log:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
+
     def _note_shm_regions(self) -> None:
         """Remember the python-backend shared-memory regions of our stubs (named on their command lines)."""
         if self._proc is None:
@@ -366,7 +379,10 @@ class TritonProcess:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        if exc_type is None:
+            self.close()
+        else:
+            self.stop()  # keep the log of a failed run
 
     # ------------------------------------------------------------------ model control (explicit mode)
     def load_model(self, name: str, config: str | None = None, timeout_s: float = 120.0) -> float:
