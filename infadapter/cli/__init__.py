@@ -14,6 +14,7 @@ from infadapter.cli import models as _models  # noqa: F401
 from infadapter.cli import operator_cmd as _operator_cmd  # noqa: F401
 from infadapter.cli import plan as _plan  # noqa: F401
 from infadapter.cli import profile as _profile  # noqa: F401
+from infadapter.cli import run as _run  # noqa: F401
 from infadapter.cli import simulate as _simulate  # noqa: F401
 from infadapter.cli._app import app, main
 
