@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -147,6 +148,7 @@ class LocalRuntime:
         self._supervisor: threading.Thread | None = None
         self._restarting: set[str] = set()
         self._retirements: list[threading.Thread] = []
+        self._created: list[TritonProcess] = []
         self._started = False
         self._stopped = False
         self._atexit = atexit.register(self.stop)
@@ -203,10 +205,23 @@ class LocalRuntime:
         self.stop()
 
     def stop(self) -> None:
-        """Stop every child (servers first, then the router and Prometheus) and remove every cgroup."""
+        """Stop every child (servers first, then the router and Prometheus) and remove every cgroup.
+
+        SIGINT/SIGTERM are held back meanwhile (a second Ctrl-C must not interrupt the cleanup).
+        """
         if self._stopped:
             return
         self._stopped = True
+        in_main = threading.current_thread() is threading.main_thread()
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if in_main else None
+        try:
+            self._stop_all()
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        atexit.unregister(self.stop)
+
+    def _stop_all(self) -> None:
         self._stop.set()
         if self._supervisor is not None:
             self._supervisor.join(timeout=10)
@@ -221,12 +236,14 @@ class LocalRuntime:
         self.envoy.close()
         if self.prometheus is not None:
             self.prometheus.stop()
-        self._launcher.shutdown(wait=True)
+        self._launcher.shutdown(wait=True, cancel_futures=True)
+        for triton in self._created:  # a server whose start was under way when the stop came
+            if triton.is_alive():
+                triton.stop(timeout_s=5.0)
         for leftover in self.cgroups():  # e.g. of an instance whose restart was interrupted
             CpuCgroup(leftover.name).remove()
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-        atexit.unregister(self.stop)
 
     # ------------------------------------------------------------------ instances
     def _new_instance(self, variant: str, slot: int, cpu_cores: float) -> Instance:
@@ -244,10 +261,12 @@ class LocalRuntime:
         return Instance(variant, slot, gen, cpu_cores, triton, cgroup, repo)
 
     def _triton(self, repo: Path, cgroup: CpuCgroup | None, cpu_cores: float, name: str) -> TritonProcess:
-        return TritonProcess(
+        triton = TritonProcess(
             repo, cgroup=cgroup.path if cgroup else None, cpu_prefix=() if cgroup else taskset_prefix(cpu_cores),
             allow_grpc=False, log_path=self.work_dir / f"{name}.log", name=name,
         )  # fmt: skip
+        self._created.append(triton)
+        return triton
 
     def _start_instances(self, fresh: list[Instance], timeout_s: float = 120.0) -> list[Instance]:
         """Start servers (not routed) and wait until each is ready; return those that failed."""
