@@ -25,6 +25,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -98,10 +99,27 @@ def backends_dir(install: TritonInstall, cache_dir: Path | None = None) -> Path:
     return target
 
 
+_HANDED_OUT: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+
+
 def free_port() -> int:
+    """A TCP port free now and not handed out before by this process."""
+    with _PORTS_LOCK:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+
+
+def port_in_use(port: int, address: str = "127.0.0.1") -> bool:
+    host = "127.0.0.1" if address in ("0.0.0.0", "localhost") else address
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
 
 
 def processes_in_group(pgid: int) -> list[int]:
@@ -170,6 +188,8 @@ class TritonProcess:
     ) -> None:
         self.install = find_triton()
         self.model_repository = Path(model_repository)
+        self._auto_ports = {n for n, p in (("http_port", http_port), ("grpc_port", grpc_port), ("metrics_port", metrics_port)) if not p}
+        self._log_offset = 0
         self.http_port = http_port or free_port()
         self.grpc_port = (grpc_port or free_port()) if allow_grpc else 0
         self.metrics_port = metrics_port or free_port()
@@ -266,7 +286,9 @@ class TritonProcess:
         """Start the server; with ``wait``, block until ready and return the seconds it took."""
         if self.is_alive():
             raise ApplyFailed(f"{self.name} is already running (pid {self.pid})")
+        self._check_ports()
         self._log_fh = self.log_path.open("ab")
+        self._log_offset = self._log_fh.tell()
         started = time.monotonic()
         self._proc = subprocess.Popen(
             self.command(),
@@ -304,11 +326,29 @@ class TritonProcess:
         while time.monotonic() < deadline:
             if not self.is_alive():
                 raise ApplyFailed(f"{self.name} exited with code {self.returncode()} before ready:\n{self.log_tail()}")
-            if self.is_ready():
+            # another server on our port would answer the health check: also wait for OUR bind
+            if self._http_started() and self.is_ready():
                 self._note_shm_regions()
                 return
             time.sleep(0.05)
         raise ApplyFailed(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def _check_ports(self) -> None:
+        for attr in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(self, attr)
+            if port and port_in_use(port, self.metrics_address if attr == "metrics_port" else self.address):
+                if attr not in self._auto_ports:
+                    raise ApplyFailed(f"{self.name}: port {port} ({attr}) is already in use")
+                setattr(self, attr, free_port())
+
+    def _http_started(self) -> bool:
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(self._log_offset)
+                text = fh.read()
+        except OSError:
+            return False
+        return f"Started HTTPService at {self.address}:{self.http_port}".encode() in text
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM the server's process group, SIGKILL it after ``timeout_s``; return the exit code.

@@ -176,3 +176,19 @@ def test_a_crashed_server_leaves_no_stub_and_no_shared_memory(tiny_models: dict[
     server.stop()
     assert processes_in_group(pid) == []
     assert not any(p.exists() for p in regions)
+
+
+@pytest.mark.slow
+def test_a_taken_port_is_refused_or_replaced_never_shared(running_triton: TritonProcess, tmp_path: Path) -> None:
+    repo = running_triton.model_repository
+    pinned = TritonProcess(repo, http_port=running_triton.http_port)
+    with pytest.raises(ApplyFailed, match="already in use"):
+        pinned.start(timeout_s=60)
+    auto = TritonProcess(repo, log_path=tmp_path / "auto.log")
+    auto.http_port = running_triton.http_port  # as if another process took our free port meanwhile
+    try:
+        auto.start(timeout_s=120)
+        assert auto.http_port != running_triton.http_port and auto.is_ready()
+    finally:
+        auto.close()
+    assert running_triton.is_ready()
