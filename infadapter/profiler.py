@@ -5,8 +5,8 @@ For every variant x CPU size: serve the variant alone in a ``tritonserver`` whos
 open-loop Poisson load (:class:`~infadapter.loadgen.LoadGenerator`) and search the rate: the
 capacity is the highest rate at which the client-side ``percentile`` latency stays within the SLO,
 i.e. at most ``(100 - percentile)`` % of requests are over the SLO or failed. The search starts from
-a guess (a few serial requests, or the previous CPU size's capacity scaled), grows by x1.5 while
-the SLO holds, then bisects until the bracket is within ``tolerance``.
+a guess (a few serial requests, or the previous CPU size's capacity scaled), grows (x2 far below
+the SLO, x1.5 near it) while the SLO holds, then bisects until the bracket is within ``tolerance``.
 
 The result is a :class:`~infadapter.profiles.Profile` (``save_profile`` writes the YAML the solver
 reads). Measured figures are written as measured; the Profile makes them monotone in CPU.
@@ -108,7 +108,8 @@ def search_capacity(
         if lo > 0 and hi < math.inf and (hi - lo) <= tolerance * lo:
             break
         if hi == math.inf:
-            rate = lo * 1.5
+            # far below the SLO: double; near it: x1.5
+            rate = lo * (2.0 if step.report.p99_ms < 0.5 * step.report.slo_ms else 1.5)
         elif lo == 0:
             rate = hi / 2
             if rate < min_rps:
@@ -185,8 +186,9 @@ class Profiler:
             start_s = triton.start(timeout_s=180.0)
             serial_ms = _serial_latency_ms(triton.url, model_name)
             if guess_rps is None:
-                # a lone request runs at full speed inside the quota's burst: scale by the quota
-                guess_rps = 0.8 * min(cpu_cores, instances_for_cpu(cpu_cores).instance_count) * 1000.0 / serial_ms
+                # back-to-back requests already run at the quota's pace; parallel instances add up to the quota
+                parallel = max(1.0, min(cpu_cores, instances_for_cpu(cpu_cores).instance_count))
+                guess_rps = 0.8 * parallel * 1000.0 / serial_ms
             timeout_s = max(10.0, 2.0 * self.duration_s + self.slo_ms / 1000.0)
             gen = LoadGenerator(triton.url, model_name, slo_ms=self.slo_ms, timeout_s=timeout_s)
 
