@@ -23,7 +23,7 @@ from infadapter.metrics.exporter import InfAdapterMetrics
 from infadapter.metrics.prometheus import Observer
 from infadapter.operator.settings import OperatorConfig
 from infadapter.operator.status import Condition, merge_conditions, status_changes
-from infadapter.operator.tick import Memory, Resource, Runtime, due, run_tick
+from infadapter.operator.tick import Memory, Resource, Runtime, due, run_reconcile, run_tick
 from infadapter.runtime import kube
 from infadapter.runtime.kube_client import Connection, KubeApi
 from infadapter.spec import parse_resource
@@ -31,6 +31,8 @@ from infadapter.spec import parse_resource
 log = logging.getLogger(__name__)
 
 RESOURCE = (kube.GROUP, kube.VERSION, kube.PLURAL)
+#: the runtime of the operator running in this process (benchmarks and debugging read its tick timings)
+RUNTIMES: list[Runtime] = []
 #: how often each resource's timer wakes to check whether its tick is due (read once, at import)
 TIMER_RESOLUTION_S = OperatorConfig.from_env().timer_resolution_s
 
@@ -72,6 +74,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         observer=Observer(config.prometheus_url, timeout_s=config.prometheus_timeout_s, retries=0),
         metrics=InfAdapterMetrics(),
     )
+    RUNTIMES[:] = [memo.runtime]
     if config.metrics_port:
         memo.runtime.metrics.serve(config.metrics_port, "0.0.0.0")
     log.info("infadapter operator started: prometheus=%s policy=%s", config.prometheus_url, config.policy)
@@ -144,9 +147,12 @@ async def adapt(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: k
         res = _resource(body, status)
     except InvalidSpec:
         return  # reported by the validate handler; nothing runs until the spec is fixed
-    if not due(mem, res, runtime.clock()):
+    if due(mem, res, runtime.clock()):
+        outcome = await run_tick(runtime, mem, res)
+    elif mem.progressing:
+        outcome = await run_reconcile(runtime, mem, res)
+    else:
         return
-    outcome = await run_tick(runtime, mem, res)
     if outcome.status:
         patch.status.update(outcome.status)
     for type_, reason, message in outcome.events:

@@ -71,7 +71,9 @@ class Memory:
     last_tick_s: float = -math.inf
     in_place_supported: bool | None = None
     metrics_ok: bool | None = None
+    metrics_error: str | None = None
     last_error: str = ""
+    progressing: bool = False  # a reconfiguration is under way: reconcile at every timer wake
 
 
 @dataclass
@@ -314,6 +316,7 @@ async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
         if mem.metrics_ok is not False:
             events.append(("Warning", "MetricsUnavailable", f"holding the last plan: {metrics_error}"))
     mem.metrics_ok = metrics_error is None
+    mem.metrics_error = metrics_error
     plan, reason, observed, forecast = await asyncio.to_thread(decide, mem, res, profile, history, now_s)
     target = plan if plan is not None else previous
     applied: ApplyResult | None = None
@@ -326,6 +329,7 @@ async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
             if mem.last_error != error:
                 events.append(("Warning", "ApplyFailed", error))
     mem.last_error = error or ""
+    mem.progressing = error is not None or (applied is not None and not applied.converged)
     if plan is not None and not plan.same_config(previous) and error is None:
         safe_reason: DecisionReason = reason if reason in DECISION_REASONS else "scale_up"
         record = record_from_plan(res.owner.namespace, res.owner.name, now_s, plan, previous, observed_rps=observed,
@@ -342,3 +346,30 @@ async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
     if len(rt.tick_seconds) > 10_000:
         del rt.tick_seconds[:5_000]
     return TickOutcome(status_changes(res.status, desired), events, plan, applied)
+
+
+async def run_reconcile(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
+    """Between ticks, while a reconfiguration is under way: act again on the plan in the status.
+
+    No observation and no new decision (that is the tick's job, at its interval); this only moves the
+    make-before-break along as soon as new instances are ready, instead of a whole interval later.
+    """
+    target = current_plan(res)
+    if target is None or res.spec.mode != Mode.AUTO or res.paused:
+        mem.progressing = False
+        return TickOutcome({}, [], None)
+    events: list[tuple[str, str, str]] = []
+    applied: ApplyResult | None = None
+    error: str | None = None
+    try:
+        applied = await act(rt, mem, res, target)
+    except ApplyFailed as exc:
+        error = str(exc)
+        if mem.last_error != error:
+            events.append(("Warning", "ApplyFailed", error))
+    mem.last_error = error or ""
+    mem.progressing = error is not None or (applied is not None and not applied.converged)
+    desired = report(res, mem, now_s=rt.clock(), plan=None, previous=target, reason="hold", observed_rps=math.nan,
+                     forecast_rps=math.nan, metrics_error=mem.metrics_error, applied=applied, error=error)  # fmt: skip
+    desired.pop("checkpoint", None)
+    return TickOutcome(status_changes(res.status, desired), events, None, applied)

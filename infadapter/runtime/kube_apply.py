@@ -19,6 +19,7 @@ Everything it reads is in the cluster, so a restarted operator continues where t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,11 +86,17 @@ def _body(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
 
 
-async def ensure(api: KubeApi, obj: Mapping[str, Any], owner: kube.Owner, result: ApplyResult) -> dict[str, Any]:
-    """Create ``obj`` or merge-patch it into shape; never touch a same-named object we do not own."""
+async def ensure(
+    api: KubeApi, obj: Mapping[str, Any], owner: kube.Owner, result: ApplyResult, known: Mapping[tuple[str, str], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Create ``obj`` or merge-patch it into shape; never touch a same-named object we do not own.
+
+    ``known``: live objects already listed by label (then absent means "create": a same-named object
+    without our label answers AlreadyExists, is read back and refused).
+    """
     path = object_path(obj)
     what = f"{obj['kind']}/{obj['metadata']['name']}"
-    live = await api.get(path)
+    live = known.get((obj["kind"], obj["metadata"]["name"])) if known is not None else await api.get(path)
     if live is None:
         try:
             created = await api.create(collection_path(obj["kind"], owner.namespace), obj)
@@ -186,14 +193,15 @@ class ApplyOptions:
 
 async def apply_plan(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, plan: Plan, options: ApplyOptions) -> ApplyResult:
     result = ApplyResult(in_place_supported=options.in_place_supported)
+    kinds = ["Deployment", "Service"] + (["HTTPRoute"] if spec.routing.kind == "GatewayAPI" else ["ConfigMap"])
+    listed = await asyncio.gather(*(api.list(collection_path(k, owner.namespace), label_selector=f"{kube.LABEL_SERVICE}={owner.name}") for k in kinds))
+    known = {(kind, o["metadata"]["name"]): o for kind, items in zip(kinds, listed, strict=True) for o in items}
     live_deployments = {
         d["metadata"].get("labels", {}).get(kube.LABEL_VARIANT): d
-        for d in await api.list(
-            collection_path("Deployment", owner.namespace), label_selector=f"{kube.LABEL_SERVICE}={owner.name},{kube.LABEL_COMPONENT}=server"
-        )
-        if kube.is_owned(d, owner)
+        for (kind, _), d in known.items()
+        if kind == "Deployment" and d["metadata"].get("labels", {}).get(kube.LABEL_COMPONENT) == "server" and kube.is_owned(d, owner)
     }
-    held = await current_weights(api, owner, spec)
+    held = weights_from(known, owner, spec)
     planned = {v.name: v for v in plan.variants if v.replicas > 0}
     new_ready = all(deployment_ready(live_deployments.get(n)) for n in planned)
     sizes: dict[str, tuple[float, int, int]] = {}
@@ -219,11 +227,13 @@ async def apply_plan(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
         sizes[variant.name] = (cpu, gpus, target.replicas)
     ready = {n for n in planned if deployment_ready(live_deployments.get(n))}
     weights = kube.weights_for(plan, ready, held, spec.variant_names)
-    for obj in kube.desired_objects(owner, spec, sizes, weights, options.images):
+    desired = kube.desired_objects(owner, spec, sizes, weights, options.images)
+    for obj in desired:
         if obj["kind"] == "Deployment" and obj["metadata"].get("labels", {}).get(kube.LABEL_VARIANT) in planned:
             variant = obj["metadata"]["labels"][kube.LABEL_VARIANT]
             obj["metadata"]["annotations"][kube.ANNOTATION_CPU] = f"{planned[variant].cpu_cores:g}"
-        live = await ensure(api, obj, owner, result)
+    lives = await asyncio.gather(*(ensure(api, obj, owner, result, known) for obj in desired))
+    for obj, live in zip(desired, lives, strict=True):
         if obj["kind"] == "Deployment" and kube.LABEL_VARIANT in obj["metadata"]["labels"]:
             live_deployments[obj["metadata"]["labels"][kube.LABEL_VARIANT]] = live
     result.ready = ready
@@ -243,17 +253,17 @@ def _default_cpu(spec: InferenceServiceSpec, variant: str) -> float:
     return v.resources.min_cpu if v.resources.min_cpu is not None else spec.resources.min_cpu
 
 
-async def current_weights(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec) -> dict[str, int]:
+def weights_from(known: Mapping[tuple[str, str], Mapping[str, Any]], owner: kube.Owner, spec: InferenceServiceSpec) -> dict[str, int]:
     """The weights the router holds now (the weights ConfigMap or the HTTPRoute); {} when none yet."""
     if spec.routing.kind == "GatewayAPI":
-        route = await api.get(api_path("gateway.networking.k8s.io/v1", "httproutes", owner.namespace, owner.name))
+        route = known.get(("HTTPRoute", owner.name))
         if route is None:
             return {}
         refs = route.get("spec", {}).get("rules", [{}])[0].get("backendRefs", [])
         by_service = {kube.object_name(owner.name, v): v for v in spec.variant_names}
         return {by_service[r["name"]]: int(r.get("weight", 0)) for r in refs if r.get("name") in by_service}
-    cm = await api.get(api_path("v1", "configmaps", owner.namespace, kube.object_name(owner.name, "router-weights")))
-    if cm is None:
+    cm = known.get(("ConfigMap", kube.object_name(owner.name, "router-weights")))
+    if cm is None or not kube.is_owned(cm, owner):
         return {}
     out: dict[str, int] = {}
     for name, value in (cm.get("data") or {}).items():

@@ -136,7 +136,6 @@ class KubeApi:
         self, method: str, path: str, body: Any = None, *, params: Mapping[str, str] | None = None, content_type: str = "application/json"
     ) -> Any:
         """One call, retried on 5xx/429/transport errors; raises NotFound, Conflict or ApiError."""
-        session = await self._session_for_loop()
         headers = {"Accept": "application/json"}
         token = self._bearer()
         if token:
@@ -151,6 +150,7 @@ class KubeApi:
             attempt += 1
             self.calls += 1
             try:
+                session = await self._session_for_loop()
                 async with session.request(method, path, data=data, headers=headers, params=params) as response:
                     text = await response.text()
                     if response.status < 400:
@@ -158,6 +158,10 @@ class KubeApi:
                     error = self._error(response.status, text, method, path)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 error = ApiError(0, type(exc).__name__, str(exc) or "transport error", method, path)
+            except RuntimeError as exc:  # the session was closed under us (re-login, shutdown): open a new one
+                if "closed" not in str(exc):
+                    raise
+                error = ApiError(0, "SessionClosed", str(exc), method, path)
             retriable = error.status == 0 or error.status in RETRIABLE_STATUS
             if not retriable or attempt > self.retries:
                 raise error

@@ -51,7 +51,7 @@ def test_conflicts_on_update_converge(cluster, prometheus, profile_path):
         wait_for(lambda: applied(cluster), what="applied")
         before = status(cluster)["summary"]
         cluster.emulator.faults += [Fault("PATCH", "deployments", "409", times=3), Fault("PATCH", "configmaps", "409", times=2)]
-        prometheus.loads["demo"] = 30.0
+        prometheus.loads["demo"] = 33.0
         wait_for(lambda: status(cluster).get("summary") != before and applied(cluster), 20, what="converged after conflicts")
         assert one_of_each(cluster)
         wait_for(lambda: condition(cluster, "Degraded").get("status") == "False", what="Degraded cleared")
@@ -76,7 +76,7 @@ def test_bad_prometheus_answers_hold_the_last_plan(cluster, prometheus, profile_
         wait_for(lambda: applied(cluster), what="applied")
         plan, versions = status(cluster)["plan"], {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.list(DEPLOYMENTS)}
         prometheus.mode = mode
-        prometheus.loads["demo"] = 30.0  # would change the plan if it were seen
+        prometheus.loads["demo"] = 33.0  # would change the plan if it were seen
         wait_for(lambda: condition(cluster, "MetricsAvailable").get("status") == "False", what=f"MetricsAvailable=False on {mode}")
         time.sleep(1.2)
         assert status(cluster)["plan"] == plan
@@ -94,7 +94,7 @@ def test_restart_in_the_middle_of_make_before_break_converges_to_one_copy(cluste
         others = {"small", "large"} - serving
         for name in others:
             cluster.emulator.unready.add(f"demo-{name}")
-        prometheus.loads["demo"] = 30.0
+        prometheus.loads["demo"] = 33.0
         wait_for(lambda: any(cluster.get(DEPLOYMENTS, f"demo-{n}")["spec"]["replicas"] > 0 for n in others), what="new variant starting")
         time.sleep(0.5)
     # the operator is gone mid-transition: the new variant is not ready, traffic still on the old one
