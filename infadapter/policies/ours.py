@@ -124,24 +124,26 @@ class OursPolicy:
     """``ours`` (see the module docstring)."""
 
     def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, interval_s: float = 10.0,
-                 quantile: float | None = None, horizon_s: float = 20.0, floor_s: int = 30,
+                 quantile: float = 0.5, horizon_s: float = 20.0, floor_s: int = 30,
                  stabilisation_s: float | None = None, keep_warm: str | None = None, keep_tolerance: float = 0.002,
                  burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.15,
                  first_tick_s: float = 0.0, reweight: bool = True, split_window_s: int = 5,
-                 split_headroom: float = 0.1, weight_tolerance: float = 0.02) -> None:
+                 split_headroom: float = 0.1, weight_tolerance: float = 0.02, load_aware_cost: bool = False,
+                 reference_s: int = 86400) -> None:
         if keep_warm is not None:
             variants = [v.model_copy(update={"resources": v.resources.model_copy(update={"min_replicas": 1})})
                         if v.name == keep_warm else v for v in spec.variants]
             spec = spec.model_copy(update={"variants": variants})
         self.name = "ours"
+        self.keep_warm = keep_warm
         self.spec = spec
         self.profile = profile
         self.interval_s = float(interval_s)
         self.first_tick_s = float(first_tick_s)
-        self.quantile = float(quantile if quantile is not None else spec.forecast.quantile)
+        self.quantile = float(quantile)
         self.horizon_s = float(horizon_s)
         self.floor_s = int(floor_s)
-        self.stabilisation_s = float(stabilisation_s if stabilisation_s is not None else spec.adaptation.scale_down_stabilisation_s)
+        self.stabilisation_s = float(stabilisation_s if stabilisation_s is not None else min(30.0, spec.adaptation.scale_down_stabilisation_s))
         self.keep_tolerance = float(keep_tolerance)
         self.burst = spec.adaptation.burst_replan if burst is None else bool(burst)
         self.burst_window_s = int(burst_window_s)
@@ -151,7 +153,10 @@ class OursPolicy:
         self.split_window_s = int(split_window_s)
         self.split_headroom = float(split_headroom)
         self.weight_tolerance = float(weight_tolerance)
-        self.plans = PlanCache(spec, profile)
+        self.load_aware_cost = bool(load_aware_cost)
+        self.reference_s = int(reference_s)
+        self._caches: dict[float, PlanCache] = {}
+        self.plans = self.cache(spec.objective.cost_weight)
         self.notes: list[str] = []
         self._forecaster = make_forecaster("ours", quantile=self.quantile)
 
@@ -204,27 +209,71 @@ class OursPolicy:
         horizon = obs.now_s - self.stabilisation_s
         targets = (*tuple((t, v) for t, v in state.targets if t > horizon), (obs.now_s, target))
         load = max(v for _, v in targets)
-        plan = self.choose(load, obs.current, bursting)
-        new_state = OursState(targets, load, obs.now_s)
+        plan, stopgap = self.choose(load, obs.current, bursting, self.cost_weight(obs.history_rps, load))
+        # after a stop-gap (grow in place now), the full plan follows at the next second
+        new_state = OursState(targets, load, obs.now_s - self.interval_s if stopgap else obs.now_s)
         if plan is None or plan.same_config(obs.current):
             assert obs.current is not None
             moved = self.resplit(obs, obs.current)
             changed = weights_differ(moved, obs.current, self.weight_tolerance)
             return Decision(moved if changed else None, "hold", load, observed, resize=self.resize), new_state
-        return Decision(self.resplit(obs, plan), classify(plan, obs.current), load, observed, resize=self.resize), new_state
+        return Decision(self.resplit(obs, plan), classify(plan, obs.current), load, observed, replan_now=stopgap,
+                        resize=self.resize), new_state
 
-    def choose(self, load_rps: float, current: Plan | None, bursting: bool) -> Plan | None:
-        """The plan to apply for ``load_rps`` (None: keep the current one)."""
-        if bursting and current is not None:  # in place first: the running variants, no cold start
+    def cache(self, cost_weight: float) -> PlanCache:
+        """Plans under ``cost_weight`` (one memo per weight)."""
+        found = self._caches.get(cost_weight)
+        if found is None:
+            objective = self.spec.objective.model_copy(update={"cost_weight": cost_weight})
+            found = PlanCache(self.spec.model_copy(update={"objective": objective}), self.profile)
+            self._caches[cost_weight] = found
+        return found
+
+    def cost_weight(self, history_rps: FloatArray, load_rps: float) -> float:
+        """The spec's cost weight, scaled by (reference load / planned load) when ``load_aware_cost``.
+
+        The measures are a *request-weighted* accuracy and a *time-averaged* cost: a tick at load ``L``
+        carries ``L / L_ref`` times the average tick's share of the accuracy but the same share of the
+        cost, so maximising the run's ``accuracy − α·cost/B`` tick by tick means weighing cost by
+        ``α·L_ref/L`` (``L_ref``: the mean rate of the last ``reference_s``). The ratio is clipped to
+        [1/4, 4] and rounded to quarter powers of two so plans stay cached.
+        """
+        base = self.spec.objective.cost_weight
+        if not self.load_aware_cost or load_rps <= 0:
+            return base
+        window = history_rps[-self.reference_s:]
+        observed = window[~np.isnan(window)]
+        if observed.size < 3600:
+            return base
+        ratio = float(observed.mean()) / load_rps
+        exponent = round(4.0 * math.log2(min(4.0, max(0.25, ratio)))) / 4.0
+        return float(base * 2.0**exponent)
+
+    def choose(self, load_rps: float, current: Plan | None, bursting: bool,
+               cost_weight: float | None = None) -> tuple[Plan | None, bool]:
+        """(the plan to apply for ``load_rps`` or None to keep the current one, whether it is a stop-gap).
+
+        Under a burst the running variants are grown in place first (no cold start). When they cannot
+        reach the load but can add capacity, that growth is applied at once as a stop-gap and the full
+        plan (which may load new variants, make-before-break) follows at the next second.
+        """
+        plans = self.cache(cost_weight if cost_weight is not None else self.spec.objective.cost_weight)
+        if current is not None and not serves(current, load_rps) and self.resize == "in_place":
             running = tuple(sorted(v.name for v in current.variants))
-            quick = self.plans.plan(load_rps, current, running)
-            if serves(quick, load_rps):
-                return quick
-        best = self.plans.plan(load_rps, current)
-        if (current is not None and serves(current, load_rps) and best.status == "optimal"
-                and objective_of(self.spec, self.profile, current, load_rps) >= best.objective - self.keep_tolerance):
-            return None
-        return best
+            quick = plans.plan(load_rps, current, running)
+            if serves(quick, load_rps) and bursting:
+                return quick, False
+            best = plans.plan(load_rps, current)
+            adds = {v.name for v in best.variants} - set(running)
+            if adds and quick.capacity_rps > current.capacity_rps + 1e-6:
+                return quick, True
+            return best, False
+        best = plans.plan(load_rps, current)
+        warm = self.keep_warm is None or (current is not None and current.variant(self.keep_warm) is not None)
+        if (current is not None and warm and serves(current, load_rps) and best.status == "optimal"
+                and objective_of(plans.spec, self.profile, current, load_rps) >= best.objective - self.keep_tolerance):
+            return None, False
+        return best, False
 
 
 class OraclePolicy:

@@ -53,7 +53,7 @@ def test_a_burst_between_ticks_triggers_an_in_place_replan() -> None:
 
 def test_scale_down_waits_for_the_stabilisation_window() -> None:
     spec = paper_spec()
-    policy = make_policy("ours", spec, PROFILE, reweight=False)
+    policy = make_policy("ours", spec, PROFILE, reweight=False, stabilisation_s=120.0)
     current = static_plan(spec, PROFILE, {"resnet50": 20})
     state = OursState(targets=((0.0, 190.0),), planned_rps=190.0, last_full_s=0.0)
     quiet = _history(40.0)
