@@ -8,7 +8,8 @@ Further windows (``burst_windows``): the 10 largest bursts of days 15–22 — a
 the 1-minute mean rate over the mean of the 10 minutes before it — each window starting 10 minutes
 before its burst minute (the paper's shape), with no masked second, overlapping neither the paper's
 window nor each other. Every policy gets the 24 h of trace before its window as history (the paper's
-adapter, faithfully, uses only its own run).
+adapter, faithfully, uses only its own run). ``infadapter-paper`` and ``msplus`` forecast with the paper's
+LSTM trained on the first 14 days (cached at ``--lstm-weights``), after their 10-minute EWMA warm-up.
 
 Goals (issue 4): on the paper scenario ``ours`` has ≤ 1/2 the violation ratio of ``infadapter-paper`` at
 ≤ its average cores and ≥ its accuracy − 0.5 pt; vs ``vpa:resnet152`` ≥ 65 % fewer violations and ≥ 33 %
@@ -17,6 +18,7 @@ fewer cores; on the 10 windows the same dominance over ``infadapter-paper`` and 
 all policies in ≤ 10 s.
 
 Usage: python benchmarks/paper.py [--trace PATH] [--profile PATH] [--seed N] [--windows N] [--no-vpa-windows]
+       [--lstm-weights PATH | --no-lstm]
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from infadapter.spec import load_spec  # noqa: E402
 from infadapter.traces import load_trace  # noqa: E402
 
 ACCURACY_SLACK = 0.005
+#: where `infadapter forecast train --trace <twitter> --out ...` (14 days, 30 epochs) was saved
+DEFAULT_LSTM = Path.home() / ".cache" / "infadapter" / "lstm-twitter-14d.pt"
 
 
 def dominates(ours: dict[str, float], other: dict[str, float]) -> bool:
@@ -79,6 +83,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--windows", type=int, default=10)
     parser.add_argument("--no-vpa-windows", action="store_true", help="skip the 5 VPA runs on the further windows")
+    parser.add_argument("--lstm-weights", type=Path, default=DEFAULT_LSTM,
+                        help="the paper's LSTM for infadapter-paper/msplus (trained on the first 14 days and cached if absent)")
+    parser.add_argument("--no-lstm", action="store_true", help="EWMA throughout for infadapter-paper/msplus")
     args = parser.parse_args()
     for path in (args.trace, args.profile):
         if not path.is_file():
@@ -90,16 +97,27 @@ def main() -> None:
     vpa = [f"vpa:{v}" for v in spec.variant_names]
     policies = ["ours", "infadapter-paper", "msplus", *vpa, "oracle"]
 
+    if not args.no_lstm and not args.lstm_weights.is_file():  # the paper's LSTM: 14 days, 30 epochs, seed 7 (~1 min)
+        from infadapter.forecast import make_forecaster
+
+        model: Any = make_forecaster("lstm")
+        model.fit(series[:14 * 86400])
+        args.lstm_weights.parent.mkdir(parents=True, exist_ok=True)
+        model.save(args.lstm_weights)
+    lstm = {} if args.no_lstm else {"lstm_weights": str(args.lstm_weights)}
+    options = {"infadapter-paper": lstm, "msplus": lstm}
+
     def run(start: int, names: list[str]) -> tuple[dict[str, Any], float]:
         clock = time.perf_counter()
         runs = simulate(spec, profile, series[start:start + PAPER_DURATION_S], names,
-                        pre_history_rps=series[start - PRE_HISTORY_S:start], seed=args.seed)
+                        pre_history_rps=series[start - PRE_HISTORY_S:start], seed=args.seed, options=options)
         return {name: r.summary for name, r in runs.items()}, time.perf_counter() - clock
 
     paper, paper_wall_s = run(PAPER_START_S, policies)
     _, paper_wall_warm_s = run(PAPER_START_S, policies)
     ours = paper["ours"]
     out: dict[str, Any] = {
+        "paper_forecaster": "lstm " + lstm["lstm_weights"] if lstm else "ewma (no trained LSTM weights)",
         "paper": {
             "window": [PAPER_START_S, PAPER_START_S + PAPER_DURATION_S],
             "policies": {k: rounded(v) for k, v in paper.items()},

@@ -27,6 +27,7 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed", help="seed of the request arrivals")] = 0,
     arrivals: Annotated[str, typer.Option("--arrivals", help="poisson (default) or paper (each second packed in ~0.67 s)")] = "poisson",
     history: Annotated[int, typer.Option("--history", help="seconds of trace before the window given to the policies as history")] = -1,
+    lstm_weights: Annotated[Path | None, typer.Option("--lstm-weights", help="trained LSTM for infadapter-paper/msplus (default: EWMA, noted)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="write PNG plots and report.md to this directory")] = None,
 ) -> None:
@@ -58,6 +59,8 @@ def simulate(
         errors.append(FieldError("--arrivals", f"unknown mode {arrivals!r}", "poisson or paper"))
     if duration is not None and duration <= 0:
         errors.append(FieldError("--duration", "must be > 0", "e.g. 1260"))
+    if lstm_weights is not None and not lstm_weights.is_file():
+        errors.append(FieldError("--lstm-weights", f"no such file: {lstm_weights}", "train them with `infadapter forecast train`"))
     if errors:
         raise InvalidInput(errors, "arguments")
     spec = load_spec(require_file(spec_path, DEFAULT_SPEC, "spec", "--spec"))
@@ -75,8 +78,10 @@ def simulate(
     window = series[first:last]
     pre = series[max(0, first - pre_s):first]
     names = parse_policies(policies, spec)
+    paper_options = {"lstm_weights": str(lstm_weights)} if lstm_weights is not None else {}
+    options = {"infadapter-paper": paper_options, "msplus": paper_options}
     runs = run_simulation(spec, prof, window, names, pre_history_rps=pre, seed=seed, arrivals=arrivals,  # type: ignore[arg-type]
-                          with_series=report is not None)
+                          options=options, with_series=report is not None)
 
     def clean(value: float) -> float | None:
         return None if math.isnan(value) else round(value, 6)
