@@ -39,6 +39,11 @@ from infadapter.spec import InferenceServiceSpec, Mode
 log = logging.getLogger(__name__)
 
 PROFILE_KEY = "profile.yaml"
+#: the policy state is written to the status with every new plan and at least this often (it changes every
+#: tick; writing it each time would rewrite the status each tick)
+CHECKPOINT_EVERY_S = 60.0
+#: how long a looked-up profile ConfigMap (or its absence) is trusted before it is read again
+PROFILE_TTL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ class Memory:
     metrics_error: str | None = None
     last_error: str = ""
     progressing: bool = False  # a reconfiguration is under way: reconcile at every timer wake
+    checkpointed_s: float = -math.inf
+    profile: Profile | None = None
+    profile_read_s: float = -math.inf
 
 
 @dataclass
@@ -263,7 +271,8 @@ def report(
     if plan is not None and not plan.same_config(previous):
         status["decidedAt"] = _iso(now_s)
         status["reason"] = reason
-    if mem.policy is not None and hasattr(mem.state, "to_dict"):
+    due_checkpoint = now_s - mem.checkpointed_s >= CHECKPOINT_EVERY_S or "decidedAt" in status
+    if mem.policy is not None and hasattr(mem.state, "to_dict") and due_checkpoint:
         status["checkpoint"] = {"name": mem.policy.name, "policy": _json_safe(mem.state.to_dict())}
     return status
 
@@ -297,8 +306,11 @@ async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
         desired.pop("checkpoint", None)
         return TickOutcome(status_changes(res.status, desired), events, None)
     try:
-        profile = await load_service_profile(rt, res)
+        if mem.profile is None or now_s - mem.profile_read_s >= PROFILE_TTL_S or mem.key.split(":")[0] != str(res.generation):
+            mem.profile, mem.profile_read_s = await load_service_profile(rt, res), now_s
+        profile = mem.profile
     except InvalidInput as exc:
+        mem.profile = None
         message = str(exc).replace("\n", " ")
         if mem.last_error != message:
             events.append(("Warning", "ProfileUnavailable", message))
@@ -342,10 +354,13 @@ async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
         events.append((event.type, verb, event.message))
     desired = report(res, mem, now_s=now_s, plan=plan, previous=previous, reason=reason, observed_rps=observed,
                      forecast_rps=forecast, metrics_error=metrics_error, applied=applied, error=error)  # fmt: skip
+    changes = status_changes(res.status, desired)
+    if "checkpoint" in desired:
+        mem.checkpointed_s = now_s
     rt.tick_seconds.append(time.perf_counter() - started)
     if len(rt.tick_seconds) > 10_000:
         del rt.tick_seconds[:5_000]
-    return TickOutcome(status_changes(res.status, desired), events, plan, applied)
+    return TickOutcome(changes, events, plan, applied)
 
 
 async def run_reconcile(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:

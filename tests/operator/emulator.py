@@ -116,6 +116,7 @@ class Fault:
 @attrs.define(kw_only=True)
 class Emulator(kmock.KubernetesScaffold):
     objects: dict[Key, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    by_resource: dict[str, dict[Key, dict[str, Any]]] = attrs.field(factory=dict, init=False)  # an index for lists
     kinds: dict[str, tuple[str, bool, tuple[str, ...]]] = attrs.field(factory=lambda: dict(CORE), init=False)
     history: list[tuple[int, str, str, dict[str, Any]]] = attrs.field(factory=list, init=False)
     faults: list[Fault] = attrs.field(factory=list, init=False)
@@ -135,7 +136,7 @@ class Emulator(kmock.KubernetesScaffold):
         super().__attrs_post_init__()
         for key, (kind, namespaced, subs) in self.kinds.items():
             self._declare(key, kind, namespaced, subs)
-        self.objects[("v1/namespaces", "", "default")] = self._stamp({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+        self._put(("v1/namespaces", "", "default"), self._stamp({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}))
 
     def _declare(self, key: str, kind: str, namespaced: bool, subs: Iterable[str], short: Iterable[str] = ()) -> None:
         verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
@@ -143,6 +144,14 @@ class Emulator(kmock.KubernetesScaffold):
         self.kinds[key] = (kind, namespaced, tuple(subs))
 
     # ------------------------------------------------------------------ plumbing
+    def _put(self, key: Key, obj: dict[str, Any]) -> None:
+        self.objects[key] = obj
+        self.by_resource.setdefault(key[0], {})[key] = obj
+
+    def _drop(self, key: Key) -> None:
+        self.objects.pop(key, None)
+        self.by_resource.get(key[0], {}).pop(key, None)
+
     @property
     def changed(self) -> asyncio.Condition:
         if self._changed is None:
@@ -223,7 +232,7 @@ class Emulator(kmock.KubernetesScaffold):
         if method == "GET" and params.get("watch") in ("true", "1"):
             return await self._watch(request, key, ns, params)
         if method == "GET" and name is None:
-            items = [o for (r, n, _), o in sorted(self.objects.items()) if r == key and (not ns or n == ns)]
+            items = [o for (_, n, _), o in sorted(self.by_resource.get(key, {}).items()) if not ns or n == ns]
             items = [o for o in items if selector_matches(params.get("labelSelector"), o["metadata"].get("labels", {}))]
             return aiohttp.web.json_response({"apiVersion": "v1", "kind": f"{kind}List", "metadata": {"resourceVersion": str(self._rv)}, "items": items})
         if method == "POST" and name is None:
@@ -274,7 +283,7 @@ class Emulator(kmock.KubernetesScaffold):
         if "status" in self.kinds[key][2]:
             obj.pop("status", None) if key != "v1/pods" else None
         self._stamp(obj)
-        self.objects[(key, ns, name)] = obj
+        self._put((key, ns, name), obj)
         await self._emit(key, "ADDED", obj)
         if key.endswith("customresourcedefinitions"):
             self._register_crd(obj)
@@ -317,11 +326,11 @@ class Emulator(kmock.KubernetesScaffold):
             return current
         self._stamp(new)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            self.objects.pop((key, ns, name), None)
+            self._drop((key, ns, name))
             await self._emit(key, "DELETED", new)
             self._spawn(self._collect(meta["uid"]))
             return new
-        self.objects[(key, ns, name)] = new
+        self._put((key, ns, name), new)
         await self._emit(key, "MODIFIED", new)
         if key == "apps/v1/deployments" and sub is None and self.controller_enabled:
             self._spawn(self._reconcile_deployment(ns, name))
@@ -347,11 +356,11 @@ class Emulator(kmock.KubernetesScaffold):
                 new = copy.deepcopy(current)
                 new["metadata"]["deletionTimestamp"] = _now()
                 self._stamp(new)
-                self.objects[(key, ns, name)] = new
+                self._put((key, ns, name), new)
                 await self._emit(key, "MODIFIED", new)
                 return new
             return current
-        self.objects.pop((key, ns, name))
+        self._drop((key, ns, name))
         self._rv += 1
         await self._emit(key, "DELETED", current)
         self._spawn(self._collect(meta["uid"]))
@@ -381,7 +390,7 @@ class Emulator(kmock.KubernetesScaffold):
             return res == key and (not ns or meta.get("namespace") == ns) and selector_matches(selector, meta.get("labels", {}))
 
         if since == 0:
-            for (res, _, _), obj in sorted(self.objects.items()):
+            for (res, _, _), obj in sorted(self.by_resource.get(key, {}).items()):
                 if wanted(res, obj):
                     await response.write(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
             since = self._rv
@@ -391,8 +400,13 @@ class Emulator(kmock.KubernetesScaffold):
             return response
         try:
             while True:
-                for rv, res, type_, obj in list(self.history):
-                    if rv > since and wanted(res, obj):
+                fresh = []
+                for entry in reversed(self.history):  # only what is newer than what was sent
+                    if entry[0] <= since:
+                        break
+                    fresh.append(entry)
+                for _, res, type_, obj in reversed(fresh):
+                    if wanted(res, obj):
                         await response.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
                 since = max(since, self._rv)
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -429,7 +443,7 @@ class Emulator(kmock.KubernetesScaffold):
         revision = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
         replicas = int(deployment["spec"].get("replicas", 1))
         uid = deployment["metadata"]["uid"]
-        pods = {k: o for k, o in self.objects.items() if k[0] == "v1/pods" and any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences", []))}
+        pods = {k: o for k, o in self.by_resource.get("v1/pods", {}).items() if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences", []))}
         current = [k for k, o in pods.items() if o["metadata"]["labels"].get("pod-template-hash") == revision]
         ready = name not in self.unready
         for i in range(len(current), replicas):  # make (new pods first) ...

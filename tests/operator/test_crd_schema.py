@@ -16,7 +16,9 @@ from tests.operator.harness import service
 
 ROOT = Path(__file__).resolve().parents[2]
 #: every example that declares an InferenceService (profiles and other files live beside them)
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "kind: InferenceService" in p.read_text(encoding="utf-8"))
+EXAMPLES = sorted(
+    p for p in [*(ROOT / "examples").glob("*.yaml"), ROOT / "e2e" / "inferenceservice.yaml"] if "kind: InferenceService" in p.read_text(encoding="utf-8")
+)
 
 
 @pytest.fixture(scope="module")
