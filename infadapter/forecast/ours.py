@@ -109,7 +109,7 @@ class OursForecaster(BufferedForecaster):
 
     name = "ours"
 
-    def __init__(self, *, quantile: float = 0.95, calibration_min: int = 4320, min_calibration: int = 120,
+    def __init__(self, *, quantile: float = 0.95, calibration_min: int = 10080, min_calibration: int = 120,
                  aci_rate: float = 0.005, phase_period_s: int | None = 1800, phase_weight: float = 5.0,
                  weights: tuple[float, ...] | None = None) -> None:
         if not 0.5 <= quantile < 1.0:
