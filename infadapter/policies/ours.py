@@ -129,7 +129,7 @@ class OursPolicy:
                  burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.15,
                  first_tick_s: float = 0.0, reweight: bool = True, split_window_s: int = 5,
                  split_headroom: float = 0.1, weight_tolerance: float = 0.02, load_aware_cost: bool = False,
-                 reference_s: int = 86400) -> None:
+                 reference_s: int = 86400, resize_tolerance: float = 0.0005) -> None:
         if keep_warm is not None:
             variants = [v.model_copy(update={"resources": v.resources.model_copy(update={"min_replicas": 1})})
                         if v.name == keep_warm else v for v in spec.variants]
@@ -145,6 +145,7 @@ class OursPolicy:
         self.floor_s = int(floor_s)
         self.stabilisation_s = float(stabilisation_s if stabilisation_s is not None else min(30.0, spec.adaptation.scale_down_stabilisation_s))
         self.keep_tolerance = float(keep_tolerance)
+        self.resize_tolerance = float(resize_tolerance)
         self.burst = spec.adaptation.burst_replan if burst is None else bool(burst)
         self.burst_window_s = int(burst_window_s)
         self.burst_headroom = float(burst_headroom)
@@ -270,9 +271,12 @@ class OursPolicy:
             return best, False
         best = plans.plan(load_rps, current)
         warm = self.keep_warm is None or (current is not None and current.variant(self.keep_warm) is not None)
-        if (current is not None and warm and serves(current, load_rps) and best.status == "optimal"
-                and objective_of(plans.spec, self.profile, current, load_rps) >= best.objective - self.keep_tolerance):
-            return None, False
+        if current is not None and warm and serves(current, load_rps) and best.status == "optimal":
+            # a change that loads a new variant must be worth it; an in-place resize is cheap
+            loads = bool({v.name for v in best.variants} - {v.name for v in current.variants})
+            tolerance = self.keep_tolerance if loads else self.resize_tolerance
+            if objective_of(plans.spec, self.profile, current, load_rps) >= best.objective - tolerance:
+                return None, False
         return best, False
 
 
