@@ -54,12 +54,12 @@ def test_a_burst_between_ticks_triggers_an_in_place_replan() -> None:
 def test_scale_down_waits_for_the_stabilisation_window() -> None:
     spec = paper_spec()
     policy = make_policy("ours", spec, PROFILE, reweight=False, stabilisation_s=120.0)
-    current = static_plan(spec, PROFILE, {"resnet50": 20})
+    current = static_plan(spec, PROFILE, {"resnet50": 19})  # just serves 190 rps
     state = OursState(targets=((0.0, 190.0),), planned_rps=190.0, last_full_s=0.0)
     quiet = _history(40.0)
-    decision, state = policy.decide(Observation(60.0, quiet, current, 200.0), state)
+    decision, state = policy.decide(Observation(60.0, quiet, current, 190.0), state)
     assert decision.plan is None and decision.forecast_rps == 190.0
-    decision, state = policy.decide(Observation(130.0, quiet, current, 200.0), state)
+    decision, state = policy.decide(Observation(130.0, quiet, current, 190.0), state)
     assert decision.plan is not None and decision.reason in ("scale_down", "variant_change")
 
 
