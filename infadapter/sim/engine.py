@@ -87,9 +87,9 @@ class Timeline:
 
 @dataclass
 class _Pending:
+    """A transition under way: at ``switch_s`` the router moves to ``plan`` and ``removed`` go."""
+
     switch_s: float
-    epoch_ids: tuple[int, ...]
-    weights: tuple[float, ...]
     removed: list[int]
     plan: Plan
     serving: dict[str, list[int]]
@@ -129,9 +129,9 @@ class Loop:
             tick = now >= next_tick - 1e-9
             if pending is not None:
                 continue  # a tick during a transition waits for its end
-            if not (tick or replan or policy.between_ticks(self._obs(history_rps, pre_s, now, current, timeline, serving), state)):
-                continue
             obs = self._obs(history_rps, pre_s, now, current, timeline, serving)
+            if not (tick or replan or policy.between_ticks(obs, state)):
+                continue
             decision, state = policy.decide(obs, state)
             if tick:
                 while next_tick <= now + 1e-9:
@@ -213,7 +213,7 @@ class Loop:
             for iid, cores in shrinks:
                 timeline.instances[iid].sizes.append((at, cores))
             ready = max(ready, at) if ready > now else ready
-        return _Pending(ready, (), (), removed, plan, new_serving)
+        return _Pending(ready, removed, plan, new_serving)
 
     def _switch(self, timeline: Timeline, pending: _Pending) -> tuple[Plan, dict[str, list[int]]]:
         for iid in pending.removed:

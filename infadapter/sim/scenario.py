@@ -11,6 +11,7 @@ minute 3, so the simulator uses the code's (and the CSV's) convention.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,8 @@ def burst_windows(series_rps: FloatArray, count: int = 10, *, first_day: int = 1
     minutes = (end - begin) // 60
     base = begin
     block = series_rps[base:base + minutes * 60].reshape(minutes, 60)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN minutes are collection gaps
         mean = np.nanmean(block, axis=1) if minutes else np.empty(0)
     scores = np.full(minutes, -np.inf)
     for i in range(10, minutes):
