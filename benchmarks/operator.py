@@ -114,14 +114,18 @@ def main() -> int:
             time.sleep(2.0)
             samples.append(round(rss_mib(), 1))
         runtime = handlers.RUNTIMES[0]
-        ticks = runtime.tick_seconds
-        steady_ticks = len(ticks) - ticks_before
+        ticks = list(runtime.tick_seconds)
+        steady = ticks[ticks_before:]
         result.update(
             ticks=len(ticks),
-            ticks_per_s_steady=round(steady_ticks / args.steady_s, 1),
+            ticks_per_s_steady=round(len(steady) / args.steady_s, 1),
             tick_p50_ms=round(percentile(ticks, 0.5) * 1000, 1),
             tick_p99_ms=round(percentile(ticks, 0.99) * 1000, 1),
             tick_max_ms=round(max(ticks) * 1000, 1) if ticks else None,
+            steady_tick_p50_ms=round(percentile(steady, 0.5) * 1000, 1),
+            steady_tick_p99_ms=round(percentile(steady, 0.99) * 1000, 1),
+            step_p50_ms={k: round(percentile(v, 0.5) * 1000, 1) for k, v in runtime.step_seconds.items()},
+            step_p99_ms={k: round(percentile(v, 0.99) * 1000, 1) for k, v in runtime.step_seconds.items()},
             rss_steady_mib={"first": samples[0], "last": samples[-1], "max": max(samples)} if samples else None,
             rss_growth_steady_mib=round(samples[-1] - samples[0], 1) if samples else None,
             api_calls_by_operator=runtime.api.calls,

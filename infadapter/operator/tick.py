@@ -94,6 +94,14 @@ class Runtime:
     clock: Callable[[], float] = time.time
     _profiles: dict[tuple[str, str, str], Profile] = field(default_factory=dict)
     tick_seconds: list[float] = field(default_factory=list)
+    #: per named step (observe, decide, act), the last durations in seconds (bounded)
+    step_seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    def timed(self, step: str, started: float) -> None:
+        samples = self.step_seconds.setdefault(step, [])
+        samples.append(time.perf_counter() - started)
+        if len(samples) > 10_000:
+            del samples[:5_000]
 
 
 @dataclass
@@ -322,20 +330,26 @@ async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
     metrics_error: str | None = None
     history: npt.NDArray[np.float64] | None = None
     try:
+        step = time.perf_counter()
         history = await observe(rt, res, now_s)
+        rt.timed("observe", step)
     except MetricsUnavailable as exc:
         metrics_error = str(exc)
         if mem.metrics_ok is not False:
             events.append(("Warning", "MetricsUnavailable", f"holding the last plan: {metrics_error}"))
     mem.metrics_ok = metrics_error is None
     mem.metrics_error = metrics_error
+    step = time.perf_counter()
     plan, reason, observed, forecast = await asyncio.to_thread(decide, mem, res, profile, history, now_s)
+    rt.timed("decide", step)
     target = plan if plan is not None else previous
     applied: ApplyResult | None = None
     error: str | None = None
     if res.spec.mode == Mode.AUTO and target is not None:
         try:
+            step = time.perf_counter()
             applied = await act(rt, mem, res, target)
+            rt.timed("act", step)
         except ApplyFailed as exc:
             error = str(exc)
             if mem.last_error != error:
