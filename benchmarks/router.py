@@ -146,6 +146,20 @@ async def _open_loop(port: int, rate_rps: float, seconds: float, connections: in
             "p99_ms": round(float(np.percentile(lat, 99)), 3), "max_ms": round(float(lat.max()), 1)}  # fmt: skip
 
 
+def router_side(stats: str) -> dict[str, object]:
+    """Envoy's own view: 5xx count and the cumulative latency quantiles of ``downstream_rq_time`` (ms)."""
+    out: dict[str, object] = {}
+    for line in stats.splitlines():
+        name, _, value = line.partition(": ")
+        if name == "http.ingress.downstream_rq_5xx":
+            out["downstream_5xx"] = int(value)
+        elif name == "http.ingress.downstream_rq_time" and value.startswith("P"):
+            # "P0(interval,cumulative) P25(...) ... P100(...)": keep the cumulative values
+            quantiles = {item.split("(")[0][1:]: item.split(",")[1].rstrip(")") for item in value.split()}
+            out["rq_time_ms"] = {f"p{k}": float(v) for k, v in quantiles.items() if k in ("50", "99", "99.9", "100")}
+    return out
+
+
 def router_to(port: int, concurrency: int = 1) -> EnvoyProcess:
     router = EnvoyProcess(["trivial"], concurrency=concurrency)
     router.start()
@@ -198,8 +212,9 @@ def main() -> None:
             try:
                 result["max_rate_one_core"] = asyncio.run(_closed_loop(router.listen_port, 5.0, 32))
                 result["sustained"] = asyncio.run(_open_loop(router.listen_port, args.rate, args.seconds, 64))
-                stats = router._session.get(f"{router.admin_url}/stats", params={"filter": "upstream_rq_5xx|downstream_rq_5xx"}, timeout=5).text
-                result["router_5xx"] = {line.split(":")[0]: int(line.split(":")[1]) for line in stats.splitlines() if ":" in line}
+                time.sleep(6.0)  # Envoy merges histograms at its 5-s stats flush
+                stats = router._session.get(f"{router.admin_url}/stats", params={"filter": "ingress.downstream_rq_(5xx|time)"}, timeout=5).text
+                result["router_side"] = router_side(stats)
             finally:
                 router.close()
         finally:

@@ -502,7 +502,10 @@ class LocalRuntime:
             self._restarting.add(inst.key)
             inst.routed = False
             inst.state = "failed"
-            self._route()  # traffic moves to the healthy instances at once
+            try:
+                self._route()  # traffic moves to the healthy instances at once
+            except ApplyFailed as exc:  # the router is down too: its restart restores the endpoints
+                log.warning("could not route around %s: %s", inst.key, exc)
         threading.Thread(target=self._restart_instance, args=(inst,), name=f"restart-{inst.key}", daemon=True).start()
 
     def _restart_instance(self, inst: Instance) -> None:
@@ -526,5 +529,8 @@ class LocalRuntime:
             inst.restarts += 1
             inst.state = "ready"
             inst.routed = True
-            self._route()
+            try:
+                self._route()
+            except ApplyFailed as exc:  # the next routing change (or the router's restart) includes it
+                log.warning("could not route the restarted %s: %s", inst.key, exc)
         self._event("restarted", f"{inst.key} on port {inst.triton.http_port}")
