@@ -32,27 +32,13 @@ def operator(
         os.environ["INFADAPTER_METRICS_PORT"] = str(metrics_port)
     if prometheus_url:
         os.environ["INFADAPTER_PROMETHEUS_URL"] = prometheus_url
-    import asyncio
-
-    import kopf
-
     from infadapter.errors import InfAdapterError
-    from infadapter.operator import handlers  # registers the handlers
     from infadapter.operator.settings import OperatorConfig
 
     try:
         OperatorConfig.from_env()
     except InfAdapterError as exc:
         raise fail(str(exc), exc.exit_code) from None
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
-    namespaces = list(namespace or [])
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=not peering,
-            peering_name=peering or None,
-            liveness_endpoint=liveness or None,
-        )
-    )
-    _ = handlers
+    from infadapter.operator import handlers  # registers the kopf handlers (only the operator package imports kopf)
+
+    handlers.run(list(namespace or []), peering=peering, liveness=liveness, log_format=log_format, verbose=verbose)

@@ -176,3 +176,19 @@ def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 __all__ = ["adapt", "cleanup", "forget", "login", "startup", "validate"]
+
+
+def run(namespaces: list[str], *, peering: str = "", liveness: str = "", log_format: str = "plain", verbose: bool = False) -> None:
+    """Run the operator until stopped (what ``infadapter operator`` calls)."""
+    import asyncio
+
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=not peering,
+            peering_name=peering or None,
+            liveness_endpoint=liveness or None,
+        )
+    )

@@ -169,6 +169,14 @@ def prepare_policy(rt: Runtime, mem: Memory, res: Resource, profile: Profile) ->
         except (InfAdapterError, KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring the checkpoint of %s/%s: %s", res.owner.namespace, res.owner.name, exc)
     mem.policy, mem.observation_cls, mem.state, mem.key = policy, observation_cls, state, key
+    if rt.metrics is not None:
+        rt.metrics.describe_service(
+            res.owner.namespace,
+            res.owner.name,
+            slo_latency_s=res.spec.slo.latency_ms / 1000.0,
+            slo_target_ratio=res.spec.slo.percentile / 100.0,
+            variant_accuracy={v.name: v.accuracy for v in res.spec.variants},
+        )
 
 
 def current_plan(res: Resource) -> Plan | None:
