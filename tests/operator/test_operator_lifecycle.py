@@ -230,3 +230,16 @@ def test_gateway_api_routing_uses_a_weighted_httproute(cluster, prometheus, prof
     refs = route["spec"]["rules"][0]["backendRefs"]
     assert {r["name"] for r in refs} == {"demo-small", "demo-large"} and sum(r["weight"] for r in refs) == 10_000
     assert cluster.get(DEPLOYMENTS, "demo-router") is None
+
+
+def test_infeasible_load_gets_a_best_effort_plan_flagged(cluster, prometheus, profile_path):
+    prometheus.loads["demo"] = 500.0  # far beyond what 8 cores can serve
+    with operator(cluster, prometheus, profile_path):
+        cluster.create(ISVC, service())
+        wait_for(lambda: condition(cluster, "PlanFeasible").get("status") == "False", what="PlanFeasible=False")
+        wait_for(lambda: applied(cluster), what="the best effort applied")
+        st = status(cluster)
+        assert condition(cluster, "PlanFeasible")["reason"] == "Infeasible"
+        assert "best effort" in condition(cluster, "PlanFeasible")["message"]
+        assert 0 < st["plan"]["served_rps"] < 500 and st["costCpu"] <= 8
+        assert any(e["type"] == "Warning" and e["reason"] == "PlanApplied" for e in cluster.events("demo"))
