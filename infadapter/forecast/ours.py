@@ -98,10 +98,19 @@ def conformal_quantile(residuals: FloatArray, q: float, weights: FloatArray | No
                        test_weight: float = 1.0) -> float:
     """Weighted split-conformal quantile: the smallest residual whose cumulative weight reaches
     ``q * (total + test_weight)`` (unweighted: the ``ceil((n+1) q)``-th smallest), clamped to the sample."""
+    return quantile_of_sorted(*sort_calibration(residuals, weights), q, test_weight)
+
+
+def sort_calibration(residuals: FloatArray, weights: FloatArray | None) -> tuple[FloatArray, FloatArray]:
+    """(residuals in ascending order, their cumulative weights): sorted once per tick."""
     order = np.argsort(residuals, kind="stable")
     cumulative = np.cumsum(weights[order] if weights is not None else np.ones(order.size))
+    return residuals[order], cumulative
+
+
+def quantile_of_sorted(ordered: FloatArray, cumulative: FloatArray, q: float, test_weight: float) -> float:
     rank = int(np.searchsorted(cumulative, q * (cumulative[-1] + test_weight) - 1e-9))
-    return float(residuals[order[min(rank, order.size - 1)]])
+    return float(ordered[min(rank, ordered.size - 1)])
 
 
 class OursForecaster(BufferedForecaster):
@@ -249,11 +258,14 @@ class OursForecaster(BufferedForecaster):
         residuals, weights = self.residuals(horizon)
         shift = self.level_shift
         test_weight = self.phase_weight if weights is not None else 1.0
-        point = base * math.exp(float(np.median(residuals)))
+        ordered, cumulative = sort_calibration(residuals, weights)
+        middle = ordered.size // 2
+        median = ordered[middle] if ordered.size % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
+        point = base * math.exp(float(median))
 
         def quantile(q: float) -> float:
             level = min(max(q + shift, 0.001), 0.999)
-            return base * math.exp(conformal_quantile(residuals, level, weights, test_weight))
+            return base * math.exp(quantile_of_sorted(ordered, cumulative, level, test_weight))
 
         end_s = self._buffer.end_s
         if end_s is not None and base > 0:
