@@ -1,25 +1,36 @@
 """``ours``: the project's default policy, and the ``oracle`` it is measured against.
 
-``ours`` plans for a calibrated quantile of the next window's peak and reacts to bursts in seconds:
+``ours`` is a fast, lean control loop: a forecast for the next seconds, an exact plan on the real
+capacities, and a reactive layer that fixes what the forecast misses within a couple of seconds.
 
-1. **Forecast**: the project's ``ours`` forecaster (log-linear peak model + conformal calibration +
-   adaptive level) gives the ``spec.forecast.quantile`` of the peak over the next ``horizon_s``; the
-   planned load is never below the highest second seen in the last ``floor_s`` seconds.
-2. **Scale-down stabilisation**: the load planned is the highest target of the last
-   ``spec.adaptation.scale_down_stabilisation_s`` seconds (HPA-style window: up at once, down only
-   when the whole window agrees), so a noisy forecast does not churn.
-3. **Exact plan** on the profile's real capacities (``plan_for_load``: the MILP, checked), no stacked
-   safety margins; the current plan is kept while it still serves the planned load with an objective
-   within ``keep_tolerance`` of the optimum (no churn for negligible gains).
-4. **Burst re-plan** between ticks: every second the burst detector compares the newest seconds with
-   the provisioned capacity; when it fires, the policy re-plans at once for the detector's suggested
-   load, preferring the variants already running (in-place resize, no cold start).
-5. **Actuation**: in-place resize where the spec allows it (``InPlaceOrRecreate``).
-6. Optionally a **warm variant** (``keep_warm``) always kept at its minimum size as a spill target.
+1. **Forecast** (every ``interval_s`` = 10 s): the project's ``ours`` forecaster (calibrated log-linear
+   peak model), the ``quantile`` (default: the median) of the peak over the next ``horizon_s`` = 20 s,
+   never below the highest second of the last ``floor_s`` = 30 s.
+2. **Reactive layer** (every second, between ticks): the burst detector compares the newest seconds
+   with the provisioned capacity; at 90 % utilisation or a rising trend that would cross it, ours
+   re-plans at once for the observed (trend-projected) peak, growing the running variants **in
+   place**. When they cannot reach the load but can add capacity, that growth is applied as a stop-gap
+   and the full plan (which may cold-start a variant, make-before-break) follows a second later. The
+   detector's trigger is the margin: no multiplicative headroom (``burst_headroom`` = 0).
+3. **Exact plan** (``plan_for_load``: the checked MILP) on the profile's real capacities with the spec's
+   objective; the running plan is kept while it serves the load within ``keep_tolerance`` of the optimum
+   when the alternative loads a new variant, ``resize_tolerance`` when it is an in-place resize.
+4. **Live re-weighting**: between ticks the router weights are re-split for the load expected now (the
+   newest 5-s peak + 10 %), most accurate variant first up to its capacity, so headroom sits on the
+   cheaper variant until the load needs it (weight changes are live, no reconfiguration).
+5. **Scale-down stabilisation**: the planned load is the highest target of the last ``stabilisation_s``
+   (30 s, or the spec's value if shorter): with 1-s in-place resizes a long hold only costs cores.
+6. Options: ``keep_warm=<variant>`` keeps a variant always on (no cold start when a burst needs it, at
+   the price of its minimum size); ``load_aware_cost`` scales α by (day-mean load / planned load).
+
+Why the median and no margin: with a ~2-s reaction time, forecast errors cost a second or two of
+tight capacity, not minutes; on the paper's window and ten more a 95 % quantile or a 15 % burst margin
+bought no fewer violations (≈ 0.1 % either way) but more cores and, when the budget binds, less
+accuracy (headroom has to come from cheaper variants). See ``docs/simulator.md``.
 
 ``oracle`` knows the trace: at every tick it plans exactly for the true peak of the next
-``interval_s + lead_s`` seconds (in-place resize, no stabilisation) — the cost a policy with a perfect
-forecast would pay at the same tick rate.
+``interval_s + lead_s`` seconds (in place, same keep rule, no stabilisation) — a perfect-forecast
+reference at the same tick rate (not a strict lower bound: it cannot re-weight within a tick).
 """
 
 from __future__ import annotations
@@ -126,7 +137,7 @@ class OursPolicy:
     def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, interval_s: float = 10.0,
                  quantile: float = 0.5, horizon_s: float = 20.0, floor_s: int = 30,
                  stabilisation_s: float | None = None, keep_warm: str | None = None, keep_tolerance: float = 0.002,
-                 burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.15,
+                 burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.0,
                  first_tick_s: float = 0.0, reweight: bool = True, split_window_s: int = 5,
                  split_headroom: float = 0.1, weight_tolerance: float = 0.02, load_aware_cost: bool = False,
                  reference_s: int = 86400, resize_tolerance: float = 0.0005) -> None:
