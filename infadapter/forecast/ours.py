@@ -94,6 +94,19 @@ def features(peak: FloatArray, mean: FloatArray, tail10: FloatArray, tail30: Flo
     return np.column_stack(columns)
 
 
+def fit_weights(rows: FloatArray, log_target: FloatArray, *, scale_free: bool = True) -> FloatArray:
+    """Least squares in log space. ``scale_free``: the feature weights sum to 1, so scaling the
+    load by k scales the forecast by k (the intercept is then the typical log peak/level ratio)."""
+    if not scale_free:
+        weights: FloatArray = np.linalg.lstsq(rows, log_target, rcond=None)[0]
+        return weights
+    reference = rows[:, 1]  # log of the last minute's peak carries the remaining weight
+    relative = rows[:, 2:] - reference[:, None]
+    design = np.column_stack((rows[:, 0], relative))
+    solved = np.linalg.lstsq(design, log_target - reference, rcond=None)[0]
+    return np.concatenate(([solved[0], 1.0 - solved[1:].sum()], solved[1:]))
+
+
 def conformal_quantile(residuals: FloatArray, q: float, weights: FloatArray | None = None,
                        test_weight: float = 1.0) -> float:
     """Weighted split-conformal quantile: the smallest residual whose cumulative weight reaches
@@ -120,7 +133,7 @@ class OursForecaster(BufferedForecaster):
 
     def __init__(self, *, quantile: float = 0.95, calibration_min: int = 10080, min_calibration: int = 120,
                  aci_rate: float = 0.005, phase_period_s: int | None = 1800, phase_weight: float = 5.0,
-                 weights: tuple[float, ...] | None = None) -> None:
+                 weights: tuple[float, ...] | None = None, scale_free: bool = False) -> None:
         if not 0.5 <= quantile < 1.0:
             raise InvalidInput([FieldError("quantile", f"{quantile!r} is not in [0.5, 1)", "e.g. 0.95")],
                                source="forecast options")
@@ -132,6 +145,7 @@ class OursForecaster(BufferedForecaster):
         self.aci_rate = float(aci_rate)
         self.phase_period_s = phase_period_s
         self.phase_weight = float(phase_weight)
+        self.scale_free = scale_free
         self.weights = np.asarray(weights if weights is not None else DEFAULT_WEIGHTS, dtype=np.float64)
         self.prior_residuals = np.asarray(DEFAULT_PRIOR, dtype=np.float64)
         self.level_shift = 0.0  # the adaptive part of the level (ACI)
@@ -166,7 +180,7 @@ class OursForecaster(BufferedForecaster):
             raise InvalidInput([FieldError("history_rps", f"only {target.size} usable minutes, ours needs "
                                            f">= {2 * len(FEATURE_NAMES)}", "fit on a longer history")],
                                source="forecast input")
-        self.weights, *_ = np.linalg.lstsq(rows, _log(target), rcond=None)
+        self.weights = fit_weights(rows, _log(target), scale_free=self.scale_free)
         residuals = _log(target) - rows @ self.weights
         self.prior_residuals = np.quantile(residuals, np.linspace(0.005, 0.995, 199))
         self.level_shift = 0.0

@@ -148,6 +148,16 @@ def test_ours_incremental_calibration_equals_a_full_replay() -> None:
         assert np.allclose(incremental, full) and np.array_equal(weights, full_weights)
 
 
+def test_scale_free_weights_scale_the_forecast_with_the_load() -> None:
+    series = bursty_series(DAY_S // 4, seed=3)
+    model = make_forecaster("ours", scale_free=True).fit(series)
+    assert model.weights[1:].sum() == pytest.approx(1.0)  # type: ignore[attr-defined]
+    model.update(series[-1200:], now_s=float(series.size))
+    doubled = make_forecaster("ours", scale_free=True, weights=tuple(model.weights))  # type: ignore[attr-defined]
+    doubled.update(2 * series[-1200:], now_s=float(series.size))
+    assert doubled.base_forecast() == pytest.approx(2 * model.base_forecast(), rel=1e-9)  # type: ignore[attr-defined]
+
+
 def test_ours_quantiles_are_monotone_and_the_point_is_inside() -> None:
     series = bursty_series(DAY_S // 6, seed=2)
     model = make_forecaster("ours")
