@@ -13,8 +13,10 @@ capacities, and a reactive layer that fixes what the forecast misses within a co
    and the full plan (which may cold-start a variant, make-before-break) follows a second later. The
    detector's trigger is the margin: no multiplicative headroom (``burst_headroom`` = 0).
 3. **Exact plan** (``plan_for_load``: the checked MILP) on the profile's real capacities with the spec's
-   objective; the running plan is kept while it serves the load within ``keep_tolerance`` of the optimum
-   when the alternative loads a new variant, ``resize_tolerance`` when it is an in-place resize.
+   objective. The running plan is kept while it serves the load and the optimum beats it by less than
+   ``resize_tolerance`` plus the **price of loading** its new variants: their cores during the cold start
+   (make-before-break keeps the old plan running meanwhile), ``α/B · Σ cores · (load_time + startup_s) /
+   amortise_s``. The solver's β term ranks reloads but, at 0.001, never prices them.
 4. **Live re-weighting**: between ticks the router weights are re-split for the load expected now (the
    newest 5-s peak + 10 %), most accurate variant first up to its capacity, so headroom sits on the
    cheaper variant until the load needs it (weight changes are live, no reconfiguration).
@@ -136,11 +138,12 @@ class OursPolicy:
 
     def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, interval_s: float = 10.0,
                  quantile: float = 0.5, horizon_s: float = 20.0, floor_s: int = 30,
-                 stabilisation_s: float | None = None, keep_warm: str | None = None, keep_tolerance: float = 0.002,
+                 stabilisation_s: float | None = None, keep_warm: str | None = None,
                  burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.0,
                  first_tick_s: float = 0.0, reweight: bool = True, split_window_s: int = 5,
                  split_headroom: float = 0.1, weight_tolerance: float = 0.02, load_aware_cost: bool = False,
-                 reference_s: int = 86400, resize_tolerance: float = 0.0005) -> None:
+                 reference_s: int = 86400, resize_tolerance: float = 0.0005, startup_s: float = 4.0,
+                 amortise_s: float = 60.0) -> None:
         if keep_warm is not None:
             variants = [v.model_copy(update={"resources": v.resources.model_copy(update={"min_replicas": 1})})
                         if v.name == keep_warm else v for v in spec.variants]
@@ -155,8 +158,9 @@ class OursPolicy:
         self.horizon_s = float(horizon_s)
         self.floor_s = int(floor_s)
         self.stabilisation_s = float(stabilisation_s if stabilisation_s is not None else min(30.0, spec.adaptation.scale_down_stabilisation_s))
-        self.keep_tolerance = float(keep_tolerance)
         self.resize_tolerance = float(resize_tolerance)
+        self.startup_s = float(startup_s)
+        self.amortise_s = float(amortise_s)
         self.burst = spec.adaptation.burst_replan if burst is None else bool(burst)
         self.burst_window_s = int(burst_window_s)
         self.burst_headroom = float(burst_headroom)
@@ -232,6 +236,18 @@ class OursPolicy:
         return Decision(self.resplit(obs, plan), classify(plan, obs.current), load, observed, replan_now=stopgap,
                         resize=self.resize), new_state
 
+    def loading_cost(self, plan: Plan, current: Plan, spec: InferenceServiceSpec) -> float:
+        """The make-before-break cost of the variants ``plan`` loads, in objective units.
+
+        A new variant's instance costs its cores for ``load_time_s + startup_s`` before it serves, while
+        the old plan keeps running: ``α/B · Σ cores · cold_start / amortise_s`` (the solver's β term only
+        ranks reloads; this prices them). Zero for in-place resizes of running variants.
+        """
+        running = {v.name for v in current.variants}
+        core_seconds = sum(v.total_cpu * (spec.variant(v.name).load_time_s + self.startup_s)
+                           for v in plan.variants if v.name not in running)
+        return spec.objective.cost_weight / spec.budget.cpu * core_seconds / self.amortise_s
+
     def cache(self, cost_weight: float) -> PlanCache:
         """Plans under ``cost_weight`` (one memo per weight)."""
         found = self._caches.get(cost_weight)
@@ -284,8 +300,7 @@ class OursPolicy:
         warm = self.keep_warm is None or (current is not None and current.variant(self.keep_warm) is not None)
         if current is not None and warm and serves(current, load_rps) and best.status == "optimal":
             # a change that loads a new variant must be worth it; an in-place resize is cheap
-            loads = bool({v.name for v in best.variants} - {v.name for v in current.variants})
-            tolerance = self.keep_tolerance if loads else self.resize_tolerance
+            tolerance = self.resize_tolerance + self.loading_cost(best, current, plans.spec)
             if objective_of(plans.spec, self.profile, current, load_rps) >= best.objective - tolerance:
                 return None, False
         return best, False

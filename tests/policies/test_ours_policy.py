@@ -107,3 +107,14 @@ def test_unknown_policies_are_invalid_input() -> None:
 
 def test_vpa_alone_expands_to_one_run_per_variant() -> None:
     assert parse_policies("ours, vpa", paper_spec()) == ["ours"] + [f"vpa:resnet{n}" for n in (18, 34, 50, 101, 152)]
+
+
+def test_loading_a_new_variant_is_priced_by_its_make_before_break_cores() -> None:
+    spec = paper_spec()
+    policy = make_policy("ours", spec, PROFILE)
+    current = static_plan(spec, PROFILE, {"resnet50": 8})
+    resized = static_plan(spec, PROFILE, {"resnet50": 10})
+    added = static_plan(spec, PROFILE, {"resnet50": 8, "resnet18": 4})
+    assert policy.loading_cost(resized, current, spec) == 0.0
+    expected = 0.05 / 20 * 4 * (spec.variant("resnet18").load_time_s + 4.0) / 60.0
+    assert policy.loading_cost(added, current, spec) == pytest.approx(expected)
