@@ -31,7 +31,7 @@ bought no fewer violations (≈ 0.1 % either way) but more cores and, when the b
 accuracy (headroom has to come from cheaper variants). See ``docs/simulator.md``.
 
 ``oracle`` knows the trace: at every tick it plans exactly for the true peak of the next
-``interval_s + lead_s`` seconds (in place, same keep rule, no stabilisation) — a perfect-forecast
+``interval_s + lead_s`` seconds (in place, the same price of loading, no stabilisation) — a perfect-forecast
 reference at the same tick rate (not a strict lower bound: it cannot re-weight within a tick).
 """
 
@@ -93,6 +93,20 @@ def objective_of(spec: InferenceServiceSpec, profile: Profile, plan: Plan, load_
     service = service_problem(spec, profile, load_rps, plan, variants=names)
     options = {v.name: v.option() for v in plan.variants}
     return score(service, options, spec.budget.cpu, spec.budget.gpu).objective
+
+
+def loading_cost(plan: Plan, current: Plan, spec: InferenceServiceSpec, startup_s: float = 4.0,
+                 amortise_s: float = 60.0) -> float:
+    """The make-before-break cost of the variants ``plan`` loads, in objective units.
+
+    A new variant's instance costs its cores for ``load_time_s + startup_s`` before it serves, while the
+    old plan keeps running: ``α/B · Σ cores · cold_start / amortise_s`` (the solver's β term only ranks
+    reloads; this prices them). Zero for in-place resizes of running variants.
+    """
+    running = {v.name for v in current.variants}
+    core_seconds = sum(v.total_cpu * (spec.variant(v.name).load_time_s + startup_s)
+                       for v in plan.variants if v.name not in running)
+    return spec.objective.cost_weight / spec.budget.cpu * core_seconds / amortise_s
 
 
 @dataclass(frozen=True)
@@ -237,16 +251,7 @@ class OursPolicy:
                         resize=self.resize), new_state
 
     def loading_cost(self, plan: Plan, current: Plan, spec: InferenceServiceSpec) -> float:
-        """The make-before-break cost of the variants ``plan`` loads, in objective units.
-
-        A new variant's instance costs its cores for ``load_time_s + startup_s`` before it serves, while
-        the old plan keeps running: ``α/B · Σ cores · cold_start / amortise_s`` (the solver's β term only
-        ranks reloads; this prices them). Zero for in-place resizes of running variants.
-        """
-        running = {v.name for v in current.variants}
-        core_seconds = sum(v.total_cpu * (spec.variant(v.name).load_time_s + self.startup_s)
-                           for v in plan.variants if v.name not in running)
-        return spec.objective.cost_weight / spec.budget.cpu * core_seconds / self.amortise_s
+        return loading_cost(plan, current, spec, self.startup_s, self.amortise_s)
 
     def cache(self, cost_weight: float) -> PlanCache:
         """Plans under ``cost_weight`` (one memo per weight)."""
@@ -311,7 +316,7 @@ class OraclePolicy:
 
     def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, future_rps: FloatArray | None = None,
                  interval_s: float = 10.0, lead_s: float = 2.0, first_tick_s: float = 0.0,
-                 keep_tolerance: float = 0.002) -> None:
+                 resize_tolerance: float = 0.0005, startup_s: float = 4.0, amortise_s: float = 60.0) -> None:
         if future_rps is None:
             raise ValueError("the oracle needs the trace it will be run on (future_rps)")
         self.name = "oracle"
@@ -319,7 +324,9 @@ class OraclePolicy:
         self.interval_s = float(interval_s)
         self.first_tick_s = float(first_tick_s)
         self.lead_s = float(lead_s)
-        self.keep_tolerance = float(keep_tolerance)
+        self.resize_tolerance = float(resize_tolerance)
+        self.startup_s = float(startup_s)
+        self.amortise_s = float(amortise_s)
         self.spec = spec
         self.profile = profile
         self.resize: Resize = _resize(spec)
@@ -344,7 +351,8 @@ class OraclePolicy:
         observed = float(obs.history_rps[-1]) if obs.history_rps.size else math.nan
         current = obs.current
         if current is not None and serves(current, load) and plan.status == "optimal" and (
-            objective_of(self.spec, self.profile, current, load) >= plan.objective - self.keep_tolerance
+            objective_of(self.spec, self.profile, current, load)
+            >= plan.objective - self.resize_tolerance - loading_cost(plan, current, self.spec, self.startup_s, self.amortise_s)
         ):
             return Decision(None, "hold", load, observed, resize=self.resize), OursState((), load)
         if plan.same_config(obs.current):
