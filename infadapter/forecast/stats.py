@@ -89,6 +89,12 @@ class MinuteStream(BufferedForecaster):
     def _observe(self, peaks: FloatArray) -> None:
         raise NotImplementedError
 
+    def _unfitted(self, horizon_s: float) -> ForecastResult:
+        """Before ``fit``: the last observed minute's peak (the naive forecast), no uncertainty."""
+        peaks = block_peaks(self._buffer.values[-3600:], BLOCK_S, align="end")
+        valid = peaks[~np.isnan(peaks)]
+        return ForecastResult(float(valid[-1]) if valid.size else 0.0, horizon_s, self.name)
+
     def _steps(self, horizon_s: float) -> range:
         """Steps ahead (1 = minute ``_next_k``) of the minutes overlapping ``[now, now + horizon)``."""
         end_s = self._buffer.end_s or 0.0
@@ -178,7 +184,7 @@ class Ets(MinuteStream):
 
     def _predict(self, horizon_s: float) -> ForecastResult:
         if not self._fitted:
-            return ForecastResult(0.0, horizon_s, self.name)
+            return self._unfitted(horizon_s)
         values = []
         for step in self._steps(horizon_s):
             damp = sum(self._phi ** j for j in range(1, step + 1))
@@ -240,7 +246,7 @@ class Sarimax(MinuteStream):
 
     def _predict(self, horizon_s: float) -> ForecastResult:
         if self._result is None:
-            return ForecastResult(0.0, horizon_s, self.name)
+            return self._unfitted(horizon_s)
         steps = self._steps(horizon_s)
         if self._cache is None or self._cache[:2] != (self._next_k, steps.stop):
             forecast = self._result.get_forecast(steps.stop - 1)

@@ -45,6 +45,13 @@ def test_every_model_follows_the_protocol_and_survives_a_gap(name: str) -> None:
     assert 20 < model.predict(60.0).quantile(0.95) < 300
 
 
+@pytest.mark.parametrize("name", ["ets", "sarimax"])
+def test_an_unfitted_statistical_model_answers_the_last_minute_peak(name: str) -> None:
+    model = make_forecaster(name)
+    model.update(np.r_[np.full(60, 30.0), np.full(60, 45.0)], now_s=120.0)
+    assert model.predict(60).point_rps == 45.0
+
+
 def test_unknown_model_and_bad_options_are_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="one of"):
         make_forecaster("prophet")
