@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from infadapter.profiles import load_profile  # noqa: E402
 from infadapter.sim.run import simulate  # noqa: E402
 from infadapter.sim.scenario import (  # noqa: E402
+    DEFAULT_LSTM,
     DEFAULT_PROFILE,
     DEFAULT_SPEC,
     DEFAULT_TRACE,
@@ -49,8 +50,6 @@ from infadapter.spec import load_spec  # noqa: E402
 from infadapter.traces import load_trace  # noqa: E402
 
 ACCURACY_SLACK = 0.005
-#: where `infadapter forecast train --trace <twitter> --out ...` (14 days, 30 epochs) was saved
-DEFAULT_LSTM = Path.home() / ".cache" / "infadapter" / "lstm-twitter-14d.pt"
 
 
 def dominates(ours: dict[str, float], other: dict[str, float]) -> bool:

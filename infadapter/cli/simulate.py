@@ -38,6 +38,7 @@ def simulate(
     from infadapter.profiles import load_profile
     from infadapter.sim.run import simulate as run_simulation
     from infadapter.sim.scenario import (
+        DEFAULT_LSTM,
         DEFAULT_PROFILE,
         DEFAULT_SPEC,
         DEFAULT_TRACE,
@@ -78,6 +79,8 @@ def simulate(
     window = series[first:last]
     pre = series[max(0, first - pre_s):first]
     names = parse_policies(policies, spec)
+    if lstm_weights is None and scenario == "paper" and DEFAULT_LSTM.is_file():
+        lstm_weights = DEFAULT_LSTM  # the paper's LSTM, as `benchmarks/paper.py` trained and cached it
     paper_options = {"lstm_weights": str(lstm_weights)} if lstm_weights is not None else {}
     options = {"infadapter-paper": paper_options, "msplus": paper_options}
     runs = run_simulation(spec, prof, window, names, pre_history_rps=pre, seed=seed, arrivals=arrivals,  # type: ignore[arg-type]
@@ -95,7 +98,8 @@ def simulate(
             typer.echo(f"report: {path}")
     if as_json:
         typer.echo(json.dumps({"policies": table, "window": {"start_s": first, "duration_s": last - first},
-                               "requests": int(np.nansum(window))}, indent=1))
+                               "requests": int(np.nansum(window)),
+                               "notes": {name: run.notes for name, run in runs.items() if run.notes}}, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
@@ -106,4 +110,7 @@ def simulate(
     for name, row in table.items():
         out.add_row(name, f"{(row['slo_violation_ratio'] or 0):.2%}", f"{(row['avg_cpu'] or 0):.2f}", f"{(row['avg_accuracy'] or 0):.4f}",
                     f"{(row['p99_latency_ms'] or 0):.0f}", f"{(row['dropped_ratio'] or 0):.2%}", f"{(row['reconfigurations'] or 0):.0f}")
-    Console().print(out)
+    Console(width=max(120, Console().width)).print(out)
+    for name, run in runs.items():
+        for note in run.notes:
+            typer.echo(f"note: {name}: {note}")

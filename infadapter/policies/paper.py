@@ -224,6 +224,7 @@ class PaperPolicy:
             from infadapter.forecast import make_forecaster
 
             self._lstm = make_forecaster("lstm", weights_path=lstm_weights)
+            self.notes.append(f"forecast: EWMA(span 10) warm-up, then the LSTM {lstm_weights}")
         else:
             self.notes.append("no trained LSTM weights given: EWMA(span 10) of minute peaks throughout")
 

@@ -27,6 +27,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_TRACE = SHARED_DATA / "twitter_trace_2021-08_workload.tbz2"
 DEFAULT_PROFILE = SHARED_DATA / "capacity_result_Feb_21.csv"
 DEFAULT_SPEC = ROOT / "examples" / "resnet.yaml"
+#: the paper's LSTM (14 days of the Twitter trace, 30 epochs, seed 7) as ``benchmarks/paper.py`` caches it
+DEFAULT_LSTM = Path.home() / ".cache" / "infadapter" / "lstm-twitter-14d.pt"
 
 PAPER_START_S = 15 * 86400 + 82 * 60  # 1,300,920
 PAPER_DURATION_S = 21 * 60
