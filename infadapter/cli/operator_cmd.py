@@ -15,6 +15,7 @@ def operator(
     namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="watch only this namespace (repeatable); default: all")] = None,
     peering: Annotated[str, typer.Option("--peering", help="kopf peering name: leader election between replicas")] = "",
     standalone: Annotated[bool, typer.Option("--standalone", help="no peering (one replica)")] = False,
+    priority: Annotated[int | None, typer.Option("--priority", help="peering priority (default: random, so one replica leads)")] = None,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="serve infadapter_* metrics on this port (0: off)")] = 0,
     liveness: Annotated[str, typer.Option("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")] = "",
     log_format: Annotated[str, typer.Option("--log-format", help="plain or json")] = "plain",
@@ -41,4 +42,4 @@ def operator(
         raise fail(str(exc), exc.exit_code) from None
     from infadapter.operator import handlers  # registers the kopf handlers (only the operator package imports kopf)
 
-    handlers.run(list(namespace or []), peering=peering, liveness=liveness, log_format=log_format, verbose=verbose)
+    handlers.run(list(namespace or []), peering=peering, priority=priority, liveness=liveness, log_format=log_format, verbose=verbose)

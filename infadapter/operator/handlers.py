@@ -74,7 +74,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         observer=Observer(config.prometheus_url, timeout_s=config.prometheus_timeout_s, retries=0),
         metrics=InfAdapterMetrics(),
     )
-    RUNTIMES[:] = [memo.runtime]
+    RUNTIMES.append(memo.runtime)
+    del RUNTIMES[:-4]
     if config.metrics_port:
         memo.runtime.metrics.serve(config.metrics_port, "0.0.0.0")
     log.info("infadapter operator started: prometheus=%s policy=%s", config.prometheus_url, config.policy)
@@ -178,9 +179,16 @@ def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 __all__ = ["adapt", "cleanup", "forget", "login", "startup", "validate"]
 
 
-def run(namespaces: list[str], *, peering: str = "", liveness: str = "", log_format: str = "plain", verbose: bool = False) -> None:
-    """Run the operator until stopped (what ``infadapter operator`` calls)."""
+def run(
+    namespaces: list[str], *, peering: str = "", priority: int | None = None, liveness: str = "", log_format: str = "plain", verbose: bool = False
+) -> None:
+    """Run the operator until stopped (what ``infadapter operator`` calls).
+
+    With peering, replicas of the same priority would all pause (kopf's rule): each replica takes a random
+    priority unless one is given, so exactly one — the highest — acts, and the next takes over when it goes.
+    """
     import asyncio
+    import secrets
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
     asyncio.run(
@@ -189,6 +197,7 @@ def run(namespaces: list[str], *, peering: str = "", liveness: str = "", log_for
             namespaces=namespaces,
             standalone=not peering,
             peering_name=peering or None,
+            priority=(priority if priority is not None else secrets.randbelow(1_000_000) + 1) if peering else None,
             liveness_endpoint=liveness or None,
         )
     )

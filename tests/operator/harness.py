@@ -225,7 +225,7 @@ def write_profile(directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def operator(cluster: Cluster, prometheus: FakePrometheus, profile: Path, **env: str) -> Iterator[Any]:
+def operator(cluster: Cluster, prometheus: FakePrometheus, profile: Path, *, peering: str = "", priority: int = 0, **env: str) -> Iterator[Any]:
     """The real operator (``kopf run -m infadapter.operator.handlers``) against the emulator."""
     from kopf.testing import KopfRunner
 
@@ -239,7 +239,8 @@ def operator(cluster: Cluster, prometheus: FakePrometheus, profile: Path, **env:
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     try:
-        with KopfRunner(["run", "-A", "--standalone", "-m", "infadapter.operator.handlers"], timeout=30) as runner:
+        mode = [f"--peering={peering}", f"--priority={priority}"] if peering else ["--standalone"]
+        with KopfRunner(["run", "-A", *mode, "-m", "infadapter.operator.handlers"], timeout=30) as runner:
             yield runner
     finally:
         for key, value in saved.items():
