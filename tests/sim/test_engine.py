@@ -152,3 +152,21 @@ def test_ours_follows_a_step_and_a_warm_variant_avoids_the_cold_start() -> None:
     warm = simulate(SPEC, PROFILE, trace, ["ours"], seed=3, pre_history_rps=history, options={"ours": {"keep_warm": "fast"}})
     assert warm["ours"].summary["slo_violation_ratio"] < min(0.01, cold / 3)
     assert all(d.plan is None or d.plan.variant("fast") is not None for d in (x.decision for x in warm["ours"].timeline.decisions))
+
+
+def test_a_one_core_instance_matches_the_pollaczek_khinchine_mean_latency() -> None:
+    """M/D/1: mean latency = D + λD² / (2(1 − λD)), utilisation λD (Poisson counts, uniform in each second)."""
+    rate = 10.0
+    trace = np.random.default_rng(5).poisson(rate, 3000).astype(np.float64)
+    from infadapter.sim.engine import Loop
+
+    timeline = Loop(SPEC, PROFILE).run(_Switch(_plan(("fast", 1.0, 1.0)), at_s=-1.0, resize="in_place"), trace, 0, 3000,
+                                       _plan(("fast", 1.0, 1.0)))
+    times = arrival_times(trace, np.random.default_rng(6))
+    served = serve_requests(timeline, times, ServiceModel(PROFILE))
+    d = ServiceModel(PROFILE).size("fast", 1.0).service_s
+    utilisation = rate * d
+    assert 0.3 < utilisation < 0.8
+    expected = d + rate * d * d / (2.0 * (1.0 - utilisation))
+    assert np.isnan(served.latency_s).sum() == 0
+    assert float(served.latency_s.mean()) == pytest.approx(expected, rel=0.06)
