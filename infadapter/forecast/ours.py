@@ -28,10 +28,12 @@ import warnings
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.forecast.base import BufferedForecaster, FloatArray, ForecastResult
 
+BoolArray = npt.NDArray[np.bool_]
 BLOCK_S = 60
 HISTORY_BLOCKS = 10
 #: forecasts awaiting their outcome (ticks within one horizon; a bound against misuse)
@@ -133,7 +135,8 @@ class OursForecaster(BufferedForecaster):
 
     def __init__(self, *, quantile: float = 0.95, calibration_min: int = 10080, min_calibration: int = 120,
                  aci_rate: float = 0.005, phase_period_s: int | None = 1800, phase_weight: float = 5.0,
-                 weights: tuple[float, ...] | None = None, scale_free: bool = False) -> None:
+                 surge_weight: float = 1.0, surge_ratio: float = 1.35, weights: tuple[float, ...] | None = None,
+                 scale_free: bool = False) -> None:
         if not 0.5 <= quantile < 1.0:
             raise InvalidInput([FieldError("quantile", f"{quantile!r} is not in [0.5, 1)", "e.g. 0.95")],
                                source="forecast options")
@@ -146,13 +149,16 @@ class OursForecaster(BufferedForecaster):
         self.phase_period_s = phase_period_s
         self.phase_weight = float(phase_weight)
         self.scale_free = scale_free
+        self.surge_weight = float(surge_weight)
+        self.surge_ratio = float(surge_ratio)
         self.weights = np.asarray(weights if weights is not None else DEFAULT_WEIGHTS, dtype=np.float64)
         self.prior_residuals = np.asarray(DEFAULT_PRIOR, dtype=np.float64)
         self.level_shift = 0.0  # the adaptive part of the level (ACI)
         self._pending: dict[float, tuple[float, float]] = {}  # issued end_s -> (horizon_s, forecast)
         self._residual_cache: tuple[float | None, int, FloatArray, FloatArray | None] | None = None
         #: (horizon_s, end_s mod 60) -> (end_s, anchor times, log residuals): the calibration set
-        self._calibration: dict[tuple[int, int], tuple[float, FloatArray, FloatArray]] = {}
+        self._calibration: dict[tuple[int, int], tuple[float, FloatArray, FloatArray, BoolArray]] = {}
+        self._surging = False  # whether the newest minute peak stands above the 10-minute median
 
     # training ---------------------------------------------------------------------------
     def design(self, series: FloatArray, horizon_s: int = BLOCK_S, *, with_ages: bool = False) -> Any:
@@ -224,12 +230,19 @@ class OursForecaster(BufferedForecaster):
         index = np.flatnonzero(valid)[-HISTORY_BLOCKS:]
         index = np.concatenate((np.full(HISTORY_BLOCKS - index.size, index[0]), index))
         row = features(peak[index], mean[index], tail10[index], tail30[index])[-1]
+        self._surging = bool(self._surge(row[None, :])[0])
         return float(np.exp(row @ self.weights))
 
-    def _anchor_residuals(self, series: FloatArray, horizon_s: int, end_s: float) -> tuple[FloatArray, FloatArray]:
-        """(anchor times, log residuals) of every scorable minute of ``series``, which ends at ``end_s``."""
+    def _surge(self, rows: FloatArray) -> BoolArray:
+        """Per feature row: is the last minute's peak ``surge_ratio`` above the 10-minute median?"""
+        flags: BoolArray = (rows[:, 1] - rows[:, 10]) > math.log(self.surge_ratio)
+        return flags
+
+    def _anchor_residuals(self, series: FloatArray, horizon_s: int,
+                          end_s: float) -> tuple[FloatArray, FloatArray, BoolArray]:
+        """(anchor times, log residuals, surge flags) of every scorable minute of ``series`` (ending at ``end_s``)."""
         rows, target, ages = self.design(series, horizon_s, with_ages=True)
-        return end_s - ages, _log(target) - rows @ self.weights
+        return end_s - ages, _log(target) - rows @ self.weights, self._surge(rows)
 
     def residuals(self, horizon_s: int) -> tuple[FloatArray, FloatArray | None]:
         """Log residuals of the base forecast over the last ``calibration_min`` minutes and their
@@ -239,27 +252,31 @@ class OursForecaster(BufferedForecaster):
         if self._residual_cache is not None and self._residual_cache[:2] == (end_s, horizon_s):
             return self._residual_cache[2], self._residual_cache[3]
         held = self._buffer.values
-        times, values = np.empty(0), np.empty(0)
+        times, values, surge = np.empty(0), np.empty(0), np.empty(0, dtype=bool)
         if end_s is not None:
             grid = (horizon_s, round(end_s) % BLOCK_S)
             entry = self._calibration.get(grid)
             span_s = (self.calibration_min + HISTORY_BLOCKS) * BLOCK_S + horizon_s
             if entry is None or entry[0] > end_s or end_s - entry[0] > span_s // 2:
-                times, values = self._anchor_residuals(held[-span_s:], horizon_s, end_s)
+                times, values, surge = self._anchor_residuals(held[-span_s:], horizon_s, end_s)
             else:
-                last_end, times, values = entry
+                last_end, times, values, surge = entry
                 need = round(end_s - last_end) + HISTORY_BLOCKS * BLOCK_S + horizon_s + BLOCK_S
-                new_times, new_values = self._anchor_residuals(held[-need:], horizon_s, end_s)
+                new_times, new_values, new_surge = self._anchor_residuals(held[-need:], horizon_s, end_s)
                 fresh = new_times > last_end - horizon_s + 1e-6  # resolved since the last tick
                 times = np.concatenate((times, new_times[fresh]))
                 values = np.concatenate((values, new_values[fresh]))
+                surge = np.concatenate((surge, new_surge[fresh]))
             keep = times >= end_s - horizon_s - self.calibration_min * BLOCK_S - 1e-6
-            times, values = times[keep], values[keep]
-            self._calibration[grid] = (end_s, times, values)
+            times, values, surge = times[keep], values[keep], surge[keep]
+            self._calibration[grid] = (end_s, times, values, surge)
         weights: FloatArray | None = None
         if self.phase_period_s and self.phase_weight != 1.0 and end_s is not None:
             ages = np.rint(end_s - times).astype(np.int64)
             weights = np.where(ages % self.phase_period_s == 0, self.phase_weight, 1.0)
+        if self.surge_weight != 1.0 and end_s is not None:
+            same = np.where(surge == self._surging, self.surge_weight, 1.0)
+            weights = same if weights is None else weights * same
         if values.size < self.min_calibration:
             values = np.concatenate((values, self.prior_residuals))
             weights = None
@@ -271,7 +288,8 @@ class OursForecaster(BufferedForecaster):
         horizon = max(1, round(horizon_s))
         residuals, weights = self.residuals(horizon)
         shift = self.level_shift
-        test_weight = self.phase_weight if weights is not None else 1.0
+        test_weight = ((self.phase_weight if self.phase_period_s else 1.0) * self.surge_weight
+                       if weights is not None else 1.0)
         ordered, cumulative = sort_calibration(residuals, weights)
         middle = ordered.size // 2
         median = ordered[middle] if ordered.size % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])

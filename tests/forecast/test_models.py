@@ -165,9 +165,10 @@ def test_scale_free_weights_scale_the_forecast_with_the_load() -> None:
     assert doubled.base_forecast() == pytest.approx(2 * model.base_forecast(), rel=1e-9)  # type: ignore[attr-defined]
 
 
-def test_ours_quantiles_are_monotone_and_the_point_is_inside() -> None:
+@pytest.mark.parametrize("options", [{}, {"surge_weight": 5.0}, {"phase_period_s": None}])
+def test_ours_quantiles_are_monotone_and_the_point_is_inside(options: dict[str, float]) -> None:
     series = bursty_series(DAY_S // 6, seed=2)
-    model = make_forecaster("ours")
+    model = make_forecaster("ours", **options)
     model.update(series, now_s=float(series.size))
     result = model.predict(60)
     levels = [result.quantile(q) for q in (0.1, 0.5, 0.9, 0.95, 0.99)]
