@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from infadapter.traces import load_trace
-
-from ..conftest import EVAL_SEGMENT, TWITTER_TRACE
+from tests.conftest import EVAL_SEGMENT, TWITTER_TRACE
 
 
 def test_the_paper_segment_csv_has_its_documented_requests() -> None:
