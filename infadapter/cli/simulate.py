@@ -26,7 +26,7 @@ def simulate(
     policies: Annotated[str, typer.Option("--policies", help="comma list; 'vpa' = one run per variant")] = DEFAULT_POLICIES,
     seed: Annotated[int, typer.Option("--seed", help="seed of the request arrivals")] = 0,
     arrivals: Annotated[str, typer.Option("--arrivals", help="poisson (default) or paper (each second packed in ~0.67 s)")] = "poisson",
-    history: Annotated[int, typer.Option("--history", help="seconds of trace before the window given to the policies as history")] = -1,
+    history: Annotated[int | None, typer.Option("--history", help="seconds of trace before the window given to the policies (default 24 h)")] = None,
     lstm_weights: Annotated[Path | None, typer.Option("--lstm-weights", help="trained LSTM for infadapter-paper/msplus (default: EWMA, noted)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="write PNG plots and report.md to this directory")] = None,
@@ -75,7 +75,9 @@ def simulate(
     if first >= series.size:
         raise InvalidInput([FieldError("--start", f"{first} is past the trace's end ({series.size} s)", "pick an earlier start")], "arguments")
     last = series.size if duration is None else min(series.size, first + duration)
-    pre_s = (PRE_HISTORY_S if history < 0 else history) if first > 0 else 0
+    if history is not None and history < 0:
+        raise InvalidInput([FieldError("--history", f"{history} must be >= 0", "e.g. 86400")], "arguments")
+    pre_s = PRE_HISTORY_S if history is None else history
     window = series[first:last]
     pre = series[max(0, first - pre_s):first]
     names = parse_policies(policies, spec)
