@@ -68,3 +68,11 @@ def applied(cluster: Cluster, name: str = "demo") -> bool:
     expected = integer_weights({n: v["weight"] for n, v in planned.items()}, sorted(names))
     expected = {n: (w if n in planned and planned[n]["weight"] > 0 else 0) for n, w in expected.items()}
     return weights(cluster, name) == expected or (sum(expected.values()) == 0 and bool(weights(cluster, name)))
+
+
+def shapes(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the operator writes (generation, spec/data, labels), not what controllers add (status, resourceVersion)."""
+    return {
+        f"{o['kind']}/{o['metadata']['name']}": (o["metadata"].get("generation"), o.get("spec"), o.get("data"), o["metadata"].get("labels"))
+        for o in objects
+    }

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.operator.checks import CONFIGMAPS, DEPLOYMENTS, SERVICES, applied, condition, owned, status, weights
+from tests.operator.checks import CONFIGMAPS, DEPLOYMENTS, SERVICES, applied, condition, owned, shapes, status, weights
 from tests.operator.emulator import Fault
 from tests.operator.harness import ISVC, operator, service, wait_for
 
@@ -74,13 +74,13 @@ def test_bad_prometheus_answers_hold_the_last_plan(cluster, prometheus, profile_
     with operator(cluster, prometheus, profile_path):
         cluster.create(ISVC, service())
         wait_for(lambda: applied(cluster), what="applied")
-        plan, versions = status(cluster)["plan"], {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.list(DEPLOYMENTS)}
+        plan, versions = status(cluster)["plan"], shapes(cluster.list(DEPLOYMENTS))
         prometheus.mode = mode
         prometheus.loads["demo"] = 33.0  # would change the plan if it were seen
         wait_for(lambda: condition(cluster, "MetricsAvailable").get("status") == "False", what=f"MetricsAvailable=False on {mode}")
         time.sleep(1.2)
         assert status(cluster)["plan"] == plan
-        assert {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.list(DEPLOYMENTS)} == versions
+        assert shapes(cluster.list(DEPLOYMENTS)) == versions
         prometheus.mode = "ok"
         wait_for(lambda: condition(cluster, "MetricsAvailable").get("status") == "True" and status(cluster)["plan"] != plan, what="recovered")
 

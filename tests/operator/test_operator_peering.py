@@ -21,6 +21,7 @@ def test_one_replica_leads_and_the_other_takes_over(cluster, prometheus, profile
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "infadapter"}}
     cluster.create("kopf.dev/v1/clusterkopfpeerings", peering, namespace="")
     prometheus.loads["demo"] = 5.0
+    handlers.RUNTIMES.clear()  # runtimes of operators started by earlier tests
     with contextlib.ExitStack() as follower_stack:
         leader_stack = contextlib.ExitStack()
         leader_stack.enter_context(operator(cluster, prometheus, profile_path, peering="infadapter", priority=20))
