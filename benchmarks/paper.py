@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from infadapter.policies import recommended_options  # noqa: E402
 from infadapter.profiles import load_profile  # noqa: E402
 from infadapter.sim.run import simulate  # noqa: E402
 from infadapter.sim.scenario import (  # noqa: E402
@@ -104,7 +105,7 @@ def main() -> None:
         args.lstm_weights.parent.mkdir(parents=True, exist_ok=True)
         model.save(args.lstm_weights)
     lstm = {} if args.no_lstm else {"lstm_weights": str(args.lstm_weights)}
-    options = {"infadapter-paper": lstm, "msplus": lstm}
+    options = {"infadapter-paper": lstm, "msplus": lstm, "ours": recommended_options()}
 
     def run(start: int, names: list[str]) -> tuple[dict[str, Any], float]:
         clock = time.perf_counter()

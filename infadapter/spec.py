@@ -175,13 +175,13 @@ class ResourceGrid(_Model):
 class Forecast(_Model):
     model: Literal["ewma", "lstm", "ets", "sarimax", "ours", "last"] = "ours"
     window_s: int = Field(default=600, ge=10, le=7 * 86400, alias="windowSeconds")
-    horizon_s: int = Field(default=60, ge=1, le=86400, alias="horizonSeconds")
-    quantile: float = Field(default=0.95, gt=0, lt=1)
+    horizon_s: int = Field(default=20, ge=1, le=86400, alias="horizonSeconds")
+    quantile: float = Field(default=0.5, gt=0, lt=1, description="quantile of the forecast peak that is planned for")
 
 
 class Adaptation(_Model):
-    interval_s: float = Field(default=30.0, ge=1, le=3600, alias="intervalSeconds")
-    scale_down_stabilisation_s: float = Field(default=120.0, ge=0, le=86400, alias="scaleDownStabilizationSeconds")
+    interval_s: float = Field(default=10.0, ge=1, le=3600, alias="intervalSeconds")
+    scale_down_stabilisation_s: float = Field(default=30.0, ge=0, le=86400, alias="scaleDownStabilizationSeconds")
     resize_policy: ResizePolicy = ResizePolicy.IN_PLACE_OR_RECREATE
     burst_replan: bool = True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,7 +34,7 @@ def simulate(
     """Simulate the policies over a trace: SLO violations, cores, accuracy, p99, drops, reconfigurations."""
     import numpy as np
 
-    from infadapter.policies import parse_policies
+    from infadapter.policies import parse_policies, recommended_options
     from infadapter.profiles import load_profile
     from infadapter.sim.run import simulate as run_simulation
     from infadapter.sim.scenario import (
@@ -84,7 +84,9 @@ def simulate(
     if lstm_weights is None and scenario == "paper" and DEFAULT_LSTM.is_file():
         lstm_weights = DEFAULT_LSTM  # the paper's LSTM, as `benchmarks/paper.py` trained and cached it
     paper_options = {"lstm_weights": str(lstm_weights)} if lstm_weights is not None else {}
-    options = {"infadapter-paper": paper_options, "msplus": paper_options}
+    options: dict[str, dict[str, Any]] = {"infadapter-paper": paper_options, "msplus": paper_options}
+    if scenario == "paper":  # the spec carries the paper's settings; ours runs with the project's defaults
+        options["ours"] = recommended_options()
     runs = run_simulation(spec, prof, window, names, pre_history_rps=pre, seed=seed, arrivals=arrivals,  # type: ignore[arg-type]
                           options=options, with_series=report is not None)
 

@@ -24,16 +24,31 @@ from infadapter.policies.ours import OraclePolicy, OursPolicy, StaticPolicy
 from infadapter.policies.paper import PaperPolicy
 from infadapter.policies.vpa import VpaPolicy
 from infadapter.profiles import Profile
-from infadapter.spec import InferenceServiceSpec
+from infadapter.spec import Adaptation, Forecast, InferenceServiceSpec
 
 #: the policy names (``vpa:`` and ``static:`` take a variant)
 NAMES = ("ours", "infadapter-paper", "msplus", "oracle", "vpa:<variant>", "static:<variant>@<cores>")
 
-__all__ = ["NAMES", "REASONS", "Decision", "Observation", "Policy", "Reason", "Resize", "make_policy", "parse_policies"]
+__all__ = ["NAMES", "REASONS", "Decision", "Observation", "Policy", "Reason", "Resize", "make_policy", "parse_policies", "recommended_options"]
 
 
 def _bad(name: str, message: str, hint: str) -> InvalidInput:
     return InvalidInput([FieldError("policy", f"{name!r}: {message}", hint)], "policy")
+
+
+def recommended_options() -> dict[str, Any]:
+    """The project's default adaptation settings for ``ours`` (the spec's defaults).
+
+    The simulator's paper scenario runs ``ours`` with these rather than the paper's 30 s / 4-decision
+    settings that ``examples/resnet.yaml`` carries for the paper's own policies.
+    """
+    adaptation, forecast = Adaptation(), Forecast()
+    return {
+        "interval_s": adaptation.interval_s,
+        "stabilisation_s": adaptation.scale_down_stabilisation_s,
+        "quantile": forecast.quantile,
+        "horizon_s": float(forecast.horizon_s),
+    }
 
 
 def make_policy(name: str, spec: InferenceServiceSpec, profile: Profile, **options: Any) -> Any:

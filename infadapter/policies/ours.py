@@ -150,8 +150,8 @@ def weights_differ(a: Plan, b: Plan, tolerance: float) -> bool:
 class OursPolicy:
     """``ours`` (see the module docstring)."""
 
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, interval_s: float = 10.0,
-                 quantile: float = 0.5, horizon_s: float = 20.0, floor_s: int = 30,
+    def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, interval_s: float | None = None,
+                 quantile: float | None = None, horizon_s: float | None = None, floor_s: int = 30,
                  stabilisation_s: float | None = None, keep_warm: str | None = None,
                  burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.0,
                  first_tick_s: float = 0.0, reweight: bool = True, split_window_s: int = 5,
@@ -166,12 +166,13 @@ class OursPolicy:
         self.keep_warm = keep_warm
         self.spec = spec
         self.profile = profile
-        self.interval_s = float(interval_s)
+        # the spec's settings unless overridden (the simulator's paper scenario passes the project defaults)
+        self.interval_s = float(interval_s if interval_s is not None else spec.adaptation.interval_s)
         self.first_tick_s = float(first_tick_s)
-        self.quantile = float(quantile)
-        self.horizon_s = float(horizon_s)
+        self.quantile = float(quantile if quantile is not None else spec.forecast.quantile)
+        self.horizon_s = float(horizon_s if horizon_s is not None else spec.forecast.horizon_s)
         self.floor_s = int(floor_s)
-        self.stabilisation_s = float(stabilisation_s if stabilisation_s is not None else min(30.0, spec.adaptation.scale_down_stabilisation_s))
+        self.stabilisation_s = float(stabilisation_s if stabilisation_s is not None else spec.adaptation.scale_down_stabilisation_s)
         self.resize_tolerance = float(resize_tolerance)
         self.startup_s = float(startup_s)
         self.amortise_s = float(amortise_s)
