@@ -104,7 +104,7 @@ class Cluster:
         return [e for e in self.list("v1/events", None) if e.get("involvedObject", {}).get("name") == name]
 
 
-def wait_for(predicate: Callable[[], T], timeout_s: float = 15.0, interval_s: float = 0.05, what: str = "") -> T:
+def wait_for(predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "") -> T:
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while time.monotonic() < deadline:
