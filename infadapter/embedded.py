@@ -227,8 +227,8 @@ class EmbeddedRun:
         while gen.running:
             now = self.elapsed_s
             time.sleep(max(0.0, math.floor(now) + 1.0 - now))
-            now = self.elapsed_s
             obs = self._observe(observer)
+            now = self.elapsed_s  # after the query: a hung Prometheus must not postpone the tick
             due = now >= next_tick
             if not due and obs is not None and self.plan is not None:
                 with contextlib.suppress(ValueError, ArithmeticError):
