@@ -358,6 +358,9 @@ def parse_sizes(text: str, spec: InferenceServiceSpec, field_name: str = "--curr
         if not cores > 0 or math.isinf(cores):
             errors.append(FieldError(field_name, f"cores for {name} must be > 0, got {value}", "write a positive number"))
             continue
+        if name in sizes:
+            errors.append(FieldError(field_name, f"variant {name!r} is given twice", "give each variant once"))
+            continue
         sizes[name] = cores
     if errors:
         raise InvalidInput(errors, "arguments")

@@ -19,6 +19,9 @@ from infadapter.spec import InferenceServiceSpec, parse_spec
 
 T = TypeVar("T")
 
+#: beyond any real service; larger loads only stress the MILP's numerics
+MAX_LOAD_RPS = 1e9
+
 DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "examples" / "resnet.yaml"
 
 
@@ -77,8 +80,8 @@ def plan(
 
     if backend not in ("auto", "dp", "highs", "cbc"):
         raise fail(f"--backend: unknown backend {backend!r} (hint: use auto, dp, highs or cbc)")
-    if not load >= 0 or load == float("inf"):
-        raise fail(f"--load: must be a finite number >= 0, got {load:g} (hint: give the predicted load in rps)")
+    if not 0 <= load <= MAX_LOAD_RPS:
+        raise fail(f"--load: must be a number in 0 .. {MAX_LOAD_RPS:g}, got {load:g} (hint: give the predicted load in rps)")
     try:
         spec = _override(_named("--spec", load_spec, spec_path), slo_ms, budget_cores, cost_weight, transition_weight)
         prof = _named("--profile", lambda p: load_profile(p, slo_ms=spec.slo.latency_ms), profile)
