@@ -46,6 +46,8 @@ _MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 def parse_cpu(value: Any) -> Any:
     """Accept cores as a number or a Kubernetes quantity (``"500m"``, ``"2"``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a CPU quantity; write cores (1.5) or millicores ('1500m')")
     if isinstance(value, str):
         match = _QUANTITY.match(value)
         if not match:
@@ -56,6 +58,24 @@ def parse_cpu(value: Any) -> Any:
 
 
 Cores = Annotated[float, BeforeValidator(parse_cpu)]
+
+
+def _plain_number(value: Any) -> Any:
+    """Numbers are numbers, as the CRD's ``type: number`` says: not ``true``, not ``"2"``."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"{value!r} is not a number; write a number without quotes (true/false are not numbers)")
+    return value
+
+
+def _plain_bool(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false; write true or false without quotes")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_plain_number)]
+Whole = Annotated[int, BeforeValidator(_plain_number)]
+Flag = Annotated[bool, BeforeValidator(_plain_bool)]
 
 
 def _pattern_check(pattern: re.Pattern[str], what: str, example: str) -> Any:
@@ -102,8 +122,8 @@ class VariantResources(_Model):
 
     min_cpu: Cores | None = Field(default=None, gt=0, alias="minCpu")
     max_cpu: Cores | None = Field(default=None, gt=0, alias="maxCpu")
-    max_replicas: int | None = Field(default=None, ge=1, le=1000)
-    min_replicas: int = Field(default=0, ge=0, le=1000)
+    max_replicas: Whole | None = Field(default=None, ge=1, le=1000)
+    min_replicas: Whole = Field(default=0, ge=0, le=1000)
     memory: str | None = Field(default=None, description="memory request = limit, a Kubernetes quantity")
 
     @field_validator("memory")
@@ -118,11 +138,11 @@ class Variant(_Model):
     """One model variant: a point on the accuracy/compute trade-off."""
 
     name: str = Field(min_length=1, max_length=40)
-    accuracy: float = Field(ge=0.0, le=1.0, description="declared accuracy, e.g. ImageNet top-1 as a fraction")
-    load_time_s: float = Field(default=10.0, ge=0.0, le=3600.0, alias="loadTimeSeconds")
+    accuracy: Number = Field(ge=0.0, le=1.0, description="declared accuracy, e.g. ImageNet top-1 as a fraction")
+    load_time_s: Number = Field(default=10.0, ge=0.0, le=3600.0, alias="loadTimeSeconds")
     source: ModelSource = ModelSource()
     resources: VariantResources = VariantResources()
-    gpu: bool = Field(default=False, description="allow GPU options for this variant (profile must have them)")
+    gpu: Flag = Field(default=False, description="allow GPU options for this variant (profile must have them)")
 
     @field_validator("name")
     @classmethod
@@ -135,8 +155,8 @@ class Variant(_Model):
 
 
 class Slo(_Model):
-    latency_ms: float = Field(default=750.0, gt=0, le=600_000, alias="latencyMs")
-    percentile: float = Field(default=99.0, gt=0, lt=100)
+    latency_ms: Number = Field(default=750.0, gt=0, le=600_000, alias="latencyMs")
+    percentile: Number = Field(default=99.0, gt=0, lt=100)
 
 
 class Objective(_Model):
@@ -145,13 +165,13 @@ class Objective(_Model):
     The paper calls them α (cost) and β (transition/loading cost).
     """
 
-    cost_weight: float = Field(default=0.05, ge=0, le=100)
-    transition_weight: float = Field(default=0.001, ge=0, le=100)
+    cost_weight: Number = Field(default=0.05, ge=0, le=100)
+    transition_weight: Number = Field(default=0.001, ge=0, le=100)
 
 
 class Budget(_Model):
     cpu: Cores = Field(default=20.0, gt=0, le=100_000)
-    gpu: int = Field(default=0, ge=0, le=10_000)
+    gpu: Whole = Field(default=0, ge=0, le=10_000)
 
 
 class ResourceGrid(_Model):
@@ -160,8 +180,8 @@ class ResourceGrid(_Model):
     cpu_step: Cores = Field(default=1.0, gt=0, le=64, alias="cpuStep")
     min_cpu: Cores = Field(default=1.0, gt=0, le=1024, alias="minCpu")
     max_cpu: Cores = Field(default=20.0, gt=0, le=1024, alias="maxCpu")
-    max_replicas: int = Field(default=1, ge=1, le=1000)
-    gpus_per_replica: list[Annotated[int, Field(ge=1, le=64)]] = Field(
+    max_replicas: Whole = Field(default=1, ge=1, le=1000)
+    gpus_per_replica: list[Annotated[Whole, Field(ge=1, le=64)]] = Field(
         default_factory=lambda: [1], max_length=16, alias="gpusPerReplica"
     )
 
@@ -174,16 +194,16 @@ class ResourceGrid(_Model):
 
 class Forecast(_Model):
     model: Literal["ewma", "lstm", "ets", "sarimax", "ours", "last"] = "ours"
-    window_s: int = Field(default=600, ge=10, le=7 * 86400, alias="windowSeconds")
-    horizon_s: int = Field(default=20, ge=1, le=86400, alias="horizonSeconds")
-    quantile: float = Field(default=0.5, gt=0, lt=1, description="quantile of the forecast peak that is planned for")
+    window_s: Whole = Field(default=600, ge=10, le=7 * 86400, alias="windowSeconds")
+    horizon_s: Whole = Field(default=20, ge=1, le=86400, alias="horizonSeconds")
+    quantile: Number = Field(default=0.5, gt=0, lt=1, description="quantile of the forecast peak that is planned for")
 
 
 class Adaptation(_Model):
-    interval_s: float = Field(default=10.0, ge=1, le=3600, alias="intervalSeconds")
-    scale_down_stabilisation_s: float = Field(default=30.0, ge=0, le=86400, alias="scaleDownStabilizationSeconds")
+    interval_s: Number = Field(default=10.0, ge=1, le=3600, alias="intervalSeconds")
+    scale_down_stabilisation_s: Number = Field(default=30.0, ge=0, le=86400, alias="scaleDownStabilizationSeconds")
     resize_policy: ResizePolicy = ResizePolicy.IN_PLACE_OR_RECREATE
-    burst_replan: bool = True
+    burst_replan: Flag = True
 
 
 class Routing(_Model):
