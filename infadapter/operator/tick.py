@@ -364,16 +364,18 @@ async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
                 events.append(("Warning", "ApplyFailed", error))
     mem.last_error = error or ""
     mem.progressing = error is not None or (applied is not None and not applied.converged)
-    if plan is not None and not plan.same_config(previous) and error is None:
-        safe_reason: DecisionReason = reason if reason in DECISION_REASONS else "scale_up"
-        record = record_from_plan(res.owner.namespace, res.owner.name, now_s, plan, previous, observed_rps=observed,
+    shown = plan if plan is not None else previous
+    if shown is not None:  # one record per tick: the exporter's gauges follow every tick
+        safe_reason: DecisionReason = reason if reason in DECISION_REASONS else "hold"
+        record = record_from_plan(res.owner.namespace, res.owner.name, now_s, shown, previous, observed_rps=observed,
                                   forecast_rps=forecast, reason=safe_reason)  # fmt: skip
-        rt.decisions.log(record)
         if rt.metrics is not None:
             rt.metrics.observe(record)
-        verb = "PlanApplied" if res.spec.mode == Mode.AUTO else "PlanRecommended"
-        event = event_fields(record)
-        events.append((event.type, verb, event.message))
+        if plan is not None and not plan.same_config(previous) and error is None:  # a new plan: log line + event
+            rt.decisions.log(record)
+            verb = "PlanApplied" if res.spec.mode == Mode.AUTO else "PlanRecommended"
+            event = event_fields(record)
+            events.append((event.type, verb, event.message))
     desired = report(res, mem, now_s=now_s, plan=plan, previous=previous, reason=reason, observed_rps=observed,
                      forecast_rps=forecast, metrics_error=metrics_error, applied=applied, error=error)  # fmt: skip
     changes = status_changes(res.status, desired)

@@ -243,3 +243,21 @@ def test_infeasible_load_gets_a_best_effort_plan_flagged(cluster, prometheus, pr
         assert "best effort" in condition(cluster, "PlanFeasible")["message"]
         assert 0 < st["plan"]["served_rps"] < 500 and st["costCpu"] <= 8
         assert any(e["type"] == "Warning" and e["reason"] == "PlanApplied" for e in cluster.events("demo"))
+
+
+def test_the_exporter_follows_every_tick_and_forgets_deleted_services(cluster, prometheus, profile_path):
+    from infadapter.operator import handlers
+
+    prometheus.loads["demo"] = 5.0
+    handlers.RUNTIMES.clear()
+    with operator(cluster, prometheus, profile_path):
+        runtime = wait_for(lambda: handlers.RUNTIMES[-1] if handlers.RUNTIMES else None, what="the operator's runtime")
+        cluster.create(ISVC, service())
+        wait_for(lambda: applied(cluster), what="applied")
+        assert runtime.metrics is not None
+        wait_for(lambda: 'infadapter_observed_load_rps{name="demo",namespace="default"} 5.0' in runtime.metrics.render().decode(), what="load exported")
+        prometheus.loads["demo"] = 6.0  # same plan, new load: the gauge still moves
+        wait_for(lambda: 'infadapter_observed_load_rps{name="demo",namespace="default"} 6.0' in runtime.metrics.render().decode(), what="load updated")
+        assert 'infadapter_slo_latency_seconds{name="demo",namespace="default"} 0.5' in runtime.metrics.render().decode()
+        cluster.delete(ISVC, "demo")
+        wait_for(lambda: 'name="demo"' not in runtime.metrics.render().decode(), what="label sets removed")
