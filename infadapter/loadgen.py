@@ -30,6 +30,8 @@ import numpy.typing as npt
 from infadapter.errors import FieldError, InvalidInput, MetricsUnavailable
 
 DEFAULT_TIMEOUT_S = 10.0
+#: more than one client process can send; beyond it a typo (a trace not scaled down) is likelier
+MAX_RATE_RPS = 100_000.0
 
 
 @dataclass(frozen=True)
@@ -310,7 +312,11 @@ class LoadGenerator:
 
 def scaled_rates(series_rps: npt.ArrayLike, scale: float) -> npt.NDArray[np.float64]:
     """A trace's per-second rates times ``scale`` (NaN gaps become 0: nothing is sent)."""
-    if not scale > 0:
-        raise InvalidInput([FieldError("scale", f"must be > 0, got {scale}", "use e.g. 0.01 to shrink a trace")], "load")
-    rates = np.asarray(series_rps, dtype=np.float64) * scale
-    return np.nan_to_num(rates, nan=0.0, posinf=0.0, neginf=0.0)
+    if not (scale > 0 and math.isfinite(scale)):
+        raise InvalidInput([FieldError("scale", f"must be a finite number > 0, got {scale}", "use e.g. 0.01 to shrink a trace")], "load")
+    rates = np.nan_to_num(np.asarray(series_rps, dtype=np.float64) * scale, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(rates.max()) if rates.size else 0.0
+    if peak > MAX_RATE_RPS:
+        raise InvalidInput([FieldError("scale", f"the scaled trace peaks at {peak:.3g} rps, more than {MAX_RATE_RPS:.0f}",
+                                       "scale the trace down, e.g. --scale 0.01")], "load")
+    return rates

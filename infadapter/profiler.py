@@ -261,8 +261,8 @@ def parse_cpus(text: str) -> list[float]:
         cpus = sorted({float(x) for x in text.split(",") if x.strip()})
     except ValueError:
         raise InvalidInput([FieldError("cpus", f"{text!r} is not a comma-separated list of numbers", "write e.g. 0.25,0.5,1")], "profile") from None
-    if not cpus or cpus[0] <= 0:
-        raise InvalidInput([FieldError("cpus", f"{text!r}: CPU sizes must be > 0", "write e.g. 0.25,0.5,1")], "profile")
+    if not cpus or not all(0 < c <= 1024 for c in cpus):  # also refuses nan and inf
+        raise InvalidInput([FieldError("cpus", f"{text!r}: CPU sizes must be finite, > 0 and <= 1024", "write e.g. 0.25,0.5,1")], "profile")
     return cpus
 
 

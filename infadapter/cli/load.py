@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
 from infadapter.cli._app import app, fail
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput
+
+T = TypeVar("T")
+#: the longest replay `load` accepts (a week of seconds); longer is almost surely a typo
+MAX_DURATION_S = 7 * 86400
+
+
+def named_input(option: str, read: Callable[[Path], T], path: Path) -> T:
+    """``read(path)``; an :class:`InvalidInput` it raises says which option gave the file."""
+    try:
+        return read(path)
+    except InvalidInput as exc:
+        raise type(exc)(exc.errors, f"{option} {path}") from None
+
+
+def check_number(errors: list[FieldError], option: str, value: float | None, *, low: float = 0.0,
+                 high: float = math.inf, low_inclusive: bool = False, hint: str = "") -> None:
+    """Append an error naming ``option`` unless ``value`` is finite and within (low, high] (or [low, high])."""
+    if value is None:
+        return
+    ok = math.isfinite(value) and (value >= low if low_inclusive else value > low) and value <= high
+    if not ok:
+        bound = f"{'>=' if low_inclusive else '>'} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+        errors.append(FieldError(option, f"must be a finite number {bound}, got {value:g}", hint))
 
 
 @app.command("load")
@@ -29,29 +54,40 @@ def load_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Open-loop Poisson arrivals at the trace's per-second rate; client-side p50/p95/p99, SLO violations, errors."""
-    from infadapter.loadgen import LoadGenerator, scaled_rates
+    from infadapter.loadgen import MAX_RATE_RPS, LoadGenerator, scaled_rates
 
     try:
+        errors: list[FieldError] = []
         if (trace is None) == (rate is None):
-            raise InvalidInput([FieldError("--trace/--rate", "give exactly one of them", "e.g. --trace twitter.tbz2 --scale 0.01 or --rate 20")], "arguments")
+            errors.append(FieldError("--trace/--rate", "give exactly one of them", "e.g. --trace twitter.tbz2 --scale 0.01 or --rate 20"))
+        check_number(errors, "--rate", rate, low_inclusive=True, high=MAX_RATE_RPS, hint="requests per second, e.g. 20")
+        check_number(errors, "--duration", duration, high=MAX_DURATION_S, hint="seconds to replay, e.g. 60")
+        check_number(errors, "--start", start, low_inclusive=True, hint="a second of the trace, e.g. 0")
+        check_number(errors, "--scale", scale, hint="e.g. 0.01 to shrink a trace")
+        check_number(errors, "--timeout-s", timeout_s, high=3600, hint="seconds, e.g. 10")
+        check_number(errors, "--slo-ms", slo_ms, high=3_600_000, hint="milliseconds, e.g. 200")
         slo = slo_ms
         if spec_path is not None:
             from infadapter.spec import load_spec
 
-            spec = load_spec(spec_path)
-            model = spec.model_name if model == "model" else model
-            slo = spec.slo.latency_ms if slo is None else slo
+            try:
+                spec = load_spec(spec_path)
+            except InvalidInput as exc:  # reported with the other argument errors, named by the option
+                errors.extend(FieldError(f"--spec {spec_path}" + (f": {e.path}" if e.path else ""), e.message, e.hint) for e in exc.errors)
+            else:
+                model = spec.model_name if model == "model" else model
+                slo = spec.slo.latency_ms if slo is None else slo
+        if errors:
+            raise InvalidInput(errors, "arguments")
         slo = 1000.0 if slo is None else slo
         if trace is not None:
             from infadapter.traces import load_trace
 
-            rates = scaled_rates(load_trace(trace, start, duration), scale)
+            series = named_input("--trace", lambda p: load_trace(p, start, duration), trace)
+            rates = scaled_rates(series, scale)
         else:
             assert rate is not None
-            seconds = int(duration) if duration else 60
-            if seconds <= 0 or rate < 0:
-                raise InvalidInput([FieldError("--rate/--duration", "must be positive", "e.g. --rate 20 --duration 30")], "arguments")
-            rates = scaled_rates([rate] * seconds, scale)
+            rates = scaled_rates([rate] * math.ceil(duration or 60), scale)
         gen = LoadGenerator(url, model, slo_ms=slo, timeout_s=timeout_s, seed=seed)
         console = Console(stderr=True)
         if as_json:

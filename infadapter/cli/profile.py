@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from infadapter.cli._app import app, fail
+from infadapter.cli.load import check_number, named_input
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput
 
 
@@ -41,18 +42,30 @@ def profile_cmd(
 
     started = time.monotonic()
     try:
-        if duration_s <= 0 or max_steps < 1:
-            raise InvalidInput([FieldError("--duration-s/--max-steps", "must be positive", "e.g. --duration-s 4 --max-steps 6")], "arguments")
-        spec = load_spec(spec_path)
-        sizes = parse_cpus(cpus)
+        errors: list[FieldError] = []
+        check_number(errors, "--duration-s", duration_s, high=600, hint="seconds per step, e.g. 3")
+        check_number(errors, "--slo-ms", slo_ms, high=3_600_000, hint="milliseconds, e.g. 200")
+        if max_steps < 1 or max_steps > 100:
+            errors.append(FieldError("--max-steps", f"must be within 1..100, got {max_steps}", "e.g. 5"))
+        sizes: list[float] = []
+        try:
+            sizes = parse_cpus(cpus)
+        except InvalidInput as exc:
+            errors.extend(FieldError("--cpus", e.message, e.hint) for e in exc.errors)
+        if out.is_dir():
+            errors.append(FieldError("--out", f"{out} is a directory", "give a file name, e.g. profile.yaml"))
+        if errors:
+            raise InvalidInput(errors, "arguments")
+        spec = named_input("--spec", load_spec, spec_path)
         names = [n.strip() for n in variants.split(",") if n.strip()]
         models = spec_models(spec, names or None, models_dir)
         slo = slo_ms if slo_ms is not None else spec.slo.latency_ms
-        if not slo > 0:
-            raise InvalidInput([FieldError("--slo-ms", f"must be > 0, got {slo:g}", "e.g. 200")], "arguments")
         profiler = Profiler(slo, spec.slo.percentile, duration_s=duration_s, max_steps=max_steps, on_step=None if as_json else on_step)
         result, points = profiler.profile(models, spec.model_name, sizes)
-        save_profile(result, out)
+        try:
+            save_profile(result, out)
+        except OSError as exc:
+            raise InvalidInput([FieldError("--out", f"cannot write {out}: {exc.strerror}", "give a writable path")], "arguments") from None
     except InfAdapterError as exc:
         raise fail(str(exc), exc.exit_code) from None
     elapsed = time.monotonic() - started

@@ -126,7 +126,10 @@ def build_family(
         raise InvalidInput([FieldError("image_size", f"{image_size} is outside 16..512", "use e.g. 64 or 112")], "models build")
     chosen = parse_variant_names(variants)
     directory = Path(out_dir) if out_dir is not None else default_models_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput([FieldError("--out", f"cannot create directory {directory}: {exc.strerror}", "give a directory path")], "models build") from None
     results: list[BuiltModel] = []
     for variant in chosen:
         started = time.monotonic()
