@@ -128,6 +128,7 @@ def main() -> int:
             step_p99_ms={k: round(percentile(v, 0.99) * 1000, 1) for k, v in runtime.step_seconds.items()},
             rss_steady_mib={"first": samples[0], "last": samples[-1], "max": max(samples)} if samples else None,
             rss_growth_steady_mib=round(samples[-1] - samples[0], 1) if samples else None,
+            rss_every_10s_mib=samples[::5],
             api_calls_by_operator=runtime.api.calls,
             api_retries=runtime.api.retried,
         )
