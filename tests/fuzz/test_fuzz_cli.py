@@ -30,8 +30,8 @@ from typer.testing import CliRunner
 from infadapter.cli import app, main
 from infadapter.errors import ApplyFailed
 from infadapter.profiles import profile_from_dict
+from tests.fuzz.samples import FULL_PROFILE, csv_text, synthetic_paper_rows
 from tests.fuzz.strategies import fuzz
-from tests.fuzz.test_fuzz_profiles import FULL_PROFILE, csv_text, synthetic_paper_rows
 
 
 @dataclass(frozen=True)

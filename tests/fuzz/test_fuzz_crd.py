@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from infadapter.errors import InvalidSpec
 from infadapter.spec import parse_resource
+from tests.fuzz.samples import FULL_SPEC, SPEC_PATHS
 from tests.fuzz.strategies import dotted, fuzz, nasty_scalars, nested, replaced
-from tests.fuzz.test_fuzz_spec import FULL_SPEC, SPEC_PATHS
 
 crdschema = pytest.importorskip("tests.operator.crdschema", reason="the operator's CRD validator is not there")
 VALIDATOR = crdschema.CrdValidator()

@@ -21,46 +21,8 @@ from hypothesis import strategies as st
 from infadapter.errors import ApplyFailed, InvalidInput, InvalidProfile
 from infadapter.profiles import Profile, load_profile, profile_from_dict, save_profile
 from tests.conftest import PAPER_PROFILE
-from tests.fuzz.strategies import assert_clear, dotted, fuzz, leaf_paths, nasty_scalars, nested, related, replaced, same_data
-
-FULL_PROFILE: dict[str, Any] = {
-    "kind": "Profile",
-    "sloMs": 750,
-    "percentile": 99,
-    "source": "fuzz",
-    "variants": {
-        "resnet18": [{"cpu": 1, "capacityRps": 19, "p99Ms": 389.1, "saturationRps": 22}, {"cpu": 2, "capacityRps": 43}],
-        "resnet50": [{"cpu": 1, "capacityRps": 7}, {"cpu": 1, "gpus": 1, "capacityRps": 900}],
-    },
-}
-PROFILE_PATHS = [p for p in leaf_paths(FULL_PROFILE) if p]
-
-#: the paper CSV's header, as in ../shared/data/capacity_result_Feb_21.csv
-PAPER_COLUMNS = [
-    "REPLICA", "HARDWARE", "CPU", "MEM", "ARCH", "BATCH", "NUM_BATCH_THREADS", "MAX_ENQUEUED_BATCHES",
-    "INTRA_OP_PARALLELISM", "INTER_OP_PARALLELISM", "SLA", "p99_latency", "capacity", "saturation_tp", "timestamp",
-]  # fmt: skip
-
-
-def synthetic_paper_rows() -> list[dict[str, str]]:
-    """A small CSV in the paper's format: 3 ResNets x 3 CPU sizes x SLAs 500 and 750 ms."""
-    rows = []
-    for arch, per_core in (("18", 19), ("50", 7), ("152", 3)):
-        for cpu in (1, 2, 4):
-            for sla in (500, 750):
-                rows.append(dict(zip(PAPER_COLUMNS, [
-                    "1", "cpu", str(cpu), "1G", arch, "1", "1", "1000000", "1", "1", str(sla),
-                    f"{sla * 0.5:.2f}", str(per_core * cpu * sla // 750), str(per_core * cpu + 3), "2023-02-21T08:00:00",
-                ], strict=True)))  # fmt: skip
-    return rows
-
-
-def csv_text(rows: list[dict[str, str]], columns: list[str] = PAPER_COLUMNS) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+from tests.fuzz.samples import FULL_PROFILE, PAPER_COLUMNS, PROFILE_PATHS, csv_text, synthetic_paper_rows
+from tests.fuzz.strategies import assert_clear, dotted, fuzz, nasty_scalars, nested, related, replaced, same_data
 
 
 def check_profile(profile: Profile) -> None:

@@ -13,32 +13,8 @@ from hypothesis import strategies as st
 
 from infadapter.errors import InvalidSpec
 from infadapter.spec import InferenceService, InferenceServiceSpec, load_resource, parse_resource, parse_spec
-from tests.fuzz.strategies import assert_clear, dotted, fuzz, leaf_paths, nasty_scalars, nested, related, replaced, same_data
-
-#: a valid spec that sets every field, so every field can be mutated
-FULL_SPEC: dict[str, Any] = {
-    "modelName": "resnet",
-    "variants": [
-        {
-            "name": "resnet18",
-            "accuracy": 0.69758,
-            "loadTimeSeconds": 6.4,
-            "source": {"uri": "pvc://models/resnet18", "format": "onnx"},
-            "resources": {"minCpu": "500m", "maxCpu": 4, "maxReplicas": 3, "minReplicas": 0, "memory": "1Gi"},
-            "gpu": False,
-        },
-        {"name": "resnet50", "accuracy": 0.7613},
-    ],
-    "slo": {"latencyMs": 750, "percentile": 99},
-    "objective": {"costWeight": 0.05, "transitionWeight": 0.001},
-    "budget": {"cpu": 20, "gpu": 0},
-    "resources": {"cpuStep": 1, "minCpu": 1, "maxCpu": 20, "maxReplicas": 1, "gpusPerReplica": [1]},
-    "forecast": {"model": "ours", "windowSeconds": 600, "horizonSeconds": 60, "quantile": 0.95},
-    "adaptation": {"intervalSeconds": 30, "scaleDownStabilizationSeconds": 120, "resizePolicy": "InPlaceOrRecreate", "burstReplan": True},
-    "mode": "Auto",
-    "routing": {"kind": "Envoy", "gatewayRef": None},
-}
-SPEC_PATHS = [p for p in leaf_paths(FULL_SPEC) if p]
+from tests.fuzz.samples import FULL_SPEC, SPEC_PATHS
+from tests.fuzz.strategies import assert_clear, dotted, fuzz, nasty_scalars, nested, related, replaced, same_data
 
 
 def _parse_or_refuse(raw: Any) -> InferenceServiceSpec | InvalidSpec:
