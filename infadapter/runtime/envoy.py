@@ -423,19 +423,6 @@ class EnvoyProcess:
             time.sleep(0.02)
         raise ApplyFailed(f"envoy did not pick up the endpoints in {timeout_s:g} s: want {want}, has {have}")
 
-    def active_requests(self) -> dict[str, int]:
-        """Requests in flight per upstream address (to drain an instance before stopping it)."""
-        response = self._session.get(f"{self.admin_url}/clusters", params={"format": "json"}, timeout=5.0)
-        active: dict[str, int] = {}
-        for status in response.json().get("cluster_statuses", []):
-            for host in status.get("host_statuses", []):
-                sock = host.get("address", {}).get("socket_address", {})
-                address = f"{sock.get('address')}:{sock.get('port_value')}"
-                for stat in host.get("stats", []):
-                    if stat.get("name") == "rq_active":
-                        active[address] = active.get(address, 0) + int(stat.get("value", 0))
-        return active
-
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
