@@ -12,6 +12,7 @@ fuzzed only with argument lists that click must refuse before running anything.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import sys
 import types
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
-from hypothesis import given
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -339,7 +340,29 @@ def test_help_of_every_sub_command(command: tuple[str, ...]) -> None:
 
 
 #: sub-commands whose fuzzing finds a bug that their owner has to fix (strict: an XPASS means "fixed, drop me")
+_FORECAST = "owner: forecasting developer (infadapter/cli/forecast.py _series)"
+#: sub-commands whose fuzzing finds a bug in every run (strict: an XPASS means "fixed, drop me")
 KNOWN_BUGS: dict[tuple[str, ...], str] = {}
+
+
+def _non_finite_after(option: str) -> Callable[[list[str]], bool]:
+    def hit(argv: list[str]) -> bool:
+        for name, value in itertools.pairwise(argv):
+            try:
+                if name == option and not math.isfinite(float(value)):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    return hit
+
+
+#: argument lists that reach a bug reproduced by an xfail in OUT_OF_RANGE: left out of the fuzz until it is fixed
+KNOWN_BUG_ARGS: dict[tuple[str, ...], Callable[[list[str]], bool]] = {
+    ("forecast", "train"): _non_finite_after("--train-days"),
+    ("forecast", "evaluate"): _non_finite_after("--train-days"),
+}
 
 
 def _with_known_bugs(commands: list[tuple[str, ...]]) -> list[Any]:
@@ -350,16 +373,19 @@ def _with_known_bugs(commands: list[tuple[str, ...]]) -> list[Any]:
 
 
 @pytest.mark.parametrize("command", _with_known_bugs(SEAMED), ids="-".join)
-@fuzz(40)
+@fuzz(30)
 @given(data=st.data())
 def test_any_arguments_work_or_fail_clearly(files: Files, command: tuple[str, ...], data: st.DataObject) -> None:
     options = COMMANDS[command]
     argv = data.draw(argvs(command, options, files), label="argv")
-    check_outcome(run_cli(argv), argv, options)
+    assume(not KNOWN_BUG_ARGS.get(command, lambda _: False)(argv))
+    outcome = run_cli(argv)
+    event(f"exit {outcome.code}")
+    check_outcome(outcome, argv, options)
 
 
 @pytest.mark.parametrize("command", [*SEAMED, *UNSEAMED], ids="-".join)
-@fuzz(15)
+@fuzz(10)
 @given(data=st.data())
 def test_arguments_click_refuses_exit_2_naming_the_option(files: Files, command: tuple[str, ...], data: st.DataObject) -> None:
     options = COMMANDS[command]
@@ -564,11 +590,22 @@ OUT_OF_RANGE: list[tuple[tuple[str, ...], list[str], str, str | None]] = [
     (("simulate",), ["--arrivals", "uniform"], "--arrivals", None),
     (("simulate",), ["--scenario", "other"], "--scenario", None),
     (("models", "build"), ["--image-size", "0"], "--image-size", None),
+    (("forecast", "evaluate"), ["--train-days", "nan"], "--train-days", f"bug: round(nan) ValueError, an internal error; {_FORECAST}"),
+    (("forecast", "evaluate"), ["--train-days", "inf"], "--train-days", f"bug: round(inf) OverflowError, an internal error; {_FORECAST}"),
+    (("forecast", "train"), ["--out", "{out}", "--train-days", "nan"], "--train-days", f"bug: round(nan) ValueError, an internal error; {_FORECAST}"),
+    (("forecast", "evaluate"), ["--quantile", "nan"], "--quantile", None),
+    (("forecast", "evaluate"), ["--horizon-s", "0"], "--horizon-s", None),
+    (("forecast", "evaluate"), ["--step-s", "0"], "--step-s", None),
+    (("operator",), ["--metrics-port", "70000"], "--metrics-port", None),
+    (("run",), ["--file", "{spec}", "--trace", "{trace}", "--profile", "{profile}", "--duration", "5"], "--duration", None),
+    (("run",), ["--file", "{spec}", "--trace", "{trace}", "--profile", "{profile}", "--scale", "nan"], "--scale", None),
 ]
 _REQUIRED = {
     ("load",): ["--url", "127.0.0.1:9"],
     ("profile",): ["--spec", "{spec}"],
     ("simulate",): ["--trace", "{trace}", "--profile", "{profile}", "--spec", "{spec}"],
+    ("forecast", "evaluate"): ["--trace", "{trace}"],
+    ("forecast", "train"): ["--trace", "{trace}"],
 }
 
 
