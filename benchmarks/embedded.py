@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,12 @@ from infadapter.profiler import spec_models  # noqa: E402
 from infadapter.spec import load_resource  # noqa: E402
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # the runs' cleanup (finally) stops every child
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-f", "--file", type=Path, default=ROOT / "examples" / "demo.yaml")
     parser.add_argument("--duration", type=int, default=120, help="seconds of trace per policy")

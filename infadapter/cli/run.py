@@ -35,7 +35,6 @@ TWITTER_TRACE = ROOT.parent / "shared" / "data" / "twitter_trace_2021-08_workloa
 #: day 16, 19:04:30 of the Twitter trace: 30 s calm (~47 rps), a 4x burst for ~90 s, back to calm
 TWITTER_WINDOW_START_S = 1_451_070
 DEFAULT_DURATION_S = 180
-PROFILE_CPUS = (0.5, 1.5)
 #: the trace's peak is scaled to this share of the most the budget can serve per the profile
 #: (the load generator, Envoy and Prometheus share the machine's cores with the servers)
 PEAK_SHARE = 0.6
@@ -89,10 +88,22 @@ def profile_key(spec: InferenceServiceSpec, models: dict[str, Path], cpus: tuple
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cached_profile(spec: InferenceServiceSpec, models: dict[str, Path], console: Console, cpus: tuple[float, ...] = PROFILE_CPUS) -> Profile:
+def profile_cpus(spec: InferenceServiceSpec) -> tuple[float, ...]:
+    """The smallest and the largest size the spec allows: the profile interpolates between measurements,
+    and below the smallest one it would scale linearly to zero, which is optimistic for a big model on a
+    small quota (its single request may already miss the SLO)."""
+    from infadapter.planning import cpu_grid
+
+    sizes = [c for v in spec.variant_names for c in cpu_grid(spec, v)]
+    return (min(sizes), max(sizes)) if sizes and min(sizes) < max(sizes) else (max(sizes, default=1.0),)
+
+
+def cached_profile(spec: InferenceServiceSpec, models: dict[str, Path], console: Console, cpus: tuple[float, ...] | None = None) -> Profile:
     """The spec's profile from the cache, else measured now (short: a few seconds per point) and cached."""
     from infadapter.profiler import Profiler
     from infadapter.profiles import load_profile, save_profile
+
+    cpus = cpus or profile_cpus(spec)
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infadapter" / "profiles"
     path = cache / f"{spec.model_name}-{profile_key(spec, models, cpus)}.yaml"

@@ -94,6 +94,32 @@ class RuntimeEvent:
     detail: str
 
 
+def remove_stale_cgroups(root: Path = CGROUP_V1_CPU) -> list[str]:
+    """Clean up after a run that was killed outright (SIGKILL: no cleanup ran).
+
+    Its servers died with it (``PR_SET_PDEATHSIG``) but their python-backend stubs may survive, orphaned,
+    in the run's groups (``run<pid>x…``). Every process in a group whose run is gone is such an orphan:
+    killed, and the group removed.
+    """
+    removed = []
+    for group in root.glob("infadapter/run*x*-*"):
+        pid = group.name[3:].split("x", 1)[0]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        cgroup = CpuCgroup(group.name)
+        for orphan in cgroup.pids():
+            with contextlib.suppress(OSError):
+                os.kill(orphan, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while cgroup.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cgroup.remove()
+        removed.append(group.name)
+    if removed:
+        log.warning("cleaned %d cgroups (and their orphaned processes) left by killed runs", len(removed))
+    return removed
+
+
 class LocalRuntime:
     """Triton instances + Envoy + Prometheus for one :class:`InferenceServiceSpec` (use as a context manager)."""
 
@@ -190,6 +216,8 @@ class LocalRuntime:
         if self._started:
             return self
         self._started = True
+        if self.use_cgroup:
+            remove_stale_cgroups()
         self._launch(self.envoy.start)
         if self.prometheus is not None:
             self.prometheus.set_targets("envoy", "router", [self.envoy.metrics_target], self.labels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,24 +26,28 @@ def _comm(pid: int) -> str:
         return ""
 
 
+def _start_run(spec_file: Path, profile_path: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
+    """``infadapter run`` in a subprocess, once its servers, router and Prometheus run and the load flows."""
+    command = [sys.executable, "-m", "infadapter", "run", "-f", str(spec_file), "--profile", str(profile_path),
+               "--duration", "60", "--scale", "30", "--no-live", "--report", str(tmp_path / "report")]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        names = [_comm(p) for p in descendants(proc.pid)]
+        if names.count("tritonserver") >= 1 and "envoy" in names and "prometheus" in names:
+            break
+        time.sleep(0.2)
+    if proc.poll() is not None:
+        raise AssertionError(proc.stdout.read().decode() if proc.stdout else "exited")
+    time.sleep(3.0)  # the load and the loop are running
+    return proc, descendants(proc.pid)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_every_child_and_removes_every_cgroup(sig: signal.Signals, tiny_spec_file: Path, tiny_profile_path: Path,
                                                            tmp_path: Path) -> None:  # fmt: skip
-    command = [sys.executable, "-m", "infadapter", "run", "-f", str(tiny_spec_file), "--profile", str(tiny_profile_path),
-               "--duration", "60", "--scale", "30", "--no-live", "--report", str(tmp_path / "report")]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, children = _start_run(tiny_spec_file, tiny_profile_path, tmp_path)
     try:
-        deadline = time.monotonic() + 90
-        children: set[int] = set()
-        while time.monotonic() < deadline and proc.poll() is None:
-            children = descendants(proc.pid)
-            names = [_comm(p) for p in children]
-            if names.count("tritonserver") >= 1 and "envoy" in names and "prometheus" in names:
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        time.sleep(3.0)  # the load and the loop are running
-        children = descendants(proc.pid)
         groups = list(CGROUP_V1_CPU.glob(f"infadapter/run{proc.pid}x*"))
         assert groups, "the servers run in cgroups"
         proc.send_signal(sig)
@@ -58,3 +63,25 @@ def test_signal_stops_every_child_and_removes_every_cgroup(sig: signal.Signals, 
     assert [(p, _comm(p)) for p in children if alive(p)] == []
     assert list(CGROUP_V1_CPU.glob(f"infadapter/run{proc.pid}x*")) == []
     assert "interrupted" in output
+
+
+def test_after_a_sigkill_the_next_runtime_removes_orphans_and_cgroups(tiny_spec_file: Path, tiny_profile_path: Path,
+                                                                      tmp_path: Path) -> None:  # fmt: skip
+    from infadapter.runtime.local import remove_stale_cgroups
+
+    proc, children = _start_run(tiny_spec_file, tiny_profile_path, tmp_path)
+    groups = list(CGROUP_V1_CPU.glob(f"infadapter/run{proc.pid}x*"))
+    assert groups
+    proc.kill()  # no cleanup can run
+    proc.wait()
+    time.sleep(1.0)
+    removed = remove_stale_cgroups()  # what LocalRuntime.start() does first
+    assert {g.name for g in groups} <= set(removed)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(alive(p) for p in children):
+        time.sleep(0.1)
+    leftovers = [(p, _comm(p)) for p in children if alive(p) and _comm(p) != "prometheus"]
+    assert leftovers == [], "servers die with the run; stubs are killed with their stale cgroup"
+    for p in children:  # Prometheus has no cgroup: a SIGKILLed run leaves it (stop it here)
+        if alive(p) and _comm(p) == "prometheus":
+            os.kill(p, signal.SIGTERM)
