@@ -200,3 +200,20 @@ def test_router_errors_and_unparsable_answers_are_recorded_as_errors(model: str,
     assert report.sent == server.received > 0
     assert report.errors == report.sent and report.slo_violation_ratio == 1.0
     assert all(k.startswith(kind) for k in report.error_kinds)
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--rate", "nan"], "--rate"), (["--rate", "inf"], "--rate"), (["--rate", "1", "--duration", "1e12"], "--duration"),
+    (["--rate", "1", "--timeout-s", "0"], "--timeout-s"), (["--rate", "1", "--slo-ms", "nan"], "--slo-ms"),
+    (["--rate", "1", "--scale", "-1"], "--scale"), (["--rate", "1", "--spec", ""], "--spec"),
+])
+def test_load_cli_refuses_bad_values_naming_the_option(args: list[str], option: str) -> None:
+    result = CliRunner().invoke(app, ["load", "--url", "127.0.0.1:9", *args])
+    assert result.exit_code == 2 and option in result.output, result.output
+
+
+def test_a_trace_scaled_beyond_any_client_is_refused() -> None:
+    from infadapter.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="scale the trace down"):
+        scaled_rates([1e6, 2e6], 1.0)

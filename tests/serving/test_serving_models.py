@@ -73,3 +73,10 @@ def test_models_build_cli_reports_json_and_exit_code_2_on_bad_input(tiny_models:
     assert data["models"][0]["name"] == "resnet18" and data["models"][0]["built"] is False
     bad = runner.invoke(app, ["models", "build", "--out", str(out_dir), "--variants", "vgg16"])
     assert bad.exit_code == 2
+
+
+def test_models_build_into_a_file_is_refused_naming_out(tmp_path: Path) -> None:
+    occupied = tmp_path / "a-file"
+    occupied.write_text("x")
+    result = CliRunner().invoke(app, ["models", "build", "--out", str(occupied), "--variants", "resnet18"])
+    assert result.exit_code == 2 and "--out" in result.output

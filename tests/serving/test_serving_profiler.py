@@ -112,3 +112,13 @@ def test_profile_cache_path_changes_with_slo_cpus_and_model(tiny_models: dict[st
     assert profile_cache_path(spec_for(tiny_models["resnet18"], 300), [0.5, 1], cache_dir=tmp_path) != base
     assert profile_cache_path(spec_for(tiny_models["resnet18"], 200), [0.5], cache_dir=tmp_path) != base
     assert profile_cache_path(spec_for(tiny_models["resnet34"], 200), [0.5, 1], cache_dir=tmp_path) != base
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--cpus", "nan"], "--cpus"), (["--cpus", "1,inf"], "--cpus"), (["--duration-s", "inf"], "--duration-s"),
+    (["--slo-ms", "0"], "--slo-ms"), (["--max-steps", "0"], "--max-steps"), (["--spec", ""], "--spec"),
+])
+def test_profile_cli_refuses_bad_values_naming_the_option(args: list[str], option: str, tmp_path: Path) -> None:
+    spec = str(Path(__file__).parents[2] / "examples" / "demo.yaml")
+    result = CliRunner().invoke(app, ["profile", "--spec", spec, "--out", str(tmp_path / "p.yaml"), *args])
+    assert result.exit_code == 2 and option in result.output, result.output
