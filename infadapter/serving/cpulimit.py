@@ -39,15 +39,20 @@ class CpuCgroup:
 
     def __init__(self, name: str, parent: str = "infadapter", root: Path = CGROUP_V1_CPU) -> None:
         self.path = root / parent / name
+        self._root = root
         self._period_us = PERIOD_US
 
     def create(self, cpu_cores: float | None) -> CpuCgroup:
         """Create the group (idempotent) with a quota of ``cpu_cores`` (None: no quota, only the weight)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            parent_shares = self.path.parent / "cpu.shares"
-            if int(parent_shares.read_text()) < PARENT_SHARES:
-                parent_shares.write_text(str(PARENT_SHARES))
+            # every ancestor below the root competes with the root's tasks or with its siblings
+            for ancestor in self.path.parents:
+                if ancestor == self._root or self._root not in ancestor.parents:
+                    break
+                shares = ancestor / "cpu.shares"
+                if int(shares.read_text()) < PARENT_SHARES:
+                    shares.write_text(str(PARENT_SHARES))
             (self.path / "cpu.cfs_period_us").write_text(str(self._period_us))
         except OSError as exc:
             raise ApplyFailed(f"cannot create cgroup {self.path}: {exc}") from exc

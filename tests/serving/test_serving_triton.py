@@ -143,6 +143,14 @@ def test_cgroup_weight_follows_quota_and_removal_is_clean() -> None:
     assert not group.path.exists()
     group.remove()  # idempotent
 
+    nested = CpuCgroup("leaf", parent=f"infadapter/test-nest-{time.monotonic_ns()}").create(0.5)
+    try:
+        assert int((nested.path.parent / "cpu.shares").read_text()) >= PARENT_SHARES
+        assert int((nested.path.parent.parent / "cpu.shares").read_text()) >= PARENT_SHARES
+    finally:
+        nested.remove()
+        nested.path.parent.rmdir()
+
 
 def test_weighted_self_moves_this_process_and_back() -> None:
     if not cgroup_v1_writable():
