@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,12 +24,14 @@ def _series(trace: Path, train_days: float, horizon_s: int) -> tuple[Any, int]:
     from infadapter.traces import load_trace
 
     errors: list[FieldError] = []
-    if train_days <= 0:
-        errors.append(FieldError("--train-days", f"{train_days:g} must be > 0", "e.g. 14"))
+    if not (math.isfinite(train_days) and 0 < train_days <= 10_000):
+        errors.append(FieldError("--train-days", f"{train_days:g} must be a number of days in (0, 10000]", "e.g. 14"))
     if horizon_s <= 0:
         errors.append(FieldError("--horizon-s", f"{horizon_s} must be > 0", "e.g. 60"))
     if errors:
         raise InvalidInput(errors, source="arguments")
+    if not trace.is_file():
+        raise InvalidInput([FieldError("--trace", f"{str(trace)!r} is not a file", "give the path of a per-second trace")], source="arguments")
     series = load_trace(trace)
     train_s = round(train_days * _DAY_S)
     if train_s + 600 + horizon_s >= series.size:
@@ -49,6 +52,8 @@ def train(
     from infadapter.forecast import make_forecaster
 
     series, train_s = _series(trace, train_days, 60)
+    if out.is_dir():  # checked before hours of training, not after
+        raise InvalidInput([FieldError("--out", f"{str(out)!r} is a directory", "give a file path, e.g. lstm.pt")], source="arguments")
     if epochs <= 0:
         raise InvalidInput([FieldError("--epochs", f"{epochs} must be > 0", "e.g. 30")], source="arguments")
     model: Any = make_forecaster("lstm", epochs=epochs)

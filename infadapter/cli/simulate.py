@@ -54,6 +54,8 @@ def simulate(
     errors: list[FieldError] = []
     if scenario not in (None, "paper"):
         errors.append(FieldError("--scenario", f"unknown scenario {scenario!r}", "use --scenario paper or --start/--duration"))
+    if start is not None and start < 0:
+        errors.append(FieldError("--start", f"{start} is negative", "give the first second of the window, >= 0"))
     if scenario == "paper" and (start is not None or duration is not None):
         errors.append(FieldError("--scenario", "--scenario paper fixes the window", "drop --start/--duration"))
     if arrivals not in ("poisson", "paper"):

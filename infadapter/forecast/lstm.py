@@ -14,6 +14,7 @@ torch is optional (``pip install torch==2.13.0``, or the ``torch`` extra) and im
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from typing import Any, Self
@@ -154,8 +155,19 @@ class Lstm(MinutePeakModel):
     def save(self, path: str | os.PathLike[str]) -> None:
         if self._net is None:
             raise InfAdapterError("the lstm forecaster has no weights to save: fit it first")
-        self._torch.save({"format": _FORMAT, "state": self._net.state_dict(), "scale_rps": self.scale_rps,
-                          "window_min": self.window_min, "hidden": self.hidden}, os.fspath(path))
+        target = os.fspath(path)
+        partial = f"{target}.partial"
+        blob = {"format": _FORMAT, "state": self._net.state_dict(), "scale_rps": self.scale_rps,
+                "window_min": self.window_min, "hidden": self.hidden}
+        try:  # write beside, then rename: a failed save never leaves a half-written weights file
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+            self._torch.save(blob, partial)
+            os.replace(partial, target)
+        except (OSError, RuntimeError) as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise InvalidInput([FieldError(target, f"cannot write lstm weights ({exc})", "give a writable file path")],
+                               source="weights") from None
 
     def load(self, path: str | os.PathLike[str]) -> Self:
         torch = self._torch

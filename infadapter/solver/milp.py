@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import pulp
@@ -154,11 +155,31 @@ def _extract(
     return out
 
 
+#: a load beyond this many times everything's capacity only scales the accuracy term below the tolerance
+_ABSURD_LOAD_FACTOR = 1e6
+
+
+def _numerically_safe(problem: Problem) -> Problem:
+    """Cap absurd loads (say 1e20 rps) so the solver's coefficients stay representable.
+
+    Past ``1e6 x`` the total capacity of every option, the accuracy term ``a·q/L`` is below the
+    solver's tolerance whatever ``L`` is, so the capped model has the same optimum; the solution
+    is still scored against the real load.
+    """
+    services = []
+    for service in problem.services:
+        bound = _ABSURD_LOAD_FACTOR * max(1.0, sum(max((o.capacity_rps for o in v.options), default=0.0) for v in service.variants))
+        services.append(replace(service, load_rps=bound) if service.load_rps > bound else service)
+    return replace(problem, services=tuple(services))
+
+
 def solve_milp(problem: Problem, backend: Backend = "highs", time_limit_s: float | None = 30.0) -> Solution:
     """Solve ``problem`` exactly; never raises on an infeasible load (returns ``status='infeasible'``)."""
     started = time.perf_counter()
     if problem.budget_cpu <= 0:
         raise ValueError("budget_cpu must be > 0")
+    scored = problem
+    problem = _numerically_safe(problem)
     options = [[prune(v, svc.load_rps) for v in svc.variants] for svc in problem.services]
     model, y, q = _build(problem, options, None, maximise_served=False)
     status = _run(model, backend, time_limit_s)
@@ -177,7 +198,7 @@ def solve_milp(problem: Problem, backend: Backend = "highs", time_limit_s: float
         if _run(model, backend, time_limit_s) != "Optimal":  # numerically marginal: keep phase 1's plan
             model, y, q = _build(problem, options, None, maximise_served=True)
             _run(model, backend, time_limit_s)
-    services = _extract(problem, options, y, q)
+    services = _extract(scored, options, y, q)
     return Solution(
         status=result,
         services=tuple(services),

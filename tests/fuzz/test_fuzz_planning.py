@@ -49,9 +49,7 @@ def test_any_load_up_to_the_cli_bound_gives_a_plan(load_rps: float) -> None:
 
 
 def _backends() -> list[Any]:
-    owner = "owner: solver developer (infadapter/solver/, pulp HiGHS path)"
-    reason = f"bug: plan_for_load(load_rps>=1e20, backend='highs') raises IndexError in pulp's HiGHS result reading; {owner}"
-    return ["auto", "cbc", pytest.param("highs", marks=pytest.mark.xfail(strict=True, reason=reason))]
+    return ["auto", "dp", "cbc", "highs"]
 
 
 @pytest.mark.parametrize("backend", _backends())
