@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/infadapter plan --profile ../shared/data/capacity_result_Feb_21.csv --load 60 --current resnet152=20 "$@"
+exec .venv/bin/infadapter run -f examples/demo.yaml "$@"
