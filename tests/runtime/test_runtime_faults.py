@@ -77,7 +77,8 @@ def test_killed_envoy_is_restarted_with_its_weights(runtime_factory: Any) -> Non
     print(f"\nFAULT envoy SIGKILL: restarted after {back_at - killed_at:.2f}s; client: sent {report.sent}, errors {report.errors} "
           f"{report.error_kinds}; after the restart: sent {after.sent}, errors {after.errors}")
     assert after.errors == 0
-    assert report.errors <= 0.05 * report.sent
+    # bounded: only requests in flight at the kill or arriving before the restart may fail
+    assert report.errors <= 40.0 * (back_at - killed_at + 0.5), report.error_kinds
 
 
 def test_killed_prometheus_is_restarted_on_the_same_address(runtime_factory: Any) -> None:
