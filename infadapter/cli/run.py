@@ -163,6 +163,11 @@ def run_cmd(
             raise InvalidInput([FieldError("--duration", f"{duration} s is too short", "give at least 10 s (several decisions)")], "arguments")
         if scale is not None and not (scale > 0 and math.isfinite(scale)):
             raise InvalidInput([FieldError("--scale", f"must be > 0, got {scale}", "e.g. --scale 0.5")], "arguments")
+        paths = [("--file", spec_path), ("--trace", trace), ("--profile", profile_path)]
+        missing = [FieldError(option, f"{str(path)!r} is not a file", "give the path of an existing file") for option, path in paths
+                   if path is not None and not path.is_file()]
+        if missing:
+            raise InvalidInput(missing, "arguments")
         resource = load_resource(spec_path)
         spec = resource.spec
         models = spec_models(spec, None, models_dir)
