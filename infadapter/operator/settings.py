@@ -61,10 +61,16 @@ class OperatorConfig:
             s3=env.get("INFADAPTER_S3_IMAGE", defaults.s3),
             pull_policy=env.get("INFADAPTER_IMAGE_PULL_POLICY", defaults.pull_policy),
         )
+        policy = env.get("INFADAPTER_POLICY", "ours")
+        kind, colon, rest = policy.partition(":")
+        if not (policy in ("ours", "infadapter-paper", "msplus") or (kind in ("vpa", "static") and colon and rest)):
+            # the oracle needs the future: it exists only in the simulator
+            hint = "ours, infadapter-paper, msplus, vpa:<variant> or static:<variant>@<cores>"
+            errors.append(FieldError("INFADAPTER_POLICY", f"unknown policy {policy!r}", hint))
         config = OperatorConfig(
             prometheus_url=env.get("INFADAPTER_PROMETHEUS_URL", OperatorConfig.prometheus_url),
             default_profile=env.get("INFADAPTER_DEFAULT_PROFILE", ""),
-            policy=env.get("INFADAPTER_POLICY", "ours"),
+            policy=policy,
             kube_server=env.get("INFADAPTER_KUBE_SERVER", ""),
             timer_resolution_s=number("INFADAPTER_TIMER_RESOLUTION_S", 1.0),
             prometheus_timeout_s=number("INFADAPTER_PROMETHEUS_TIMEOUT_S", 5.0),

@@ -24,3 +24,12 @@ def test_bad_operator_arguments_exit_2_with_the_reason(args, env, needle, monkey
     assert result.exit_code == 2
     assert needle in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_unknown_policy_is_refused_naming_the_setting() -> None:
+    from infadapter.errors import InvalidInput
+    from infadapter.operator.settings import OperatorConfig
+
+    with pytest.raises(InvalidInput, match="INFADAPTER_POLICY"):
+        OperatorConfig.from_env({"INFADAPTER_POLICY": "peak"})
+    assert OperatorConfig.from_env({"INFADAPTER_POLICY": "msplus"}).policy == "msplus"
