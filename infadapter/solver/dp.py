@@ -83,8 +83,13 @@ def _prune_labels(labels: list[_Label], a_next: float) -> list[_Label]:
     return kept
 
 
-def service_frontier(service: ServiceProblem, budget_units: int, unit_milli: int) -> dict[int, _Label]:
-    """For every exact cost (in units), the best final label: most load served, then best objective."""
+def service_frontier(service: ServiceProblem, budget_units: int, unit_milli: int, cost_per_unit: float | None = None) -> dict[int, _Label]:
+    """For every exact cost (in units), the best final label: most load served, then best objective.
+
+    With ``cost_per_unit`` (the objective's price of one cost unit; only when this service is
+    solved alone, so only its optimum matters) labels whose best completion cannot reach the best
+    complete plan found so far are dropped as well (bounding).
+    """
     load = service.load_rps
     max_l = service.max_load_time_s
     order = sorted(service.variants, key=lambda v: (-v.accuracy, v.name))
@@ -109,6 +114,8 @@ def service_frontier(service: ServiceProblem, budget_units: int, unit_milli: int
                     _Label(total, label.served + q, label.mass + variant.accuracy * q, max(label.transition, changed), (*label.picks, (variant.name, option)))
                 )
         labels = _prune_labels(grown, a_next)
+        if cost_per_unit is not None and load > TOLERANCE:
+            labels = _bound(service, labels, a_next, cost_per_unit)
     best: dict[int, _Label] = {}
     for label in labels:
         if not label.picks:
@@ -117,6 +124,20 @@ def service_frontier(service: ServiceProblem, budget_units: int, unit_milli: int
         if current is None or _better(service, label, current):
             best[label.cost] = label
     return best
+
+
+def _bound(service: ServiceProblem, labels: list[_Label], a_next: float, cost_per_unit: float) -> list[_Label]:
+    """Drop labels whose most optimistic completion is worse than the best complete one (single service)."""
+    load = service.load_rps
+    complete = [_value(service, x) - cost_per_unit * x.cost for x in labels if x.picks and x.served >= load - TOLERANCE]
+    if not complete:
+        return labels  # nothing serves all of it yet: served-first ordering forbids bounding on value
+    incumbent = max(complete)
+    return [
+        x
+        for x in labels
+        if (x.mass + a_next * (load - x.served)) / load - service.transition_weight * x.transition - cost_per_unit * x.cost >= incumbent - 1e-9
+    ]
 
 
 def _value(service: ServiceProblem, label: _Label) -> float:
@@ -145,7 +166,8 @@ def solve_dp(problem: Problem) -> Solution:
     served[0], value[0] = 0, 0.0
     choices: list[tuple[list[_Label], np.ndarray[Any, np.dtype[np.int64]]]] = []
     for service in problem.services:
-        frontier = service_frontier(service, budget_units, unit)
+        price = service.cost_weight * (unit / 1000.0) / problem.budget_cpu if n == 1 else None
+        frontier = service_frontier(service, budget_units, unit, price)
         items = sorted(frontier.values(), key=lambda x: x.cost)
         if not items:
             return Solution("infeasible", (), float("-inf"), time.perf_counter() - started, "dp", ("no plan fits the budget",))
