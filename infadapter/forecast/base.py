@@ -10,6 +10,7 @@ same clock as ``fit``'s history, which starts at ``start_s``).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, Self, runtime_checkable
@@ -139,7 +140,7 @@ class HistoryBuffer:
         return window.size
 
 
-class BufferedForecaster:
+class BufferedForecaster(ABC):
     """Shared plumbing: validation, the history buffer, and the protocol's three methods."""
 
     name = "base"
@@ -168,12 +169,15 @@ class BufferedForecaster:
     # hooks ------------------------------------------------------------------------------
     def _train(self, series: FloatArray, start_s: float) -> None:
         """Offline training on the fit history (default: nothing to learn)."""
+        return None  # an optional hook, not an abstract one
 
     def _ingested(self, added_s: int) -> None:
         """Called after the buffer advanced by ``added_s`` seconds."""
+        return None  # an optional hook, not an abstract one
 
+    @abstractmethod
     def _predict(self, horizon_s: float) -> ForecastResult:
-        raise NotImplementedError
+        """The forecast of the peak over the next ``horizon_s`` seconds (each model's own)."""
 
 
 def margin_quantile(point_rps: float, margin_ratio: float) -> Callable[[float], float] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
 from infadapter.forecast.base import BufferedForecaster, FloatArray, ForecastResult, margin_quantile
@@ -35,8 +37,9 @@ class MinutePeakModel(BufferedForecaster):
             peaks = last_valid(block_peaks(held, self.block_s, align="end"), 1)
         return peaks
 
+    @abstractmethod
     def _point(self, peaks: FloatArray) -> float:
-        raise NotImplementedError
+        """The point forecast from the recent minute peaks (each model's own)."""
 
     def _predict(self, horizon_s: float) -> ForecastResult:
         peaks = self.recent_peaks()

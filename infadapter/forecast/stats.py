@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import abstractmethod
 from collections.abc import Callable
 from statistics import NormalDist
 from typing import Any
@@ -86,8 +87,9 @@ class MinuteStream(BufferedForecaster):
             self._observe(np.asarray(peaks, dtype=np.float64))
         self._next_k = max(self._next_k, done_k)
 
+    @abstractmethod
     def _observe(self, peaks: FloatArray) -> None:
-        raise NotImplementedError
+        """Take the newly completed minute peaks into the model's state (each model's own)."""
 
     def _unfitted(self, horizon_s: float) -> ForecastResult:
         """Before ``fit``: the last observed minute's peak (the naive forecast), no uncertainty."""
