@@ -167,13 +167,11 @@ class BufferedForecaster(ABC):
         return self._predict(check_horizon(horizon_s))
 
     # hooks ------------------------------------------------------------------------------
-    def _train(self, series: FloatArray, start_s: float) -> None:
+    def _train(self, series: FloatArray, start_s: float) -> None:  # noqa: B027 (an optional hook: a no-op by default)
         """Offline training on the fit history (default: nothing to learn)."""
-        return None  # an optional hook, not an abstract one
 
-    def _ingested(self, added_s: int) -> None:
+    def _ingested(self, added_s: int) -> None:  # noqa: B027 (an optional hook: a no-op by default)
         """Called after the buffer advanced by ``added_s`` seconds."""
-        return None  # an optional hook, not an abstract one
 
     @abstractmethod
     def _predict(self, horizon_s: float) -> ForecastResult:
