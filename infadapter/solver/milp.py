@@ -59,8 +59,9 @@ def prune(variant: VariantOptions, load_rps: float) -> tuple[ResourceOption, ...
 
 def _solver(backend: Backend, time_limit_s: float | None) -> pulp.LpSolver:
     if backend == "highs":
-        # presolve costs more than it saves on these small models (measured: ~2x slower with it)
-        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0, presolve="off")
+        # presolve stays on: without it HiGHS 1.15 returned a non-optimal "Optimal" on a joint
+        # max-served model (found by the DP = MILP property test)
+        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0)
     return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0)
 
 

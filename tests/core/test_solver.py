@@ -167,3 +167,23 @@ def test_every_backend_gives_the_same_objective(backend: str) -> None:
     problem = Problem.single(_small(), 6)
     reference = solve_exhaustive(problem).objective
     assert solve(problem, backend).objective == pytest.approx(reference, abs=1e-9)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["highs", "cbc", "dp"])
+def test_joint_overload_serves_the_most_on_every_backend(backend: str) -> None:
+    """A case where HiGHS without presolve called a non-optimal max-served model optimal."""
+    ro = ResourceOption
+    small = ServiceProblem("s0", 0.194, (VariantOptions("v0", 0.5, (ro(1, 1, 0, 0.06), ro(2, 1, 0, 0.12), ro(3, 1, 0, 0.18), ro(5, 1, 0, 0.3))),), 0.0, 0.0)
+    tiny = ServiceProblem("s1", 0.001, (VariantOptions("v0", 0.5, (ro(1, 1, 0, 0.06),)),), 0.0, 0.0)
+    big = ServiceProblem(
+        "s2",
+        30.079,
+        (VariantOptions("v0", 0.5, (ro(2, 1, 0, 2.196),)), VariantOptions("v1", 0.5, tuple(ro(c, 1, 0, 9.9 * c) for c in (1, 2, 3, 4)))),
+        0.0,
+        0.0,
+    )
+    problem = Problem((small, tiny, big), budget_cpu=8.0)
+    solution = solve(problem, backend)  # type: ignore[arg-type]
+    assert solution.status == "infeasible"
+    assert sum(s.served_rps for s in solution.services) == pytest.approx(30.26)
+    assert solution.objective == pytest.approx(solve_exhaustive(problem).objective, abs=1e-9)
