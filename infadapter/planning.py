@@ -27,6 +27,7 @@ from infadapter.solver import (
     VariantOptions,
     solve,
 )
+from infadapter.solver.evaluate import score
 from infadapter.spec import InferenceServiceSpec
 
 #: capacity function: (variant, cpu cores per replica, replicas, gpus per replica) -> RPS at the SLO
@@ -189,13 +190,6 @@ def variant_options(spec: InferenceServiceSpec, profile: Profile, variant: str, 
     return tuple(options)
 
 
-def _profile_capacity(profile: Profile) -> CapacityFn:
-    def capacity(variant: str, cpu: float, replicas: int, gpus: int) -> float:
-        return profile.capacity_rps(variant, cpu, replicas, gpus)
-
-    return capacity
-
-
 def service_problem(
     spec: InferenceServiceSpec,
     profile: Profile,
@@ -210,7 +204,7 @@ def service_problem(
     errors = profile.covers(spec)
     if errors:
         raise InvalidInput(errors, "profile")
-    cap = capacity or _profile_capacity(profile)
+    cap = capacity or profile.capacity_rps
     allowed = set(variants) if variants is not None else None
     items: list[VariantOptions] = []
     for v in spec.variants:
@@ -328,8 +322,6 @@ def static_plan(spec: InferenceServiceSpec, profile: Profile, sizes: Mapping[str
             errors.append(FieldError(name, f"cores must be > 0, got {cores:g}", "give a positive core count"))
     if errors:
         raise InvalidInput(errors, "plan")
-    from infadapter.solver.evaluate import score
-
     options = {n: ResourceOption(c, 1, 0, profile.capacity_rps(n, c)) for n, c in sizes.items()}
     service = service_problem(spec, profile, load_rps, None, variants=list(sizes))
     solution = score(service, options, spec.budget.cpu, spec.budget.gpu)

@@ -310,6 +310,28 @@ def due(mem: Memory, res: Resource, now_s: float) -> bool:
     return now_s - mem.last_tick_s >= res.spec.adaptation.interval_s - 1e-3
 
 
+def settle(mem: Memory, applied: ApplyResult | None, error: str | None) -> None:
+    """Remember the outcome of acting: the last error (for event de-duplication) and whether a change is under way."""
+    mem.last_error = error or ""
+    mem.progressing = error is not None or (applied is not None and not applied.converged)
+
+
+async def act_reporting(
+    rt: Runtime, mem: Memory, res: Resource, target: Plan, events: list[tuple[str, str, str]]
+) -> tuple[ApplyResult | None, str | None]:
+    """Act on ``target``; an ApplyFailed becomes an error string and (once per distinct error) a Warning event."""
+    applied: ApplyResult | None = None
+    error: str | None = None
+    try:
+        applied = await act(rt, mem, res, target)
+    except ApplyFailed as exc:
+        error = str(exc)
+        if mem.last_error != error:
+            events.append(("Warning", "ApplyFailed", error))
+    settle(mem, applied, error)
+    return applied, error
+
+
 async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
     started = time.perf_counter()
     now_s = rt.clock()
@@ -354,16 +376,12 @@ async def run_tick(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
     applied: ApplyResult | None = None
     error: str | None = None
     if res.spec.mode == Mode.AUTO and target is not None:
-        try:
-            step = time.perf_counter()
-            applied = await act(rt, mem, res, target)
+        step = time.perf_counter()
+        applied, error = await act_reporting(rt, mem, res, target, events)
+        if error is None:
             rt.timed("act", step)
-        except ApplyFailed as exc:
-            error = str(exc)
-            if mem.last_error != error:
-                events.append(("Warning", "ApplyFailed", error))
-    mem.last_error = error or ""
-    mem.progressing = error is not None or (applied is not None and not applied.converged)
+    else:
+        settle(mem, None, None)
     shown = plan if plan is not None else previous
     if shown is not None:  # one record per tick: the exporter's gauges follow every tick
         safe_reason: DecisionReason = reason if reason in DECISION_REASONS else "hold"
@@ -398,16 +416,7 @@ async def run_reconcile(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome:
         mem.progressing = False
         return TickOutcome({}, [], None)
     events: list[tuple[str, str, str]] = []
-    applied: ApplyResult | None = None
-    error: str | None = None
-    try:
-        applied = await act(rt, mem, res, target)
-    except ApplyFailed as exc:
-        error = str(exc)
-        if mem.last_error != error:
-            events.append(("Warning", "ApplyFailed", error))
-    mem.last_error = error or ""
-    mem.progressing = error is not None or (applied is not None and not applied.converged)
+    applied, error = await act_reporting(rt, mem, res, target, events)
     desired = report(res, mem, now_s=rt.clock(), plan=None, previous=target, reason="hold", observed_rps=math.nan,
                      forecast_rps=math.nan, metrics_error=mem.metrics_error, applied=applied, error=error)  # fmt: skip
     desired.pop("checkpoint", None)
