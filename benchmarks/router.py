@@ -169,12 +169,13 @@ def router_to(port: int, concurrency: int = 1) -> EnvoyProcess:
 
 
 def overhead(rate_rps: float, seconds: float, rounds: int = 3) -> dict[str, object]:
+    from infadapter.cache import cache_root
     from infadapter.loadgen import LoadGenerator
     from infadapter.serving.models import build_family
     from infadapter.serving.repository import Serving, write_repository
     from infadapter.serving.triton import TritonProcess
 
-    (model,) = build_family(Path.home() / ".cache" / "infadapter" / "models-test32", ["resnet18"], image_size=32)
+    (model,) = build_family(cache_root() / "models-test32", ["resnet18"], image_size=32)
     with tempfile.TemporaryDirectory() as tmp:
         write_repository(Path(tmp) / "repo", "resnet", model.path, Serving(1, 1))
         with TritonProcess(Path(tmp) / "repo", allow_grpc=False, log_path=Path(tmp) / "triton.log") as triton:

@@ -16,6 +16,7 @@ from infadapter.cli import plan as _plan  # noqa: F401
 from infadapter.cli import profile as _profile  # noqa: F401
 from infadapter.cli import run as _run  # noqa: F401
 from infadapter.cli import simulate as _simulate  # noqa: F401
+from infadapter.cli import trace as _trace  # noqa: F401
 from infadapter.cli._app import app, main
 
 __all__ = ["app", "main"]

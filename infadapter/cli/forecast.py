@@ -6,12 +6,16 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from infadapter.cli._app import app
+from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption, trace_options
 from infadapter.errors import FieldError, InvalidInput
+
+if TYPE_CHECKING:
+    from infadapter.traces import TraceOptions
 
 forecast_app = typer.Typer(name="forecast", help="Train and backtest load forecasters.", no_args_is_help=True)
 app.add_typer(forecast_app, name="forecast")
@@ -20,8 +24,8 @@ DEFAULT_MODELS = "ewma,lstm,ets,sarimax,ours"
 _DAY_S = 86400
 
 
-def _series(trace: Path, train_days: float, horizon_s: int) -> tuple[Any, int]:
-    from infadapter.traces import load_trace
+def _series(trace: Path, train_days: float, horizon_s: int, reading: TraceOptions | None = None) -> tuple[Any, int]:
+    from infadapter.cli.trace import read_cli_trace
 
     errors: list[FieldError] = []
     if not (math.isfinite(train_days) and 0 < train_days <= 10_000):
@@ -32,7 +36,7 @@ def _series(trace: Path, train_days: float, horizon_s: int) -> tuple[Any, int]:
         raise InvalidInput(errors, source="arguments")
     if not trace.is_file():
         raise InvalidInput([FieldError("--trace", f"{str(trace)!r} is not a file", "give the path of a per-second trace")], source="arguments")
-    series = load_trace(trace)
+    series = read_cli_trace(trace, reading or trace_options()).series(path=trace)
     train_s = round(train_days * _DAY_S)
     if train_s + 600 + horizon_s >= series.size:
         raise InvalidInput([FieldError("--train-days", f"{train_days:g} days leave nothing to score in a "
@@ -47,11 +51,15 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="where to write the LSTM weights (torch file)")],
     train_days: Annotated[float, typer.Option("--train-days", help="train on the first N days")] = 14.0,
     epochs: Annotated[int, typer.Option("--epochs", help="training epochs (the paper: 30)")] = 30,
+    trace_format: FormatOption = "auto",
+    trace_column: ColumnOption = None,
+    interval: IntervalOption = None,
+    time_unit: TimeUnitOption = "auto",
 ) -> None:
     """Train the paper's LSTM (10 minute-peaks -> next minute's peak) and save its weights."""
     from infadapter.forecast import make_forecaster
 
-    series, train_s = _series(trace, train_days, 60)
+    series, train_s = _series(trace, train_days, 60, trace_options(trace_format, trace_column, interval, time_unit))
     if out.is_dir():  # checked before hours of training, not after
         raise InvalidInput([FieldError("--out", f"{str(out)!r} is a directory", "give a file path, e.g. lstm.pt")], source="arguments")
     if epochs <= 0:
@@ -75,6 +83,10 @@ def evaluate(
     step_s: Annotated[int, typer.Option("--step-s", help="seconds between scored ticks")] = 60,
     lstm_weights: Annotated[Path | None, typer.Option("--lstm-weights", help="use these weights, no training")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    trace_format: FormatOption = "auto",
+    trace_column: ColumnOption = None,
+    interval: IntervalOption = None,
+    time_unit: TimeUnitOption = "auto",
 ) -> None:
     """Backtest: fit each model on the first days, then forecast every window of the rest online."""
     from infadapter.forecast import MODELS, Forecaster, make_forecaster
@@ -89,9 +101,13 @@ def evaluate(
         errors.append(FieldError("--quantile", f"{quantile:g} is not in (0, 1)", "e.g. 0.95"))
     if step_s <= 0:
         errors.append(FieldError("--step-s", f"{step_s} must be > 0", "e.g. 60"))
+    try:
+        reading = trace_options(trace_format, trace_column, interval, time_unit)
+    except InvalidInput as exc:
+        errors.extend(exc.errors)
     if errors:
         raise InvalidInput(errors, source="arguments")
-    series, train_s = _series(trace, train_days, horizon_s)
+    series, train_s = _series(trace, train_days, horizon_s, reading)
     built: dict[str, Forecaster] = {}
     for name in names:
         options: dict[str, Any] = {"quantile": quantile} if name == "ours" else {}

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from infadapter.cli._app import app, fail
+from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption, trace_options
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput
 
 T = TypeVar("T")
@@ -52,6 +53,10 @@ def load_cmd(
     timeout_s: Annotated[float, typer.Option("--timeout-s", help="a request not answered by then is an error")] = 10.0,
     seed: Annotated[int, typer.Option("--seed", help="seed of the Poisson arrivals")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    trace_format: FormatOption = "auto",
+    trace_column: ColumnOption = None,
+    interval: IntervalOption = None,
+    time_unit: TimeUnitOption = "auto",
 ) -> None:
     """Open-loop Poisson arrivals at the trace's per-second rate; client-side p50/p95/p99, SLO violations, errors."""
     from infadapter.loadgen import MAX_RATE_RPS, LoadGenerator, scaled_rates
@@ -66,6 +71,10 @@ def load_cmd(
         check_number(errors, "--scale", scale, hint="e.g. 0.01 to shrink a trace")
         check_number(errors, "--timeout-s", timeout_s, high=3600, hint="seconds, e.g. 10")
         check_number(errors, "--slo-ms", slo_ms, high=3_600_000, hint="milliseconds, e.g. 200")
+        try:
+            reading = trace_options(trace_format, trace_column, interval, time_unit)
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
         slo = slo_ms
         if spec_path is not None:
             from infadapter.spec import load_spec
@@ -81,9 +90,9 @@ def load_cmd(
             raise InvalidInput(errors, "arguments")
         slo = 1000.0 if slo is None else slo
         if trace is not None:
-            from infadapter.traces import load_trace
+            from infadapter.cli.trace import read_cli_trace
 
-            series = named_input("--trace", lambda p: load_trace(p, start, duration), trace)
+            series = read_cli_trace(trace, reading, quiet=as_json).series(start, duration, path=trace)
             rates = scaled_rates(series, scale)
         else:
             assert rate is not None

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from infadapter.cli._app import app, fail
+from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption, trace_options
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from infadapter.profiles import Profile
     from infadapter.spec import InferenceServiceSpec
+    from infadapter.traces import TraceOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 TWITTER_TRACE = ROOT.parent / "shared" / "data" / "twitter_trace_2021-08_workload.tbz2"
@@ -55,11 +57,13 @@ def synthetic_trace(duration_s: int, seed: int = 7) -> npt.NDArray[np.float64]:
     return np.asarray(noisy / noisy.max(), dtype=float)
 
 
-def pick_trace(trace: Path | None, start_s: float | None, duration_s: int) -> tuple[npt.NDArray[np.float64], str]:
+def pick_trace(trace: Path | None, start_s: float | None, duration_s: int,
+               options: TraceOptions | None = None) -> tuple[npt.NDArray[np.float64], str]:
+    from infadapter.cli.trace import read_cli_trace
     from infadapter.traces import load_trace
 
     if trace is not None:
-        rates = load_trace(trace, start_s=start_s, duration_s=duration_s)
+        rates = read_cli_trace(trace, options or trace_options()).series(start_s, duration_s, path=trace)
         return rates, f"{trace} from {start_s or 0:g} s"
     if TWITTER_TRACE.is_file():
         start = TWITTER_WINDOW_START_S if start_s is None else start_s
@@ -100,12 +104,13 @@ def profile_cpus(spec: InferenceServiceSpec) -> tuple[float, ...]:
 
 def cached_profile(spec: InferenceServiceSpec, models: dict[str, Path], console: Console, cpus: tuple[float, ...] | None = None) -> Profile:
     """The spec's profile from the cache, else measured now (short: a few seconds per point) and cached."""
+    from infadapter.cache import cache_root
     from infadapter.profiler import Profiler
     from infadapter.profiles import load_profile, save_profile
 
     cpus = cpus or profile_cpus(spec)
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infadapter" / "profiles"
+    cache = cache_root() / "profiles"
     path = cache / f"{spec.model_name}-{profile_key(spec, models, cpus)}.yaml"
     if path.is_file():
         console.print(f"profile: cached {path}", highlight=False)
@@ -139,6 +144,10 @@ def run_cmd(
     models_dir: Annotated[Path | None, typer.Option("--models-dir", help="where models:// sources live")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object with the run's figures at the end")] = False,
     live: Annotated[bool, typer.Option("--live/--no-live", help="live progress table (default when stderr is a terminal)")] = True,
+    trace_format: FormatOption = "auto",
+    trace_column: ColumnOption = None,
+    interval: IntervalOption = None,
+    time_unit: TimeUnitOption = "auto",
 ) -> None:
     """Serve the spec on this machine and adapt it live to a replayed trace; report what happened."""
     import logging
@@ -163,6 +172,7 @@ def run_cmd(
             raise InvalidInput([FieldError("--duration", f"{duration} s is too short", "give at least 10 s (several decisions)")], "arguments")
         if scale is not None and not (scale > 0 and math.isfinite(scale)):
             raise InvalidInput([FieldError("--scale", f"must be > 0, got {scale}", "e.g. --scale 0.5")], "arguments")
+        reading = trace_options(trace_format, trace_column, interval, time_unit)
         paths = [("--file", spec_path), ("--trace", trace), ("--profile", profile_path)]
         missing = [FieldError(option, f"{str(path)!r} is not a file", "give the path of an existing file") for option, path in paths
                    if path is not None and not path.is_file()]
@@ -172,7 +182,7 @@ def run_cmd(
         spec = resource.spec
         models = spec_models(spec, None, models_dir)
         profile = load_profile(profile_path, slo_ms=spec.slo.latency_ms) if profile_path else cached_profile(spec, models, console)
-        raw, described = pick_trace(trace, start, duration)
+        raw, described = pick_trace(trace, start, duration, reading)
         peak = float(np.nanmax(raw)) if raw.size else 0.0
         if not peak > 0:
             raise InvalidInput([FieldError("--trace", "the chosen window has no requests", "pick another --start")], "trace")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from infadapter.cli._app import app
+from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption
 from infadapter.errors import FieldError, InvalidInput
 
 DEFAULT_POLICIES = "ours,infadapter-paper,msplus,vpa,oracle"
@@ -30,10 +31,15 @@ def simulate(
     lstm_weights: Annotated[Path | None, typer.Option("--lstm-weights", help="trained LSTM for infadapter-paper/msplus (default: EWMA, noted)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="write PNG plots and report.md to this directory")] = None,
+    trace_format: FormatOption = "auto",
+    trace_column: ColumnOption = None,
+    interval: IntervalOption = None,
+    time_unit: TimeUnitOption = "auto",
 ) -> None:
     """Simulate the policies over a trace: SLO violations, cores, accuracy, p99, drops, reconfigurations."""
     import numpy as np
 
+    from infadapter.cli.trace import check_simulated_requests, read_cli_trace, trace_options
     from infadapter.policies import parse_policies, recommended_options
     from infadapter.profiles import load_profile
     from infadapter.sim.run import simulate as run_simulation
@@ -49,7 +55,6 @@ def simulate(
         write_sim_report,
     )
     from infadapter.spec import load_spec
-    from infadapter.traces import load_trace
 
     errors: list[FieldError] = []
     if scenario not in (None, "paper"):
@@ -64,6 +69,10 @@ def simulate(
         errors.append(FieldError("--duration", "must be > 0", "e.g. 1260"))
     if lstm_weights is not None and not lstm_weights.is_file():
         errors.append(FieldError("--lstm-weights", f"no such file: {lstm_weights}", "train them with `infadapter forecast train`"))
+    try:
+        reading = trace_options(trace_format, trace_column, interval, time_unit)
+    except InvalidInput as exc:
+        errors.extend(exc.errors)
     if errors:
         raise InvalidInput(errors, "arguments")
     spec = load_spec(require_file(spec_path, DEFAULT_SPEC, "spec", "--spec"))
@@ -72,7 +81,7 @@ def simulate(
     trace_path = require_file(trace, DEFAULT_TRACE, "trace", "--trace")
     if scenario == "paper":
         start, duration = PAPER_START_S, PAPER_DURATION_S
-    series = load_trace(trace_path)
+    series = read_cli_trace(trace_path, reading, quiet=as_json).series(path=trace_path)
     first = start or 0
     if first >= series.size:
         raise InvalidInput([FieldError("--start", f"{first} is past the trace's end ({series.size} s)", "pick an earlier start")], "arguments")
@@ -82,6 +91,7 @@ def simulate(
     pre_s = PRE_HISTORY_S if history is None else history
     window = series[first:last]
     pre = series[max(0, first - pre_s):first]
+    check_simulated_requests(window)
     names = parse_policies(policies, spec)
     if lstm_weights is None and scenario == "paper" and DEFAULT_LSTM.is_file():
         lstm_weights = DEFAULT_LSTM  # the paper's LSTM, as `benchmarks/paper.py` trained and cached it

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from infadapter.cache import cache_root
 from infadapter.errors import FieldError, InvalidInput
 
 #: the default input side: ResNet-18 ~90 inferences/s on one core here, ResNet-152 ~6x fewer
@@ -67,7 +68,7 @@ class BuiltModel:
 
 def default_models_dir() -> Path:
     env = os.environ.get("INFADAPTER_MODELS_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "infadapter" / "models"
+    return Path(env) if env else cache_root() / "models"
 
 
 def sha256_file(path: Path) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from infadapter.cache import cache_root
 from infadapter.errors import ApplyFailed
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def triton_env(install: TritonInstall, base: dict[str, str] | None = None) -> di
 
 def backends_dir(install: TritonInstall, cache_dir: Path | None = None) -> Path:
     """A ``--backend-directory`` with ``python/`` holding the backend and its stub (built once, atomically)."""
-    cache = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infadapter" / "triton"
+    cache = cache_dir or cache_root() / "triton"
     stamp = f"{install.binary.stat().st_size}-{int(install.stub.stat().st_mtime)}"
     target = cache / f"backends-{stamp}"
     if (target / "python" / "triton_python_backend_stub").is_file():

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from infadapter.cache import cache_root
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.sim.engine import FloatArray
 
@@ -28,7 +29,7 @@ DEFAULT_TRACE = SHARED_DATA / "twitter_trace_2021-08_workload.tbz2"
 DEFAULT_PROFILE = SHARED_DATA / "capacity_result_Feb_21.csv"
 DEFAULT_SPEC = ROOT / "examples" / "resnet.yaml"
 #: the paper's LSTM (14 days of the Twitter trace, 30 epochs, seed 7) as ``benchmarks/paper.py`` caches it
-DEFAULT_LSTM = Path.home() / ".cache" / "infadapter" / "lstm-twitter-14d.pt"
+DEFAULT_LSTM = cache_root() / "lstm-twitter-14d.pt"
 
 PAPER_START_S = 15 * 86400 + 82 * 60  # 1,300,920
 PAPER_DURATION_S = 21 * 60

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from infadapter.cache import cache_root
 from infadapter.profiles import Profile
 
 FloatArray = npt.NDArray[np.float64]
@@ -174,7 +175,7 @@ _DISK: dict[str, dict[str, float]] = {}
 
 
 def _cache_file() -> Path:
-    return Path(os.environ.get("INFADAPTER_CACHE", Path.home() / ".cache" / "infadapter")) / "sim-calibration.json"
+    return cache_root() / "sim-calibration.json"
 
 
 def _disk_get(key: str) -> float | None:

@@ -1,6 +1,6 @@
 """Real tritonserver + Envoy + Prometheus on this machine, serving tiny ResNets (32x32 input) so tests are fast.
 
-The models are built once into ``~/.cache/infadapter/models-test32`` (seconds; reused afterwards). Tests skip
+The models are built once into ``<cache root>/models-test32`` (seconds; reused afterwards). Tests skip
 with a reason when a server binary is missing.
 """
 
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from infadapter.cache import cache_root
 from infadapter.planning import Plan, VariantPlan
 from infadapter.spec import InferenceServiceSpec, parse_spec
 
-TINY_DIR = Path.home() / ".cache" / "infadapter" / "models-test32"
+TINY_DIR = cache_root() / "models-test32"
 TINY_SIZE = 32
 VARIANTS = ("resnet18", "resnet34")
 
