@@ -177,7 +177,7 @@ def _increases(values: FloatArray) -> FloatArray:
     with np.errstate(invalid="ignore"):  # NaN (no sample) is neither a rise nor a reset
         resets = rises < 0
     defined = int((~np.isnan(rises)).sum())
-    if defined and int(resets.sum()) > max(3, _MAX_RESET_RATIO * defined):
+    if int(resets.sum()) >= 2 and int(resets.sum()) > _MAX_RESET_RATIO * defined:  # a restart or two is a reset
         raise _arg(
             "--query",
             f"the series goes down at {int(resets.sum())} of {defined} steps: it is not a counter",
