@@ -59,8 +59,8 @@ def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) ->
         scale = tolerance * max(1.0, service.load_rps)
         if served > service.load_rps + scale:
             issues.append(f"{service.name}: serves {served:.6f} rps, more than the load {service.load_rps:.6f}")
-        if solution.status == "optimal" and served < service.load_rps - scale:
-            issues.append(f"{service.name}: 'optimal' but serves {served:.6f} of {service.load_rps:.6f} rps")
+        if solution.status in ("optimal", "feasible") and served < service.load_rps - scale:  # both claim all the load
+            issues.append(f"{service.name}: {solution.status!r} but serves {served:.6f} of {service.load_rps:.6f} rps")
         accuracy = weighted_accuracy / service.load_rps if service.load_rps > 0 else 0.0
         cost_term = cpu / problem.budget_cpu + (gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0)
         objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition

@@ -51,9 +51,7 @@ def score(
     cost_term = cost_cpu / budget_cpu + (cost_gpu / budget_gpu if budget_gpu > 0 else 0.0)
     objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
     assignments = tuple(
-        Assignment(v.name, chosen[v.name], shares.get(v.name, 0.0))
-        for v in sorted(service.variants, key=lambda v: (-v.accuracy, v.name))
-        if v.name in chosen
+        Assignment(v.name, chosen[v.name], shares.get(v.name, 0.0)) for v in sorted(service.variants, key=lambda v: (-v.accuracy, v.name)) if v.name in chosen
     )
     return ServiceSolution(
         name=service.name,

@@ -59,8 +59,10 @@ def solve_exhaustive(problem: Problem) -> Solution:
         solutions = tuple(score(svc, chosen, problem.budget_cpu, problem.budget_gpu) for svc, chosen in zip(problem.services, pick, strict=True))
         served = sum(s.served_rps for s in solutions)
         key = (round(served / TOLERANCE) * TOLERANCE, sum(s.objective for s in solutions), -cpu)
-        if best is None or key[0] > best[0] + TOLERANCE or (
-            abs(key[0] - best[0]) <= TOLERANCE and (key[1] > best[1] + 1e-12 or (abs(key[1] - best[1]) <= 1e-12 and key[2] > best[2]))
+        if (
+            best is None
+            or key[0] > best[0] + TOLERANCE
+            or (abs(key[0] - best[0]) <= TOLERANCE and (key[1] > best[1] + 1e-12 or (abs(key[1] - best[1]) <= 1e-12 and key[2] > best[2])))
         ):
             best, best_solutions = key, solutions
     if best is None:

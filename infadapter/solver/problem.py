@@ -19,6 +19,17 @@ replicas, capacity ``th_mo`` in RPS at the SLO, cost ``c_mo``)::
 variants the plan creates or resizes. When ``Σ th`` cannot reach ``L_s`` within the budget
 the problem is *infeasible*; the solver then returns the plan that serves the most load and,
 among those, the best objective, flagged ``infeasible``.
+
+A :class:`Solution`'s status says what was *proven*:
+
+- ``optimal``: the plan serves all the load and no plan within the budget is better;
+- ``feasible``: the plan serves all the load, but the MILP's time limit stopped the search before
+  it proved the plan optimal;
+- ``infeasible``: no plan within the budget serves all the load (proven); the plan serves the most
+  load possible and is the best of those (no plan at all when not even a minimal one fits);
+- ``time_limit``: the time limit stopped the search before it found a plan serving all the load
+  or settled the best of the rest; the plan (possibly none) is the best found, and nothing is
+  claimed about optimality or infeasibility.
 """
 
 from __future__ import annotations
@@ -26,7 +37,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Status = Literal["optimal", "infeasible"]
+Status = Literal["optimal", "feasible", "infeasible", "time_limit"]
+
+#: every status, in the order above (for parsers of stored plans)
+STATUSES: tuple[Status, ...] = ("optimal", "feasible", "infeasible", "time_limit")
 
 #: numerical tolerance used by the solver, the checker and the oracle
 TOLERANCE = 1e-6
