@@ -97,13 +97,11 @@ def to_floats(file: Path, chunk: Chunk, hint: str = COUNTS_HINT) -> FloatArray:
 
 def to_ints_or_floats(file: Path, chunk: Chunk, hint: str) -> IntArray | FloatArray:
     """Whole numbers as int64 (epoch nanoseconds do not fit a float's 53 bits), else floats."""
-    tokens = chunk.tokens()
-    if not any(b"." in t or b"e" in t.lower() or b"n" in t.lower() for t in tokens):
-        try:
-            return np.array([int(t) for t in tokens], dtype=np.int64)
-        except (ValueError, OverflowError):
-            pass  # not all integers, or too large: the float path names the culprit or takes them
-    return to_floats(file, chunk, hint)
+    try:
+        whole: IntArray = np.array(chunk.tokens(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        return to_floats(file, chunk, hint)  # decimals, or a non-number that the float path names by line
+    return whole
 
 
 def _refuse_decimal_commas(file: Path, chunk: Chunk) -> None:
