@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from infadapter.control import DecisionReason
 from infadapter.errors import ApplyFailed, MetricsUnavailable
 from infadapter.loadgen import LoadGenerator, RequestRecord
 from infadapter.metrics import DecisionLog, DecisionRecord, InfAdapterMetrics, Observer, record_from_plan
@@ -191,7 +192,7 @@ class EmbeddedRun:
             plan = self.initial_plan()
             self._say(f"starting {plan.describe()}")
             runtime.apply(plan)
-            self._record(Decision(plan, "scale_up", float(plan.load_rps), math.nan), None, exporter, 0.0)
+            self._record(Decision(plan, float(plan.load_rps)), None, exporter, 0.0, "scale_up")
             self.plan = plan
             runtime.prometheus.wait_for_targets("envoy", timeout_s=30.0) if runtime.prometheus else None
             observer = Observer(runtime.prometheus_url, timeout_s=3.0, retries=1)  # a hung Prometheus costs one tick at most
@@ -238,12 +239,10 @@ class EmbeddedRun:
             last_tick, next_tick = now, now + self.interval_s
             if obs is None:
                 self.metrics_unavailable_ticks += 1
-                decision = Decision(None, "metrics_unavailable", math.nan, math.nan, note="Prometheus unreachable: holding the last plan")
+                decision = Decision(None, note="Prometheus unreachable: holding the last plan")
             else:
                 decision, state = self.policy.decide(obs, state)
-                if decision.reason == "metrics_unavailable":
-                    self.metrics_unavailable_ticks += 1
-            self._act(decision, runtime, exporter)
+            self._act(decision, runtime, exporter, "metrics_unavailable" if obs is None else None)
 
     def _observe(self, observer: Observer) -> Observation | None:
         wall_now = time.time()
@@ -256,7 +255,7 @@ class EmbeddedRun:
         capacity = self.plan.capacity_rps if self.plan is not None else 0.0
         return Observation(self.elapsed_s, history, self.plan, capacity)
 
-    def _act(self, decision: Decision, runtime: LocalRuntime, exporter: InfAdapterMetrics) -> None:
+    def _act(self, decision: Decision, runtime: LocalRuntime, exporter: InfAdapterMetrics, reason: DecisionReason | None) -> None:
         previous = self.plan
         if not math.isnan(decision.forecast_rps):
             self.forecast_rps = decision.forecast_rps
@@ -272,20 +271,21 @@ class EmbeddedRun:
             except ApplyFailed as exc:
                 self._say(f"apply failed, keeping what runs: {exc}")
                 log.error("apply failed: %s", exc)
-        self._record(decision, previous, exporter, reconfiguration_s)
+        self._record(decision, previous, exporter, reconfiguration_s, reason)
 
-    def _record(self, decision: Decision, previous: Plan | None, exporter: InfAdapterMetrics, reconfiguration_s: float | None) -> None:
+    def _record(self, decision: Decision, previous: Plan | None, exporter: InfAdapterMetrics, reconfiguration_s: float | None,
+                reason: DecisionReason | None) -> None:  # fmt: skip
         now = self.elapsed_s
         records = self._gen.records() if self._gen is not None else []
         _, _, violations = client_window(records, now - self.interval_s, now, self.spec.slo.latency_ms)
         plan = decision.plan if decision.plan is not None else self.plan
         record = record_from_plan(self.namespace, self.name, time.time(), plan, previous if decision.plan is not None else plan,
-                                  observed_rps=decision.observed_rps, forecast_rps=decision.forecast_rps, reason=decision.reason,
+                                  observed_rps=decision.observed_rps, forecast_rps=decision.forecast_rps, reason=reason,
                                   slo_violation_ratio=violations if records else None, reconfiguration_s=reconfiguration_s)  # fmt: skip
         self.records.append(record)
         exporter.observe(record)
         line = self.decision_log.log(record)
-        if decision.reason == "metrics_unavailable":
+        if reason == "metrics_unavailable":
             line = f"metrics unavailable: holding {self.plan.describe() if self.plan else 'nothing'} ({decision.note or 'no recent history'})"
             log.warning(line)
         self._say(f"t={now:5.0f}s {line}")

@@ -6,6 +6,7 @@ Public names: :class:`DecisionRecord` / :class:`VariantRecord` (one tick's decis
 ``dashboard_check`` import matplotlib / read files and are imported explicitly.
 """
 
+from infadapter.control.record import record_from_plan
 from infadapter.metrics.decisionlog import (
     DECISION_REASONS,
     DecisionLog,
@@ -15,7 +16,6 @@ from infadapter.metrics.decisionlog import (
     format_decision,
 )
 from infadapter.metrics.exporter import METRICS, InfAdapterMetrics
-from infadapter.metrics.plan_records import PlanLike, infer_reason, record_from_decision, record_from_plan
 from infadapter.metrics.prometheus import Observer
 
 __all__ = [
@@ -25,11 +25,8 @@ __all__ = [
     "DecisionRecord",
     "InfAdapterMetrics",
     "Observer",
-    "PlanLike",
     "VariantRecord",
     "event_fields",
     "format_decision",
-    "infer_reason",
-    "record_from_decision",
     "record_from_plan",
 ]

@@ -1,6 +1,7 @@
-"""The decision record and its two renderings: one human line (INFO) and one JSON line.
+"""The decision record's renderings: one human line (INFO) and one JSON line.
 
-Every tick of every mode produces one :class:`DecisionRecord`. The same record feeds
+Every decision of every mode is one :class:`~infadapter.control.DecisionRecord` (built and classified
+by the controller, :mod:`infadapter.control.record`; re-exported here). The same record feeds
 the Prometheus exporter (:mod:`infadapter.metrics.exporter`), the decision log (here),
 the Kubernetes event (operator: ``format_decision(record)`` is the message) and the run
 report (:mod:`infadapter.metrics.report`).
@@ -19,171 +20,28 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
-from infadapter.errors import FieldError, InvalidInput
+from infadapter.control.record import DECISION_REASONS, DecisionReason, DecisionRecord, PlanStatus, VariantRecord
 
-DecisionReason = Literal["scale_up", "scale_down", "variant_change", "hold", "infeasible", "metrics_unavailable"]
-
-#: every value :attr:`DecisionRecord.reason` may take (the exporter pre-creates one counter per reason)
-DECISION_REASONS: tuple[DecisionReason, ...] = (
-    "scale_up",
-    "scale_down",
-    "variant_change",
-    "hold",
-    "infeasible",
-    "metrics_unavailable",
-)
-
-PlanStatus = Literal["optimal", "infeasible"]
+__all__ = [
+    "DECISION_REASONS",
+    "LOGGER_NAME",
+    "DecisionLog",
+    "DecisionReason",
+    "DecisionRecord",
+    "EventFields",
+    "PlanStatus",
+    "VariantRecord",
+    "describe_plan",
+    "event_fields",
+    "format_decision",
+    "read_decisions",
+]
 
 LOGGER_NAME = "infadapter.decisions"
-
-
-@dataclass(frozen=True)
-class VariantRecord:
-    """One variant of a plan: ``cpu_cores`` (and ``gpus``) per replica, ``weight`` = share of requests in [0, 1]."""
-
-    cpu_cores: float
-    replicas: int = 1
-    weight: float = 0.0
-    capacity_rps: float = 0.0
-    gpus: int = 0
-
-    @property
-    def total_cpu_cores(self) -> float:
-        return self.cpu_cores * self.replicas
-
-    def to_dict(self) -> dict[str, float | int]:
-        return {
-            "cpu_cores": self.cpu_cores,
-            "replicas": self.replicas,
-            "weight": self.weight,
-            "capacity_rps": self.capacity_rps,
-            "gpus": self.gpus,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> VariantRecord:
-        return cls(
-            cpu_cores=float(raw["cpu_cores"]),
-            replicas=int(raw.get("replicas", 1)),
-            weight=float(raw.get("weight", 0.0)),
-            capacity_rps=float(raw.get("capacity_rps", 0.0)),
-            gpus=int(raw.get("gpus", 0)),
-        )
-
-
-def _frozen_plan(plan: Mapping[str, VariantRecord | Mapping[str, Any]]) -> Mapping[str, VariantRecord]:
-    converted = {
-        name: v if isinstance(v, VariantRecord) else VariantRecord.from_dict(v) for name, v in plan.items()
-    }
-    return MappingProxyType(converted)
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """What one tick decided, for one service (``namespace``/``name``).
-
-    ``plan`` and ``previous_plan`` map variant name -> :class:`VariantRecord` (plain dicts with the
-    same keys are accepted and converted). ``now_s`` is the tick's time (Unix seconds in the operator
-    and the embedded mode, trace seconds in the simulator). Loads are requests per second; NaN where
-    unknown (e.g. ``metrics_unavailable``). ``accuracy`` is the expected (weight-averaged declared)
-    accuracy as a fraction, ``cost_cpu`` the planned cores (all replicas), ``solve_s`` the solver's
-    wall time (None when the tick solved nothing, e.g. it kept the running plan). Optional measurements taken at the router during the last interval
-    (``slo_violation_ratio``, ``reconfiguration_s``) are exported when given.
-    """
-
-    namespace: str
-    name: str
-    now_s: float
-    reason: DecisionReason
-    observed_rps: float
-    forecast_rps: float
-    plan: Mapping[str, VariantRecord] = field(default_factory=dict)
-    previous_plan: Mapping[str, VariantRecord] = field(default_factory=dict)
-    accuracy: float = math.nan
-    cost_cpu: float = math.nan
-    objective: float = math.nan
-    solve_s: float | None = None
-    status: PlanStatus = "optimal"
-    slo_violation_ratio: float | None = None
-    reconfiguration_s: float | None = None
-
-    def __post_init__(self) -> None:
-        errors: list[FieldError] = []
-        if self.reason not in DECISION_REASONS:
-            errors.append(FieldError("reason", f"unknown reason {self.reason!r}", f"one of {DECISION_REASONS}"))
-        if self.status not in ("optimal", "infeasible"):
-            errors.append(FieldError("status", f"unknown status {self.status!r}", "'optimal' or 'infeasible'"))
-        if errors:
-            raise InvalidInput(errors, source="decision record")
-        object.__setattr__(self, "plan", _frozen_plan(self.plan))
-        object.__setattr__(self, "previous_plan", _frozen_plan(self.previous_plan))
-
-    @property
-    def changed(self) -> bool:
-        """True when the plan differs from the previous one (any variant, cores, replicas or weight)."""
-        return dict(self.plan) != dict(self.previous_plan)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (NaN becomes ``None``); :meth:`from_dict` reads it back."""
-        return {
-            "namespace": self.namespace,
-            "name": self.name,
-            "now_s": self.now_s,
-            "reason": self.reason,
-            "status": self.status,
-            "observed_rps": _json_number(self.observed_rps),
-            "forecast_rps": _json_number(self.forecast_rps),
-            "plan": {k: v.to_dict() for k, v in self.plan.items()},
-            "previous_plan": {k: v.to_dict() for k, v in self.previous_plan.items()},
-            "accuracy": _json_number(self.accuracy),
-            "cost_cpu": _json_number(self.cost_cpu),
-            "objective": _json_number(self.objective),
-            "solve_s": _json_optional(self.solve_s),
-            "slo_violation_ratio": _json_optional(self.slo_violation_ratio),
-            "reconfiguration_s": _json_optional(self.reconfiguration_s),
-        }
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> DecisionRecord:
-        def num(key: str) -> float:
-            value = raw.get(key)
-            return math.nan if value is None else float(value)
-
-        def opt(key: str) -> float | None:
-            value = raw.get(key)
-            return None if value is None else float(value)
-
-        return cls(
-            namespace=str(raw["namespace"]),
-            name=str(raw["name"]),
-            now_s=float(raw["now_s"]),
-            reason=raw["reason"],
-            status=raw.get("status", "optimal"),
-            observed_rps=num("observed_rps"),
-            forecast_rps=num("forecast_rps"),
-            plan=dict(raw.get("plan") or {}),
-            previous_plan=dict(raw.get("previous_plan") or {}),
-            accuracy=num("accuracy"),
-            cost_cpu=num("cost_cpu"),
-            objective=num("objective"),
-            solve_s=opt("solve_s"),
-            slo_violation_ratio=opt("slo_violation_ratio"),
-            reconfiguration_s=opt("reconfiguration_s"),
-        )
-
-
-def _json_number(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _json_optional(value: float | None) -> float | None:
-    return None if value is None else _json_number(value)
 
 
 # -- rendering --

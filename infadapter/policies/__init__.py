@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from infadapter.errors import FieldError, InvalidInput
-from infadapter.policies.base import REASONS, Decision, Observation, Policy, Reason, Resize
+from infadapter.policies.base import Decision, Observation, Policy, Resize
 from infadapter.policies.ours import OraclePolicy, OursPolicy, StaticPolicy
 from infadapter.policies.paper import PaperPolicy
 from infadapter.policies.vpa import VpaPolicy
@@ -29,7 +29,7 @@ from infadapter.spec import Adaptation, Forecast, InferenceServiceSpec
 #: the policy names (``vpa:`` and ``static:`` take a variant)
 NAMES = ("ours", "infadapter-paper", "msplus", "oracle", "vpa:<variant>", "static:<variant>@<cores>")
 
-__all__ = ["NAMES", "REASONS", "Decision", "Observation", "Policy", "Reason", "Resize", "make_policy", "parse_policies", "recommended_options"]
+__all__ = ["NAMES", "Decision", "Observation", "Policy", "Resize", "make_policy", "parse_policies", "recommended_options"]
 
 
 def _bad(name: str, message: str, hint: str) -> InvalidInput:

@@ -1,10 +1,12 @@
 """What every policy sees and returns: the tick as a pure function ``(observation, state) -> (decision, state)``.
 
-The operator, the embedded run and the simulator all call a policy the same way: at every tick
-(``interval_s``, the first one at ``first_tick_s``) they build an :class:`Observation` (time, the
-per-second arrival history, the plan now serving, its capacity) and call ``decide``; between ticks
-they may call the cheap ``between_ticks`` every second, and call ``decide`` at once when it says so
-(burst re-plans). The state is a frozen dataclass with ``to_dict``/``from_dict`` so it can be
+Only the controller (:mod:`infadapter.control`) calls a policy, the same way in every mode: at every
+tick (``interval_s``, the first one ``first_tick_s`` after the start) it builds an :class:`Observation`
+(seconds since the start, the per-second arrival history, the plan in force, the capacity ready now)
+and calls ``decide``; at every step between ticks it calls the cheap ``between_ticks`` and calls
+``decide`` when it says so (burst re-plans), or at the next step when a decision asks for it
+(``replan_now``). The controller, not the policy, says why a plan changed (its one classifier) and
+when metrics are missing. The state is a frozen dataclass with ``to_dict``/``from_dict`` so it can be
 checkpointed in the resource's status: a restarted operator resumes with no churn.
 """
 
@@ -21,18 +23,16 @@ from infadapter.planning import Plan
 
 FloatArray = npt.NDArray[np.float64]
 
-Reason = Literal["scale_up", "scale_down", "variant_change", "hold", "infeasible", "metrics_unavailable"]
 Resize = Literal["in_place", "recreate"]
-REASONS: tuple[Reason, ...] = ("scale_up", "scale_down", "variant_change", "hold", "infeasible", "metrics_unavailable")
 
 
 @dataclass(frozen=True)
 class Observation:
-    """What a policy knows at ``now_s``.
+    """What a policy knows at ``now_s`` (seconds since the controller started).
 
     ``history_rps``: arrivals per second, oldest first, the last element being the second that ends
     at ``now_s`` (NaN = unknown). ``current``: the plan now serving (None before the first one).
-    ``provisioned_capacity_rps``: the capacity at the SLO of what serves now (profile figures).
+    ``provisioned_capacity_rps``: the capacity at the SLO of the replicas ready now (profile figures).
     """
 
     now_s: float
@@ -43,15 +43,22 @@ class Observation:
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of a tick. ``plan=None`` keeps what runs (``reason`` says why)."""
+    """The outcome of a tick: ``plan`` (None keeps what runs), the load it planned for and the newest
+    observed; ``replan_now`` asks for another decision at the next step; ``resize`` says how size
+    changes of running variants are made."""
 
     plan: Plan | None
-    reason: Reason
     forecast_rps: float = math.nan
     observed_rps: float = math.nan
     replan_now: bool = False
     resize: Resize = "recreate"
     note: str = ""
+
+    @property
+    def reason(self) -> str:
+        """Transitional, for ``infadapter.operator.tick`` until it runs the controller (which classifies
+        every decision, :func:`infadapter.control.classify`): "hold" or "scale_up"; remove with that wiring."""
+        return "hold" if self.plan is None else "scale_up"
 
 
 class StateDict:
@@ -109,15 +116,3 @@ def recent_observed(history_rps: FloatArray, seconds: int) -> FloatArray:
     observed: FloatArray = tail[~np.isnan(tail)]
     return observed
 
-
-def classify(new: Plan, current: Plan | None) -> Reason:
-    """scale_up / scale_down / variant_change / hold for moving from ``current`` to ``new``."""
-    if new.status == "infeasible":
-        return "infeasible"
-    if current is None:
-        return "scale_up"
-    if new.same_config(current):
-        return "hold"
-    if {v.name for v in new.variants} != {v.name for v in current.variants}:
-        return "variant_change"
-    return "scale_up" if new.cost_cpu > current.cost_cpu or new.capacity_rps > current.capacity_rps else "scale_down"

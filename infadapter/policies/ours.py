@@ -45,7 +45,7 @@ import numpy as np
 
 from infadapter.forecast import detect_burst, make_forecaster
 from infadapter.planning import Plan, plan_for_load, service_problem, static_plan
-from infadapter.policies.base import Decision, FloatArray, Observation, Resize, StateDict, classify, recent_observed
+from infadapter.policies.base import Decision, FloatArray, Observation, Resize, StateDict, recent_observed
 from infadapter.profiles import Profile
 from infadapter.solver.evaluate import score
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
@@ -224,7 +224,7 @@ class OursPolicy:
     def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
         recent = recent_observed(obs.history_rps, self.floor_s)
         if recent.size == 0:
-            return Decision(None, "metrics_unavailable", math.nan, math.nan, resize=self.resize), state
+            return Decision(None, resize=self.resize), state
         observed = float(recent[-1])
         bursting = False
         suggested = 0.0
@@ -235,7 +235,7 @@ class OursPolicy:
             assert obs.current is not None
             moved = self.resplit(obs, obs.current)
             changed = weights_differ(moved, obs.current, self.weight_tolerance)
-            return Decision(moved if changed else None, "hold", state.planned_rps, observed, resize=self.resize), state
+            return Decision(moved if changed else None, state.planned_rps, observed, resize=self.resize), state
         target = max(self.forecast(obs), float(recent.max()), suggested)
         horizon = obs.now_s - self.stabilisation_s
         targets = (*tuple((t, v) for t, v in state.targets if t > horizon), (obs.now_s, target))
@@ -247,8 +247,8 @@ class OursPolicy:
             assert obs.current is not None
             moved = self.resplit(obs, obs.current)
             changed = weights_differ(moved, obs.current, self.weight_tolerance)
-            return Decision(moved if changed else None, "hold", load, observed, resize=self.resize), new_state
-        return Decision(self.resplit(obs, plan), classify(plan, obs.current), load, observed, replan_now=stopgap,
+            return Decision(moved if changed else None, load, observed, resize=self.resize), new_state
+        return Decision(self.resplit(obs, plan), load, observed, replan_now=stopgap,
                         resize=self.resize), new_state
 
     def loading_cost(self, plan: Plan, current: Plan, spec: InferenceServiceSpec) -> float:
@@ -355,10 +355,10 @@ class OraclePolicy:
             objective_of(self.spec, self.profile, current, load)
             >= plan.objective - self.resize_tolerance - loading_cost(plan, current, self.spec, self.startup_s, self.amortise_s)
         ):
-            return Decision(None, "hold", load, observed, resize=self.resize), OursState((), load)
+            return Decision(None, load, observed, resize=self.resize), OursState((), load)
         if plan.same_config(obs.current):
-            return Decision(None, "hold", load, observed, resize=self.resize), OursState((), load)
-        return Decision(plan, classify(plan, obs.current), load, observed, resize=self.resize), OursState((), load)
+            return Decision(None, load, observed, resize=self.resize), OursState((), load)
+        return Decision(plan, load, observed, resize=self.resize), OursState((), load)
 
 
 class StaticPolicy:
@@ -384,5 +384,5 @@ class StaticPolicy:
         return False
 
     def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
-        return Decision(None, "hold", math.nan, math.nan), state
+        return Decision(None), state
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from infadapter.forecast.simple import ewma_last
 from infadapter.planning import Plan, VariantPlan
-from infadapter.policies.base import Decision, FloatArray, Observation, StateDict, classify
+from infadapter.policies.base import Decision, FloatArray, Observation, StateDict
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
@@ -254,10 +254,9 @@ class PaperPolicy:
     def decide(self, obs: Observation, state: StabilisedState) -> tuple[Decision, StabilisedState]:
         forecast, observed = self.forecast(obs)
         if math.isnan(forecast):
-            return Decision(None, "metrics_unavailable", forecast, observed, resize="recreate"), state
+            return Decision(None, forecast, observed, resize="recreate"), state
         load = int((1.0 + self.margin_ratio) * forecast)
         if load <= state.current_load and state.counter < self.stabilisation:
-            return Decision(None, "hold", float(load), observed, resize="recreate"), replace(state, counter=state.counter + 1)
+            return Decision(None, float(load), observed, resize="recreate"), replace(state, counter=state.counter + 1)
         plan = paper_plan(self.model, load, obs.current, single_variant=self.single_variant)
-        reason = classify(plan, obs.current)
-        return Decision(plan, reason, float(load), observed, resize="recreate"), StabilisedState(float(load), 0)
+        return Decision(plan, float(load), observed, resize="recreate"), StabilisedState(float(load), 0)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from infadapter.planning import Plan, static_plan
-from infadapter.policies.base import Decision, Observation, Reason, StateDict
+from infadapter.policies.base import Decision, Observation, StateDict
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
@@ -170,13 +170,12 @@ class VpaPolicy:
         target = self.target_cores(state)
         observed = float(obs.history_rps[-1]) if obs.history_rps.size else math.nan
         if target is None:
-            return Decision(None, "hold", math.nan, observed, resize="recreate", note="no recommendation yet"), state
+            return Decision(None, math.nan, observed, resize="recreate", note="no recommendation yet"), state
         cores = float(math.ceil(target - 1e-9))
         note = f"vpa target {target:.2f} cores -> {cores:g}"
         if cores <= state.applied_cores and state.counter < self.stabilisation:
-            return Decision(None, "hold", math.nan, observed, resize="recreate", note=note), replace(state, counter=state.counter + 1)
+            return Decision(None, math.nan, observed, resize="recreate", note=note), replace(state, counter=state.counter + 1)
         state = replace(state, counter=0)
         if cores == state.applied_cores:
-            return Decision(None, "hold", math.nan, observed, resize="recreate", note=note), state
-        reason: Reason = "scale_up" if cores > state.applied_cores else "scale_down"
-        return Decision(self.plan(cores), reason, math.nan, observed, resize="recreate", note=note), replace(state, applied_cores=cores)
+            return Decision(None, math.nan, observed, resize="recreate", note=note), state
+        return Decision(self.plan(cores), math.nan, observed, resize="recreate", note=note), replace(state, applied_cores=cores)

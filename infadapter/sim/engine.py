@@ -1,45 +1,35 @@
-"""The simulator: the adaptation loop over a trace, then every request through the serving queues.
+"""The simulated servers: what the adaptation loop left behind (a :class:`Timeline`) and every request through it.
 
-Arrivals are open-loop (the trace), so a policy's decisions depend only on the trace and on its own
-plans, never on latencies: the loop runs first, second by second, and produces a timeline of
-instances (when each costs, serves, and changes size) and routing epochs (which instances get what
-weight from when). Then every request is routed (smooth WRR per epoch) and served by its instance's
-calibrated queue (:mod:`infadapter.sim.service`), vectorised per instance and size.
-
-Actuation: a new variant, an extra replica, or a size change under ``resize="recreate"`` starts a new
-instance that costs from the decision but serves only after ``load_time_s + startup_s``; the old
-instances keep serving (and costing) until every new instance is ready, then the new weights apply
-and the old instances go (make-before-break, the paper's §7). ``resize="in_place"`` changes an
-instance's cores after ``in_place_delay_s`` with no cold start. A tick that falls during a
-transition waits for its end.
+Arrivals are open-loop (the trace), so decisions depend only on the trace and on the controller's own
+plans, never on latencies: the loop (:mod:`infadapter.sim.run`, the controller stepped second by
+second against :class:`~infadapter.sim.actuator.SimActuator`) runs first and leaves a timeline of
+instances (when each costs, serves, changes size and goes) and of the router's splits. Then the
+routing epochs are derived (:func:`epochs`: a split shared equally by the serving instances of each
+variant), every request is routed (smooth WRR per epoch) and served by its instance's calibrated queue
+(:mod:`infadapter.sim.service`), vectorised per instance and size.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from infadapter.planning import Plan, VariantPlan
-from infadapter.policies.base import Decision, Observation
+from infadapter.control import DecisionRecord
 from infadapter.profiles import Profile
 from infadapter.sim.service import ServiceModel, serve
 from infadapter.sim.traffic import route
-from infadapter.spec import InferenceServiceSpec
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-STARTUP_S = 4.0
-IN_PLACE_DELAY_S = 1.0
-
 
 @dataclass
-class Instance:
-    """One serving instance (one replica of one variant)."""
+class SimInstance:
+    """One simulated serving instance (one replica of one variant)."""
 
     id: int
     variant: str
@@ -56,6 +46,13 @@ class Instance:
                 cores = value
         return cores
 
+    @property
+    def final_cores(self) -> float:
+        return self.sizes[-1][1]
+
+    def serves_at(self, t_s: float) -> bool:
+        return self.serve_from_s <= t_s < self.end_s
+
 
 @dataclass(frozen=True)
 class Epoch:
@@ -66,160 +63,58 @@ class Epoch:
     weights: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class DecisionLog:
-    t_s: float
-    decision: Decision
-    applied: bool
-    describe: str
-
-
 @dataclass
 class Timeline:
-    """What the adaptation loop did: instances, routing epochs, decisions."""
+    """What the adaptation loop did: instances, the router's splits (time, shares), decisions."""
 
-    instances: dict[int, Instance] = field(default_factory=dict)
-    epochs: list[Epoch] = field(default_factory=list)
-    decisions: list[DecisionLog] = field(default_factory=list)
+    instances: dict[int, SimInstance] = field(default_factory=dict)
+    splits: list[tuple[float, Mapping[str, float]]] = field(default_factory=list)
+    records: list[DecisionRecord] = field(default_factory=list)
     reconfigurations: int = 0
-    forecast_rps: list[tuple[float, float]] = field(default_factory=list)
+
+    def split_at(self, t_s: float) -> Mapping[str, float]:
+        """The split the router applies at ``t_s`` (empty before the first)."""
+        current: Mapping[str, float] = {}
+        for start, weights in self.splits:
+            if start > t_s:
+                break
+            current = weights
+        return current
+
+    @property
+    def forecast_rps(self) -> list[tuple[float, float]]:
+        """(time, planned load) of every decision that forecast one."""
+        return [(r.now_s, r.forecast_rps) for r in self.records if not math.isnan(r.forecast_rps)]
 
 
-@dataclass
-class _Pending:
-    """A transition under way: at ``switch_s`` the router moves to ``plan`` and ``removed`` go."""
+def epochs(timeline: Timeline) -> list[Epoch]:
+    """The routing epochs: at every split, instance start and end, each variant's share over its serving instances.
 
-    switch_s: float
-    removed: list[int]
-    plan: Plan
-    serving: dict[str, list[int]]
-
-
-class Loop:
-    """Runs one policy over the trace and builds its :class:`Timeline`."""
-
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, startup_s: float = STARTUP_S,
-                 in_place_delay_s: float = IN_PLACE_DELAY_S) -> None:
-        self.spec = spec
-        self.profile = profile
-        self.startup_s = startup_s
-        self.in_place_delay_s = in_place_delay_s
-        self.accuracy = {v.name: v.accuracy for v in spec.variants}
-
-    def cold_start_s(self, variant: str) -> float:
-        return self.spec.variant(variant).load_time_s + self.startup_s
-
-    def run(self, policy: Any, history_rps: FloatArray, pre_s: int, duration_s: int, initial: Plan) -> Timeline:
-        timeline = Timeline()
-        self._next_id = 0
+    A variant with a share but no serving instance gives it up to the others (the router's fallback);
+    serving instances of a variant with a zero share are listed (they count as capacity) but get nothing.
+    """
+    times = {0.0} | {t for t, _ in timeline.splits}
+    for inst in timeline.instances.values():
+        times.add(inst.serve_from_s)
+        if math.isfinite(inst.end_s):
+            times.add(inst.end_s)
+    out: list[Epoch] = []
+    for t in sorted(times):
+        split = timeline.split_at(t)
         serving: dict[str, list[int]] = {}
-        for v in initial.variants:
-            serving[v.name] = [self._new(timeline, v.name, v.cpu_cores, 0.0, 0.0) for _ in range(v.replicas)]
-        timeline.epochs.append(self._epoch(0.0, initial, serving))
-        current = initial
-        state = policy.initial_state()
-        next_tick = float(policy.first_tick_s)
-        pending: _Pending | None = None
-        replan = False
-        for sec in range(duration_s):
-            now = float(sec)
-            if pending is not None and pending.switch_s <= now:
-                current, serving = self._switch(timeline, pending)
-                pending = None
-            tick = now >= next_tick - 1e-9
-            if pending is not None:
-                continue  # a tick during a transition waits for its end
-            obs = self._obs(history_rps, pre_s, now, current, timeline, serving)
-            if not (tick or replan or policy.between_ticks(obs, state)):
-                continue
-            decision, state = policy.decide(obs, state)
-            if tick:
-                while next_tick <= now + 1e-9:
-                    next_tick += policy.interval_s
-            replan = decision.replan_now
-            if not math.isnan(decision.forecast_rps):
-                timeline.forecast_rps.append((now, decision.forecast_rps))
-            plan = decision.plan
-            applied = plan is not None and not (plan.same_config(current) and plan.weights() == current.weights())
-            timeline.decisions.append(DecisionLog(now, decision, applied, plan.describe() if plan is not None else ""))
-            if plan is None or not applied:
-                continue
-            if not plan.same_config(current):
-                timeline.reconfigurations += 1
-            pending = self._actuate(timeline, now, plan, decision, serving)
-            if pending.switch_s <= now:
-                current, serving = self._switch(timeline, pending)
-                pending = None
-        return timeline
-
-    # ------------------------------------------------------------------ helpers
-    def _new(self, timeline: Timeline, variant: str, cores: float, cost_from: float, serve_from: float) -> int:
-        iid = self._next_id
-        self._next_id += 1
-        timeline.instances[iid] = Instance(iid, variant, self.accuracy[variant], [(cost_from, cores)], cost_from, serve_from)
-        return iid
-
-    @staticmethod
-    def _epoch(start_s: float, plan: Plan, serving: dict[str, list[int]]) -> Epoch:
-        ids: list[int] = []
-        weights: list[float] = []
-        for v in plan.variants:
-            for iid in serving[v.name]:
-                ids.append(iid)
-                weights.append(v.weight / max(1, len(serving[v.name])))
-        return Epoch(start_s, tuple(ids), tuple(weights))
-
-    def _obs(self, history: FloatArray, pre_s: int, now: float, current: Plan, timeline: Timeline,
-             serving: dict[str, list[int]]) -> Observation:
-        capacity = 0.0
-        for ids in serving.values():
-            for iid in ids:
-                inst = timeline.instances[iid]
-                capacity += self.profile.capacity_rps(inst.variant, inst.cores_at(now))
-        return Observation(now, history[:pre_s + int(now)], current, capacity)
-
-    def _actuate(self, timeline: Timeline, now: float, plan: Plan, decision: Decision,
-                 serving: dict[str, list[int]]) -> _Pending:
-        new_serving: dict[str, list[int]] = {}
-        removed: list[int] = []
-        shrinks: list[tuple[int, float]] = []
-        ready = now
-        for v in plan.variants:
-            old = serving.get(v.name, [])
-            old_cores = timeline.instances[old[0]].cores_at(now + 1e9) if old else None
-            ids: list[int] = []
-            if old and old_cores is not None and (abs(old_cores - v.cpu_cores) < 1e-9 or decision.resize == "in_place"):
-                ids = old[:v.replicas]
-                removed += old[v.replicas:]
-                if v.cpu_cores > old_cores + 1e-9:  # grow at once
-                    at = now + self.in_place_delay_s
-                    for iid in ids:
-                        timeline.instances[iid].sizes.append((at, v.cpu_cores))
-                    ready = max(ready, at)
-                elif v.cpu_cores < old_cores - 1e-9:  # shrink only once the rest of the new plan serves
-                    shrinks += [(iid, v.cpu_cores) for iid in ids]
-            else:
-                removed += old
-            while len(ids) < v.replicas:
-                start = now + self.cold_start_s(v.name)
-                ids.append(self._new(timeline, v.name, v.cpu_cores, now, start))
-                ready = max(ready, start)
-            new_serving[v.name] = ids
-        for name, ids in serving.items():
-            if name not in new_serving:
-                removed += ids
-        if shrinks:
-            at = max(ready, now + self.in_place_delay_s)
-            for iid, cores in shrinks:
-                timeline.instances[iid].sizes.append((at, cores))
-            ready = max(ready, at) if ready > now else ready
-        return _Pending(ready, removed, plan, new_serving)
-
-    def _switch(self, timeline: Timeline, pending: _Pending) -> tuple[Plan, dict[str, list[int]]]:
-        for iid in pending.removed:
-            timeline.instances[iid].end_s = pending.switch_s
-        timeline.epochs.append(self._epoch(pending.switch_s, pending.plan, pending.serving))
-        return pending.plan, pending.serving
+        for inst in timeline.instances.values():
+            if inst.serves_at(t):
+                serving.setdefault(inst.variant, []).append(inst.id)
+        shares = {v: w for v, w in split.items() if serving.get(v)}
+        if sum(shares.values()) <= 0:  # nothing routed can serve: every serving instance alike
+            shares = dict.fromkeys(serving, 1.0)
+        total = sum(shares.values())
+        ids = tuple(i for v in sorted(shares) for i in sorted(serving[v]))
+        weights = tuple(shares[v] / total / len(serving[v]) for v in sorted(shares) for _ in serving[v])
+        if out and out[-1].instances == ids and out[-1].weights == weights:
+            continue
+        out.append(Epoch(t, ids, weights))
+    return out
 
 
 # --------------------------------------------------------------------------- serving the requests
@@ -237,10 +132,11 @@ class Served:
 def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceModel) -> Served:
     n = arrivals_s.size
     target = np.full(n, -1, dtype=np.int64)
-    starts = np.array([e.start_s for e in timeline.epochs])
+    routing = epochs(timeline)
+    starts = np.array([e.start_s for e in routing])
     bounds = np.searchsorted(arrivals_s, starts, side="left")
     bounds = np.append(bounds, n)
-    for k, epoch in enumerate(timeline.epochs):
+    for k, epoch in enumerate(routing):
         lo, hi = int(bounds[k]), int(bounds[k + 1])
         if hi <= lo or not epoch.instances:
             continue
@@ -274,12 +170,25 @@ def allocated_cores(timeline: Timeline, t_s: FloatArray) -> FloatArray:
     """Cores allocated (starting, serving or draining instances) at each time of ``t_s``."""
     total = np.zeros(t_s.size)
     for inst in timeline.instances.values():
-        alive = (t_s >= inst.cost_from_s) & (t_s < inst.end_s)
-        cores = np.full(t_s.size, inst.sizes[0][1])
-        for start, value in inst.sizes[1:]:
-            cores[t_s >= start] = value
-        total += np.where(alive, cores, 0.0)
+        total += _instance_cores(inst, t_s)
     return total
+
+
+def _instance_cores(inst: SimInstance, t_s: FloatArray) -> FloatArray:
+    alive = (t_s >= inst.cost_from_s) & (t_s < inst.end_s)
+    cores = np.full(t_s.size, inst.sizes[0][1])
+    for start, value in inst.sizes[1:]:
+        cores[t_s >= start] = value
+    out: FloatArray = np.where(alive, cores, 0.0)
+    return out
+
+
+def variant_cores(timeline: Timeline, t_s: FloatArray) -> dict[str, FloatArray]:
+    """Per variant, the cores allocated at each time of ``t_s``."""
+    out: dict[str, FloatArray] = {}
+    for inst in timeline.instances.values():
+        out[inst.variant] = out.get(inst.variant, np.zeros(t_s.size)) + _instance_cores(inst, t_s)
+    return out
 
 
 def average_cores(timeline: Timeline, duration_s: float) -> float:
@@ -298,9 +207,10 @@ def average_cores(timeline: Timeline, duration_s: float) -> float:
 def provisioned_capacity(timeline: Timeline, profile: Profile, t_s: FloatArray) -> FloatArray:
     """Capacity at the SLO (profile figures) of the instances the router sends to, at each time."""
     out = np.zeros(t_s.size)
-    starts = np.array([e.start_s for e in timeline.epochs])
+    routing = epochs(timeline)
+    starts = np.array([e.start_s for e in routing])
     index = np.searchsorted(starts, t_s, side="right") - 1
-    for k, epoch in enumerate(timeline.epochs):
+    for k, epoch in enumerate(routing):
         mask = index == k
         if not mask.any():
             continue
@@ -309,10 +219,3 @@ def provisioned_capacity(timeline: Timeline, profile: Profile, t_s: FloatArray) 
             for j in np.flatnonzero(mask):
                 out[j] += profile.capacity_rps(inst.variant, inst.cores_at(float(t_s[j])))
     return out
-
-
-def plan_of(variants: list[tuple[str, float]], spec: InferenceServiceSpec, profile: Profile) -> Plan:
-    """A plan from ``[(variant, cores)]`` (equal weights) — for tests and start configurations."""
-    items = tuple(VariantPlan(n, c, weight=1.0 / len(variants), capacity_rps=profile.capacity_rps(n, c),
-                              accuracy=spec.variant(n).accuracy) for n, c in variants)
-    return Plan(items, cost_cpu=sum(c for _, c in variants))

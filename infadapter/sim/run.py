@@ -15,24 +15,24 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from infadapter.control import Controller, Latencies, StartsOnAPlan, policy_options
 from infadapter.planning import Plan, static_plan
 from infadapter.policies import make_policy
 from infadapter.profiles import Profile
+from infadapter.sim.actuator import SimActuator
 from infadapter.sim.engine import (
-    IN_PLACE_DELAY_S,
-    STARTUP_S,
     FloatArray,
-    Loop,
     Served,
     Timeline,
     allocated_cores,
     average_cores,
     provisioned_capacity,
     serve_requests,
+    variant_cores,
 )
 from infadapter.sim.service import ServiceModel
 from infadapter.sim.traffic import ArrivalMode, arrival_times
@@ -40,6 +40,8 @@ from infadapter.spec import InferenceServiceSpec
 
 SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations")
 BIN_S = 10
+#: settles at one instant at most
+STEPS_PER_INSTANT = 4
 
 
 @dataclass
@@ -61,6 +63,29 @@ def default_start(spec: InferenceServiceSpec, profile: Profile) -> Plan:
     return static_plan(spec, profile, {best.name: cores})
 
 
+def run_controller(controller: Controller, actuator: SimActuator, history_rps: FloatArray, pre_s: int, duration_s: int) -> None:
+    """Step ``controller`` every second of the window, and settle it at the instants it expects a change."""
+    timeline = actuator.timeline
+    state = controller.initial_state()
+    t, again = 0.0, 0
+    while t < duration_s:
+        if again or not float(t).is_integer():
+            step, state = controller.settle(state, t, actuator.state(t))
+        else:
+            step, state = controller.step(state, t, history_rps[: pre_s + int(t)], actuator.state(t))
+        if step.action is not None:
+            actuator.execute(step.action, t)
+        if step.record is not None:
+            timeline.records.append(step.record)
+        timeline.reconfigurations += int(step.reconfigured)
+        if step.wake_s <= t and again < STEPS_PER_INSTANT:
+            again += 1  # settle again now: e.g. a split the router confirms at once lets a leaving variant go
+        else:
+            again = 0
+            next_second = math.floor(t) + 1.0
+            t = step.wake_s if t < step.wake_s < next_second else next_second
+
+
 def summarise(served: Served, timeline: Timeline, slo_s: float, duration_s: float) -> dict[str, float]:
     n = served.latency_s.size
     dropped = np.isnan(served.latency_s)
@@ -76,8 +101,7 @@ def summarise(served: Served, timeline: Timeline, slo_s: float, duration_s: floa
     }
 
 
-def series_of(served: Served, arrivals_s: FloatArray, timeline: Timeline, profile: Profile, trace_rps: FloatArray,
-              slo_s: float) -> dict[str, FloatArray]:
+def series_of(served: Served, arrivals_s: FloatArray, timeline: Timeline, profile: Profile, trace_rps: FloatArray, slo_s: float) -> dict[str, FloatArray]:
     """Per-second series for the report (latency and violations per ``BIN_S``-second bin, held)."""
     duration = trace_rps.size
     t = np.arange(duration, dtype=np.float64)
@@ -104,11 +128,8 @@ def series_of(served: Served, arrivals_s: FloatArray, timeline: Timeline, profil
         violation[lo:hi] = (np.count_nonzero(good > slo_s) + (lat.size - good.size)) / lat.size
     forecast = np.full(duration, np.nan)
     for when, value in timeline.forecast_rps:
-        forecast[int(when):] = value
-    variant_cores: dict[str, FloatArray] = {}
-    for inst in timeline.instances.values():
-        cores = allocated_cores(Timeline(instances={inst.id: inst}), t + 0.5)
-        variant_cores[inst.variant] = variant_cores.get(inst.variant, np.zeros(duration)) + cores
+        forecast[int(when) :] = value
+    per_variant = variant_cores(timeline, t + 0.5)
     return {
         "t_s": t,
         "load_rps": np.nan_to_num(trace_rps, nan=0.0),
@@ -118,7 +139,7 @@ def series_of(served: Served, arrivals_s: FloatArray, timeline: Timeline, profil
         "accuracy": accuracy,
         "p99_ms": p99,
         "violation_ratio": violation,
-        **{f"cores:{name}": values for name, values in sorted(variant_cores.items())},
+        **{f"cores:{name}": values for name, values in sorted(per_variant.items())},
     }
 
 
@@ -131,33 +152,41 @@ def simulate(
     pre_history_rps: FloatArray | None = None,
     seed: int = 0,
     arrivals: ArrivalMode = "poisson",
-    start: Plan | None = None,
+    start: Plan | Literal["cold"] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
-    startup_s: float = STARTUP_S,
-    in_place_delay_s: float = IN_PLACE_DELAY_S,
+    latencies: Latencies | None = None,
     with_series: bool = False,
 ) -> dict[str, PolicyRun]:
-    """Run every policy in ``policies`` over ``trace_rps`` (per-second arrivals from t = 0)."""
+    """Run every policy in ``policies`` over ``trace_rps`` (per-second arrivals from t = 0).
+
+    ``start``: what runs, ready, when the window begins — by default the paper's start (the most
+    accurate variant on the whole budget); ``"cold"``: nothing (the controller's cold start, as for a
+    new service). A policy that starts on its own plan (static, VPA) starts on it.
+    """
     trace = np.asarray(trace_rps, dtype=np.float64)
     pre = np.asarray(pre_history_rps if pre_history_rps is not None else np.empty(0), dtype=np.float64)
     history = np.concatenate((pre, trace))
     times = arrival_times(trace, np.random.default_rng(seed), arrivals)
     model = ServiceModel(profile, spec.slo.latency_ms, spec.slo.percentile)
     slo_s = spec.slo.latency_ms / 1000.0
-    loop = Loop(spec, profile, startup_s=startup_s, in_place_delay_s=in_place_delay_s)
-    begin = start if start is not None else default_start(spec, profile)
+    latencies = latencies or Latencies()
+    begin = default_start(spec, profile) if start is None else start
     runs: dict[str, PolicyRun] = {}
     for name in policies:
         clock = time.perf_counter()
-        extra = dict((options or {}).get(name, {}))
+        extra = {**policy_options(name, latencies), **(options or {}).get(name, {})}
         if name == "oracle":
             extra.setdefault("future_rps", trace)
         policy = make_policy(name, spec, profile, **extra)
-        initial = policy.initial_plan() if hasattr(policy, "initial_plan") else begin
-        timeline = loop.run(policy, history, pre.size, trace.size, initial)
+        timeline = Timeline()
+        actuator = SimActuator(spec, latencies, timeline)
+        if isinstance(policy, StartsOnAPlan):
+            actuator.deploy(policy.initial_plan())
+        elif isinstance(begin, Plan):
+            actuator.deploy(begin)
+        run_controller(Controller(spec, profile, policy, latencies=latencies, name=name), actuator, history, pre.size, trace.size)
         served = serve_requests(timeline, times, model)
         summary = summarise(served, timeline, slo_s, float(trace.size))
         series = series_of(served, times, timeline, profile, trace, slo_s) if with_series else {}
-        runs[name] = PolicyRun(name, summary, series, timeline, list(getattr(policy, "notes", [])),
-                               time.perf_counter() - clock)
+        runs[name] = PolicyRun(name, summary, series, timeline, list(getattr(policy, "notes", [])), time.perf_counter() - clock)
     return runs

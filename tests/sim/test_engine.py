@@ -7,31 +7,38 @@ import math
 import numpy as np
 import pytest
 
+from infadapter.control import Controller, Latencies
 from infadapter.planning import Plan
 from infadapter.policies import Decision, Observation
 from infadapter.policies.ours import OursState
 from infadapter.profiles import Profile, ProfilePoint
-from infadapter.sim.engine import Loop, serve_requests
-from infadapter.sim.run import simulate
+from infadapter.sim.actuator import SimActuator
+from infadapter.sim.engine import Timeline, average_cores, epochs, serve_requests
+from infadapter.sim.run import run_controller, simulate
 from infadapter.sim.service import ServiceModel
 from infadapter.sim.traffic import arrival_times, quantise, route, swrr_cycle
 from infadapter.spec import parse_spec
 
-SPEC = parse_spec({
-    "modelName": "m",
-    "variants": [
-        {"name": "fast", "accuracy": 0.70, "loadTimeSeconds": 6.0},
-        {"name": "slow", "accuracy": 0.78, "loadTimeSeconds": 8.0},
-    ],
-    "slo": {"latencyMs": 750},
-    "budget": {"cpu": 8},
-    "resources": {"minCpu": 1, "maxCpu": 8, "cpuStep": 1},
-    "adaptation": {"intervalSeconds": 10},
-})
-PROFILE = Profile(750.0, {
-    "fast": tuple(ProfilePoint(float(c), 20.0 * c) for c in range(1, 9)),
-    "slow": tuple(ProfilePoint(float(c), 5.0 * c) for c in range(1, 9)),
-})
+SPEC = parse_spec(
+    {
+        "modelName": "m",
+        "variants": [
+            {"name": "fast", "accuracy": 0.70, "loadTimeSeconds": 6.0},
+            {"name": "slow", "accuracy": 0.78, "loadTimeSeconds": 8.0},
+        ],
+        "slo": {"latencyMs": 750},
+        "budget": {"cpu": 8},
+        "resources": {"minCpu": 1, "maxCpu": 8, "cpuStep": 1},
+        "adaptation": {"intervalSeconds": 10},
+    }
+)
+PROFILE = Profile(
+    750.0,
+    {
+        "fast": tuple(ProfilePoint(float(c), 20.0 * c) for c in range(1, 9)),
+        "slow": tuple(ProfilePoint(float(c), 5.0 * c) for c in range(1, 9)),
+    },
+)
 
 
 def test_static_plan_over_a_constant_trace_gives_the_analytical_utilisation() -> None:
@@ -69,8 +76,18 @@ class _Switch:
 
     def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
         if obs.now_s == self.at_s:
-            return Decision(self.target, "variant_change", resize=self.resize), state  # type: ignore[arg-type]
-        return Decision(None, "hold"), state
+            return Decision(self.target, resize=self.resize), state  # type: ignore[arg-type]
+        return Decision(None), state
+
+
+def _run(policy: _Switch, trace: np.ndarray, start: Plan, latencies: Latencies | None = None) -> Timeline:
+    """The controller over ``trace`` against simulated servers that run ``start`` at t = 0."""
+    latencies = latencies or Latencies()
+    timeline = Timeline()
+    actuator = SimActuator(SPEC, latencies, timeline)
+    actuator.deploy(start)
+    run_controller(Controller(SPEC, PROFILE, policy, latencies=latencies), actuator, trace, 0, trace.size)  # type: ignore[arg-type]
+    return timeline
 
 
 def _plan(*items: tuple[str, float, float]) -> Plan:
@@ -81,15 +98,12 @@ def _plan(*items: tuple[str, float, float]) -> Plan:
 
 
 def test_make_before_break_counts_both_instances_until_the_new_one_serves() -> None:
-    loop = Loop(SPEC, PROFILE, startup_s=4.0)
     policy = _Switch(_plan(("slow", 6.0, 1.0)), at_s=100.0, resize="recreate")
-    timeline = loop.run(policy, np.full(300, 20.0), 0, 300, _plan(("fast", 2.0, 1.0)))
-    from infadapter.sim.engine import average_cores
-
+    timeline = _run(policy, np.full(300, 20.0), _plan(("fast", 2.0, 1.0)), Latencies(startup_s=4.0))
     cold = 8.0 + 4.0  # slow's load time + start-up
     expected = (2.0 * (100.0 + cold) + 6.0 * (300.0 - 100.0)) / 300.0
     assert average_cores(timeline, 300.0) == pytest.approx(expected)
-    assert [e.start_s for e in timeline.epochs] == [0.0, 100.0 + cold]
+    assert [e.start_s for e in epochs(timeline)] == [0.0, 100.0 + cold]
     assert timeline.reconfigurations == 1
     served = serve_requests(timeline, arrival_times(np.full(300, 20.0), np.random.default_rng(0)), ServiceModel(PROFILE))
     before = np.isclose(served.accuracy, 0.70)
@@ -97,11 +111,8 @@ def test_make_before_break_counts_both_instances_until_the_new_one_serves() -> N
 
 
 def test_in_place_resize_has_no_cold_start() -> None:
-    loop = Loop(SPEC, PROFILE, in_place_delay_s=1.0)
     policy = _Switch(_plan(("fast", 6.0, 1.0)), at_s=100.0, resize="in_place")
-    timeline = loop.run(policy, np.full(300, 20.0), 0, 300, _plan(("fast", 2.0, 1.0)))
-    from infadapter.sim.engine import average_cores
-
+    timeline = _run(policy, np.full(300, 20.0), _plan(("fast", 2.0, 1.0)), Latencies(in_place_s=1.0))
     assert len(timeline.instances) == 1
     assert average_cores(timeline, 300.0) == pytest.approx((2.0 * 101.0 + 6.0 * 199.0) / 300.0)
 
@@ -128,14 +139,11 @@ def test_arrivals_follow_the_trace_counts() -> None:
 
 def test_same_seed_same_result_and_every_summary_field_present() -> None:
     trace = np.concatenate((np.full(200, 30.0), np.full(100, 90.0), np.full(200, 30.0)))
-    a = simulate(SPEC, PROFILE, trace, ["ours", "infadapter-paper", "msplus", "vpa:fast", "oracle"], seed=7,
-                 pre_history_rps=np.full(3600, 30.0))
-    b = simulate(SPEC, PROFILE, trace, ["ours", "infadapter-paper", "msplus", "vpa:fast", "oracle"], seed=7,
-                 pre_history_rps=np.full(3600, 30.0))
+    a = simulate(SPEC, PROFILE, trace, ["ours", "infadapter-paper", "msplus", "vpa:fast", "oracle"], seed=7, pre_history_rps=np.full(3600, 30.0))
+    b = simulate(SPEC, PROFILE, trace, ["ours", "infadapter-paper", "msplus", "vpa:fast", "oracle"], seed=7, pre_history_rps=np.full(3600, 30.0))
     for name in a:
         assert a[name].summary == b[name].summary
-        assert set(a[name].summary) == {"slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms",
-                                        "dropped_ratio", "reconfigurations"}
+        assert set(a[name].summary) == {"slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations"}
     c = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=8)
     d = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=7)
     assert c["static:fast@4"].summary["p99_latency_ms"] != d["static:fast@4"].summary["p99_latency_ms"]
@@ -151,17 +159,14 @@ def test_ours_follows_a_step_and_a_warm_variant_avoids_the_cold_start() -> None:
     assert runs["oracle"].summary["avg_cpu"] <= runs["ours"].summary["avg_cpu"] + 0.5
     warm = simulate(SPEC, PROFILE, trace, ["ours"], seed=3, pre_history_rps=history, options={"ours": {"keep_warm": "fast"}})
     assert warm["ours"].summary["slo_violation_ratio"] < min(0.01, cold / 3)
-    assert all(d.plan is None or d.plan.variant("fast") is not None for d in (x.decision for x in warm["ours"].timeline.decisions))
+    assert all("fast" in record.plan for record in warm["ours"].timeline.records)
 
 
 def test_a_one_core_instance_matches_the_pollaczek_khinchine_mean_latency() -> None:
     """M/D/1: mean latency = D + λD² / (2(1 − λD)), utilisation λD (Poisson counts, uniform in each second)."""
     rate = 10.0
     trace = np.random.default_rng(5).poisson(rate, 3000).astype(np.float64)
-    from infadapter.sim.engine import Loop
-
-    timeline = Loop(SPEC, PROFILE).run(_Switch(_plan(("fast", 1.0, 1.0)), at_s=-1.0, resize="in_place"), trace, 0, 3000,
-                                       _plan(("fast", 1.0, 1.0)))
+    timeline = _run(_Switch(_plan(("fast", 1.0, 1.0)), at_s=-1.0, resize="in_place"), trace, _plan(("fast", 1.0, 1.0)))
     times = arrival_times(trace, np.random.default_rng(6))
     served = serve_requests(timeline, times, ServiceModel(PROFILE))
     d = ServiceModel(PROFILE).size("fast", 1.0).service_s

@@ -1,0 +1,120 @@
+"""Make-before-break, the split that follows ready capacity, resize kinds and acting only on change, step by step."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from infadapter.control import Action, ActuatorState, Controller, VariantState, actuation, split
+
+from .fixtures import PROFILE, SPEC, Scripted, plan, running, steady
+
+T0 = 5_000.0
+
+
+def _names(action: Action | None) -> list[tuple[str, float]]:
+    assert action is not None
+    return sorted((v.name, v.cpu_cores) for v in action.variants)
+
+
+def test_a_leaving_variant_stays_until_the_new_one_serves_and_the_router_confirms_the_split() -> None:
+    policy = Scripted(plans=[plan(("slow", 6.0, 1.0), load_rps=20.0)], resize="recreate")
+    controller = Controller(SPEC, PROFILE, policy)
+    state = controller.initial_state()
+    history = steady(20.0)
+    step, state = controller.step(state, T0, history, running(("fast", 2.0, True), weights={"fast": 1.0}))
+    assert step.reconfigured and step.record is not None and step.record.reason == "variant_change"
+    assert _names(step.action) == [("fast", 2.0), ("slow", 6.0)]
+    assert step.action is not None and step.action.weights == {"fast": 1.0}  # slow is not ready: fast carries the load
+    assert step.wake_s == pytest.approx(T0 + 8.0 + 4.0)  # slow's cold start
+    starting = running(("fast", 2.0, True), ("slow", 6.0, False), weights={"fast": 1.0})
+    step, state = controller.step(state, T0 + 5, history, starting)
+    assert step.action is None and step.record is None, "nothing changes while slow starts"
+    ready = running(("fast", 2.0, True), ("slow", 6.0, True), weights={"fast": 1.0})
+    step, state = controller.step(state, T0 + 12, history, ready)
+    assert _names(step.action) == [("fast", 2.0), ("slow", 6.0)], "fast stays until the router sends it nothing"
+    assert step.action is not None and step.action.weights == {"slow": 1.0}
+    assert step.wake_s == T0 + 12  # the split is confirmed after weights_s = 0: step again now
+    confirmed = running(("fast", 2.0, True), ("slow", 6.0, True), weights={"slow": 1.0})
+    step, state = controller.step(state, T0 + 12, history, confirmed)
+    assert _names(step.action) == [("slow", 6.0)]
+    step, state = controller.step(state, T0 + 13, history, running(("slow", 6.0, True), weights={"slow": 1.0}))
+    assert step.action is None and state.since_s is None, "converged"
+
+
+def test_the_split_follows_ready_capacity_while_a_resize_is_under_way() -> None:
+    target = plan(("fast", 2.0, 1.0), load_rps=30.0)  # 40 rps planned, 30 rps to serve
+    growing = ActuatorState((VariantState("fast", 2.0, 1, (1.0,)), VariantState("slow", 8.0, 1, (8.0,))), {"slow": 1.0})
+    weights = split(target, growing, PROFILE)  # fast serves 20 of its 30 now; slow (leaving) the other 10
+    assert weights == pytest.approx({"fast": 2 / 3, "slow": 1 / 3})
+    grown = ActuatorState((VariantState("fast", 2.0, 1, (2.0,)), VariantState("slow", 8.0, 1, (8.0,))), weights)
+    assert split(target, grown, PROFILE) == {"fast": 1.0}
+
+
+def test_an_in_place_shrink_waits_for_the_new_capacity_and_goes_one_resize_before_it() -> None:
+    policy = Scripted(plans=[plan(("fast", 2.0, 0.5), ("slow", 4.0, 0.5), load_rps=40.0)])
+    controller = Controller(SPEC, PROFILE, policy)
+    step, state = controller.step(controller.initial_state(), T0, steady(40.0), running(("fast", 4.0, True), weights={"fast": 1.0}))
+    assert _names(step.action) == [("fast", 4.0), ("slow", 4.0)], "fast keeps its 4 cores while slow starts"
+    assert step.wake_s == pytest.approx(T0 + 11.0)  # slow serves at 12; the 1-s resize goes at 11
+    starting = ActuatorState((VariantState("fast", 4.0, 1, (4.0,)), VariantState("slow", 4.0, 1, ())), {"fast": 1.0})
+    step, state = controller.step(state, T0 + 11, steady(40.0), starting)
+    assert _names(step.action) == [("fast", 2.0), ("slow", 4.0)]
+
+
+def test_fewer_replicas_wait_like_a_leaving_variant() -> None:
+    target = plan(("slow", 8.0, 1.0), load_rps=30.0)  # one replica of 40 rps for 30 rps
+    one_ready = ActuatorState((VariantState("slow", 8.0, 2, (8.0,)),), {"slow": 1.0})
+    assert actuation(target, one_ready, PROFILE, in_place=True).variants[0].replicas == 1, "covered: the extra goes"
+    same_size = ActuatorState((VariantState("slow", 8.0, 3, (8.0,)),), {"slow": 1.0})  # 2 replicas still starting
+    target_two = plan(("slow", 8.0, 1.0), load_rps=60.0)
+    two = replace(target_two.variants[0], replicas=2, capacity_rps=80.0)
+    held = actuation(replace(target_two, variants=(two,)), same_size, PROFILE, in_place=True)
+    assert held.variants[0].replicas == 3, "not covered: no replica goes first"
+    small = ActuatorState((VariantState("slow", 2.0, 2, (2.0, 2.0)),), {"slow": 1.0})  # 20 rps
+    replaced = actuation(target, small, PROFILE, in_place=False)
+    assert (replaced.variants[0].cpu_cores, replaced.variants[0].replicas) == (8.0, 1), "the actuator replaces them, new first"
+
+
+def test_the_resize_kind_is_the_decisions_unless_the_actuator_cannot_resize_in_place() -> None:
+    grow = plan(("fast", 4.0, 1.0), load_rps=60.0)
+    for resize, can, expected in (("in_place", True, True), ("recreate", True, False), ("in_place", False, False)):
+        controller = Controller(SPEC, PROFILE, Scripted(plans=[grow], resize=resize))
+        step, _ = controller.step(controller.initial_state(), T0, steady(60.0),
+                                  running(("fast", 2.0, True), weights={"fast": 1.0}, in_place=can))  # fmt: skip
+        assert step.action is not None and step.action.variants[0].in_place is expected, (resize, can)
+
+
+def test_decisions_wait_for_a_transition_at_most_settle_timeout_s() -> None:
+    policy = Scripted(plans=[plan(("slow", 4.0, 1.0), load_rps=18.0), None, None])
+    controller = Controller(SPEC, PROFILE, policy, settle_timeout_s=25.0)
+    state = controller.initial_state()
+    stuck = running(("fast", 2.0, True), ("slow", 4.0, False), weights={"fast": 1.0})  # slow never gets ready
+    for second in range(31):
+        _, state = controller.step(state, T0 + second, steady(18.0), stuck if second else running(("fast", 2.0, True)))
+    assert policy.decided_at == [0.0, 25.0, 30.0]  # the ticks at 10 and 20 waited; then it decides on what is ready
+    assert policy.seen[1].provisioned_capacity_rps == pytest.approx(40.0)
+
+
+def test_a_repeated_state_is_acted_on_once() -> None:
+    policy = Scripted(plans=[plan(("fast", 3.0, 1.0), load_rps=50.0)])
+    controller = Controller(SPEC, PROFILE, policy)
+    before = running(("fast", 2.0, True), weights={"fast": 1.0})
+    first, state = controller.step(controller.initial_state(), T0, steady(50.0), before)
+    assert first.action is not None and first.reconfigured
+    resizing = ActuatorState((VariantState("fast", 3.0, 1, (2.0,)),), {"fast": 1.0})
+    again, state = controller.step(state, T0 + 0.5, steady(50.0), resizing)
+    assert again.action is None
+    forgotten, _ = controller.step(state, T0 + 1, steady(50.0), before)  # the actuator lost it (a restart)
+    assert forgotten.action is not None and _names(forgotten.action) == [("fast", 3.0)]
+
+
+def test_settle_moves_a_transition_along_without_deciding() -> None:
+    policy = Scripted(plans=[plan(("slow", 6.0, 1.0), load_rps=20.0)], burst_at_s=(12.5,))
+    controller = Controller(SPEC, PROFILE, policy)
+    step, state = controller.step(controller.initial_state(), T0, steady(20.0), running(("fast", 2.0, True), weights={"fast": 1.0}))
+    ready = running(("fast", 2.0, True), ("slow", 6.0, True), weights={"fast": 1.0})
+    step, state = controller.settle(state, step.wake_s + 0.5, ready)
+    assert policy.decided_at == [0.0], "no decision: the burst check at 12.5 is the step's, not settle's"
+    assert step.action is not None and step.action.weights == {"slow": 1.0} and step.record is None
