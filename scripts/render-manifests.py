@@ -34,6 +34,9 @@ MONITORING = {
     "dashboard": {"enabled": True},
 }
 HEADER = "# Rendered from manifests/chart by scripts/render-manifests.py ({what}). Do not edit: edit the chart and re-run.\n"
+#: the chart requires an image (none is published): the rendered manifests name the one e2e/Dockerfile.operator
+#: builds locally (docker build -f e2e/Dockerfile.operator -t infadapter:0.1.0 .); replace it with your registry's
+IMAGE = {"image": {"repository": "infadapter"}}
 
 
 def render(values: dict[str, Any] | None = None, *, release: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, str]:
@@ -42,7 +45,7 @@ def render(values: dict[str, Any] | None = None, *, release: str = RELEASE, name
 
     chart = helm_python.Chart.load(str(CHART))
     try:
-        merged: dict[str, str] = chart.render(values or {}, name=release, namespace=namespace, is_install=True)
+        merged: dict[str, str] = chart.render(IMAGE | (values or {}), name=release, namespace=namespace, is_install=True)
     finally:
         chart.close()
     return merged
@@ -66,7 +69,7 @@ def outputs() -> dict[Path, str]:
     monitoring = [d for d in documents(render(MONITORING)) if d["kind"] in kinds or d["metadata"]["name"].endswith("-dashboard")]
     dump = lambda docs: yaml.safe_dump_all(docs, sort_keys=False, width=200)  # noqa: E731
     return {
-        RENDERED / "infadapter.yaml": HEADER.format(what="CRDs + operator, default values") + dump(main),
+        RENDERED / "infadapter.yaml": HEADER.format(what="CRDs + operator, default values, image infadapter:0.1.0") + dump(main),
         RENDERED / "infadapter-monitoring.yaml": HEADER.format(what="prometheus-operator objects and the Grafana dashboard") + dump(monitoring),
     }
 

@@ -129,7 +129,7 @@ class Observer:
     def __init__(self, url: str, *, timeout_s: float = 5.0, retries: int = 1, scrape_interval_s: float = 1.0) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
-        #: how often Prometheus scrapes the router: the history's ``irate`` looks back 3 intervals
+        #: how often Prometheus scrapes the router: the history's ``irate`` looks back 4 intervals
         self.scrape_interval_s = scrape_interval_s
         self._client = PrometheusConnect(
             url=self.url,
@@ -244,7 +244,8 @@ class Observer:
         step function. Long ranges are fetched in chunks (Prometheus returns at most 11,000 points per
         series and query).
         """
-        lookback = lookback_s if lookback_s is not None else max(5.0, 3.0 * self.scrape_interval_s)
+        # irate needs two samples inside the lookback: four scrape intervals survive a missed scrape
+        lookback = lookback_s if lookback_s is not None else max(5.0, 4.0 * self.scrape_interval_s)
         query = arrival_history_query(namespace, name, lookback)
         start, end = math.floor(start_s), math.floor(end_s)
         history = np.full(end - start + 1, np.nan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -26,8 +27,11 @@ class OperatorConfig:
     timer_resolution_s: float = 1.0
     #: Prometheus query timeout (``INFADAPTER_PROMETHEUS_TIMEOUT_S``)
     prometheus_timeout_s: float = 5.0
-    #: the rate() window for the observed load (``INFADAPTER_RATE_WINDOW_S``)
-    rate_window_s: float = 60.0
+    #: how often Prometheus scrapes the routers (``INFADAPTER_SCRAPE_INTERVAL_S``: seconds or a duration such as
+    #: ``5s``; the chart passes its PodMonitor's interval): the observed history's window follows it
+    scrape_interval_s: float = 5.0
+    #: how long a Deferred or in-progress in-place resize is waited on before a rollout (``INFADAPTER_RESIZE_WAIT_S``)
+    resize_wait_s: float = 60.0
     #: keep the last N seconds of the per-second history in memory per resource (bounded memory)
     max_history_s: int = 3600
     #: serve the infadapter_* metrics on this port, 0 = not at all (``INFADAPTER_METRICS_PORT``)
@@ -53,6 +57,16 @@ class OperatorConfig:
                 return default
             return value
 
+        def duration(key: str, default: float) -> float:
+            raw = (env.get(key) or "").strip()
+            if raw == "":
+                return default
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", raw)
+            if match is None or float(match[1]) <= 0:
+                errors.append(FieldError(key, f"{raw!r} is not a positive duration", "set seconds (5) or a duration (5s, 500ms, 1m)"))
+                return default
+            return float(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}.get(match[2] or "s", 1.0)
+
         defaults = Images()
         images = Images(
             triton=env.get("INFADAPTER_TRITON_IMAGE", defaults.triton),
@@ -74,7 +88,8 @@ class OperatorConfig:
             kube_server=env.get("INFADAPTER_KUBE_SERVER", ""),
             timer_resolution_s=number("INFADAPTER_TIMER_RESOLUTION_S", 1.0),
             prometheus_timeout_s=number("INFADAPTER_PROMETHEUS_TIMEOUT_S", 5.0),
-            rate_window_s=number("INFADAPTER_RATE_WINDOW_S", 60.0),
+            scrape_interval_s=duration("INFADAPTER_SCRAPE_INTERVAL_S", 5.0),
+            resize_wait_s=number("INFADAPTER_RESIZE_WAIT_S", 60.0),
             max_history_s=int(number("INFADAPTER_MAX_HISTORY_S", 3600)),
             metrics_port=int(env.get("INFADAPTER_METRICS_PORT") or 0) if (env.get("INFADAPTER_METRICS_PORT") or "0").isdigit() else 0,
             images=images,

@@ -209,7 +209,7 @@ def decide(mem: Memory, res: Resource, profile: Profile, history: npt.NDArray[np
 
 
 async def act(rt: Runtime, mem: Memory, res: Resource, plan: Plan) -> ApplyResult:
-    options = ApplyOptions(images=rt.config.images, in_place_supported=mem.in_place_supported)
+    options = ApplyOptions(images=rt.config.images, in_place_supported=mem.in_place_supported, resize_wait_s=rt.config.resize_wait_s)
     result = await apply_plan(rt.api, res.owner, res.spec, plan, options)
     mem.in_place_supported = result.in_place_supported
     return result
@@ -255,6 +255,7 @@ def report(
         waiting = sorted({v.name for v in shown.variants} - applied.ready) if shown else []
         message = f"waiting for {', '.join(waiting)} to be ready" if waiting else ("rolling out" if progressing else "all variants ready, weights applied")
         conditions.append(Condition("Progressing", progressing, "Reconfiguring" if progressing else "Converged", message))
+        conditions.append(resize_condition(applied))
         ready = bool(applied.ready) and not error
         conditions.append(Condition("Ready", ready, "Serving" if ready else "NoReadyVariant",
                                     f"serving through {', '.join(sorted(applied.ready))}" if ready else "no variant has a ready replica yet"))  # fmt: skip
@@ -291,6 +292,20 @@ def report(
     if mem.policy is not None and hasattr(mem.state, "to_dict") and due_checkpoint:
         status["checkpoint"] = {"name": mem.policy.name, "policy": _json_safe(mem.state.to_dict())}
     return status
+
+
+def resize_condition(applied: ApplyResult) -> Condition:
+    """In-place resize as the kubelets report it: done, waited on (Deferred, InProgress), or replaced by a rollout."""
+    fallback = [m for m in applied.messages if "rolling out" in m or "refused" in m]
+    if fallback:
+        return Condition("InPlaceResize", False, "RolledOut", "; ".join(fallback)[:1000])
+    waiting = {pod: state for pod, state in sorted(applied.resizes.items()) if state != "Resized"}
+    if waiting:
+        reason = "Infeasible" if "Infeasible" in waiting.values() else ("Deferred" if "Deferred" in waiting.values() else "InProgress")
+        return Condition("InPlaceResize", False, reason, ", ".join(f"{pod}: {state}" for pod, state in waiting.items())[:1000])
+    if applied.resized_pods:
+        return Condition("InPlaceResize", False, "InProgress", f"resize requested for {', '.join(applied.resized_pods)}"[:1000])
+    return Condition("InPlaceResize", True, "Done", "every pod runs at its planned size")
 
 
 def _json_safe(value: Any) -> Any:

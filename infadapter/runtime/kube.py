@@ -21,8 +21,10 @@ are published; every pod runs non-root with a read-only root filesystem and no c
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from infadapter.planning import Plan
@@ -116,9 +118,38 @@ def cpu_quantity(cores: float) -> str:
     return f"{round(cores * 1000)}m"
 
 
+_QUANTITY_SUFFIXES = {
+    "": Decimal(1), "m": Decimal("0.001"), "u": Decimal("1e-6"), "n": Decimal("1e-9"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}  # fmt: skip
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[munkMGTPE]))?$")
+
+
+def parse_quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity as an exact number (``"2000m"`` and ``"2"`` are equal), None if it is not one.
+
+    The API server stores quantities in canonical form, so what we wrote is not what we read back: every
+    comparison of resources goes through this.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return Decimal(str(value))
+    match = _QUANTITY.match(str(value).strip())
+    if match is None:
+        return None
+    number, exponent, suffix = match.groups()
+    if exponent:
+        return Decimal(number + exponent)
+    return Decimal(number) * _QUANTITY_SUFFIXES[suffix or ""]
+
+
 def parse_cpu_quantity(value: Any) -> float:
-    text = str(value).strip()
-    return float(text[:-1]) / 1000.0 if text.endswith("m") else float(text)
+    parsed = parse_quantity(value)
+    if parsed is None:
+        raise ValueError(f"{value!r} is not a CPU quantity")
+    return float(parsed)
 
 
 def variant_resources(variant: Variant, cpu_cores: float, gpus: int) -> Obj:
@@ -269,13 +300,27 @@ def variant_service(owner: Owner, variant: str) -> Obj:
     }
 
 
-def weights_for(plan: Plan, ready: set[str], held: Mapping[str, int] | None = None, variants: Sequence[str] = ()) -> dict[str, int]:
-    """Integer router weights: the plan's shares over variants that are ready; traffic never moves to a
-    variant with no ready instance. With none ready, keep ``held`` (what the router has now)."""
+def weights_for(
+    plan: Plan, ready: Mapping[str, float] | set[str], held: Mapping[str, int] | None = None, variants: Sequence[str] = ()
+) -> dict[str, int]:
+    """Integer router weights that follow ready capacity (make-before-break).
+
+    ``ready``: per variant, the share of its planned replicas that is ready (0..1; a set means fully ready).
+    A planned variant gets its share scaled by that fraction; what the new variants cannot carry yet stays
+    with the variants the router sends traffic to now (``held``) that are leaving the plan. Traffic never
+    moves to a variant with no ready instance; with none ready at all, ``held`` is kept.
+    """
+    fraction = dict.fromkeys(ready, 1.0) if isinstance(ready, set) else {k: max(0.0, min(1.0, v)) for k, v in ready.items()}
     clusters = list(variants) or [v.name for v in plan.variants]
-    shares = {v.name: v.weight for v in plan.variants if v.name in ready and v.weight > 0}
+    planned = {v.name for v in plan.variants}
+    shares = {v.name: v.weight * fraction.get(v.name, 0.0) for v in plan.variants if v.weight > 0 and fraction.get(v.name, 0.0) > 0}
     if not shares:
-        shares = {v.name: 1.0 for v in plan.variants if v.name in ready}
+        shares = {v.name: fraction.get(v.name, 0.0) for v in plan.variants if fraction.get(v.name, 0.0) > 0}
+    leaving = {c: float(w) for c, w in (held or {}).items() if w > 0 and c not in planned and c in clusters}
+    missing = max(0.0, 1.0 - sum(shares.values())) if shares else 0.0
+    if missing > 1e-9 and leaving:
+        total = sum(leaving.values())
+        shares.update({c: missing * w / total for c, w in leaving.items()})
     if not shares:
         if held:
             return {c: int(held.get(c, 0)) for c in clusters}

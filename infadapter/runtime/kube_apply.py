@@ -6,12 +6,14 @@ One call of :func:`apply_plan` is one idempotent reconciliation step (the operat
 2. size every variant: planned variants get the plan's replicas; a variant leaving the plan keeps its
    replicas while it still carries traffic and a planned variant is not ready yet (make-before-break),
    then goes to 0;
-3. CPU changes of a running variant: with ``resizePolicy: InPlaceOrRecreate``, each pod is resized through
-   the ``pods/resize`` subresource and the Deployment template keeps its size (no rollout); if the cluster
-   has no such subresource, or the kubelet reports the resize infeasible, the template changes and the
-   rolling update (``maxUnavailable: 0``) replaces the pods, new ones ready before old ones go;
-4. create or merge-patch each object only when it differs from the live one; refuse to touch an object of
-   the same name that this service does not own;
+3. CPU changes of a running variant: with ``resizePolicy: InPlaceOrRecreate``, each pod is compared with
+   the plan and resized through ``pods/resize`` (:mod:`infadapter.runtime.kube_resize`) while the Deployment
+   template keeps its size (no rollout); if the server has no such subresource (discovery), or the kubelet
+   reports the resize Infeasible, or Deferred for too long, the template changes and the rolling update
+   (``maxUnavailable: 0``) replaces the pods, new ones ready before old ones go;
+4. create, or server-side apply, each object only when the live one (as the server stores it: canonical
+   quantities, empty lists dropped) differs from what we want; refuse to touch an object of the same name
+   that this service does not own;
 5. weights: the plan's shares restricted to variants with a ready replica (none ready: keep the current).
 
 Everything it reads is in the cluster, so a restarted operator continues where the last one stopped.
@@ -28,7 +30,8 @@ from typing import Any
 from infadapter.errors import ApplyFailed
 from infadapter.planning import Plan
 from infadapter.runtime import kube
-from infadapter.runtime.kube_client import ApiError, Conflict, KubeApi, NotFound, api_path
+from infadapter.runtime.kube_client import Conflict, KubeApi, api_path
+from infadapter.runtime.kube_resize import RESIZE_WAIT_S, ResizeReport, resize_variant
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,8 @@ class ApplyResult:
     converged: bool = False
     in_place_supported: bool | None = None
     messages: list[str] = field(default_factory=list)
+    #: pod -> in-place resize state this step (Resized, Deferred, Infeasible, InProgress)
+    resizes: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -72,27 +77,46 @@ def collection_path(kind: str, namespace: str) -> str:
 
 
 def contains(live: Any, want: Any) -> bool:
-    """``want`` is a subset of ``live`` (dicts by key, lists element-wise; server defaults are ignored)."""
+    """``want`` is a subset of ``live``, as the API server stores it.
+
+    Dicts by key, lists element-wise; server defaults in ``live`` are ignored; quantities compare by value
+    (``"2000m"`` is stored as ``"2"``); an empty list or map we send is dropped by the server, so it matches
+    an absent one. Without this the operator would re-write every object at every step and never converge.
+    """
     if isinstance(want, Mapping):
-        return isinstance(live, Mapping) and all(k in live and contains(live[k], v) for k, v in want.items())
+        if not isinstance(live, Mapping):
+            return live is None and not want
+        return all(contains(live.get(k), v) if k in live else _empty(v) for k, v in want.items())
     if isinstance(want, list):
+        if live is None:
+            return not want
         return isinstance(live, list) and len(live) == len(want) and all(contains(a, b) for a, b in zip(live, want, strict=True))
-    if isinstance(want, int | float) and isinstance(live, int | float) and not isinstance(want, bool):
+    if isinstance(want, int | float) and isinstance(live, int | float) and not isinstance(want, bool) and not isinstance(live, bool):
         return float(live) == float(want)
-    return bool(live == want)
+    if live == want:
+        return True
+    if isinstance(want, str) and isinstance(live, str | int | float) and not isinstance(live, bool):
+        a, b = kube.parse_quantity(live), kube.parse_quantity(want)
+        return a is not None and a == b
+    return False
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, Mapping | list) and not value)
 
 
 def _body(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
 
 
 async def ensure(
     api: KubeApi, obj: Mapping[str, Any], owner: kube.Owner, result: ApplyResult, known: Mapping[tuple[str, str], dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """Create ``obj`` or merge-patch it into shape; never touch a same-named object we do not own.
+    """Create ``obj`` or server-side apply it into shape; never touch a same-named object we do not own.
 
     ``known``: live objects already listed by label (then absent means "create": a same-named object
-    without our label answers AlreadyExists, is read back and refused).
+    without our label answers AlreadyExists, is read back and refused). Nothing is sent when the live
+    object already holds what we want: at steady state the operator makes no writes.
     """
     path = object_path(obj)
     what = f"{obj['kind']}/{obj['metadata']['name']}"
@@ -113,12 +137,33 @@ async def ensure(
         raise ApplyFailed(f"{what} exists in {owner.namespace} and is not owned by InferenceService {owner.name}; rename or delete it")
     meta = obj["metadata"]
     want_meta = {k: meta[k] for k in ("labels", "annotations") if k in meta}
-    body = _body(obj)
-    if contains(live.get("metadata", {}), want_meta) and contains(_body(live), body):
+    if contains(live.get("metadata", {}), want_meta) and contains(_body(live), _body(obj)):
         return live
-    patched = await api.merge_patch(path, {"metadata": want_meta, **body})
+    patched = await api.apply(path, obj)
     result.patched.append(what)
     return patched
+
+
+def ready_replicas(live: Mapping[str, Any] | None) -> int:
+    return int((live or {}).get("status", {}).get("readyReplicas") or 0)
+
+
+async def _retire_removed(
+    api: KubeApi, spec: InferenceServiceSpec, live: Mapping[str, Any], held: Mapping[str, int], new_ready: bool, result: ApplyResult
+) -> None:
+    """Variants deleted from the spec stop costing: scaled to 0 once they carry no traffic or the plan is ready.
+
+    Their Deployment and Service stay (owned, so deleting the InferenceService removes them); scaling to 0
+    needs no delete permission and keeps a re-added variant's history.
+    """
+    for variant, deployment in live.items():
+        if variant is None or variant in spec.variant_names or not int(deployment.get("spec", {}).get("replicas") or 0):
+            continue
+        if held.get(variant, 0) > 0 and not new_ready:
+            continue  # make-before-break: it still serves until the planned variants are ready
+        meta = deployment["metadata"]
+        await api.merge_patch(api_path("apps/v1", "deployments", meta["namespace"], meta["name"]), {"spec": {"replicas": 0}})
+        result.patched.append(f"Deployment/{deployment['metadata']['name']}")
 
 
 def deployment_ready(live: Mapping[str, Any] | None) -> bool:
@@ -153,42 +198,12 @@ def template_size(live: Mapping[str, Any] | None) -> tuple[float, int] | None:
         return None
 
 
-async def resize_pods(api: KubeApi, owner: kube.Owner, variant: str, cpu_cores: float, result: ApplyResult) -> bool:
-    """Resize every pod of ``variant`` in place; False when the cluster cannot (fall back to a rollout)."""
-    pods = await api.list(collection_path("Pod", owner.namespace), label_selector=f"{kube.LABEL_SERVICE}={owner.name},{kube.LABEL_VARIANT}={variant}")
-    want = kube.cpu_quantity(cpu_cores)
-    for pod in pods:
-        if pod.get("metadata", {}).get("deletionTimestamp"):
-            continue
-        conditions = pod.get("status", {}).get("conditions", [])
-        if any(c.get("type") == "PodResizePending" and c.get("reason") == "Infeasible" for c in conditions):
-            result.messages.append(f"in-place resize of {pod['metadata']['name']} is infeasible on its node")
-            return False
-        containers = pod.get("spec", {}).get("containers", [])
-        current = next((c for c in containers if c.get("name") == "triton"), None)
-        if current is None or current.get("resources", {}).get("limits", {}).get("cpu") == want:
-            continue
-        resources = {"requests": {"cpu": want}, "limits": {"cpu": want}}
-        patch = {"spec": {"containers": [{"name": "triton", "resources": resources}]}}
-        try:
-            await api.request("PATCH", object_path(pod, "resize"), patch, content_type="application/strategic-merge-patch+json")
-        except NotFound as exc:
-            if "resize" in str(exc) or exc.reason != "NotFound" or await api.get(object_path(pod)) is not None:
-                return False  # no pods/resize subresource: the cluster does not support in-place resize
-            continue  # the pod itself is gone
-        except ApiError as exc:
-            if exc.status in (400, 405, 415, 422):
-                result.messages.append(f"in-place resize refused: {exc}")
-                return False
-            raise
-        result.resized_pods.append(pod["metadata"]["name"])
-    return True
-
-
 @dataclass(frozen=True)
 class ApplyOptions:
     images: kube.Images = field(default_factory=kube.Images)
     in_place_supported: bool | None = None  # None: try and learn
+    #: how long a Deferred or in-progress in-place resize is waited on before a rollout replaces the pods
+    resize_wait_s: float = RESIZE_WAIT_S
 
 
 async def apply_plan(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, plan: Plan, options: ApplyOptions) -> ApplyResult:
@@ -203,8 +218,13 @@ async def apply_plan(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
     }
     held = weights_from(known, owner, spec)
     planned = {v.name: v for v in plan.variants if v.replicas > 0}
-    new_ready = all(deployment_ready(live_deployments.get(n)) for n in planned)
+    # a new variant counts only with all its planned replicas ready: then it carries its whole share
+    fractions = {n: ready_replicas(live_deployments.get(n)) / v.replicas for n, v in planned.items()}
+    new_ready = all(f >= 1.0 for f in fractions.values())
     sizes: dict[str, tuple[float, int, int]] = {}
+    in_place = spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE and await api.has_subresource("v1", "pods/resize")
+    result.in_place_supported = in_place
+    report = ResizeReport({}, result.resized_pods, result.messages)
     for variant in spec.variants:
         live = live_deployments.get(variant.name)
         live_size = template_size(live)
@@ -217,22 +237,21 @@ async def apply_plan(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
             sizes[variant.name] = (cpu, gpus, live_replicas if keep else 0)
             continue
         cpu, gpus = target.cpu_cores, target.gpus
-        resizable = live_size is not None and live_replicas > 0 and live_size[1] == gpus and abs(live_size[0] - cpu) > 1e-9
-        in_place = spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE and result.in_place_supported is not False
-        if resizable and in_place and live_size is not None:
-            ok = await resize_pods(api, owner, variant.name, cpu, result)
-            result.in_place_supported = ok
-            if ok:
-                cpu = live_size[0]  # the template keeps its size: pods were resized in place
+        resizable = in_place and live_size is not None and live_replicas > 0 and live_size[1] == gpus
+        # each pod is compared with the plan (not the template, which keeps its size after a resize)
+        if resizable and live_size is not None and await resize_variant(api, owner, variant.name, cpu, report, wait_s=options.resize_wait_s) != "rollout":
+            cpu = live_size[0]  # the template keeps its size: no rollout
         sizes[variant.name] = (cpu, gpus, target.replicas)
+    result.resizes = dict(report.states)
     ready = {n for n in planned if deployment_ready(live_deployments.get(n))}
-    weights = kube.weights_for(plan, ready, held, spec.variant_names)
+    weights = kube.weights_for(plan, fractions, held, spec.variant_names)
     desired = kube.desired_objects(owner, spec, sizes, weights, options.images)
     for obj in desired:
         if obj["kind"] == "Deployment" and obj["metadata"].get("labels", {}).get(kube.LABEL_VARIANT) in planned:
             variant = obj["metadata"]["labels"][kube.LABEL_VARIANT]
             obj["metadata"]["annotations"][kube.ANNOTATION_CPU] = f"{planned[variant].cpu_cores:g}"
     lives = await asyncio.gather(*(ensure(api, obj, owner, result, known) for obj in desired))
+    await _retire_removed(api, spec, live_deployments, held, new_ready, result)
     for obj, live in zip(desired, lives, strict=True):
         if obj["kind"] == "Deployment" and kube.LABEL_VARIANT in obj["metadata"]["labels"]:
             live_deployments[obj["metadata"]["labels"][kube.LABEL_VARIANT]] = live
@@ -244,6 +263,7 @@ async def apply_plan(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
         and set(planned) == ready
         and all(rollout_done(live_deployments.get(n)) for n in planned)
         and not leaving
+        and not any(state != "Resized" for state in result.resizes.values())
     )
     return result
 

@@ -2,7 +2,7 @@
 
 Why not the ``kubernetes`` package: it is synchronous (one thread per call under kopf's event loop) and
 slow to import. This client speaks just what the apply layer needs — get, list by label selector,
-create, JSON merge patch, patch of a subresource, delete — and retries what is safe to retry:
+create, server-side apply, JSON merge patch, patch of a subresource, delete, discovery — and retries what is safe to retry:
 
 * 5xx, 429 and transport errors/timeouts are retried with exponential backoff;
 * a create retried after a timeout that did reach the server answers 409 AlreadyExists: the caller
@@ -33,6 +33,9 @@ from infadapter.errors import ApplyFailed
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+#: the field manager of every write: server-side apply tracks our fields under this name
+FIELD_MANAGER = "infadapter"
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -98,6 +101,7 @@ class KubeApi:
         self._token: tuple[float, str] | None = None
         self.calls = 0
         self.retried = 0
+        self._discovered: dict[str, bool] = {}
 
     def _ssl(self) -> ssl.SSLContext | bool:
         conn = self.connection
@@ -122,9 +126,7 @@ class KubeApi:
     async def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=self.connection.timeout_s)
-            self._session = aiohttp.ClientSession(
-                base_url=self.connection.server, timeout=timeout, connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=32)
-            )
+            self._session = aiohttp.ClientSession(base_url=self.connection.server, timeout=timeout, connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=32))
         return self._session
 
     async def close(self) -> None:
@@ -199,12 +201,35 @@ class KubeApi:
         return list(result.get("items", []))
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", path, dict(body))
+        result: dict[str, Any] = await self.request("POST", path, dict(body), params={"fieldManager": FIELD_MANAGER})
         return result
 
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("PATCH", path, dict(patch), content_type=MERGE_PATCH)
+        result: dict[str, Any] = await self.request("PATCH", path, dict(patch), content_type=MERGE_PATCH, params={"fieldManager": FIELD_MANAGER})
         return result
+
+    async def apply(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of our whole intent for the object (JSON is valid YAML); we own what we send.
+
+        ``force``: a field another manager changed is taken back (the operator is the controller of these
+        objects); fields we sent before and no longer send are removed by the server.
+        """
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        result: dict[str, Any] = await self.request("PATCH", path, dict(obj), content_type=APPLY_PATCH, params=params)
+        return result
+
+    async def has_subresource(self, group_version: str, resource: str) -> bool:
+        """Whether the server serves ``resource`` (e.g. ``pods/resize``) in ``group_version``, from discovery.
+
+        Cached for the life of the client: the answer changes only with a server upgrade.
+        """
+        key = f"{group_version}:{resource}"
+        if key not in self._discovered:
+            path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+            listing = await self.request("GET", path)
+            names = {str(r.get("name")) for r in listing.get("resources", [])}
+            self._discovered[key] = resource in names
+        return self._discovered[key]
 
     async def delete(self, path: str) -> bool:
         """Delete in the background (owned objects follow); False when it was already gone."""

@@ -73,6 +73,5 @@ def applied(cluster: Cluster, name: str = "demo") -> bool:
 def shapes(objects: list[dict[str, Any]]) -> dict[str, Any]:
     """What the operator writes (generation, spec/data, labels), not what controllers add (status, resourceVersion)."""
     return {
-        f"{o['kind']}/{o['metadata']['name']}": (o["metadata"].get("generation"), o.get("spec"), o.get("data"), o["metadata"].get("labels"))
-        for o in objects
+        f"{o['kind']}/{o['metadata']['name']}": (o["metadata"].get("generation"), o.get("spec"), o.get("data"), o["metadata"].get("labels")) for o in objects
     }

@@ -138,6 +138,12 @@ class Emulator(kmock.KubernetesScaffold):
             self._declare(key, kind, namespaced, subs)
         self._put(("v1/namespaces", "", "default"), self._stamp({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}))
 
+    def disable_resize(self) -> None:
+        """A cluster without in-place resize: no ``pods/resize`` in discovery, 404 on the subresource."""
+        self.resize_supported = False
+        kind, namespaced, subs = self.kinds["v1/pods"]
+        self._declare("v1/pods", kind, namespaced, tuple(s for s in subs if s != "resize"))
+
     def _declare(self, key: str, kind: str, namespaced: bool, subs: Iterable[str], short: Iterable[str] = ()) -> None:
         verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
         self.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=verbs, subresources=set(subs), shortnames=set(short))
@@ -300,7 +306,9 @@ class Emulator(kmock.KubernetesScaffold):
             new = jsonpatch.apply_patch(copy.deepcopy(current), body)
             want_rv = None
         else:
-            new = merge_patch(current, body or {}, strategic="strategic" in ctype)
+            # server-side apply (apply-patch) is approximated by a strategic merge: the faults tested here do not
+            # depend on field ownership, which the real control plane tier (tests/cluster) exercises
+            new = merge_patch(current, body or {}, strategic="strategic" in ctype or "apply-patch" in ctype)
             want_rv = (body or {}).get("metadata", {}).get("resourceVersion")
         if want_rv and want_rv != current["metadata"]["resourceVersion"]:
             raise ApiFailure(409, "Conflict", f'Operation cannot be fulfilled on {key.rsplit("/", 1)[-1]} "{name}": the object has been modified')

@@ -23,3 +23,8 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "infadapter.peering" -}}{{ gt (int .Values.replicaCount) 1 }}{{- end -}}
+
+{{- define "infadapter.image" -}}
+{{- $repo := required "image.repository is required: no public InfAdapter image is published. Build one with `docker build -f e2e/Dockerfile.operator -t REGISTRY/infadapter:TAG .`, push it, and install with --set image.repository=REGISTRY/infadapter --set image.tag=TAG" .Values.image.repository -}}
+{{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}

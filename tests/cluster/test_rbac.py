@@ -1,0 +1,82 @@
+"""The operator runs as the chart's ServiceAccount: every verb it uses is granted, and nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.kube import OPERATOR_SA, RELEASE_NAMESPACE, Admin, ArrivalExporter, OperatorProcess, service_body, status_json, wait_for
+
+
+def test_the_operator_brings_a_service_to_ready_with_no_forbidden_request(
+    control_plane: ControlPlane, admin: Admin, exporter: ArrivalExporter, namespace: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    exporter.set_rate(namespace, "svc", 5.0)
+    admin.put_profile(namespace, "svc")
+    mark = control_plane.audit_mark()
+    operator = start_operator()
+    admin.create_service(namespace, service_body("svc"))
+    wait_for(lambda: (admin.condition(namespace, "svc", "Ready") or {}).get("status") == "True", 90,
+             what=lambda: f"Ready; status: {status_json(admin.get_service(namespace, 'svc'))}\n{operator.output()[-3000:]}")  # fmt: skip
+    deployments = admin.deployments(namespace, "svc")
+    assert {"svc-small", "svc-large", "svc-router"} <= set(deployments)
+    events = control_plane.audit_since(mark, operator.user)
+    assert events, "the audit log saw no request from the operator's ServiceAccount"
+    refused = [(e["verb"], e.get("requestURI")) for e in events if e.get("responseStatus", {}).get("code") == 403]
+    assert refused == [], refused
+    assert operator.forbidden() == []
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "read a secret",
+        "create a secret",
+        "delete a deployment",
+        "create a pod",
+        "patch a node",
+        "create a cluster role",
+        "update the status of a pod",
+    ],
+)
+def test_writes_outside_the_operators_grant_are_refused(
+    control_plane: ControlPlane, admin: Admin, release: dict[str, Any], namespace: str, attempt: str
+) -> None:
+    token = admin.token(RELEASE_NAMESPACE, OPERATOR_SA)
+    configuration = client.Configuration()
+    configuration.host = control_plane.server
+    configuration.ssl_ca_cert = str(control_plane.ca_file)
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    api = client.ApiClient(configuration)
+    core, apps, rbac = client.CoreV1Api(api), client.AppsV1Api(api), client.RbacAuthorizationV1Api(api)
+    admin.core.create_namespaced_secret(namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+    admin.apps.create_namespaced_deployment(namespace, _deployment())
+    calls: dict[str, Callable[[], Any]] = {
+        "read a secret": lambda: core.read_namespaced_secret("s", namespace),
+        "create a secret": lambda: core.create_namespaced_secret(namespace, {"metadata": {"name": "t"}}),
+        "delete a deployment": lambda: apps.delete_namespaced_deployment("d", namespace),
+        "create a pod": lambda: core.create_namespaced_pod(namespace, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+        "patch a node": lambda: core.patch_node("kwok-node-0", {"metadata": {"labels": {"x": "y"}}}),
+        "create a cluster role": lambda: rbac.create_cluster_role({"metadata": {"name": "escalate"}, "rules": []}),
+        "update the status of a pod": lambda: core.patch_namespaced_pod_status("p", namespace, {"status": {}}),
+    }
+    with pytest.raises(ApiException) as refused:
+        calls[attempt]()
+    assert refused.value.status == 403, refused.value
+
+
+def _deployment() -> dict[str, Any]:
+    labels = {"app": "d"}
+    return {
+        "metadata": {"name": "d"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+        },
+    }

@@ -1,0 +1,178 @@
+"""The operator on a real control plane: it acts, observes a real Prometheus, resizes pods in place, switches
+variants make-before-break, honours its modes, and cleans up through garbage collection.
+
+Load comes from a router-shaped exporter scraped every second by a real Prometheus; the operator runs as the
+chart's ServiceAccount. The profile (tests/cluster/kube.py) makes 5 rps a job for ``large`` at 1 core x 2,
+12 rps for ``large`` at 2 cores x 2, and 40 rps for ``small``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from kubernetes import watch
+from urllib3.exceptions import ProtocolError
+
+from infadapter.runtime.kube import parse_cpu_quantity
+from tests.cluster.kube import Admin, ArrivalExporter, OperatorProcess, service_body, status_json, wait_for
+
+Start = Callable[..., OperatorProcess]
+
+
+def plan_of(admin: Admin, namespace: str, name: str = "svc") -> dict[str, tuple[float, int]]:
+    """{variant: (cpu, replicas)} of the plan in the status."""
+    plan = admin.get_service(namespace, name).get("status", {}).get("plan") or {}
+    return {v["name"]: (float(v["cpu"]), int(v["replicas"])) for v in plan.get("variants", []) if v["replicas"] > 0}
+
+
+def ready(admin: Admin, namespace: str, name: str = "svc") -> bool:
+    return (admin.condition(namespace, name, "Ready") or {}).get("status") == "True"
+
+
+def converged(admin: Admin, namespace: str, name: str = "svc") -> bool:
+    progressing = admin.condition(namespace, name, "Progressing") or {}
+    return ready(admin, namespace, name) and progressing.get("status") == "False"
+
+
+def pod_cpus(admin: Admin, namespace: str, variant: str, service: str = "svc") -> list[tuple[float, float | None]]:
+    """(spec cpu, status cpu) of each running pod of the variant."""
+    out = []
+    for pod in admin.pods(namespace, service, variant):
+        if pod.status.phase != "Running":
+            continue
+        spec = parse_cpu_quantity(pod.spec.containers[0].resources.limits["cpu"])
+        statuses = [s for s in pod.status.container_statuses or [] if s.name == "triton"]
+        actual = statuses[0].resources.limits["cpu"] if statuses and statuses[0].resources and statuses[0].resources.limits else None
+        out.append((spec, parse_cpu_quantity(actual) if actual is not None else None))
+    return sorted(out)
+
+
+def explain(admin: Admin, namespace: str, operator: OperatorProcess, name: str = "svc") -> Callable[[], str]:
+    return lambda: f"status: {status_json(admin.get_service(namespace, name))}\noperator log tail:\n{operator.output()[-2500:]}"
+
+
+@pytest.fixture
+def running(admin: Admin, exporter: ArrivalExporter, namespace: str, start_operator: Start) -> Iterator[tuple[str, OperatorProcess]]:
+    """A service at 5 rps, planned and Ready under one operator."""
+    exporter.set_rate(namespace, "svc", 5.0)
+    admin.put_profile(namespace, "svc")
+    operator = start_operator()
+    admin.create_service(namespace, service_body("svc"))
+    wait_for(lambda: converged(admin, namespace) and plan_of(admin, namespace) == {"large": (1.0, 2)}, 90, what=explain(admin, namespace, operator))
+    yield namespace, operator
+
+
+def test_create_makes_owned_objects_and_reports_ready(admin: Admin, running: tuple[str, OperatorProcess]) -> None:
+    namespace, _ = running
+    body = admin.get_service(namespace, "svc")
+    deployments = admin.deployments(namespace, "svc")
+    assert set(deployments) == {"svc-small", "svc-large", "svc-router"}
+    for deployment in deployments.values():
+        (ref,) = deployment.metadata.owner_references
+        assert ref.uid == body["metadata"]["uid"] and ref.controller
+    assert deployments["svc-large"].status.ready_replicas == 2 and not deployments["svc-small"].spec.replicas
+    assert body["status"]["observedLoadRps"] == pytest.approx(5.0, abs=1.0)
+    assert next(c for c in body["status"]["conditions"] if c["type"] == "MetricsAvailable")["status"] == "True"
+
+
+def test_load_up_resizes_pods_in_place_and_back_to_the_template_size(admin: Admin, exporter: ArrivalExporter, running: tuple[str, OperatorProcess]) -> None:
+    namespace, operator = running
+    pods = {p.metadata.uid for p in admin.pods(namespace, "svc", "large")}
+    exporter.set_rate(namespace, "svc", 12.0)
+    wait_for(lambda: plan_of(admin, namespace) == {"large": (2.0, 2)}, 60, what=explain(admin, namespace, operator))
+    # the kubelet (kwok Stage) reports the new size in the pods' status: spec and status equal the plan
+    wait_for(lambda: pod_cpus(admin, namespace, "large") == [(2.0, 2.0), (2.0, 2.0)], 30, what=lambda: str(pod_cpus(admin, namespace, "large")))
+    wait_for(lambda: converged(admin, namespace), 30, what=explain(admin, namespace, operator))
+    assert {p.metadata.uid for p in admin.pods(namespace, "svc", "large")} == pods, "the pods were replaced, not resized"
+    template = admin.deployments(namespace, "svc")["svc-large"].spec.template.spec.containers[0].resources.limits["cpu"]
+    assert parse_cpu_quantity(template) == 1.0, "the template keeps its size (no rollout)"
+    # back to the template's size: decided per pod, not against the template (which already says 1 core)
+    exporter.set_rate(namespace, "svc", 5.0)
+    wait_for(lambda: plan_of(admin, namespace) == {"large": (1.0, 2)}, 60, what=explain(admin, namespace, operator))
+    wait_for(lambda: pod_cpus(admin, namespace, "large") == [(1.0, 1.0), (1.0, 1.0)], 30, what=lambda: str(pod_cpus(admin, namespace, "large")))
+    wait_for(lambda: converged(admin, namespace), 30, what=explain(admin, namespace, operator))
+    assert (admin.condition(namespace, "svc", "InPlaceResize") or {}).get("status") == "True"
+
+
+class DeploymentLog:
+    """Every Deployment state the apiserver reports while a test runs (a watch, on a thread)."""
+
+    def __init__(self, admin: Admin, namespace: str) -> None:
+        self.states: list[tuple[float, str, int, int]] = []  # (time, name, spec.replicas, status.readyReplicas)
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, args=(admin, namespace), daemon=True)
+        self._thread.start()
+
+    def _run(self, admin: Admin, namespace: str) -> None:
+        with contextlib.suppress(ProtocolError):  # stop() closes the stream under the reader
+            for event in self._watch.stream(admin.apps.list_namespaced_deployment, namespace, timeout_seconds=300):
+                d = event["object"]
+                self.states.append((time.monotonic(), d.metadata.name, int(d.spec.replicas or 0), int(d.status.ready_replicas or 0)))
+
+    def stop(self) -> None:
+        self._watch.stop()
+
+
+def test_a_variant_switch_keeps_the_old_pods_until_the_new_ones_carry_the_load(
+    admin: Admin, exporter: ArrivalExporter, running: tuple[str, OperatorProcess]
+) -> None:
+    namespace, operator = running
+    log = DeploymentLog(admin, namespace)
+    try:
+        exporter.set_rate(namespace, "svc", 38.0)
+        wait_for(lambda: "small" in plan_of(admin, namespace) and "large" not in plan_of(admin, namespace), 60, what=explain(admin, namespace, operator))
+        planned = plan_of(admin, namespace)["small"][1]
+        wait_for(lambda: converged(admin, namespace), 60, what=explain(admin, namespace, operator))
+    finally:
+        log.stop()
+    assert admin.deployments(namespace, "svc")["svc-large"].spec.replicas == 0
+    # make-before-break, as the apiserver saw it: large went to 0 only once small had all its replicas ready
+    first_zero = next(t for t, name, replicas, _ in log.states if name == "svc-large" and replicas == 0)
+    small_ready_before = max((r for t, name, _, r in log.states if name == "svc-small" and t <= first_zero), default=0)
+    assert small_ready_before >= planned, log.states
+
+
+def test_recommend_off_and_pause_change_nothing_in_the_cluster(admin: Admin, exporter: ArrivalExporter, running: tuple[str, OperatorProcess]) -> None:
+    namespace, operator = running
+    before = {n: (d.spec.replicas, d.metadata.resource_version) for n, d in admin.deployments(namespace, "svc").items()}
+    admin.patch_service(namespace, "svc", {"spec": {"mode": "Recommend"}})
+    exporter.set_rate(namespace, "svc", 12.0)
+    # the recommendation moves (proof that ticks ran) while the cluster stays as it was
+    wait_for(lambda: plan_of(admin, namespace) == {"large": (2.0, 2)}, 60, what=explain(admin, namespace, operator))
+    assert (admin.condition(namespace, "svc", "Progressing") or {}).get("reason") == "Recommend"
+    assert {n: (d.spec.replicas, d.metadata.resource_version) for n, d in admin.deployments(namespace, "svc").items()} == before
+    assert pod_cpus(admin, namespace, "large") == [(1.0, 1.0), (1.0, 1.0)]
+    admin.patch_service(namespace, "svc", {"spec": {"mode": "Off"}})
+    wait_for(lambda: (admin.condition(namespace, "svc", "Progressing") or {}).get("reason") == "Off", 30, what=explain(admin, namespace, operator))
+    admin.patch_service(namespace, "svc", {"spec": {"mode": "Auto"}, "metadata": {"annotations": {"infadapter.io/paused": "true"}}})
+    wait_for(lambda: (admin.condition(namespace, "svc", "Progressing") or {}).get("reason") == "Paused", 30, what=explain(admin, namespace, operator))
+    exporter.set_rate(namespace, "svc", 38.0)
+    time.sleep(6)  # three intervals of a paused service: real seconds pass on a real cluster
+    assert {n: (d.spec.replicas, d.metadata.resource_version) for n, d in admin.deployments(namespace, "svc").items()} == before
+    admin.patch_service(namespace, "svc", {"metadata": {"annotations": {"infadapter.io/paused": None}}})
+    wait_for(lambda: "small" in plan_of(admin, namespace), 60, what=explain(admin, namespace, operator))
+
+
+def test_a_variant_removed_from_the_spec_stops_costing(admin: Admin, exporter: ArrivalExporter, running: tuple[str, OperatorProcess]) -> None:
+    namespace, operator = running
+    only_small = [v for v in admin.get_service(namespace, "svc")["spec"]["variants"] if v["name"] == "small"]
+    admin.patch_service(namespace, "svc", {"spec": {"variants": only_small}})
+    wait_for(lambda: list(plan_of(admin, namespace)) == ["small"], 60, what=explain(admin, namespace, operator))
+    wait_for(lambda: admin.deployments(namespace, "svc")["svc-large"].spec.replicas == 0, 60, what=explain(admin, namespace, operator))
+    wait_for(lambda: converged(admin, namespace), 60, what=explain(admin, namespace, operator))
+    assert not admin.pods(namespace, "svc", "large")
+
+
+def test_delete_removes_everything_through_garbage_collection(admin: Admin, running: tuple[str, OperatorProcess]) -> None:
+    namespace, _ = running
+    admin.custom.delete_namespaced_custom_object("infadapter.io", "v1alpha1", namespace, "inferenceservices", "svc")
+    # the controller-manager's garbage collector follows the ownerReferences: nothing of ours is left
+    wait_for(lambda: not admin.deployments(namespace, "svc"), 60, what="the Deployments to be collected")
+    wait_for(lambda: not admin.core.list_namespaced_pod(namespace, label_selector="infadapter.io/service=svc").items, 60, what="the pods to go")
+    selector = "infadapter.io/service=svc"
+    assert not admin.core.list_namespaced_service(namespace, label_selector=selector).items
+    assert not admin.core.list_namespaced_config_map(namespace, label_selector=selector).items
