@@ -17,6 +17,7 @@ from typing import Any
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.profiles import Profile
 from infadapter.solver import (
+    STATUSES,
     Problem,
     ResourceOption,
     ServiceProblem,
@@ -72,6 +73,7 @@ class Plan:
     cost_gpu: int = 0
     solve_ms: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    backend: str = ""  # the method that solved it: "dp", "highs" or "cbc" ("" when no solver ran)
 
     @property
     def capacity_rps(self) -> float:
@@ -116,6 +118,7 @@ class Plan:
             "cost_cpu": self.cost_cpu,
             "cost_gpu": self.cost_gpu,
             "solve_ms": self.solve_ms,
+            "backend": self.backend,
         }
 
     @staticmethod
@@ -134,7 +137,7 @@ class Plan:
                 )
                 for v in raw.get("variants", [])
             )
-            status: Status = "infeasible" if raw.get("status") == "infeasible" else "optimal"
+            status: Status = next((s for s in STATUSES if s == raw.get("status")), "optimal")
             return Plan(
                 variants=variants,
                 status=status,
@@ -145,6 +148,7 @@ class Plan:
                 cost_cpu=float(raw.get("cost_cpu", sum(v.total_cpu for v in variants))),
                 cost_gpu=int(raw.get("cost_gpu", 0)),
                 solve_ms=float(raw.get("solve_ms", 0.0)),
+                backend=str(raw.get("backend", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput([FieldError("plan", f"malformed plan record: {exc}", "drop the stored plan")], "plan") from None
@@ -230,7 +234,9 @@ def service_problem(
     )
 
 
-def plan_from_solution(service: ServiceSolution, status: Status, accuracies: Mapping[str, float], solve_s: float, notes: Iterable[str] = ()) -> Plan:
+def plan_from_solution(
+    service: ServiceSolution, status: Status, accuracies: Mapping[str, float], solve_s: float, notes: Iterable[str] = (), backend: str = ""
+) -> Plan:
     served = service.served_rps
     variants = tuple(
         VariantPlan(
@@ -261,6 +267,7 @@ def plan_from_solution(service: ServiceSolution, status: Status, accuracies: Map
         cost_gpu=service.cost_gpu,
         solve_ms=solve_s * 1000.0,
         notes=tuple(notes),
+        backend=backend,
     )
 
 
@@ -287,8 +294,8 @@ def plan_for_load(
 def _single_plan(spec: InferenceServiceSpec, solution: Solution) -> Plan:
     accuracies = {v.name: v.accuracy for v in spec.variants}
     if not solution.services:
-        return Plan((), "infeasible", notes=solution.notes, solve_ms=solution.solve_s * 1000.0)
-    return plan_from_solution(solution.services[0], solution.status, accuracies, solution.solve_s, solution.notes)
+        return Plan((), solution.status, notes=solution.notes, solve_ms=solution.solve_s * 1000.0, backend=solution.backend)
+    return plan_from_solution(solution.services[0], solution.status, accuracies, solution.solve_s, solution.notes, solution.backend)
 
 
 def plan_jointly(
@@ -306,9 +313,9 @@ def plan_jointly(
     for name, (spec, _, load, _) in services.items():
         accuracies = {v.name: v.accuracy for v in spec.variants}
         try:
-            plans[name] = plan_from_solution(solution.service(name), solution.status, accuracies, solution.solve_s, solution.notes)
+            plans[name] = plan_from_solution(solution.service(name), solution.status, accuracies, solution.solve_s, solution.notes, solution.backend)
         except KeyError:
-            plans[name] = Plan((), "infeasible", load_rps=load, notes=solution.notes)
+            plans[name] = Plan((), solution.status, load_rps=load, notes=solution.notes, backend=solution.backend)
     return plans
 
 

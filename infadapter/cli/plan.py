@@ -70,7 +70,7 @@ def plan(
     cost_weight: Annotated[float | None, typer.Option("--cost-weight", help="weight of cost/budget, the paper's alpha")] = None,
     transition_weight: Annotated[float | None, typer.Option("--transition-weight", help="weight of reloads, the paper's beta")] = None,
     current: Annotated[str, typer.Option("--current", help="configuration now running, e.g. resnet152=20")] = "",
-    backend: Annotated[str, typer.Option("--backend", help="auto (exact DP, else MILP), dp, highs or cbc (MILP)")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="auto (the faster exact method: DP or HiGHS), dp, highs or cbc (MILP)")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Solve one decision: which variants, how many cores each, what share of the load."""
@@ -109,6 +109,7 @@ def plan(
             "cost_cpu": result.cost_cpu,
             "served_rps": round(result.served_rps, 6),
             "solve_ms": round(result.solve_ms, 3),
+            "backend": result.backend,
         }
         typer.echo(json.dumps(out))
         return
@@ -121,7 +122,7 @@ def plan(
     console.print(table)
     console.print(
         f"accuracy {result.accuracy:.4f}  cost {result.cost_cpu:g} cores  objective {result.objective:.6f}  "
-        f"served {result.served_rps:.1f}/{load:g} rps  solve {result.solve_ms:.1f} ms"
+        f"served {result.served_rps:.1f}/{load:g} rps  solve {result.solve_ms:.1f} ms ({result.backend})"
     )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")

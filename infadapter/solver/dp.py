@@ -18,24 +18,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from infadapter.solver.bounds import SERVED_SCALE, FloatArray, IntArray, NotApplicable
 from infadapter.solver.evaluate import score
-from infadapter.solver.labels import SERVED_SCALE, Label, frontier, label_value
+from infadapter.solver.labels import Label, TooLarge, WorkMeter, frontier, label_value
 from infadapter.solver.problem import TOLERANCE, Problem, ServiceProblem, ServiceSolution, Solution, Status
 
 #: the largest knapsack table (services x budget units) this path accepts before deferring to the MILP
 MAX_TABLE = 20_000_000
+
+__all__ = ["MAX_TABLE", "NotApplicable", "TooLarge", "cost_unit_millicores", "solve_dp"]
 _NEG = np.iinfo(np.int64).min // 4  # "unreachable" in the served table; sums of two stay negative
-
-IntArray = np.ndarray[Any, np.dtype[np.int64]]
-FloatArray = np.ndarray[Any, np.dtype[np.float64]]
-
-
-class NotApplicable(ValueError):
-    """The problem has GPU options or off-grid costs: use the MILP."""
 
 
 def cost_unit_millicores(problem: Problem) -> int:
@@ -63,33 +58,40 @@ def _item_values(service: ServiceProblem, items: Sequence[Label], price: float) 
     return costs, served, values
 
 
+_CHUNK_CELLS = 1 << 20  # items x budgets compared at once: bounds the knapsack's memory to tens of MB
+
+
 def _knapsack_pass(
     served: IntArray, value: FloatArray, costs: IntArray, item_served: IntArray, item_value: FloatArray
 ) -> tuple[IntArray, FloatArray, IntArray]:
     """Add one service: for every budget, its best item on top of the best of the services before.
 
-    Lexicographic: most served, then the best value; among ties (1e-12) the cheapest item.
+    Lexicographic: most served, then the best value; of items within 1e-12, the cheapest (items
+    come by cost). Items are compared in chunks; a later chunk wins only by more than 1e-12.
     """
     size = served.shape[0]
-    source = np.arange(size)[None, :] - costs[:, None]  # the budget left for the services before
-    fits = source >= 0
-    source = np.where(fits, source, 0)
-    before_served = served[source]
-    ok = fits & (before_served >= 0)
-    cand_served = np.where(ok, before_served + item_served[:, None], _NEG)
-    cand_value = np.where(ok, value[source] + item_value[:, None], -np.inf)
-    best_served = cand_served.max(axis=0)
-    at_best = cand_served == best_served[None, :]
-    best_value = np.where(at_best, cand_value, -np.inf).max(axis=0)
-    winner = at_best & (cand_value >= best_value[None, :] - 1e-12)
-    pick = np.where(winner.any(axis=0), winner.argmax(axis=0), -1)
-    new_served = np.where(best_served >= 0, best_served, _NEG)
-    new_value = np.where(best_served >= 0, best_value, -np.inf)
-    return new_served, new_value, np.where(best_served >= 0, pick, -1)
-
-
-def _infeasible(started: float, note: str) -> Solution:
-    return Solution("infeasible", (), float("-inf"), time.perf_counter() - started, "dp", (note,))
+    best_served: IntArray = np.full(size, _NEG, dtype=np.int64)
+    best_value: FloatArray = np.full(size, -np.inf)
+    pick: IntArray = np.full(size, -1, dtype=np.int64)
+    step = max(1, _CHUNK_CELLS // size)
+    for first in range(0, costs.shape[0], step):
+        part = slice(first, first + step)
+        source = np.arange(size)[None, :] - costs[part, None]  # the budget left for the services before
+        fits = source >= 0
+        source = np.where(fits, source, 0)
+        before = served[source]
+        ok = fits & (before >= 0)
+        cand_served = np.where(ok, before + item_served[part, None], _NEG)
+        cand_value = np.where(ok, value[source] + item_value[part, None], -np.inf)
+        top_served = cand_served.max(axis=0)
+        at_top = cand_served == top_served[None, :]
+        top_value = np.where(at_top, cand_value, -np.inf).max(axis=0)
+        top_pick = (at_top & (cand_value >= top_value[None, :] - 1e-12)).argmax(axis=0) + first
+        better = (top_served >= 0) & ((top_served > best_served) | ((top_served == best_served) & (top_value > best_value + 1e-12)))
+        best_served = np.where(better, top_served, best_served)
+        best_value = np.where(better, top_value, best_value)
+        pick = np.where(better, top_pick, pick)
+    return best_served, best_value, pick
 
 
 def _best_alone(items: Sequence[Label], item_served: IntArray, item_value: FloatArray) -> Label:
@@ -100,27 +102,25 @@ def _best_alone(items: Sequence[Label], item_served: IntArray, item_value: Float
     return items[int(np.flatnonzero(at_top & (item_value >= best - 1e-12))[0])]
 
 
-def solve_dp(problem: Problem) -> Solution:
-    """Solve a CPU-only problem exactly; raises :class:`NotApplicable` where the MILP must be used."""
+def solve_dp(problem: Problem, max_work: int | None = None) -> Solution:
+    """Solve a CPU-only problem exactly; raises :class:`NotApplicable` where the MILP must be used.
+
+    ``max_work`` caps the work (:class:`~.labels.WorkMeter`); beyond it :class:`TooLarge` is
+    raised, carrying the seconds spent so far in ``spent_s``.
+    """
     started = time.perf_counter()
     unit = cost_unit_millicores(problem)
     budget_units = math.floor(problem.budget_cpu * 1000.0 / unit + 1e-9)
     n = len(problem.services)
     if n * (budget_units + 1) > MAX_TABLE:
         raise NotApplicable("knapsack table too large")
-    unit_price = (unit / 1000.0) / problem.budget_cpu
-    if n == 1:
-        service = problem.services[0]
-        items = frontier(service, budget_units, unit, service.cost_weight * unit_price)
-        if not items:
-            return _infeasible(started, "no plan fits the budget")
-        _, item_served, item_value = _item_values(service, items, service.cost_weight * unit_price)
-        picked = [_best_alone(items, item_served, item_value)]
-    else:
-        picked_or_none = _joint(problem, budget_units, unit, unit_price)
-        if picked_or_none is None:
-            return _infeasible(started, "no plan fits the budget")
-        picked = picked_or_none
+    try:
+        picked = _pick(problem, budget_units, unit, WorkMeter(max_work))
+    except TooLarge as exc:
+        exc.spent_s = time.perf_counter() - started
+        raise
+    if picked is None:
+        return Solution("infeasible", (), float("-inf"), time.perf_counter() - started, "dp", ("no plan fits the budget",))
     solutions: list[ServiceSolution] = [
         score(service, label.chosen(), problem.budget_cpu, problem.budget_gpu) for service, label in zip(problem.services, picked, strict=True)
     ]
@@ -131,17 +131,32 @@ def solve_dp(problem: Problem) -> Solution:
     return Solution(status, tuple(solutions), sum(s.objective for s in solutions), time.perf_counter() - started, "dp", notes)
 
 
-def _joint(problem: Problem, budget_units: int, unit: int, unit_price: float) -> list[Label] | None:
+def _pick(problem: Problem, budget_units: int, unit: int, work: WorkMeter) -> list[Label] | None:
+    """Every service's chosen label; None when nothing fits."""
+    unit_price = (unit / 1000.0) / problem.budget_cpu
+    if len(problem.services) > 1:
+        return _joint(problem, budget_units, unit, unit_price, work)
+    service = problem.services[0]
+    price = service.cost_weight * unit_price
+    items = frontier(service, budget_units, unit, price, alone=True, work=work)
+    if not items:
+        return None
+    _, item_served, item_value = _item_values(service, items, price)
+    return [_best_alone(items, item_served, item_value)]
+
+
+def _joint(problem: Problem, budget_units: int, unit: int, unit_price: float, work: WorkMeter) -> list[Label] | None:
     """The multiple-choice knapsack over every service's frontier; None when nothing fits."""
     served: IntArray = np.full(budget_units + 1, _NEG, dtype=np.int64)
     value: FloatArray = np.full(budget_units + 1, -np.inf)
     served[0], value[0] = 0, 0.0
     choices: list[tuple[list[Label], IntArray]] = []
     for service in problem.services:
-        items = frontier(service, budget_units, unit)
+        price = service.cost_weight * unit_price
+        items = frontier(service, budget_units, unit, price, alone=False, work=work)
         if not items:
             return None
-        costs, item_served, item_value = _item_values(service, items, service.cost_weight * unit_price)
+        costs, item_served, item_value = _item_values(service, items, price)
         served, value, pick = _knapsack_pass(served, value, costs, item_served, item_value)
         choices.append((items, pick))
     reachable = np.flatnonzero(served >= 0)

@@ -12,31 +12,61 @@ the test is ``cost1 ≤ cost2, T1 ≤ T2, S1 ≥ S2, A'1 ≥ A'2``; labels are s
 the kept ones are held per value of ``T`` (a handful: 0 and the variants' load-time weights) as
 a staircase in ``(S, A')``, so each test is a binary search instead of a scan of every kept label.
 
-When one service is solved alone (``cost_per_unit`` given), labels are also *bounded* against
-the best plan known (the incumbent), compared as the solver compares plans: the most load
-served, then the best value. Every label is itself a plan (once no required variant is still to
-come), so incumbents appear from the first variant on; the very first is the best one-variant
-plan. A label is dropped when its completions cannot serve as much as the incumbent, or cannot
-serve more and cannot reach its value. A completion adds at most ``X = min(L − S, cap(B − cost))``
-of load, where ``cap(b)`` is the most capacity the variants still to come fit in ``b`` cost units
-(a small knapsack, :func:`_capacities`), and earns at most ``X·ρ``, where ``ρ`` is the best
-accuracy-minus-cost per request of any option still to come (:func:`_rates`).
+Labels are also *bounded* against the best plans known (:mod:`.bounds`).
+
+Growing and bounding work on numpy arrays of labels (a bounded 300-replica service grows a
+million candidates at some variant); only the labels that survive the bound reach the
+dominance scan, and only those it keeps get their chain of picks built.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from infadapter.solver.milp import prune
+from infadapter.solver.bounds import (
+    SERVED_SCALE,
+    BoolArray,
+    FloatArray,
+    Incumbents,
+    IntArray,
+    NotApplicable,
+    Stage,
+    capacities,
+    grid,
+    rates,
+    stages,
+)
 from infadapter.solver.problem import TOLERANCE, ResourceOption, ServiceProblem
 
 _EPS = 1e-12  # dominance slack: labels equal up to rounding dominate each other (the first kept wins)
-_BOUND_SLACK = 1e-9  # bounding keeps labels this close to the incumbent, so ties survive to the tie-break
-SERVED_SCALE = 1e6  # routed load is compared on a 1e-6 rps grid, exactly, as integers
+_FILTER_COST = 8  # work units per label scanned for dominance (Python) against 1 per label grown (numpy)
+
+
+class TooLarge(NotApplicable):
+    """The dynamic program would work longer than its caller allows (``auto`` then runs the MILP)."""
+
+    spent_s: float = 0.0  # the time already spent when it gave up (set by :func:`.dp.solve_dp`)
+
+
+@dataclass(slots=True)
+class WorkMeter:
+    """Counts the DP's work (labels grown, and scanned at :data:`_FILTER_COST` each) against a limit.
+
+    Counted, not timed, so that whether ``auto`` keeps the DP depends on the problem alone.
+    """
+
+    limit: int | None = None
+    spent: int = 0
+
+    def spend(self, units: int) -> None:
+        self.spent += units
+        if self.limit is not None and self.spent > self.limit:
+            raise TooLarge(f"more than {self.limit} units of work")
+
 
 #: a chain of picks, newest first: (earlier picks, variant, option), or None for the empty plan
 Picks = tuple["Picks", str, ResourceOption] | None
@@ -62,153 +92,96 @@ class Label:
         return out
 
 
-# a label while the DP runs: (cost, served, mass, transition, count, picks); tuples are several
-# times cheaper to build and sort than dataclass instances, and this is the solver's hot path
-_Row = tuple[int, float, float, float, int, Picks]
-
-
 @dataclass(frozen=True, slots=True)
-class _Stage:
-    """One variant's data, laid out for the inner loop."""
+class _Labels:
+    """Labels as parallel arrays; ``parent``/``option`` say how each grew (option -1: variant skipped)."""
 
-    name: str
-    accuracy: float
-    required: bool
-    options: tuple[tuple[int, float, float, ResourceOption], ...]  # (cost units, capacity, transition weight, option) by cost
+    cost: IntArray
+    served: FloatArray
+    mass: FloatArray
+    transition: FloatArray
+    count: IntArray
+    parent: IntArray
+    option: IntArray
 
-
-def _stages(service: ServiceProblem, unit_milli: int) -> list[_Stage]:
-    max_l = service.max_load_time_s
-    stages = []
-    for variant in sorted(service.variants, key=lambda v: (-v.accuracy, v.name)):
-        weight = variant.load_time_s / max_l if max_l > 0 else 0.0
-        options = sorted(prune(variant, service.load_rps), key=lambda o: o.cost_cpu)
-        rows = tuple((round(o.cost_cpu * 1000.0) // unit_milli, o.capacity_rps, weight if o.transition_from(variant.current) else 0.0, o) for o in options)
-        stages.append(_Stage(variant.name, variant.accuracy, variant.required, rows))
-    return stages
+    def take(self, index: IntArray | BoolArray | slice) -> _Labels:
+        return _Labels(*(getattr(self, f)[index] for f in _Labels.__slots__))
 
 
-def _rates(stages: Sequence[_Stage], load: float, cost_per_unit: float) -> list[float]:
-    """``rates[k]``: an upper bound on what one more request earns from the variants after stage ``k``.
-
-    For option ``o`` of variant ``m`` serving ``q ≤ min(th_o, R) ≤ min(th_o, L)``, its term
-    ``a_m·q/L − price·c_o`` is at most ``q·(a_m/L − price·c_o/min(th_o, L))``; the best such rate
-    (or 0) times the load still to route bounds the whole completion. Extra transition only lowers it.
-    """
-    rates = [0.0] * len(stages)
-    best = 0.0
-    for k in range(len(stages) - 1, -1, -1):
-        rates[k] = best
-        stage = stages[k]
-        for cost, capacity, _, _ in stage.options:
-            useful = min(capacity, load)
-            if useful > 0:
-                best = max(best, stage.accuracy / load - cost_per_unit * cost / useful)
-    return rates
-
-
-def _capacities(stages: Sequence[_Stage], budget_units: int) -> list[list[float]]:
-    """``caps[k][b]``: the most capacity the variants after stage ``k`` fit in ``b`` cost units.
-
-    A multiple-choice knapsack over the budget grid, one numpy pass per option; it ignores that
-    a later variant may be required, which only makes it larger (still a bound).
-    """
-    after = np.zeros(budget_units + 1)
-    caps: list[list[float]] = [[]] * len(stages)
-    for k in range(len(stages) - 1, -1, -1):
-        caps[k] = after.tolist()
-        best = after.copy()
-        for cost, capacity, _, _ in stages[k].options:
-            if cost > budget_units:
-                break
-            np.maximum(best[cost:], after[: budget_units + 1 - cost] + capacity, out=best[cost:])
-        after = best
-    return caps
-
-
-@dataclass(frozen=True, slots=True)
-class _Incumbent:
-    """The best plan known, as the solver ranks plans: served load (on the integer grid), then value."""
-
-    served: int
-    value: float
-
-    def beaten_by(self, served: float, value: float) -> bool:
-        grid = round(served * SERVED_SCALE)
-        return grid > self.served or (grid == self.served and value > self.value)
-
-
-def _first_incumbent(service: ServiceProblem, stages: Sequence[_Stage], budget_units: int, price: float) -> _Incumbent | None:
-    """The best one-variant plan (none when a variant is required: a single one may not be a plan)."""
+def _values(labels: _Labels, service: ServiceProblem, price: float) -> FloatArray:
+    """Each label's objective as a plan: accuracy minus transition minus cost."""
     load = service.load_rps
-    if any(stage.required for stage in stages):
-        return None
-    best: _Incumbent | None = None
-    for stage in stages:
-        for cost, capacity, weight, _ in stage.options:
-            if cost > budget_units:
-                break
-            served = min(capacity, load)
-            value = stage.accuracy * served / load - service.transition_weight * weight - price * cost
-            if best is None or best.beaten_by(served, value):
-                best = _Incumbent(round(served * SERVED_SCALE), value)
-    return best
+    accuracy = labels.mass / load if load > 0 else np.zeros_like(labels.mass)
+    result: FloatArray = accuracy - service.transition_weight * labels.transition - price * labels.cost
+    return result
 
 
-def _improve(labels: Sequence[_Row], service: ServiceProblem, price: float, incumbent: _Incumbent | None) -> _Incumbent | None:
-    """The incumbent, or a better plan among ``labels`` (each is a plan once nothing required is left)."""
-    for cost, served, mass, transition, count, _ in labels:
-        if count:
-            value = _value(service, mass, transition) - price * cost
-            if incumbent is None or incumbent.beaten_by(served, value):
-                incumbent = _Incumbent(round(served * SERVED_SCALE), value)
-    return incumbent
+_GROW_CELLS = 1 << 18  # labels x options grown at once, then bounded: memory stays with the survivors
 
 
-def _bound(labels: Sequence[_Row], service: ServiceProblem, rate: float, caps: Sequence[float], price: float, incumbent: _Incumbent) -> list[_Row]:
-    """The labels some completion of which may still beat the incumbent."""
-    load, beta, budget = service.load_rps, service.transition_weight, len(caps) - 1
+def _grow(labels: _Labels, stage: Stage, load: float, budget_units: int) -> Iterator[_Labels]:
+    """Every label extended by every option of ``stage`` that fits (and, unless required, left as is).
+
+    In chunks of labels, so that the caller can bound each before the next is built.
+    """
+    n = labels.cost.shape[0]
+    skipped = None if stage.required else replace(labels, parent=np.arange(n, dtype=np.int64), option=np.full(n, -1, dtype=np.int64))
+    step = max(1, _GROW_CELLS // max(1, stage.costs.shape[0]))
+    if n <= step:  # the usual case: one part
+        grown = _extend(labels, 0, stage, load, budget_units)
+        yield grown if skipped is None else _concat((skipped, grown))
+        return
+    if skipped is not None:
+        yield skipped
+    for first in range(0, n, step):
+        yield _extend(labels.take(slice(first, first + step)), first, stage, load, budget_units)
+
+
+def _extend(part: _Labels, first: int, stage: Stage, load: float, budget_units: int) -> _Labels:
+    """``part`` (labels ``first``, ``first + 1``, …) extended by every option of ``stage`` that fits."""
+    room = load - part.served
+    extendable = np.ones(room.shape[0], dtype=bool) if stage.required else ~((room <= TOLERANCE) & (part.count > 0))  # full: more is only cost
+    room = np.maximum(room, 0.0)
+    total = part.cost[:, None] + stage.costs[None, :]
+    rows, cols = np.nonzero((total <= budget_units) & extendable[:, None])
+    q = np.minimum(stage.capacities[cols], room[rows])
+    return _Labels(
+        total[rows, cols],
+        part.served[rows] + q,
+        part.mass[rows] + stage.accuracy * q,
+        np.maximum(part.transition[rows], stage.weights[cols]),
+        part.count[rows] + 1,
+        rows + first,
+        cols,
+    )
+
+
+def _concat(parts: Sequence[_Labels]) -> _Labels:
+    if len(parts) == 1:
+        return parts[0]
+    return _Labels(*(np.concatenate([getattr(x, f) for x in parts]) for f in _Labels.__slots__))
+
+
+def _bound(labels: _Labels, service: ServiceProblem, rate: float, caps: FloatArray, price: float, incumbents: Incumbents) -> _Labels:
+    """The labels some completion of which may still beat their incumbent."""
+    load = service.load_rps
+    extra = np.maximum(0.0, np.minimum(load - labels.served, caps[caps.shape[0] - 1 - labels.cost]))
     noise = 1e-12 * max(1.0, load)  # float error of the served sums: keeps a label on a grid boundary
-    rate = max(0.0, rate)
-    kept: list[_Row] = []
-    for label in labels:
-        cost, served, mass, transition = label[0], label[1], label[2], label[3]
-        extra = min(load - served, caps[budget - cost])
-        most = round((served + max(0.0, extra) + noise) * SERVED_SCALE)
-        if most < incumbent.served:
-            continue  # cannot serve as much
-        if most == incumbent.served and mass / load + extra * rate - beta * transition - price * cost < incumbent.value - _BOUND_SLACK:
-            continue  # cannot serve more, and cannot reach the value
-        kept.append(label)
-    return kept
+    optimistic = _values(labels, service, price) + extra * max(0.0, rate)
+    return labels.take(incumbents.keep(labels.cost, grid(labels.served + extra + noise), optimistic))
 
 
-def _grow(labels: list[_Row], stage: _Stage, load: float, budget_units: int) -> list[_Row]:
-    """Every label extended by every option of ``stage`` that fits (and, unless required, left as is)."""
-    grown: list[_Row] = [] if stage.required else list(labels)
-    accuracy, name = stage.accuracy, stage.name
-    for cost, served, mass, transition, count, picks in labels:
-        room = load - served
-        if room <= TOLERANCE and count and not stage.required:
-            continue  # everything is routed: another variant adds cost and nothing else
-        room = max(0.0, room)
-        for option_cost, capacity, weight, option in stage.options:
-            total = cost + option_cost
-            if total > budget_units:
-                break
-            q = capacity if capacity < room else room
-            grown.append((total, served + q, mass + accuracy * q, weight if weight > transition else transition, count + 1, (picks, name, option)))
-    return grown
-
-
-def _dominance_filter(labels: list[_Row], a_next: float) -> list[_Row]:
-    """The labels that no other label dominates (of equal ones, the first in the scan order)."""
-    labels.sort(key=lambda x: (x[0], -x[1], -x[2], x[3], x[4]))
+def _dominance_filter(labels: _Labels, a_next: float) -> IntArray:
+    """Indices of the labels that no other label dominates (of equal ones, the first in the scan order)."""
+    order = np.lexsort((labels.count, labels.transition, -labels.mass, -labels.served, labels.cost))
+    served_l = labels.served[order].tolist()
+    adjusted_l = (labels.mass - a_next * labels.served)[order].tolist()
+    transition_l = labels.transition[order].tolist()
+    count_l = labels.count[order].tolist()
     fronts: dict[float, tuple[list[float], list[float]]] = {}  # T -> S ascending, A' strictly descending
-    kept: list[_Row] = []
-    for label in labels:
-        served, transition = label[1], label[3]
-        adjusted = label[2] - a_next * served
+    kept: list[int] = []
+    for j, served in enumerate(served_l):
+        transition, adjusted = transition_l[j], adjusted_l[j]
         dominated = False
         for level, (xs, ys) in fronts.items():
             if level <= transition + _EPS:
@@ -218,8 +191,8 @@ def _dominance_filter(labels: list[_Row], a_next: float) -> list[_Row]:
                     break
         if dominated:
             continue
-        kept.append(label)
-        if label[4] == 0:
+        kept.append(j)
+        if count_l[j] == 0:
             continue  # "something serves": the empty plan never stands in for a real one
         xs, ys = fronts.setdefault(transition, ([], []))
         i = bisect_left(xs, served)
@@ -231,42 +204,70 @@ def _dominance_filter(labels: list[_Row], a_next: float) -> list[_Row]:
             end += 1
         xs[start:end] = [served]
         ys[start:end] = [adjusted]
-    return kept
+    result: IntArray = order[np.array(kept, dtype=np.int64)]
+    return result
 
 
-def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, cost_per_unit: float | None = None) -> list[Label]:
+def _link(labels: _Labels, stage: Stage, picks: Sequence[Picks]) -> list[Picks]:
+    """The chain of picks of every label, from its parent's chain and the option it added."""
+    options, name = stage.options, stage.name
+    return [
+        picks[parent] if option < 0 else (picks[parent], name, options[option])
+        for parent, option in zip(labels.parent.tolist(), labels.option.tolist(), strict=True)
+    ]
+
+
+def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, price: float, alone: bool, work: WorkMeter) -> list[Label]:
     """For every exact cost (in units), the best complete label: most load served, then best value.
 
-    Sorted by cost. With ``cost_per_unit`` (the objective's price of one cost unit; only when this
-    service is solved alone, so only its optimum matters) labels are bounded as well, so costs
-    that cannot hold the optimum may be missing.
+    Sorted by cost. ``price`` is the objective's price of one cost unit. ``alone``: the service is
+    solved by itself, so only its optimum matters; otherwise every cost level that can improve on
+    the cheaper ones is kept for the knapsack across services. Bounding may leave out the rest.
+    Raises :class:`TooLarge` when the work exceeds ``work``'s limit.
     """
     load = service.load_rps
-    stages = _stages(service, unit_milli)
-    bounding = cost_per_unit is not None and load > TOLERANCE
-    price = cost_per_unit or 0.0
-    rates = _rates(stages, load, price) if bounding else []
-    caps = _capacities(stages, budget_units) if bounding else []
-    incumbent = _first_incumbent(service, stages, budget_units, price) if bounding else None
-    last_required = max((k for k, stage in enumerate(stages) if stage.required), default=-1)
-    labels: list[_Row] = [(0, 0.0, 0.0, 0.0, 0, None)]
-    for k, stage in enumerate(stages):
-        a_next = stages[k + 1].accuracy if k + 1 < len(stages) else 0.0
-        grown = _grow(labels, stage, load, budget_units)
-        if bounding:
-            if k >= last_required:
-                incumbent = _improve(grown, service, price, incumbent)
-            if incumbent is not None:
-                grown = _bound(grown, service, rates[k], caps[k], price, incumbent)
-        labels = _dominance_filter(grown, a_next)
-    best: dict[int, _Row] = {}
-    for label in labels:
-        if label[4] == 0:
+    all_stages = stages(service, unit_milli)
+    bounding = load > TOLERANCE
+    rate = rates(all_stages, load, price) if bounding else []
+    caps = capacities(all_stages, budget_units) if bounding else []
+    incumbents = Incumbents(budget_units, alone)
+    if bounding:
+        incumbents.add_single_variant_plans(all_stages, service, price)
+    last_required = max((k for k, stage in enumerate(all_stages) if stage.required), default=-1)
+    zero_i, zero_f = np.zeros(1, dtype=np.int64), np.zeros(1)
+    labels = _Labels(zero_i, zero_f, zero_f, zero_f, zero_i, zero_i, zero_i - 1)
+    picks: list[Picks] = [None]
+    for k, stage in enumerate(all_stages):
+        a_next = all_stages[k + 1].accuracy if k + 1 < len(all_stages) else 0.0
+        parts: list[_Labels] = []
+        for part in _grow(labels, stage, load, budget_units):
+            work.spend(part.cost.shape[0])
+            if bounding:
+                if k >= last_required:  # every label now holds every required variant: each is a plan
+                    plans = part.take(part.count > 0)
+                    incumbents.add(plans.cost, grid(plans.served), _values(plans, service, price))
+                parts.append(_bound(part, service, rate[k], caps[k], price, incumbents))
+            else:
+                parts.append(part)
+        grown = _concat(parts)
+        work.spend(_FILTER_COST * grown.cost.shape[0])
+        labels = grown.take(_dominance_filter(grown, a_next))
+        picks = _link(labels, stage, picks)
+    return _best_per_cost(service, labels, picks)
+
+
+def _best_per_cost(service: ServiceProblem, labels: _Labels, picks: Sequence[Picks]) -> list[Label]:
+    """The best label of every cost: the most served (on the grid), then the best value (by 1e-12)."""
+    best: dict[int, Label] = {}
+    rows = zip(labels.cost.tolist(), labels.served.tolist(), labels.mass.tolist(), labels.transition.tolist(), labels.count.tolist(), picks, strict=True)
+    for cost, served, mass, transition, count, chain in rows:
+        if count == 0:
             continue
-        current = best.get(label[0])
+        label = Label(cost, served, mass, transition, count, chain)
+        current = best.get(cost)
         if current is None or _better(service, label, current):
-            best[label[0]] = label
-    return [Label(*best[cost]) for cost in sorted(best)]
+            best[cost] = label
+    return [best[cost] for cost in sorted(best)]
 
 
 def _value(service: ServiceProblem, mass: float, transition: float) -> float:
@@ -279,8 +280,8 @@ def label_value(service: ServiceProblem, label: Label) -> float:
     return _value(service, label.mass, label.transition)
 
 
-def _better(service: ServiceProblem, a: _Row, b: _Row) -> bool:
-    sa, sb = round(a[1] * SERVED_SCALE), round(b[1] * SERVED_SCALE)
+def _better(service: ServiceProblem, a: Label, b: Label) -> bool:
+    sa, sb = round(a.served * SERVED_SCALE), round(b.served * SERVED_SCALE)
     if sa != sb:
         return sa > sb
-    return _value(service, a[2], a[3]) > _value(service, b[2], b[3]) + 1e-12
+    return _value(service, a.mass, a.transition) > _value(service, b.mass, b.transition) + 1e-12
