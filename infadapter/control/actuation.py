@@ -106,9 +106,14 @@ class Action:
         return next((v for v in self.variants if v.name == name), None)
 
 
-def ready_capacity_rps(profile: Profile, state: VariantState) -> float:
-    """What the ready replicas of ``state`` serve at the SLO (profile figures)."""
-    return sum(profile.capacity_rps(state.name, cores, 1, state.gpus) for cores in state.ready_cores)
+def _replica_rps(profile: Profile | None, name: str, cores: float, gpus: int) -> float:
+    """A replica's capacity at the SLO: the profile's, or one unit when capacities are unknown."""
+    return profile.capacity_rps(name, cores, 1, gpus) if profile is not None else 1.0
+
+
+def ready_capacity_rps(profile: Profile | None, state: VariantState) -> float:
+    """What the ready replicas of ``state`` serve at the SLO (profile figures; ready replicas without one)."""
+    return sum(_replica_rps(profile, state.name, cores, state.gpus) for cores in state.ready_cores)
 
 
 def provisioned_capacity_rps(profile: Profile, state: ActuatorState) -> float:
@@ -120,28 +125,30 @@ def same_weights(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
     return all(abs(a.get(k, 0.0) - b.get(k, 0.0)) <= WEIGHT_EPS for k in set(a) | set(b))
 
 
-def _load_rps(plan: Plan) -> float:
+def _planned_rps(profile: Profile | None, v: VariantPlan) -> float:
+    return v.capacity_rps if profile is not None else float(v.replicas)
+
+
+def _load_rps(plan: Plan, profile: Profile | None) -> float:
     """The load ``plan`` was made for; a plan made for none (a static plan, zero load) serves its capacity."""
-    return plan.load_rps if plan.load_rps > 0 else plan.capacity_rps
+    if profile is not None and plan.load_rps > 0:
+        return plan.load_rps
+    return sum(_planned_rps(profile, v) for v in plan.variants)
 
 
-def _need_rps(plan: Plan, v: VariantPlan) -> float:
-    """The load ``v`` must be able to serve: its share of the planned load, at most its capacity."""
-    return min(v.capacity_rps, v.weight * _load_rps(plan))
-
-
-def coverage(plan: Plan, state: ActuatorState, profile: Profile) -> dict[str, float]:
+def coverage(plan: Plan, state: ActuatorState, profile: Profile | None) -> dict[str, float]:
     """Per planned variant, the part of its share of the planned load its ready replicas serve (0..1)."""
+    load = _load_rps(plan, profile)
     out: dict[str, float] = {}
     for v in plan.variants:
         running = state.variant(v.name)
         ready = ready_capacity_rps(profile, running) if running is not None else 0.0
-        need = _need_rps(plan, v)
+        need = min(_planned_rps(profile, v), v.weight * load)
         out[v.name] = 1.0 if need <= 1e-9 else min(1.0, ready / need)
     return out
 
 
-def covered(plan: Plan, state: ActuatorState, profile: Profile) -> bool:
+def covered(plan: Plan, state: ActuatorState, profile: Profile | None) -> bool:
     """Every planned variant's ready capacity covers its share: capacity may now be removed."""
     return all(part >= 1.0 - 1e-9 for part in coverage(plan, state, profile).values())
 
@@ -158,14 +165,14 @@ def converged(plan: Plan, state: ActuatorState) -> bool:
     return all(state.variant(name) is not None for name in wanted)
 
 
-def split(plan: Plan, state: ActuatorState, profile: Profile) -> dict[str, float]:
+def split(plan: Plan, state: ActuatorState, profile: Profile | None) -> dict[str, float]:
     """The router's split now: the plan's once it is covered, else its shares as far as ready capacity serves them.
 
     In requests per second of the planned load: each planned variant takes its share up to its ready
     capacity; what is left goes to the spare ready capacity — leaving variants, planned variants held
     at a larger size — in proportion to it.
     """
-    load = _load_rps(plan)
+    load = _load_rps(plan, profile)
     ready = {v.name: ready_capacity_rps(profile, v) for v in state.running}
     if covered(plan, state, profile):
         shares = {v.name: v.weight for v in plan.variants}
@@ -183,9 +190,11 @@ def split(plan: Plan, state: ActuatorState, profile: Profile) -> dict[str, float
     return {k: w / total for k, w in shares.items() if w > 0}
 
 
-def actuation(plan: Plan, state: ActuatorState, profile: Profile, *, in_place: bool, shrink: bool = False) -> Action:
+def actuation(plan: Plan, state: ActuatorState, profile: Profile | None, *, in_place: bool, shrink: bool = False) -> Action:
     """What to run now to reach ``plan`` from ``state``, make-before-break (see the module docstring).
 
+    ``profile`` None: capacities are unknown (a plan made by hand); every replica then counts as one
+    unit, so make-before-break waits for the planned replicas themselves.
     ``shrink``: in-place reductions may go now although the new capacity is not ready yet — the
     controller says so one resize latency before the latencies say it will be, so that they take
     effect together.
@@ -196,7 +205,7 @@ def actuation(plan: Plan, state: ActuatorState, profile: Profile, *, in_place: b
         running = state.variant(v.name)
         cores, replicas = v.cpu_cores, v.replicas
         if running is not None and running.replicas > 0 and not ready:  # capacity goes only once the new serves
-            if in_place and not shrink:
+            if in_place and not shrink and replicas <= running.replicas:  # new replicas start at the planned size
                 cores = max(cores, running.cpu_cores)
             # at another size the actuator replaces replicas (new first) or resizes them: their count follows the plan
             if abs(running.cpu_cores - cores) <= 1e-9:

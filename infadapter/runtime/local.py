@@ -1,14 +1,19 @@
-"""The local actuator of the embedded mode: a :class:`Plan` made real with processes on this machine.
+"""The local actuator of the embedded mode: the controller's actions made real with processes on this machine.
 
 * one ``tritonserver`` per (variant, replica), in its own cgroup v1 ``cpu`` group whose quota is the
-  plan's cores; a size change is applied **in place** by rewriting the quota (the server, its model
+  replica's cores; a size change is applied **in place** by rewriting the quota (the server, its model
   instances and its connections stay), with ``taskset`` as a warned fallback where cgroups are not
-  writable (sizes then change by recreating the server, make-before-break);
-* an Envoy router (:mod:`infadapter.runtime.envoy`) whose cluster weights follow the plan;
+  writable (sizes then change by replacing the server);
+* an Envoy router (:mod:`infadapter.runtime.envoy`) whose cluster weights are the action's split, over
+  the variants that have a ready server;
 * a Prometheus scraping Envoy, every Triton and (when told) our exporter, targets added live.
 
-Make-before-break: a new or recreated instance gets traffic only once ready; an instance leaves the
-router before it is drained and stopped. A supervisor thread restarts whatever crashed (a Triton
+As an actuator (:mod:`infadapter.control`) it reports :meth:`LocalRuntime.state` and executes
+:meth:`LocalRuntime.execute` without blocking: new servers start in the background and are routed once
+ready; a replaced server (another size, not in place) serves until enough replacements are ready; a
+server that leaves is taken off the router, drained, then stopped. *When* a variant may leave is the
+controller's make-before-break rule, not this module's. :meth:`LocalRuntime.apply` converges to a plan
+by that same rule (tests, benchmarks). A supervisor thread restarts whatever crashed (a Triton
 instance, Envoy, Prometheus) and routes around a dead instance meanwhile. :meth:`LocalRuntime.stop`
 (also run at exit) stops every child and removes every cgroup it created.
 
@@ -21,23 +26,26 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from infadapter.control import Action, ActuatorState, Latencies, VariantState, VariantTarget, actuation, converged, same_weights, split
 from infadapter.errors import ApplyFailed, InfAdapterError
 from infadapter.planning import Plan, cpu_grid
+from infadapter.profiles import Profile
 from infadapter.runtime.envoy import Endpoint, EnvoyProcess
+from infadapter.runtime.local_servers import LocalChanges, RuntimeEvent, TritonInstance, remove_stale_cgroups
+from infadapter.runtime.local_supervisor import Supervisor
 from infadapter.runtime.prometheus import DEFAULT_JOBS, PrometheusProcess
 from infadapter.serving.cpulimit import CGROUP_V1_CPU, CpuCgroup, cgroup_v1_writable, taskset_prefix
 from infadapter.serving.repository import Serving, instances_for_cpu, write_repository
@@ -46,79 +54,9 @@ from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 log = logging.getLogger(__name__)
 
-InstanceState = Literal["starting", "ready", "failed", "draining", "stopped"]
-
-
-@dataclass
-class Instance:
-    """One tritonserver serving one variant replica."""
-
-    variant: str
-    slot: int
-    generation: int
-    cpu_cores: float
-    triton: TritonProcess
-    cgroup: CpuCgroup | None
-    repo: Path
-    state: InstanceState = "starting"
-    routed: bool = False
-    restarts: int = 0
-    created_s: float = field(default_factory=time.monotonic)
-
-    @property
-    def key(self) -> str:
-        return f"{self.variant}#{self.slot}.{self.generation}"
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return Endpoint("127.0.0.1", self.triton.http_port)
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    duration_s: float
-    started: tuple[str, ...] = ()
-    resized: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    failed: tuple[str, ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.started or self.resized or self.removed)
-
-
-@dataclass(frozen=True)
-class RuntimeEvent:
-    at_s: float  # time.time()
-    kind: str  # crash, restarted, envoy_restarted, prometheus_restarted, apply, ...
-    detail: str
-
-
-def remove_stale_cgroups(root: Path = CGROUP_V1_CPU) -> list[str]:
-    """Clean up after a run that was killed outright (SIGKILL: no cleanup ran).
-
-    Its servers died with it (``PR_SET_PDEATHSIG``) but their python-backend stubs may survive, orphaned,
-    in the run's groups (``run<pid>x…``). Every process in a group whose run is gone is such an orphan:
-    killed, and the group removed.
-    """
-    removed = []
-    for group in root.glob("infadapter/run*x*-*"):
-        pid = group.name[3:].split("x", 1)[0]
-        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
-            continue
-        cgroup = CpuCgroup(group.name)
-        for orphan in cgroup.pids():
-            with contextlib.suppress(OSError):
-                os.kill(orphan, signal.SIGKILL)
-        deadline = time.monotonic() + 2.0
-        while cgroup.pids() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        cgroup.remove()
-        removed.append(group.name)
-    if removed:
-        log.warning("cleaned %d cgroups (and their orphaned processes) left by killed runs", len(removed))
-    return removed
-
+#: what this actuator tells the controller: a server serves about 1 s after its model's load time
+#: (process start, readiness probes every 0.1 s), a quota write and Envoy's ``/runtime_modify`` act at once
+LATENCIES = Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0)
 
 class LocalRuntime:
     """Triton instances + Envoy + Prometheus for one :class:`InferenceServiceSpec` (use as a context manager)."""
@@ -163,17 +101,20 @@ class LocalRuntime:
         self.prometheus: PrometheusProcess | None = (
             PrometheusProcess(jobs=DEFAULT_JOBS, workdir=self.work_dir / "prometheus") if with_prometheus else None
         )
-        self.instances: list[Instance] = []
-        self.plan: Plan | None = None
+        self.instances: list[TritonInstance] = []
         self.events: list[RuntimeEvent] = []
+        self._targets: dict[str, VariantTarget] = {}
+        self._wanted: dict[str, float] = {}  # the split asked for
+        self._weights: dict[str, float] = {}  # the split Envoy accepted (over variants that can serve)
+        self._failed_starts: list[str] = []
         self._generation = 0
         self._lock = threading.RLock()  # state + router updates (short)
-        self._apply_lock = threading.Lock()  # one apply at a time
+        self._execute_lock = threading.Lock()  # one action at a time
         self._launcher = ThreadPoolExecutor(1, thread_name_prefix="infadapter-launcher")
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
-        self._restarting: set[str] = set()
         self._retirements: list[threading.Thread] = []
+        self._starts: list[threading.Thread] = []
         self._created: list[TritonProcess] = []
         self._started = False
         self._stopped = False
@@ -222,7 +163,7 @@ class LocalRuntime:
         if self.prometheus is not None:
             self.prometheus.set_targets("envoy", "router", [self.envoy.metrics_target], self.labels)
             self._launch(self.prometheus.start)
-        self._supervisor = threading.Thread(target=self._supervise, name="infadapter-supervisor", daemon=True)
+        self._supervisor = threading.Thread(target=Supervisor(self).run, name="infadapter-supervisor", daemon=True)
         self._supervisor.start()
         return self
 
@@ -253,6 +194,8 @@ class LocalRuntime:
         self._stop.set()
         if self._supervisor is not None:
             self._supervisor.join(timeout=10)
+        for thread in list(self._starts):
+            thread.join(timeout=10)
         self.wait_retired()
         with self._lock:
             instances, self.instances = list(self.instances), []
@@ -274,7 +217,7 @@ class LocalRuntime:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ instances
-    def _new_instance(self, variant: str, slot: int, cpu_cores: float) -> Instance:
+    def _new_instance(self, variant: str, slot: int, cpu_cores: float) -> TritonInstance:
         self._generation += 1
         gen = self._generation
         repo = self.work_dir / "repos" / f"{variant}-{slot}-g{gen}"
@@ -286,7 +229,7 @@ class LocalRuntime:
             boost = max(cpu_cores, min(self.startup_boost_cores, float(os.cpu_count() or 1)))
             cgroup = CpuCgroup(f"{self.cgroup_prefix}-{variant}-{slot}-g{gen}").create(boost)
         triton = self._triton(repo, cgroup, cpu_cores, f"triton-{variant}-{slot}-g{gen}")
-        return Instance(variant, slot, gen, cpu_cores, triton, cgroup, repo)
+        return TritonInstance(variant, slot, gen, cpu_cores, triton, cgroup, repo)
 
     def _triton(self, repo: Path, cgroup: CpuCgroup | None, cpu_cores: float, name: str) -> TritonProcess:
         triton = TritonProcess(
@@ -296,37 +239,50 @@ class LocalRuntime:
         self._created.append(triton)
         return triton
 
-    def _start_instances(self, fresh: list[Instance], timeout_s: float = 120.0) -> list[Instance]:
-        """Start servers (not routed) and wait until each is ready; return those that failed."""
-        with self._lock:
-            self.instances.extend(fresh)
-        for inst in fresh:
-            self._launch(functools.partial(inst.triton.start, wait=False))
-        failed = []
-        deadline = time.monotonic() + timeout_s
-        for inst in fresh:
-            try:
-                inst.triton.wait_ready(max(1.0, deadline - time.monotonic()))
-                if inst.cgroup is not None:
-                    inst.cgroup.set_cores(inst.cpu_cores)
-                inst.state = "ready"
-            except ApplyFailed as exc:
-                log.error("instance %s did not start: %s", inst.key, exc)
-                inst.state = "failed"
-                failed.append(inst)
-        return failed
+    def _start(self, inst: TritonInstance, timeout_s: float = 120.0) -> None:
+        """Start ``inst`` and, in the background, route it once ready (or forget it if it fails)."""
+        self._launch(functools.partial(inst.triton.start, wait=False))
+        thread = threading.Thread(target=self._await_ready, args=(inst, timeout_s), name=f"start-{inst.key}", daemon=True)
+        self._starts = [t for t in self._starts if t.is_alive()] + [thread]
+        thread.start()
 
-    def _stop_instance(self, inst: Instance) -> None:
+    def _await_ready(self, inst: TritonInstance, timeout_s: float) -> None:
+        try:
+            inst.triton.wait_ready(timeout_s)
+            if inst.cgroup is not None:
+                inst.cgroup.set_cores(inst.cpu_cores)
+        except ApplyFailed as exc:
+            if inst.state != "starting":  # retired or stopped while it started
+                return
+            log.error("instance %s did not start: %s", inst.key, exc)
+            with self._lock:
+                inst.state = "failed"
+                self.instances = [i for i in self.instances if i is not inst]
+                self._failed_starts.append(inst.key)
+            self._stop_instance(inst)
+            self._event("start_failed", f"{inst.key}: {exc}")
+            return
+        with self._lock:
+            if inst.state != "starting":
+                return
+            inst.state, inst.routed = "ready", True
+            self._route()
+        self._retire_replaced(inst.variant)
+
+    def _stop_instance(self, inst: TritonInstance) -> None:
         inst.state = "stopped"
         inst.routed = False
         inst.triton.stop()
         if inst.cgroup is not None:
             inst.cgroup.remove()
 
-    def _resize(self, inst: Instance, cpu_cores: float) -> None:
-        """In place: only the cgroup quota changes; the server and its model instances keep running."""
+    def _resize(self, inst: TritonInstance, cpu_cores: float) -> None:
+        """In place: only the cgroup quota changes; the server and its model instances keep running.
+
+        A server still starting keeps its start-up boost: it gets the new quota once ready."""
         assert inst.cgroup is not None
-        inst.cgroup.set_cores(cpu_cores)
+        if inst.state != "starting":
+            inst.cgroup.set_cores(cpu_cores)
         inst.cpu_cores = cpu_cores
 
     def _instance_count(self, variant: str) -> int:
@@ -340,19 +296,20 @@ class LocalRuntime:
 
     # ------------------------------------------------------------------ routing
     def _route(self) -> None:
-        """Push the routed instances and the plan's weights (renormalised over variants that can serve)."""
+        """Push the routed instances and the wanted split (renormalised over variants that can serve)."""
         with self._lock:
             endpoints: dict[str, list[Endpoint]] = {v: [] for v in self.spec.variant_names}
             for inst in self.instances:
                 if inst.routed and inst.state == "ready":
                     endpoints[inst.variant].append(inst.endpoint)
-            planned = self.plan.weights() if self.plan is not None else {}
-            weights = {v: w for v, w in planned.items() if endpoints.get(v)}
-            if sum(weights.values()) <= 0:  # nothing planned can serve: spread over whatever can
-                weights = {v: 1.0 for v, eps in endpoints.items() if eps}
+            weights = {v: w for v, w in self._wanted.items() if endpoints.get(v) and w > 0}
+            if sum(weights.values()) <= 0:  # nothing wanted can serve: spread over whatever can
+                weights = dict.fromkeys((v for v, eps in endpoints.items() if eps), 1.0)
             # new endpoints before weights that use them; weights away before endpoints leave
             self.envoy.set_endpoints({v: endpoints[v] + self._leaving(v) for v in endpoints})
             self.envoy.set_weights(weights)
+            total = sum(weights.values())
+            self._weights = {v: w / total for v, w in weights.items()} if total > 0 else {}
             self.envoy.set_endpoints(endpoints)
             self._update_targets()
 
@@ -376,72 +333,117 @@ class LocalRuntime:
         if self.prometheus is not None:
             self.prometheus.set_targets("infadapter", "exporter", [address], self.labels)
 
-    # ------------------------------------------------------------------ apply
-    def apply(self, plan: Plan, *, in_place: bool | None = None) -> ApplyResult:
-        """Make ``plan`` real: resize in place, start new instances (routed when ready), re-weight, drain, remove."""
+    # ------------------------------------------------------------------ the actuator
+    def execute(self, action: Action) -> LocalChanges:
+        """Make ``action`` real without blocking: resize in place, start servers (routed once ready), split, drain."""
         if self._stopped:
             raise ApplyFailed("the runtime is stopped")
-        in_place = (self.spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE) if in_place is None else in_place
-        in_place = in_place and self.use_cgroup
+        unknown = {t.name for t in action.variants} - set(self.spec.variant_names)
+        if unknown:
+            raise ApplyFailed(f"the action names variants not in the spec: {sorted(unknown)}")
         started_at = time.monotonic()
-        with self._apply_lock:
-            desired = {v.name: v for v in plan.variants if v.replicas > 0 and v.cpu_cores > 0}
-            unknown = set(desired) - set(self.spec.variant_names)
-            if unknown:
-                raise ApplyFailed(f"plan names variants not in the spec: {sorted(unknown)}")
+        with self._execute_lock:
+            with self._lock:
+                live = [i for i in self.instances if i.state in ("starting", "ready", "failed") and not i.replaced]
             resized: list[str] = []
-            fresh: list[Instance] = []
-            retiring: list[Instance] = []
+            fresh: list[TritonInstance] = []
+            retiring = [i for i in live if action.variant(i.variant) is None]
+            for target in action.variants:
+                kept = self._converge(target, [i for i in live if i.variant == target.name], resized)
+                retiring += kept[target.replicas:]
+                slots = (s for s in itertools.count() if s not in {i.slot for i in kept[: target.replicas]})
+                fresh += [self._new_instance(target.name, next(slots), target.cpu_cores) for _ in range(target.replicas - len(kept))]
             with self._lock:
-                live = [i for i in self.instances if i.state in ("ready", "starting", "failed")]
-            for inst in live:
-                want = desired.get(inst.variant)
-                if want is None or inst.slot >= want.replicas:
-                    retiring.append(inst)
-                elif inst.state == "failed":  # being restarted: give it the new size, the restart routes it
-                    if inst.cgroup is not None:
-                        inst.cgroup.set_cores(want.cpu_cores)
-                    inst.cpu_cores = want.cpu_cores
-                elif abs(inst.cpu_cores - want.cpu_cores) > 1e-9:
-                    if in_place and inst.state == "ready":
-                        self._resize(inst, want.cpu_cores)
-                        resized.append(inst.key)
-                    else:
-                        retiring.append(inst)
-                        fresh.append(self._new_instance(inst.variant, inst.slot, want.cpu_cores))
-            kept = {(i.variant, i.slot) for i in live if i not in retiring}
-            for name, want in desired.items():
-                for slot in range(want.replicas):
-                    if (name, slot) not in kept and not any(f.variant == name and f.slot == slot for f in fresh):
-                        fresh.append(self._new_instance(name, slot, want.cpu_cores))
-            failed = self._start_instances(fresh) if fresh else []
-            with self._lock:
-                self.plan = plan
-                for inst in fresh:
-                    inst.routed = inst.state == "ready"
+                self._targets = {t.name: t for t in action.variants}
+                self._wanted = dict(action.weights)
                 for inst in retiring:
-                    inst.routed = False
-                    inst.state = "draining"
+                    inst.routed, inst.state = False, "draining"
+                self.instances.extend(fresh)
                 self._route()
-            with self._lock:
-                self.instances = [i for i in self.instances if i not in failed]
-            for inst in failed:
-                self._stop_instance(inst)
-            if retiring:
-                retire = threading.Thread(target=self._retire, args=(retiring,), name="infadapter-retire", daemon=True)
-                self._retirements.append(retire)
-                retire.start()
-        result = ApplyResult(
-            time.monotonic() - started_at, tuple(i.key for i in fresh if i not in failed), tuple(resized),
-            tuple(i.key for i in retiring), tuple(i.key for i in failed),
-        )  # fmt: skip
-        if result.changed:
-            self._event("apply", f"{plan.describe()} in {result.duration_s:.2f}s (+{len(result.started)} ~{len(resized)} -{len(result.removed)})")
-        if failed:
-            raise ApplyFailed(f"instances did not start: {', '.join(result.failed)}")
-        return result
+            for inst in fresh:
+                self._start(inst)
+            self._drain(retiring)
+        changes = LocalChanges(time.monotonic() - started_at, tuple(i.key for i in fresh), tuple(resized), tuple(i.key for i in retiring))
+        if changes.changed:
+            self._event("apply", f"+{len(changes.started)} ~{len(resized)} -{len(changes.removed)} in {changes.duration_s:.2f}s")
+        return changes
 
-    def _retire(self, retiring: list[Instance]) -> None:
+    def _converge(self, target: VariantTarget, live: list[TritonInstance], resized: list[str]) -> list[TritonInstance]:
+        """The servers of ``target``'s variant that stay (ready first), resized in place where allowed; the
+        others at another size are marked replaced: they serve until their replacements are ready."""
+        kept = []
+        for inst in sorted(live, key=lambda i: (i.state != "ready", i.slot)):
+            if abs(inst.cpu_cores - target.cpu_cores) <= 1e-9:
+                kept.append(inst)
+            elif target.in_place and inst.cgroup is not None:
+                self._resize(inst, target.cpu_cores)
+                resized.append(inst.key)
+                kept.append(inst)
+            else:
+                inst.replaced = True
+        return kept
+
+    def _retire_replaced(self, variant: str) -> None:
+        """Once the variant has its replicas ready at the wanted size, its replaced servers go."""
+        with self._lock:
+            target = self._targets.get(variant)
+            mine = [i for i in self.instances if i.variant == variant]
+            ready = [i for i in mine if i.state == "ready" and not i.replaced]
+            if target is None or len(ready) < target.replicas:
+                return
+            old = [i for i in mine if i.replaced and i.state in ("starting", "ready", "failed")]
+            for inst in old:
+                inst.routed, inst.state = False, "draining"
+            if old:
+                self._route()
+        self._drain(old)
+
+    def _drain(self, retiring: list[TritonInstance]) -> None:
+        if retiring:
+            retire = threading.Thread(target=self._retire, args=(retiring,), name="infadapter-retire", daemon=True)
+            self._retirements.append(retire)
+            retire.start()
+
+    def state(self) -> ActuatorState:
+        """What runs: per variant the wanted size and replicas and the cores of each ready server; the split Envoy applies."""
+        variants = []
+        with self._lock:
+            names = set(self._targets) | {i.variant for i in self.instances if i.state in ("starting", "ready", "failed")}
+            for name in sorted(names):
+                target = self._targets.get(name)
+                mine = [i for i in self.instances if i.variant == name]
+                ready = tuple(i.cpu_cores for i in mine if i.state == "ready" and i.routed)
+                if target is None and not ready:
+                    continue
+                wanted = sum(1 for i in mine if i.state in ("starting", "ready", "failed") and not i.replaced)
+                cores = target.cpu_cores if target is not None else ready[0]
+                variants.append(VariantState(name, cores, wanted if target is not None else 0, ready, target.gpus if target is not None else 0))
+            return ActuatorState(tuple(variants), dict(self._weights), in_place=self.use_cgroup)
+
+    def apply(self, plan: Plan, *, in_place: bool | None = None, profile: Profile | None = None, timeout_s: float = 120.0) -> LocalChanges:
+        """Converge to ``plan`` by the controller's make-before-break rule and block until it serves (tests, benchmarks).
+
+        Without ``profile`` capacities are unknown: a leaving variant waits for every planned replica.
+        """
+        in_place = (self.spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE) if in_place is None else in_place
+        deadline = time.monotonic() + timeout_s
+        failed_before = len(self._failed_starts)
+        changes = LocalChanges(0.0)
+        sent: Action | None = None
+        while True:
+            state = self.state()
+            if converged(plan, state) and same_weights(state.weights, split(plan, state, profile)):
+                return changes
+            if len(self._failed_starts) > failed_before:
+                raise ApplyFailed(f"instances did not start: {', '.join(self._failed_starts[failed_before:])}")
+            if time.monotonic() > deadline:
+                raise ApplyFailed(f"{plan.describe()} not running after {timeout_s:g} s")
+            action = actuation(plan, state, profile, in_place=in_place and self.use_cgroup)
+            if action != sent:
+                changes, sent = changes + self.execute(action), action
+            self._stop.wait(0.05)
+
+    def _retire(self, retiring: list[TritonInstance]) -> None:
         """Drain (no longer routed: in-flight requests finish), then stop in parallel and forget them."""
         self._stop.wait(self.drain_s)
         threads = [threading.Thread(target=self._stop_instance, args=(i,), daemon=True) for i in retiring]
@@ -466,7 +468,7 @@ class LocalRuntime:
         with self._lock:
             return sum(i.cpu_cores for i in self.instances if i.state in ("starting", "ready", "draining", "failed"))
 
-    def ready_instances(self) -> list[Instance]:
+    def ready_instances(self) -> list[TritonInstance]:
         with self._lock:
             return [i for i in self.instances if i.state == "ready"]
 
@@ -478,87 +480,3 @@ class LocalRuntime:
         if self.prometheus is not None and self.prometheus.running and self.prometheus.process is not None:
             pids.append(self.prometheus.process.pid)
         return [p for p in pids if p is not None]
-
-    # ------------------------------------------------------------------ supervision
-    def _supervise(self) -> None:
-        last_probe = time.monotonic()
-        misses: dict[str, int] = {}
-        while not self._stop.wait(self.health_interval_s):
-            try:
-                self._check_children()
-                if time.monotonic() - last_probe >= self.probe_interval_s:
-                    last_probe = time.monotonic()
-                    self._probe(misses)
-            except InfAdapterError as exc:  # keep supervising; the next round retries
-                log.warning("supervisor: %s", exc)
-
-    def _check_children(self) -> None:
-        if self._stop.is_set():
-            return
-        if not self.envoy.is_alive():
-            self._event("crash", f"envoy exited ({self.envoy.stop()})")
-            self._launch(self.envoy.restart)
-            with self._lock:
-                self.envoy.set_endpoints(self.envoy.endpoints)
-            self._event("envoy_restarted", f"weights {self.envoy.runtime_weights()}")
-        if self.prometheus is not None and not self.prometheus.running:
-            self._event("crash", "prometheus exited")
-            self.prometheus.stop(keep_data=True)
-            self._launch(self.prometheus.start)
-            self._event("prometheus_restarted", self.prometheus.url)
-        with self._lock:
-            dead = [i for i in self.instances if i.state == "ready" and not i.triton.is_alive() and i.key not in self._restarting]
-        for inst in dead:
-            self._crashed(inst, f"exited with code {inst.triton.returncode()}")
-
-    def _probe(self, misses: dict[str, int]) -> None:
-        """A hung server (alive, not ready for 3 probes) is treated as crashed."""
-        for inst in self.ready_instances():
-            if inst.key in self._restarting:
-                continue
-            if inst.triton.is_ready():
-                misses.pop(inst.key, None)
-                continue
-            misses[inst.key] = misses.get(inst.key, 0) + 1
-            if misses[inst.key] >= 3:
-                misses.pop(inst.key, None)
-                self._crashed(inst, "not ready for 3 probes")
-
-    def _crashed(self, inst: Instance, why: str) -> None:
-        self._event("crash", f"{inst.key} {why}")
-        with self._lock:
-            self._restarting.add(inst.key)
-            inst.routed = False
-            inst.state = "failed"
-            try:
-                self._route()  # traffic moves to the healthy instances at once
-            except ApplyFailed as exc:  # the router is down too: its restart restores the endpoints
-                log.warning("could not route around %s: %s", inst.key, exc)
-        threading.Thread(target=self._restart_instance, args=(inst,), name=f"restart-{inst.key}", daemon=True).start()
-
-    def _restart_instance(self, inst: Instance) -> None:
-        try:
-            inst.triton.stop(timeout_s=2.0)  # its model stubs share its process group
-            inst.triton = self._triton(inst.repo, inst.cgroup, inst.cpu_cores, inst.triton.name)
-            self._launch(functools.partial(inst.triton.start, wait=False))
-            inst.triton.wait_ready(120.0)
-            if inst.cgroup is not None:
-                inst.cgroup.set_cores(inst.cpu_cores)
-        except (ApplyFailed, RuntimeError, OSError, subprocess.SubprocessError) as exc:
-            log.error("restart of %s failed: %s", inst.key, exc)
-            with self._lock:
-                self._restarting.discard(inst.key)
-            return
-        with self._lock:
-            self._restarting.discard(inst.key)
-            if inst.state != "failed" or self._stop.is_set():
-                inst.triton.stop()
-                return
-            inst.restarts += 1
-            inst.state = "ready"
-            inst.routed = True
-            try:
-                self._route()
-            except ApplyFailed as exc:  # the next routing change (or the router's restart) includes it
-                log.warning("could not route the restarted %s: %s", inst.key, exc)
-        self._event("restarted", f"{inst.key} on port {inst.triton.http_port}")

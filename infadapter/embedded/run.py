@@ -1,11 +1,12 @@
-"""The embedded mode's loop: observe (Prometheus) -> decide (policy) -> act (local runtime) -> report.
+"""The embedded mode: the controller (:mod:`infadapter.control`) wired to this machine's clock, Prometheus and processes.
 
 One :class:`EmbeddedRun` serves a spec on this machine (:class:`~infadapter.runtime.local.LocalRuntime`),
-replays per-second rates open-loop through the router (:class:`~infadapter.loadgen.LoadGenerator`) and,
-at the spec's interval (and between ticks when the policy's burst detector fires), asks the policy for a
-plan from the arrival history Prometheus measured at the router. When Prometheus cannot answer, the
-last plan is held and the decision says so (``metrics_unavailable``). Every tick is one
-:class:`~infadapter.metrics.DecisionRecord`: exported (``infadapter_*`` metrics), logged, and shown live.
+replays per-second rates open-loop through the router (:class:`~infadapter.loadgen.LoadGenerator`) and
+steps the controller every second of a monotonic clock with the arrival history Prometheus measured at
+the router (an empty history when Prometheus cannot answer: the controller then holds the plan and
+records ``metrics_unavailable``), settling it in between when it expects a change. The controller's
+cold start decides what runs first; the load starts once that serves. Every decision is one
+:class:`~infadapter.control.DecisionRecord`: exported (``infadapter_*`` metrics), logged, and shown live.
 The figures of the summary are measured at the client (requests, errors, violations, p99) and at the
 runtime (allocated cores, including instances starting or draining; the accuracy of the variants that
 actually served, from Triton's counters).
@@ -19,106 +20,34 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from infadapter.control import DecisionReason
+from infadapter.control import Controller, ControlState, DecisionRecord, Step, policy_options
+from infadapter.embedded.view import CoreSample, LiveState, RunSummary, client_window
 from infadapter.errors import ApplyFailed, MetricsUnavailable
 from infadapter.loadgen import LoadGenerator, RequestRecord
-from infadapter.metrics import DecisionLog, DecisionRecord, InfAdapterMetrics, Observer, record_from_plan
-from infadapter.planning import Plan, plan_for_load
-from infadapter.policies import Decision, Observation, make_policy
+from infadapter.metrics import DecisionLog, InfAdapterMetrics, Observer
+from infadapter.planning import Plan
+from infadapter.policies import make_policy
 from infadapter.profiles import Profile
-from infadapter.runtime.local import LocalRuntime, RuntimeEvent
+from infadapter.runtime.local import LATENCIES, LocalRuntime
+from infadapter.runtime.local_servers import RuntimeEvent
 from infadapter.spec import InferenceServiceSpec
 
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What ``infadapter run --json`` prints (the first seven fields) plus context."""
-
-    requests: int
-    errors: int
-    slo_violation_ratio: float
-    avg_cpu: float
-    avg_accuracy: float
-    p99_latency_ms: float
-    reconfigurations: int
-    policy: str = "ours"
-    duration_s: float = 0.0
-    metrics_unavailable_ticks: int = 0
-    restarts: int = 0
-    accuracy_source: str = "served"
-
-    def to_json(self) -> dict[str, Any]:
-        keys = ("requests", "errors", "slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "reconfigurations")
-        out = {k: v for k, v in asdict(self).items() if k in keys}
-        return {k: (None if isinstance(v, float) and math.isnan(v) else (round(v, 6) if isinstance(v, float) else v)) for k, v in out.items()}
-
-
-@dataclass
-class Sample:
-    t_s: float
-    cores: float
-    plan: Plan | None
-    forecast_rps: float
-
-
-@dataclass
-class LiveState:
-    """What the live view shows; written by the loop, read by the display."""
-
-    policy: str
-    total_s: float
-    t_s: float = 0.0
-    load_rps: float = math.nan
-    forecast_rps: float = math.nan
-    plan: str = "-"
-    cores: float = 0.0
-    p99_ms: float = math.nan
-    violations_ratio: float = 0.0
-    errors: int = 0
-    sent: int = 0
-    reconfigurations: int = 0
-    lines: list[str] = field(default_factory=list)
-
-    def say(self, line: str) -> None:
-        self.lines = [*self.lines[-5:], line]
-
-    def __rich__(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title=f"infadapter run · {self.policy} · {self.t_s:.0f}/{self.total_s:.0f} s", title_justify="left", expand=False)
-        for column in ("load", "forecast", "plan", "cores", "p99 (10 s)", "violations", "errors", "reconf."):
-            table.add_column(column)
-        table.add_row(f"{self.load_rps:.0f} rps", f"{self.forecast_rps:.0f} rps", self.plan, f"{self.cores:.2f}",
-                      f"{self.p99_ms:.0f} ms", f"{self.violations_ratio:.1%} of {self.sent}", str(self.errors), str(self.reconfigurations))  # fmt: skip
-        from rich.console import Group
-        from rich.text import Text
-
-        return Group(table, *(Text(line, overflow="ellipsis", no_wrap=True) for line in self.lines))
-
-
-def client_window(records: Sequence[RequestRecord], start_s: float, end_s: float, slo_ms: float) -> tuple[int, float, float]:
-    """(requests, p99 ms, violation ratio) of the requests sent in ``[start_s, end_s)``."""
-    chosen = [r for r in records if start_s <= r.send_s < end_s]
-    if not chosen:
-        return 0, math.nan, 0.0
-    ok = np.array([r.latency_ms for r in chosen if r.ok])
-    bad = (len(chosen) - ok.size) + int(np.count_nonzero(ok > slo_ms))
-    return len(chosen), float(np.percentile(ok, 99)) if ok.size else math.nan, bad / len(chosen)
+#: the cold start must serve within this before the load starts
+COLD_START_TIMEOUT_S = 180.0
 
 
 class EmbeddedRun:
-    """One run of the loop against real local servers (see the module docstring)."""
+    """One run of the controller against real local servers (see the module docstring)."""
 
     def __init__(
         self,
@@ -141,41 +70,36 @@ class EmbeddedRun:
         self.models = dict(models)
         self.rates = np.asarray(rates_rps, dtype=float)
         self.policy_name = policy
-        self.interval_s = float(spec.adaptation.interval_s)
-        options: dict[str, Any] = {"interval_s": self.interval_s} if policy == "ours" else {}
-        self.policy: Any = make_policy(policy, spec, profile, **options)
         self.namespace = namespace
         self.name = name or spec.model_name
+        self.controller = Controller(spec, profile, make_policy(policy, spec, profile, **policy_options(policy, LATENCIES)),
+                                     latencies=LATENCIES, namespace=namespace, name=self.name)  # fmt: skip
         self.console = console
         self.live = live
         self.decision_log = decision_log or DecisionLog()
         self.before_stop = before_stop
         self.runtime_options = dict(runtime_options or {})
         self.records: list[DecisionRecord] = []
-        self.samples: list[Sample] = []
+        self.samples: list[CoreSample] = []
         self.requests: list[RequestRecord] = []
         self.events: list[RuntimeEvent] = []
         self.reconfigurations = 0
-        self.metrics_unavailable_ticks = 0
         self.plan: Plan | None = None
         self.forecast_rps = math.nan
         self.view = LiveState(self.policy_name, float(self.rates.size))
         self.served_by_variant: dict[str, float] = {}
         self._t0 = 0.0
         self._wall0 = 0.0
+        self._reconfiguring_since: float | None = None
         self._gen: LoadGenerator | None = None
         self._runtime: LocalRuntime | None = None
         self._done = threading.Event()
 
-    # ------------------------------------------------------------------ the run
-    def initial_plan(self) -> Plan:
-        """Static policies start on their plan; others on an exact plan for the first interval's peak (warm start)."""
-        if hasattr(self.policy, "initial_plan"):
-            plan: Plan = self.policy.initial_plan()
-            return plan
-        first = self.rates[: max(1, int(self.interval_s))]
-        return plan_for_load(self.spec, self.profile, float(np.nanmax(first)) if first.size else 0.0)
+    @property
+    def metrics_unavailable_ticks(self) -> int:
+        return sum(1 for r in self.records if r.reason == "metrics_unavailable")
 
+    # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
         exporter = InfAdapterMetrics()
         runtime = LocalRuntime(self.spec, self.models, namespace=self.namespace, name=self.name, on_event=self._on_event,
@@ -189,23 +113,17 @@ class EmbeddedRun:
             exporter.describe_service(self.namespace, self.name, slo_latency_s=self.spec.slo.latency_ms / 1000.0,
                                       slo_target_ratio=self.spec.slo.percentile / 100.0,
                                       variant_accuracy={v.name: v.accuracy for v in self.spec.variants})  # fmt: skip
-            plan = self.initial_plan()
-            self._say(f"starting {plan.describe()}")
-            runtime.apply(plan)
-            self._record(Decision(plan, float(plan.load_rps)), None, exporter, 0.0, "scale_up")
-            self.plan = plan
+            self._t0, self._wall0 = time.monotonic(), time.time()
+            state = self._cold_start(runtime, exporter)
             runtime.prometheus.wait_for_targets("envoy", timeout_s=30.0) if runtime.prometheus else None
-            observer = Observer(runtime.prometheus_url, timeout_s=3.0, retries=1)  # a hung Prometheus costs one tick at most
+            observer = Observer(runtime.prometheus_url, timeout_s=3.0, retries=1)  # a hung Prometheus costs one step at most
             gen = LoadGenerator(runtime.url, self.spec.model_name, slo_ms=self.spec.slo.latency_ms,
                                 timeout_s=max(10.0, 10 * self.spec.slo.latency_ms / 1000.0))  # fmt: skip
             self._gen = gen
             gen.start(self.rates)
-            while gen.started_wall_s is None and gen.running:
-                time.sleep(0.01)
-            self._t0, self._wall0 = time.monotonic(), gen.started_wall_s or time.time()
             sampler.start()
             with self._display():
-                self._loop(gen, runtime, observer, exporter)
+                self._loop(state, gen, runtime, observer, exporter)
             gen.join()
             self.requests = gen.records()
             self.served_by_variant = self._served(observer)
@@ -221,72 +139,77 @@ class EmbeddedRun:
             exporter.close()
         return self.summary()
 
-    def _loop(self, gen: LoadGenerator, runtime: LocalRuntime, observer: Observer, exporter: InfAdapterMetrics) -> None:
-        state = self.policy.initial_state()
-        next_tick = float(getattr(self.policy, "first_tick_s", 0.0)) or self.interval_s
-        last_tick = 0.0
+    def _cold_start(self, runtime: LocalRuntime, exporter: InfAdapterMetrics) -> ControlState:
+        """The controller's first step (nothing runs, no load yet), settled until its plan serves."""
+        step, state = self.controller.step(self.controller.initial_state(), self.elapsed_s, np.empty(0), runtime.state())
+        self._act(step, state, runtime, exporter)
+        deadline = time.monotonic() + COLD_START_TIMEOUT_S
+        while state.since_s is not None:
+            if time.monotonic() > deadline:
+                raise ApplyFailed(f"the first plan {self.plan.describe() if self.plan else ''} did not serve in {COLD_START_TIMEOUT_S:g} s")
+            time.sleep(0.1)
+            step, state = self.controller.settle(state, self.elapsed_s, runtime.state())
+            self._act(step, state, runtime, exporter)
+        return state
+
+    def _loop(self, state: ControlState, gen: LoadGenerator, runtime: LocalRuntime, observer: Observer, exporter: InfAdapterMetrics) -> None:
+        """Step the controller at every whole second of the run; settle it at the instants it expects a change."""
+        wake = math.inf
         while gen.running:
             now = self.elapsed_s
-            time.sleep(max(0.0, math.floor(now) + 1.0 - now))
-            obs = self._observe(observer)
-            now = self.elapsed_s  # after the query: a hung Prometheus must not postpone the tick
-            due = now >= next_tick
-            if not due and obs is not None and self.plan is not None:
-                with contextlib.suppress(ValueError, ArithmeticError):
-                    due = bool(self.policy.between_ticks(obs, state)) and now - last_tick >= 1.0
-            if not due:
-                continue
-            last_tick, next_tick = now, now + self.interval_s
-            if obs is None:
-                self.metrics_unavailable_ticks += 1
-                decision = Decision(None, note="Prometheus unreachable: holding the last plan")
+            next_second = math.floor(now) + 1.0
+            if now < wake < next_second:
+                time.sleep(wake - now)
+                step, state = self.controller.settle(state, self.elapsed_s, runtime.state())
             else:
-                decision, state = self.policy.decide(obs, state)
-            self._act(decision, runtime, exporter, "metrics_unavailable" if obs is None else None)
+                time.sleep(max(0.0, next_second - now))
+                history = self._observe(observer)
+                step, state = self.controller.step(state, self.elapsed_s, history, runtime.state())
+            self._act(step, state, runtime, exporter)
+            wake = step.wake_s
 
-    def _observe(self, observer: Observer) -> Observation | None:
+    def _observe(self, observer: Observer) -> FloatArray:
+        """The router's per-second arrivals since the run began (the forecast window at most); empty when Prometheus fails."""
         wall_now = time.time()
         start = max(self._wall0, wall_now - float(self.spec.forecast.window_s))
         try:
-            history = observer.arrival_history_rps(self.namespace, self.name, start, wall_now)
+            return observer.arrival_history_rps(self.namespace, self.name, start, wall_now)
         except MetricsUnavailable as exc:
             log.warning("observe: %s", exc)
-            return None
-        capacity = self.plan.capacity_rps if self.plan is not None else 0.0
-        return Observation(self.elapsed_s, history, self.plan, capacity)
+            return np.empty(0)
 
-    def _act(self, decision: Decision, runtime: LocalRuntime, exporter: InfAdapterMetrics, reason: DecisionReason | None) -> None:
-        previous = self.plan
-        if not math.isnan(decision.forecast_rps):
-            self.forecast_rps = decision.forecast_rps
-        reconfiguration_s = None
-        if decision.plan is not None and (not decision.plan.same_config(previous) or decision.plan.weights() != (previous.weights() if previous else {})):
+    def _act(self, step: Step, state: ControlState, runtime: LocalRuntime, exporter: InfAdapterMetrics) -> None:
+        """Execute the step's action, count and time reconfigurations, record its decision."""
+        now = self.elapsed_s
+        if step.action is not None:
             try:
-                result = runtime.apply(decision.plan, in_place=decision.resize == "in_place")
-                self.plan = decision.plan
-                if result.changed:  # instances started, resized or removed (a new split alone is a re-weight)
-                    reconfiguration_s = result.duration_s
-                    self.reconfigurations += 1
-                    exporter.observe_reconfiguration(self.namespace, self.name, result.duration_s)
-            except ApplyFailed as exc:
+                runtime.execute(step.action)
+            except ApplyFailed as exc:  # the controller sees what runs at its next step and asks again
                 self._say(f"apply failed, keeping what runs: {exc}")
                 log.error("apply failed: %s", exc)
-        self._record(decision, previous, exporter, reconfiguration_s, reason)
+        if step.reconfigured and self.plan is not None:  # the first plan is the start, not a reconfiguration
+            self.reconfigurations += 1
+            self._reconfiguring_since = now
+        if self._reconfiguring_since is not None and state.since_s is None:
+            exporter.observe_reconfiguration(self.namespace, self.name, now - self._reconfiguring_since)
+            self._reconfiguring_since = None
+        self.plan = state.target
+        if step.record is not None:
+            self._record(step.record, exporter)
 
-    def _record(self, decision: Decision, previous: Plan | None, exporter: InfAdapterMetrics, reconfiguration_s: float | None,
-                reason: DecisionReason | None) -> None:  # fmt: skip
+    def _record(self, record: DecisionRecord, exporter: InfAdapterMetrics) -> None:
         now = self.elapsed_s
-        records = self._gen.records() if self._gen is not None else []
-        _, _, violations = client_window(records, now - self.interval_s, now, self.spec.slo.latency_ms)
-        plan = decision.plan if decision.plan is not None else self.plan
-        record = record_from_plan(self.namespace, self.name, time.time(), plan, previous if decision.plan is not None else plan,
-                                  observed_rps=decision.observed_rps, forecast_rps=decision.forecast_rps, reason=reason,
-                                  slo_violation_ratio=violations if records else None, reconfiguration_s=reconfiguration_s)  # fmt: skip
+        if not math.isnan(record.forecast_rps):
+            self.forecast_rps = record.forecast_rps
+        requests = self._gen.records() if self._gen is not None else []
+        if requests:
+            interval = float(self.spec.adaptation.interval_s)
+            record = replace(record, slo_violation_ratio=client_window(requests, now - interval, now, self.spec.slo.latency_ms)[2])
         self.records.append(record)
         exporter.observe(record)
         line = self.decision_log.log(record)
-        if reason == "metrics_unavailable":
-            line = f"metrics unavailable: holding {self.plan.describe() if self.plan else 'nothing'} ({decision.note or 'no recent history'})"
+        if record.reason == "metrics_unavailable":
+            line = f"metrics unavailable: holding {self.plan.describe() if self.plan else 'nothing'}"
             log.warning(line)
         self._say(f"t={now:5.0f}s {line}")
 
@@ -311,7 +234,7 @@ class EmbeddedRun:
             runtime, gen = self._runtime, self._gen
             if runtime is None or gen is None:
                 continue
-            self.samples.append(Sample(t, runtime.allocated_cores(), self.plan, self.forecast_rps))
+            self.samples.append(CoreSample(t, runtime.allocated_cores(), self.plan, self.forecast_rps))
             records = gen.records()
             sent, _, _ = client_window(records, t - 2.0, t - 1.0, self.spec.slo.latency_ms)
             _, p99, _ = client_window(records, t - 11.0, t - 1.0, self.spec.slo.latency_ms)
