@@ -9,7 +9,8 @@ Two levels, both exact:
    Each service is one numpy pass over a (cost levels x budget) table; one service alone needs
    no table at all.
 
-Costs must lie on a grid (the spec's ``cpuStep`` in millicores); GPU options go to the MILP.
+Costs must lie on a grid (the spec's ``cpuStep`` in millicores); GPU options go to the MILP, and
+so does a problem whose DP would do more work than its caller allows (:class:`TooLarge`).
 Property tests check this against the MILP and the exhaustive oracle.
 """
 
@@ -26,25 +27,24 @@ from infadapter.solver.evaluate import score
 from infadapter.solver.labels import Label, TooLarge, WorkMeter, frontier, label_value
 from infadapter.solver.problem import TOLERANCE, Problem, ServiceProblem, ServiceSolution, Solution, Status
 
+__all__ = ["MAX_TABLE", "NotApplicable", "TooLarge", "cost_unit_millicores", "solve_dp"]
+
 #: the largest knapsack table (services x budget units) this path accepts before deferring to the MILP
 MAX_TABLE = 20_000_000
-
-__all__ = ["MAX_TABLE", "NotApplicable", "TooLarge", "cost_unit_millicores", "solve_dp"]
 _NEG = np.iinfo(np.int64).min // 4  # "unreachable" in the served table; sums of two stay negative
 
 
 def cost_unit_millicores(problem: Problem) -> int:
     """The largest cost unit (in millicores) every option's CPU cost is a whole multiple of."""
+    costs = {o.cost_cpu for service in problem.services for variant in service.variants for o in variant.options}
+    if any(o.gpus for service in problem.services for variant in service.variants for o in variant.options):
+        raise NotApplicable("GPU options")
     unit = 0
-    for service in problem.services:
-        for variant in service.variants:
-            for option in variant.options:
-                if option.gpus:
-                    raise NotApplicable("GPU options")
-                milli = option.cost_cpu * 1000.0
-                if abs(milli - round(milli)) > 1e-6:
-                    raise NotApplicable(f"cost {option.cost_cpu} is not a whole number of millicores")
-                unit = math.gcd(unit, round(milli))
+    for cost in costs:
+        milli = cost * 1000.0
+        if abs(milli - round(milli)) > 1e-6:
+            raise NotApplicable(f"cost {cost} is not a whole number of millicores")
+        unit = math.gcd(unit, round(milli))
     if unit == 0:
         raise NotApplicable("no options")
     return unit

@@ -146,7 +146,7 @@ class Solution:
     services: tuple[ServiceSolution, ...]
     objective: float
     solve_s: float = 0.0
-    backend: str = ""
+    backend: str = ""  # the method that produced it: "dp", "highs", "cbc" or "exhaustive"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def service(self, name: str) -> ServiceSolution:
