@@ -109,8 +109,10 @@ def test_triton_counters_carry_the_variant_and_count_every_request(tritons_scrap
 
 def test_served_accuracy_weights_declared_accuracy_by_requests_served(tritons_scraped: str) -> None:
     observer = Observer(tritons_scraped)
-    served = observer.scalar(served_accuracy_query("default", "resnet", 60))
-    rates = observer.served_rates_rps("default", "resnet", window_s=60)
+    # both queries at one instant: a scrape between two evaluations moves every rate() a little
+    at_s = time.time()
+    served = observer.scalar(served_accuracy_query("default", "resnet", 60), at_s)
+    rates = observer.served_rates_rps("default", "resnet", window_s=60, at_s=at_s)
     assert served == pytest.approx(sum(ACCURACY[v] * r for v, r in rates.items()) / sum(rates.values()), rel=1e-6)
     # rate() extrapolates a young series to the window's edges, so the shares are only close to 30:20
     by_requests = sum(ACCURACY[v] * n for v, n in SENT.items()) / sum(SENT.values())
