@@ -14,7 +14,7 @@ claims neither optimality nor infeasibility (``time_limit``); see :mod:`.problem
 
 Neither solver may write to stdout (``infadapter plan --json`` prints one JSON object there):
 CBC runs with ``msg=False``, and HiGHS is built with its logging off before its first call
-(:class:`_QuietHighs`).
+(:class:`_SilentHighs`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def prune(variant: VariantOptions, load_rps: float) -> tuple[ResourceOption, ...
     return tuple(options[i] for i in sorted(kept))
 
 
-class _QuietHighs(highspy.Highs):
+class _SilentHighs(highspy.Highs):
     """A HiGHS instance whose logging is off before its first call.
 
     highspy's constructor registers its callbacks (``enableCallbacks``), and that first call
@@ -89,11 +89,11 @@ class _QuietHighs(highspy.Highs):
         super().enableCallbacks()  # type: ignore[no-untyped-call]  # highspy leaves it unannotated
 
 
-class _QuietHiGHS(pulp.HiGHS):  # type: ignore[misc]  # pulp ships no type information
+class _PulpHiGHS(pulp.HiGHS):  # type: ignore[misc]  # pulp ships no type information
     """PuLP's in-process HiGHS, silent, single-threaded, with a zero gap."""
 
     def createAndConfigureSolver(self, lp: pulp.LpProblem) -> None:
-        model = _QuietHighs()  # type: ignore[no-untyped-call]  # highspy leaves __init__ unannotated
+        model = _SilentHighs()  # type: ignore[no-untyped-call]  # highspy leaves __init__ unannotated
         # presolve stays on: without it HiGHS 1.15 returned a non-optimal "Optimal" on a joint
         # max-served model (found by the DP = MILP property test)
         model.setOptionValue("threads", 1)
@@ -105,7 +105,7 @@ class _QuietHiGHS(pulp.HiGHS):  # type: ignore[misc]  # pulp ships no type infor
 
 def _solver(backend: Backend, time_limit_s: float | None) -> pulp.LpSolver:
     if backend == "highs":
-        return _QuietHiGHS(msg=False, timeLimit=time_limit_s)
+        return _PulpHiGHS(msg=False, timeLimit=time_limit_s)
     return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0)
 
 
