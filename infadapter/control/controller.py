@@ -50,7 +50,7 @@ from infadapter.control.record import DecisionRecord, classify, record_from_plan
 from infadapter.planning import Plan, plan_for_load
 from infadapter.policies.base import Decision, FloatArray, Observation, Policy
 from infadapter.profiles import Profile
-from infadapter.spec import InferenceServiceSpec
+from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 #: times within this are the same instant
 EPS_S = 1e-6
@@ -207,7 +207,7 @@ class Controller:
     def _cold_start(self, state: ControlState, now_s: float, at_s: float, history_rps: FloatArray, actuator: ActuatorState,
                     available: bool) -> tuple[ControlState, DecisionRecord | None]:  # fmt: skip
         """Adopt what runs, or pick the first plan (module docstring); records a decision only for the latter."""
-        in_place = self.policy_in_place()
+        in_place = self.spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE  # for an adopted plan
         running = plan_of_state(actuator, self.spec, self.profile)
         if running is not None:
             return replace(state, target=running, in_place=in_place), None
@@ -217,15 +217,11 @@ class Controller:
         else:
             if available:
                 decision, policy_state = self.policy.decide(self._observation(at_s, history_rps, None, actuator), state.policy)
-                state = replace(state, policy=policy_state, replan=decision.replan_now)
+                state = replace(state, policy=policy_state, replan=decision.replan_now, next_tick_s=self._next_tick(state.next_tick_s, at_s))
             plan = decision.plan if decision is not None and decision.plan is not None else plan_for_load(self.spec, self.profile, 0.0)
         in_place = decision.resize == "in_place" if decision is not None else in_place
         state = replace(state, target=plan, in_place=in_place, since_s=at_s, expected_s=at_s + self._expected_s(plan, None, in_place))
         return state, self._record(now_s, plan, None, decision, True)
-
-    def policy_in_place(self) -> bool:
-        """Whether size changes the policy does not decide itself (an adopted plan) go in place: the spec's resize policy."""
-        return str(self.spec.adaptation.resize_policy.value) == "InPlaceOrRecreate"
 
     def _decide(self, state: ControlState, now_s: float, at_s: float, history_rps: FloatArray, actuator: ActuatorState,
                 available: bool) -> tuple[ControlState, DecisionRecord | None, bool]:  # fmt: skip

@@ -90,6 +90,7 @@ class EmbeddedRun:
         self.served_by_variant: dict[str, float] = {}
         self._t0 = 0.0
         self._wall0 = 0.0
+        self._load_s = 0.0
         self._reconfiguring_since: float | None = None
         self._gen: LoadGenerator | None = None
         self._runtime: LocalRuntime | None = None
@@ -121,6 +122,9 @@ class EmbeddedRun:
                                 timeout_s=max(10.0, 10 * self.spec.slo.latency_ms / 1000.0))  # fmt: skip
             self._gen = gen
             gen.start(self.rates)
+            while gen.started_wall_s is None and gen.running:
+                time.sleep(0.01)
+            self._load_s = (gen.started_wall_s or time.time()) - self._wall0
             sampler.start()
             with self._display():
                 self._loop(state, gen, runtime, observer, exporter)
@@ -204,7 +208,7 @@ class EmbeddedRun:
         requests = self._gen.records() if self._gen is not None else []
         if requests:
             interval = float(self.spec.adaptation.interval_s)
-            record = replace(record, slo_violation_ratio=client_window(requests, now - interval, now, self.spec.slo.latency_ms)[2])
+            record = replace(record, slo_violation_ratio=self._window(requests, now - interval, now)[2])
         self.records.append(record)
         exporter.observe(record)
         line = self.decision_log.log(record)
@@ -216,7 +220,12 @@ class EmbeddedRun:
     # ------------------------------------------------------------------ sampling, display
     @property
     def elapsed_s(self) -> float:
+        """The run's clock: seconds since it began (the load begins ``_load_s`` later, once the first plan serves)."""
         return time.monotonic() - self._t0 if self._t0 else 0.0
+
+    def _window(self, records: Sequence[RequestRecord], start_s: float, end_s: float) -> tuple[int, float, float]:
+        """:func:`client_window` over ``[start_s, end_s)`` of the run's clock (requests count from the load's start)."""
+        return client_window(records, start_s - self._load_s, end_s - self._load_s, self.spec.slo.latency_ms)
 
     def _on_event(self, event: RuntimeEvent) -> None:
         self.events.append(event)
@@ -236,9 +245,9 @@ class EmbeddedRun:
                 continue
             self.samples.append(CoreSample(t, runtime.allocated_cores(), self.plan, self.forecast_rps))
             records = gen.records()
-            sent, _, _ = client_window(records, t - 2.0, t - 1.0, self.spec.slo.latency_ms)
-            _, p99, _ = client_window(records, t - 11.0, t - 1.0, self.spec.slo.latency_ms)
-            total, _, ratio = client_window(records, 0.0, t, self.spec.slo.latency_ms)
+            sent, _, _ = self._window(records, t - 2.0, t - 1.0)
+            _, p99, _ = self._window(records, t - 11.0, t - 1.0)
+            total, _, ratio = self._window(records, self._load_s, t)
             v = self.view
             v.t_s, v.load_rps, v.forecast_rps, v.cores, v.p99_ms = t, float(sent), self.forecast_rps, self.samples[-1].cores, p99
             v.plan = self.plan.describe() if self.plan else "-"
@@ -302,9 +311,9 @@ class EmbeddedRun:
         slo = self.spec.slo.latency_ms
         t = np.array([s.t_s for s in self.samples]) if self.samples else np.zeros(1)
         seconds = np.floor(t)
-        send = np.array([r.send_s for r in self.requests])
+        send = np.array([r.send_s + self._load_s for r in self.requests])
         load = np.array([np.count_nonzero((send >= s - 1) & (send < s)) for s in seconds], dtype=float)
-        windows = [client_window(self.requests, s - 5.0, s, slo) for s in seconds]
+        windows = [self._window(self.requests, s - 5.0, s) for s in seconds]
         plans = [s.plan for s in self.samples] or [None]
         names = self.spec.variant_names
 

@@ -1,4 +1,5 @@
-"""The local runtime with real tritonservers, Envoy and Prometheus: weights, quotas, make-before-break, cleanup."""
+"""The local runtime with real tritonservers, Envoy and Prometheus: the actuator's report, weights, quotas,
+make-before-break, cleanup."""
 
 from __future__ import annotations
 
@@ -9,10 +10,28 @@ from typing import Any
 import pytest
 import requests
 
+from infadapter.control import Action, VariantTarget
 from infadapter.loadgen import LoadGenerator
 from tests.runtime.conftest import alive, closed_loop_rps, make_plan, served_count
 
 pytestmark = pytest.mark.timeout(240)
+
+
+def test_execute_returns_at_once_and_the_state_shows_the_server_once_it_serves(runtime_factory: Any) -> None:
+    rt = runtime_factory(with_prometheus=False)
+    began = time.monotonic()
+    changes = rt.execute(Action((VariantTarget("resnet18", 0.5, 1),), {"resnet18": 1.0}))
+    assert time.monotonic() - began < 2.0 and len(changes.started) == 1, "servers start in the background"
+    (starting,) = rt.state().variants
+    assert (starting.name, starting.cpu_cores, starting.replicas, starting.ready_cores) == ("resnet18", 0.5, 1, ())
+    deadline = time.monotonic() + 60
+    while not rt.state().variants[0].ready_cores and time.monotonic() < deadline:
+        time.sleep(0.1)
+    state = rt.state()
+    assert state.variants[0].ready_cores == (0.5,) and state.weights == {"resnet18": 1.0}
+    assert state.in_place == rt.use_cgroup
+    again = rt.execute(Action((VariantTarget("resnet18", 0.5, 1),), {"resnet18": 1.0}))
+    assert not again.changed, "the same action twice starts nothing"
 
 
 def test_requests_split_by_planned_weights_within_five_percent(runtime_factory: Any) -> None:
