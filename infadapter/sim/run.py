@@ -40,7 +40,7 @@ from infadapter.spec import InferenceServiceSpec
 
 SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations")
 BIN_S = 10
-#: settles at one instant at most
+#: settles at one instant at most (each one should end a wait, e.g. for a split confirmed at once)
 STEPS_PER_INSTANT = 4
 
 

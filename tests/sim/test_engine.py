@@ -175,3 +175,13 @@ def test_a_one_core_instance_matches_the_pollaczek_khinchine_mean_latency() -> N
     expected = d + rate * d * d / (2.0 * (1.0 - utilisation))
     assert np.isnan(served.latency_s).sum() == 0
     assert float(served.latency_s.mean()) == pytest.approx(expected, rel=0.06)
+
+
+def test_a_cold_window_starts_from_nothing_with_the_controllers_cold_start() -> None:
+    trace = np.full(120, 30.0)
+    run = simulate(SPEC, PROFILE, trace, ["ours"], seed=2, start="cold", pre_history_rps=np.full(3600, 30.0))["ours"]
+    first = run.timeline.records[0]
+    assert (first.now_s, first.reason) == (0.0, "scale_up") and first.previous_plan == {}
+    ready_s = min(i.serve_from_s for i in run.timeline.instances.values())
+    assert ready_s == pytest.approx(min(v.load_time_s for v in SPEC.variants if v.name in first.plan) + 4.0)
+    assert run.summary["dropped_ratio"] == pytest.approx(ready_s / 120.0, abs=0.02), "nothing serves until then"
