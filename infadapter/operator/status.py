@@ -62,14 +62,28 @@ def _without_times(conditions: Any) -> Any:
     return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conditions if isinstance(c, Mapping)]
 
 
+#: measured loads move a little at every tick (counters sampled by scrapes): the status shows them to people,
+#: so a change within this share (or 0.5 rps) is not worth a write; the metrics exporter has the exact values
+NOISY = {"observedLoadRps": 0.1, "predictedLoadRps": 0.1}
+
+
+def _close(old: Any, new: Any, share: float) -> bool:
+    if not isinstance(old, int | float) or not isinstance(new, int | float):
+        return False
+    return abs(float(old) - float(new)) <= max(0.5, share * abs(float(old)))
+
+
 def status_changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     """The keys of ``desired`` whose value differs from ``current`` (a merge patch; {} = write nothing).
 
-    Conditions compare without their timestamps, so an unchanged condition set is never rewritten.
+    Conditions compare without their timestamps, so an unchanged condition set is never rewritten; measured
+    loads compare within :data:`NOISY`, so a steady service causes no writes.
     """
     changes: dict[str, Any] = {}
     for key, value in desired.items():
         old = current.get(key)
+        if key in NOISY and _close(old, value, NOISY[key]):
+            continue
         if key == "conditions":
             if _same(_without_times(old), _without_times(value)):
                 continue

@@ -39,9 +39,6 @@ from infadapter.spec import InferenceServiceSpec, Mode
 log = logging.getLogger(__name__)
 
 PROFILE_KEY = "profile.yaml"
-#: the policy state is written to the status with every new plan and at least this often (it changes every
-#: tick; writing it each time would rewrite the status each tick)
-CHECKPOINT_EVERY_S = 60.0
 #: how long a looked-up profile ConfigMap (or its absence) is trusted before it is read again
 PROFILE_TTL_S = 30.0
 
@@ -288,7 +285,9 @@ def report(
     if plan is not None and not plan.same_config(previous):
         status["decidedAt"] = _iso(now_s)
         status["reason"] = reason
-    due_checkpoint = now_s - mem.checkpointed_s >= CHECKPOINT_EVERY_S or "decidedAt" in status
+    # the policy state changes at every tick: it is written with each new plan (and once after a start), never
+    # on its own, so a steady service causes no writes; a restart resumes from the state of the last decision
+    due_checkpoint = math.isinf(mem.checkpointed_s) or "decidedAt" in status
     if mem.policy is not None and hasattr(mem.state, "to_dict") and due_checkpoint:
         status["checkpoint"] = {"name": mem.policy.name, "policy": _json_safe(mem.state.to_dict())}
     return status

@@ -7,7 +7,6 @@ TokenRequest token of the chart's ServiceAccount, so the chart's RBAC is what it
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -263,4 +262,8 @@ class OperatorProcess:
 
 
 def status_json(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj.get("status", {}), indent=1, sort_keys=True)[:3000]
+    """The status in a few lines: the plan, then one line per condition."""
+    status = dict(obj.get("status", {}))
+    lines = [f"summary={status.get('summary')} load={status.get('observedLoadRps')} forecast={status.get('predictedLoadRps')}"]
+    lines += [f"  {c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}" for c in status.get("conditions", [])]
+    return "\n".join(lines)

@@ -12,9 +12,10 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from kubernetes import watch
+from kubernetes import client, watch
 from urllib3.exceptions import ProtocolError
 
 from infadapter.runtime.kube import parse_cpu_quantity
@@ -98,30 +99,37 @@ def test_load_up_resizes_pods_in_place_and_back_to_the_template_size(admin: Admi
     assert (admin.condition(namespace, "svc", "InPlaceResize") or {}).get("status") == "True"
 
 
-class DeploymentLog:
-    """Every Deployment state the apiserver reports while a test runs (a watch, on a thread)."""
+class Recorder:
+    """Every state of the objects a list call returns, as the apiserver streams them (a watch on a thread)."""
 
-    def __init__(self, admin: Admin, namespace: str) -> None:
-        self.states: list[tuple[float, str, int, int]] = []  # (time, name, spec.replicas, status.readyReplicas)
+    def __init__(self, list_fn: Callable[..., Any], *args: Any) -> None:
+        self.objects: list[dict[str, Any]] = []
+        self.times: list[float] = []
         self._watch = watch.Watch()
-        self._thread = threading.Thread(target=self._run, args=(admin, namespace), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(list_fn, args), daemon=True)
         self._thread.start()
 
-    def _run(self, admin: Admin, namespace: str) -> None:
+    def _run(self, list_fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         with contextlib.suppress(ProtocolError):  # stop() closes the stream under the reader
-            for event in self._watch.stream(admin.apps.list_namespaced_deployment, namespace, timeout_seconds=300):
-                d = event["object"]
-                self.states.append((time.monotonic(), d.metadata.name, int(d.spec.replicas or 0), int(d.status.ready_replicas or 0)))
+            for event in self._watch.stream(list_fn, *args, timeout_seconds=300):
+                obj = event["object"]
+                self.objects.append(obj if isinstance(obj, dict) else client.ApiClient().sanitize_for_serialization(obj))
+                self.times.append(time.monotonic())
 
     def stop(self) -> None:
         self._watch.stop()
+
+    def deployments(self) -> list[tuple[float, str, int, int]]:
+        """(time, name, spec.replicas, status.readyReplicas) of every Deployment state seen."""
+        return [(t, o["metadata"]["name"], int(o["spec"].get("replicas") or 0), int(o.get("status", {}).get("readyReplicas") or 0))
+                for t, o in zip(self.times, self.objects, strict=True)]  # fmt: skip
 
 
 def test_a_variant_switch_keeps_the_old_pods_until_the_new_ones_carry_the_load(
     admin: Admin, exporter: ArrivalExporter, running: tuple[str, OperatorProcess]
 ) -> None:
     namespace, operator = running
-    log = DeploymentLog(admin, namespace)
+    log = Recorder(admin.apps.list_namespaced_deployment, namespace)
     try:
         exporter.set_rate(namespace, "svc", 38.0)
         wait_for(lambda: "small" in plan_of(admin, namespace) and "large" not in plan_of(admin, namespace), 60, what=explain(admin, namespace, operator))
@@ -131,9 +139,10 @@ def test_a_variant_switch_keeps_the_old_pods_until_the_new_ones_carry_the_load(
         log.stop()
     assert admin.deployments(namespace, "svc")["svc-large"].spec.replicas == 0
     # make-before-break, as the apiserver saw it: large went to 0 only once small had all its replicas ready
-    first_zero = next(t for t, name, replicas, _ in log.states if name == "svc-large" and replicas == 0)
-    small_ready_before = max((r for t, name, _, r in log.states if name == "svc-small" and t <= first_zero), default=0)
-    assert small_ready_before >= planned, log.states
+    states = log.deployments()
+    first_zero = next(t for t, name, replicas, _ in states if name == "svc-large" and replicas == 0)
+    small_ready_before = max((r for t, name, _, r in states if name == "svc-small" and t <= first_zero), default=0)
+    assert small_ready_before >= planned, states
 
 
 def test_recommend_off_and_pause_change_nothing_in_the_cluster(admin: Admin, exporter: ArrivalExporter, running: tuple[str, OperatorProcess]) -> None:
