@@ -34,7 +34,8 @@ from infadapter.spec import InferenceServiceSpec, load_spec  # noqa: E402
 PAPER_PROFILE = ROOT.parent / "shared" / "data" / "capacity_result_Feb_21.csv"
 RPS_PER_CORE = {"resnet18": 24.4, "resnet34": 13.0, "resnet50": 10.3, "resnet101": 5.1, "resnet152": 3.8}
 REPLICA_LOADS = (100, 500, 1000, 2000, 3000, 4000, 5000, 6000)
-CASES = ("paper_size", "replicas_300", "joint_10", "joint_50", "joint_100")
+JOINT_SIZES = (10, 50, 100)
+CASES = ("paper_size", "replicas_300", *(f"joint_{n}" for n in JOINT_SIZES))
 TARGETS = {"paper_size_median_ms": 2, "replicas_300_max_ms": 1000, "joint_50_services_median_ms": 500}
 
 
@@ -62,23 +63,26 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"solves": len(times), "median_ms": round(statistics.median(times), 3), "p99_ms": round(percentile(times, 99), 3), "max_ms": round(max(times), 3)}
 
 
-def problems(spec: InferenceServiceSpec, profile: Profile, repeats: int) -> dict[str, list[Problem]]:
-    current = static_plan(spec, profile, {"resnet152": 20})
-    paper = [Problem.single(service_problem(spec, profile, load, current), 20) for load in range(10, 401, 10)]
-    many = spec.model_copy(
-        update={"resources": spec.resources.model_copy(update={"max_replicas": 300}), "budget": spec.budget.model_copy(update={"cpu": 600.0})}
-    )
-    replicas = [Problem.single(service_problem(many, profile, load, None), 600) for load in REPLICA_LOADS]
+def problems(name: str, spec: InferenceServiceSpec, profile: Profile, repeats: int) -> list[Problem]:
+    """The problems of one case, built only when it is timed: live problems of other cases would
+    slow the Python garbage collector during every solve (hundreds of thousands of options)."""
+    if name == "paper_size":
+        current = static_plan(spec, profile, {"resnet152": 20})
+        return [Problem.single(service_problem(spec, profile, load, current), 20) for load in range(10, 401, 10)]
+    if name == "replicas_300":
+        grid = {"resources": spec.resources.model_copy(update={"max_replicas": 300}), "budget": spec.budget.model_copy(update={"cpu": 600.0})}
+        many = spec.model_copy(update=grid)
+        return [Problem.single(service_problem(many, profile, load, None), 600) for load in REPLICA_LOADS]
     # joint: options 1..20 cores for every variant, loads drawn at random, a budget of 12 cores per service
+    n = int(name.split("_")[1])
     joint_spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"min_cpu": 1.0, "max_cpu": 20.0})})
     rng = random.Random(7)
-    out = {"paper_size": paper, "replicas_300": replicas}
-    for n in (10, 50, 100):
-        out[f"joint_{n}"] = [
-            Problem(tuple(service_problem(joint_spec, profile, rng.uniform(10, 200), None, name=f"svc{i}") for i in range(n)), budget_cpu=float(12 * n))
-            for _ in range(max(1, repeats - 1))
-        ]
-    return out
+    for _ in range(sum(m for m in JOINT_SIZES if m < n) * max(1, repeats - 1)):  # the loads drawn for the smaller sizes
+        rng.random()
+    return [
+        Problem(tuple(service_problem(joint_spec, profile, rng.uniform(10, 200), None, name=f"svc{i}") for i in range(n)), budget_cpu=float(12 * n))
+        for _ in range(max(1, repeats - 1))
+    ]
 
 
 def main() -> None:
@@ -95,17 +99,18 @@ def main() -> None:
 
     spec = load_spec(ROOT / "examples" / "resnet.yaml")
     profile = load_profile(args.profile, slo_ms=750) if args.profile.is_file() else synthetic_profile()
-    cases = {name: batch for name, batch in problems(spec, profile, args.repeats).items() if name in wanted}
     results: dict[str, object] = {}
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         solved_by: Counter[str] = Counter()
         section: dict[str, object] = {}
-        for name, batch in cases.items():
+        for name in wanted:
             if backend in ("highs", "cbc") and name.startswith("joint_") and int(name.split("_")[1]) > args.joint_milp_max:
                 section[name] = "skipped (MILP too slow at this size; see --joint-milp-max)"
                 continue
+            batch = problems(name, spec, profile, args.repeats)
             repeats = args.repeats if name == "paper_size" else 1
             section[name] = summary([timed(p, backend, solved_by) for _ in range(repeats) for p in batch])
+            del batch
         results[backend] = section | {"solved_by": dict(solved_by)}
     profile_name = str(args.profile) if args.profile.is_file() else "synthetic"
     print(json.dumps({"profile": profile_name, "targets": TARGETS, "backends": results}, indent=1))
