@@ -99,8 +99,12 @@ def epochs(timeline: Timeline) -> list[Epoch]:
         if math.isfinite(inst.end_s):
             times.add(inst.end_s)
     out: list[Epoch] = []
+    split: Mapping[str, float] = {}
+    pending = iter(timeline.splits)
+    upcoming = next(pending, None)
     for t in sorted(times):
-        split = timeline.split_at(t)
+        while upcoming is not None and upcoming[0] <= t:
+            split, upcoming = upcoming[1], next(pending, None)
         serving: dict[str, list[int]] = {}
         for inst in timeline.instances.values():
             if inst.serves_at(t):
