@@ -179,7 +179,8 @@ def variant_options(spec: InferenceServiceSpec, profile: Profile, variant: str, 
     max_replicas = v.resources.max_replicas or spec.resources.max_replicas
     min_replicas = max(1, v.resources.min_replicas)
     options: list[ResourceOption] = []
-    for cpu in cpu_grid(spec, variant):
+    # a variant profiled only on GPUs is simply not offered on CPU (its CPU capacity is unknown, not zero)
+    for cpu in cpu_grid(spec, variant) if profile.runs_on_cpu(variant) else []:
         for r in range(min_replicas, max_replicas + 1):
             if cpu * r > spec.budget.cpu + 1e-9:
                 break
@@ -192,6 +193,39 @@ def variant_options(spec: InferenceServiceSpec, profile: Profile, variant: str, 
                     break
                 options.append(ResourceOption(cpu, r, g, capacity(variant, cpu, r, g)))
     return tuple(options)
+
+
+def gpu_warnings(spec: InferenceServiceSpec, profile: Profile) -> list[str]:
+    """Why GPU options the spec or the profile suggest will not be offered (the user probably wants them)."""
+    out: list[str] = []
+    for i, v in enumerate(spec.variants):
+        if v.name not in profile.points:
+            continue
+        measured = profile.gpu_counts(v.name)
+        usable = sorted(set(spec.resources.gpus_per_replica) & set(measured))
+        if not v.gpu:
+            why, hint = "it does not have gpu: true", "set gpu: true and budget.gpu"
+        elif spec.budget.gpu <= 0:
+            why, hint = "spec.budget.gpu is 0", "set budget.gpu to the GPUs it may use"
+        elif not measured:
+            why, hint = "the profile has no GPU measurement of it", "profile it with gpus"
+        elif not usable:
+            why = f"spec.resources.gpusPerReplica {spec.resources.gpus_per_replica} has none of the profile's GPU counts {measured}"
+            hint = "add one of them"
+        else:
+            continue
+        where = f"spec.variants[{i}] ({v.name})"
+        if not profile.runs_on_cpu(v.name):
+            out.append(f"{where} was profiled only on GPUs and {why}, so it is never planned (hint: {hint})")
+        elif v.gpu:
+            out.append(f"{where} has gpu: true but {why}, so it runs on CPU only (hint: {hint})")
+    return out
+
+
+def size_warnings(plan: Plan, profile: Profile) -> list[str]:
+    """The plan's sizes that lie outside what the profile measured (their capacity is an assumption)."""
+    found = (profile.unmeasured(v.name, v.cpu_cores, v.gpus) for v in plan.variants if v.name in profile.points)
+    return [f"{why} (hint: profile that size)" for why in found if why is not None]
 
 
 def service_problem(
@@ -319,8 +353,10 @@ def plan_jointly(
     return plans
 
 
-def static_plan(spec: InferenceServiceSpec, profile: Profile, sizes: Mapping[str, float], load_rps: float = 0.0) -> Plan:
-    """A fixed plan (e.g. the current deployment): ``{variant: cores}``, routed most-accurate-first."""
+def static_plan(spec: InferenceServiceSpec, profile: Profile, sizes: Mapping[str, float], load_rps: float = 0.0, *,
+                replicas: Mapping[str, int] | None = None, gpus: Mapping[str, int] | None = None) -> Plan:
+    """A fixed plan (e.g. the current deployment): ``{variant: cores}`` per replica (``replicas``, ``gpus``
+    per variant: 1 and 0 unless given), routed most-accurate-first."""
     errors: list[FieldError] = []
     for name, cores in sizes.items():
         if name not in spec.variant_names:
@@ -329,8 +365,12 @@ def static_plan(spec: InferenceServiceSpec, profile: Profile, sizes: Mapping[str
             errors.append(FieldError(name, f"cores must be > 0, got {cores:g}", "give a positive core count"))
     if errors:
         raise InvalidInput(errors, "plan")
-    options = {n: ResourceOption(c, 1, 0, profile.capacity_rps(n, c)) for n, c in sizes.items()}
     service = service_problem(spec, profile, load_rps, None, variants=list(sizes))
+    count = replicas or {}
+    # a variant measured only on GPUs runs on its smallest measured GPU count unless told otherwise
+    devices = {n: (gpus or {}).get(n, 0 if profile.runs_on_cpu(n) else profile.gpu_counts(n)[0]) for n in sizes}
+    options = {n: ResourceOption(c, count.get(n, 1), devices[n], profile.capacity_rps(n, c, count.get(n, 1), devices[n]))
+               for n, c in sizes.items()}  # fmt: skip
     solution = score(service, options, spec.budget.cpu, spec.budget.gpu)
     status: Status = "optimal" if solution.served_rps >= load_rps - 1e-6 else "infeasible"
     return plan_from_solution(solution, status, {v.name: v.accuracy for v in spec.variants}, 0.0)

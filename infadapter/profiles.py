@@ -99,9 +99,27 @@ class Profile:
         """The GPU counts (per replica) measured for ``variant``, excluding 0."""
         return sorted({g for (name, g) in self._curves if name == variant and g > 0})
 
+    def runs_on_cpu(self, variant: str) -> bool:
+        """Whether ``variant`` was measured without a GPU (one profiled only on GPUs is not offered on CPU)."""
+        return (variant, 0) in self._curves
+
     def cpu_range(self, variant: str, gpus: int = 0) -> tuple[float, float]:
+        """The smallest and largest measured cores (with ``gpus``): outside them capacities are assumed."""
         xs, _ = self._curve(variant, gpus)
         return xs[0], xs[-1]
+
+    def unmeasured(self, variant: str, cpu_cores: float, gpus: int = 0) -> str | None:
+        """Why ``cpu_cores`` (+ ``gpus``) lies outside what was measured for ``variant``, or None when inside."""
+        if (variant, gpus) not in self._curves:
+            return f"{variant} was not measured with {gpus} GPU(s)"
+        low, high = self.cpu_range(variant, gpus)
+        hardware = f" with {gpus} GPU(s)" if gpus else ""
+        size = f"{variant} at {cpu_cores:g} cores{hardware}"
+        if cpu_cores > high + 1e-9:
+            return f"{size} is above the largest measured size ({high:g} cores): cores beyond it add no capacity"
+        if cpu_cores < low - 1e-9:
+            return f"{size} is below the smallest measured size ({low:g} cores): its capacity is extrapolated linearly to zero"
+        return None
 
     def _curve(self, variant: str, gpus: int) -> tuple[list[float], list[float]]:
         try:

@@ -74,7 +74,7 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Solve one decision: which variants, how many cores each, what share of the load."""
-    from infadapter.planning import parse_sizes, plan_for_load, static_plan
+    from infadapter.planning import gpu_warnings, parse_sizes, plan_for_load, size_warnings, static_plan
     from infadapter.profiles import load_profile
     from infadapter.spec import load_spec
 
@@ -90,6 +90,9 @@ def plan(
         result = plan_for_load(spec, prof, load, now, backend=cast(SolveBackend, backend))
     except InfAdapterError as exc:
         raise fail(str(exc), exc.exit_code) from None
+    warnings = gpu_warnings(spec, prof) + size_warnings(result, prof)
+    for warning in warnings:  # on stderr: --json keeps stdout one JSON object
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         out = {
             "status": result.status,
@@ -107,9 +110,11 @@ def plan(
             "objective": round(result.objective, 9),
             "accuracy": round(result.accuracy, 9),
             "cost_cpu": result.cost_cpu,
+            "cost_gpu": result.cost_gpu,
             "served_rps": round(result.served_rps, 6),
             "solve_ms": round(result.solve_ms, 3),
             "backend": result.backend,
+            "warnings": warnings,
         }
         typer.echo(json.dumps(out))
         return
@@ -121,7 +126,7 @@ def plan(
         table.add_row(v.name, f"{v.cpu_cores:g}", str(v.replicas), str(v.gpus), f"{v.weight:.3f}", f"{v.capacity_rps:.1f}")
     console.print(table)
     console.print(
-        f"accuracy {result.accuracy:.4f}  cost {result.cost_cpu:g} cores  objective {result.objective:.6f}  "
+        f"accuracy {result.accuracy:.4f}  cost {result.cost_cpu:g} cores, {result.cost_gpu} GPUs  objective {result.objective:.6f}  "
         f"served {result.served_rps:.1f}/{load:g} rps  solve {result.solve_ms:.1f} ms ({result.backend})"
     )
     for note in result.notes:

@@ -40,6 +40,7 @@ def simulate(
     import numpy as np
 
     from infadapter.cli.trace import check_simulated_requests, read_cli_trace, trace_options
+    from infadapter.planning import gpu_warnings
     from infadapter.policies import parse_policies, recommended_options
     from infadapter.profiles import load_profile
     from infadapter.sim.run import simulate as run_simulation
@@ -92,7 +93,7 @@ def simulate(
     window = series[first:last]
     pre = series[max(0, first - pre_s):first]
     check_simulated_requests(window)
-    names = parse_policies(policies, spec)
+    names = parse_policies(policies, spec, prof)
     if lstm_weights is None and scenario == "paper" and DEFAULT_LSTM.is_file():
         lstm_weights = DEFAULT_LSTM  # the paper's LSTM, as `benchmarks/paper.py` trained and cached it
     paper_options = {"lstm_weights": str(lstm_weights)} if lstm_weights is not None else {}
@@ -106,6 +107,9 @@ def simulate(
         return None if math.isnan(value) else round(value, 6)
 
     table = {name: {k: clean(v) for k, v in run.summary.items()} for name, run in runs.items()}
+    warnings = gpu_warnings(spec, prof) + [w for run in runs.values() for w in run.warnings]
+    for warning in warnings:  # on stderr: --json keeps stdout one JSON object
+        typer.echo(f"warning: {warning}", err=True)
     if report is not None:
         notes = "\n".join(f"- {name}: {note}" for name, run in runs.items() for note in run.notes)
         path = write_sim_report(report, runs, title=f"Simulation of {trace_path.name} [{first}, {last})", slo_ms=slo_ms,
@@ -115,16 +119,18 @@ def simulate(
     if as_json:
         typer.echo(json.dumps({"policies": table, "window": {"start_s": first, "duration_s": last - first},
                                "requests": int(np.nansum(window)),
-                               "notes": {name: run.notes for name, run in runs.items() if run.notes}}, indent=1))
+                               "notes": {name: run.notes for name, run in runs.items() if run.notes},
+                               "warnings": warnings}, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
 
     out = Table(title=f"{trace_path.name} [{first}, {last}) seed {seed}")
-    for column in ("policy", "violations", "avg cores", "accuracy", "p99 ms", "dropped", "reconfigs"):
+    for column in ("policy", "violations", "avg cores", "avg GPUs", "accuracy", "p99 ms", "dropped", "reconfigs"):
         out.add_column(column, justify="left" if column == "policy" else "right")
     for name, row in table.items():
-        out.add_row(name, f"{(row['slo_violation_ratio'] or 0):.2%}", f"{(row['avg_cpu'] or 0):.2f}", f"{(row['avg_accuracy'] or 0):.4f}",
+        out.add_row(name, f"{(row['slo_violation_ratio'] or 0):.2%}", f"{(row['avg_cpu'] or 0):.2f}", f"{(row['avg_gpu'] or 0):.2f}",
+                    f"{(row['avg_accuracy'] or 0):.4f}",
                     f"{(row['p99_latency_ms'] or 0):.0f}", f"{(row['dropped_ratio'] or 0):.2%}", f"{(row['reconfigurations'] or 0):.0f}")
     Console(width=max(120, Console().width)).print(out)
     for name, run in runs.items():

@@ -83,14 +83,14 @@ def make_policy(name: str, spec: InferenceServiceSpec, profile: Profile, **optio
     raise _bad(name, "unknown policy", f"one of {', '.join(NAMES)}")
 
 
-def parse_policies(text: str, spec: InferenceServiceSpec) -> list[str]:
-    """Expand a comma list; ``vpa`` alone means one VPA run per variant."""
+def parse_policies(text: str, spec: InferenceServiceSpec, profile: Profile | None = None) -> list[str]:
+    """Expand a comma list; ``vpa`` alone means one VPA run per variant (that ``profile`` measured on CPU)."""
     names: list[str] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         if part in ("vpa", "vpa:*", "vpa:all"):
-            names += [f"vpa:{v}" for v in spec.variant_names]
+            names += [f"vpa:{v}" for v in spec.variant_names if profile is None or profile.runs_on_cpu(v)]
         else:
             names.append(part)
     return names

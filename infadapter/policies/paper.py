@@ -3,13 +3,17 @@
 * Capacity model (§3.2): one OLS line per variant fitted on the profile's points at CPU ∈ {1,2,4,8,16},
   ``th_m(n) = int(κ·(s_m·n + b_m))`` with κ = 0.8 (the brute-force version that produced the paper's
   numbers; ``head=True`` gives the later Gurobi version ``floor(κ·(s_m·n + int(min(b_m, 0.99))))``).
+* Sizes: the spec's bounds (:mod:`infadapter.policies.sizes`): one replica of ``minCpu..maxCpu`` cores,
+  then more replicas of ``maxCpu``, within the CPU budget — on the paper's spec 2..20 cores, the paper's
+  range. The paper's adapter sizes CPU only: variants measured only on GPUs are left out (noted).
 * Solver (§3.6a): brute force. The budget is first capped at the fewest cores with which the most
   accurate variant alone reaches λ̂; variants are enumerated in ascending accuracy, each skipped or given
-  ``2..remaining`` cores, and a branch stops as soon as its capacity reaches λ̂. Every candidate gets
-  the greedy most-accurate-first split (§3.5) and is scored ``AA − α·RC/B − β·LC/max l`` (§3.3).
-  No candidate: the fallback ``[(least accurate, B cores, 1.0)]``.
-* MS+ (§8): per variant the fewest cores in ``[2, cap]`` reaching λ̂; the best single variant by the
-  same score.
+  a size of at most the remaining cores, and a branch stops as soon as its capacity reaches λ̂. Every
+  candidate gets the greedy most-accurate-first split (§3.5) and is scored ``AA − α·RC/B − β·LC/max l``
+  (§3.3).
+  No candidate: the fallback ``[(least accurate, B cores, 1.0)]`` (its largest size within the bounds).
+* MS+ (§8): per variant the fewest cores in ``[2, cap]`` (here: the smallest size of at most ``cap``
+  cores) reaching λ̂; the best single variant by the same score.
 * The tick (§2): every 30 s, the first 2 minutes after the start; the per-second arrivals of the last
   600 s (only the run's own: the dispatcher counter began with the run) reduced to per-minute maxima;
   EWMA(span 10) of them while fewer than 10 exist, then the LSTM (EWMA again when no trained weights
@@ -28,9 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from infadapter.errors import FieldError, InvalidInput
 from infadapter.forecast.simple import ewma_last
 from infadapter.planning import Plan, VariantPlan
 from infadapter.policies.base import Decision, FloatArray, Observation, StateDict
+from infadapter.policies.sizes import Rung, ladder
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
@@ -48,12 +54,14 @@ def fit_linear_capacity(profile: Profile, variant: str, cpus: Sequence[float] = 
     if xs.size < 2:  # a profile measured elsewhere: fit on whatever it has
         xs = np.array(sorted(points), dtype=np.float64)
     ys = np.array([points[c] for c in xs], dtype=np.float64)
+    if xs.size == 1:  # one measurement: a line through it and the origin
+        return float(ys[0] / xs[0]), 0.0
     slope, intercept = np.polyfit(xs, ys, 1)
     return float(slope), float(intercept)
 
 
-def linear_capacity(slope: float, intercept: float, cores: int, *, head: bool = False, coef: float = CAPACITY_COEF) -> int:
-    """The paper's ``th_m(n)`` (0 for no cores)."""
+def linear_capacity(slope: float, intercept: float, cores: float, *, head: bool = False, coef: float = CAPACITY_COEF) -> int:
+    """The paper's ``th_m(n)`` for one replica of ``cores`` (0 for no cores)."""
     if cores <= 0:
         return 0
     if head:
@@ -63,66 +71,79 @@ def linear_capacity(slope: float, intercept: float, cores: int, *, head: bool = 
 
 @dataclass(frozen=True)
 class PaperModel:
-    """What the paper's solver knows: variants in ascending accuracy, their ``th(n)`` tables, weights."""
+    """What the paper's solver knows: variants in ascending accuracy, the sizes each may take
+    (:func:`~infadapter.policies.sizes.ladder`: the spec's bounds) with their ``th`` capacities, weights."""
 
     names: tuple[str, ...]
     accuracies: tuple[float, ...]
     load_times_s: tuple[float, ...]
-    capacities: tuple[tuple[int, ...], ...]  # capacities[m][n] for n = 0..budget
-    budget: int
-    min_cores: int
+    lines: tuple[tuple[float, float], ...]  # (slope, intercept) per variant
+    rungs: tuple[tuple[Rung, ...], ...]  # sizes per variant, increasing total cores
+    rung_rps: tuple[tuple[int, ...], ...]  # replicas x th(cores per replica), per rung
+    budget: float
     cost_weight: float
     transition_weight: float
+    head: bool = False
 
     @staticmethod
-    def from_spec(spec: InferenceServiceSpec, profile: Profile, *, head: bool = False, min_cores: int = 2) -> PaperModel:
-        variants = sorted(spec.variants, key=lambda v: (v.accuracy, v.name))
-        budget = int(spec.budget.cpu)
-        tables = []
-        for v in variants:
-            slope, intercept = fit_linear_capacity(profile, v.name)
-            tables.append(tuple(linear_capacity(slope, intercept, n, head=head) for n in range(budget + 1)))
+    def from_spec(spec: InferenceServiceSpec, profile: Profile, *, head: bool = False) -> PaperModel:
+        """The model over the variants the profile measured on CPU (the paper's adapter sized CPU only)."""
+        variants = sorted((v for v in spec.variants if profile.runs_on_cpu(v.name) and ladder(spec, v.name)),
+                          key=lambda v: (v.accuracy, v.name))  # fmt: skip
+        lines = tuple(fit_linear_capacity(profile, v.name) for v in variants)
+        rungs = tuple(ladder(spec, v.name) for v in variants)
+        rung_rps = tuple(
+            tuple(r.replicas * linear_capacity(slope, intercept, r.cpu_cores, head=head) for r in sizes)
+            for (slope, intercept), sizes in zip(lines, rungs, strict=True)
+        )
         return PaperModel(
             tuple(v.name for v in variants), tuple(v.accuracy for v in variants), tuple(v.load_time_s for v in variants),
-            tuple(tables), budget, min_cores, spec.objective.cost_weight, spec.objective.transition_weight,
+            lines, rungs, rung_rps, float(spec.budget.cpu), spec.objective.cost_weight, spec.objective.transition_weight, head,
         )
 
-    def score(self, cores: Mapping[int, int], load: int, current: Mapping[str, int]) -> tuple[float, dict[int, float]]:
-        """(F, quotas by variant index) of a choice, with the greedy most-accurate-first split."""
+    @property
+    def capacities(self) -> tuple[tuple[int, ...], ...]:
+        """``th_m(n)`` of one replica for whole cores ``n = 0..budget`` (the paper's table)."""
+        return tuple(tuple(linear_capacity(s, b, n, head=self.head) for n in range(int(self.budget) + 1)) for s, b in self.lines)
+
+    def score(self, chosen: Mapping[int, int], load: int, current: Mapping[str, Rung]) -> tuple[float, dict[int, float]]:
+        """(F, quotas by variant index) of a choice (variant index -> rung index), split most accurate first."""
         remaining = float(load)
         quotas: dict[int, float] = {}
-        for m in sorted(cores, key=lambda i: -self.accuracies[i]):
-            q = min(float(self.capacities[m][cores[m]]), remaining)
+        for m in sorted(chosen, key=lambda i: -self.accuracies[i]):
+            q = min(float(self.rung_rps[m][chosen[m]]), remaining)
             quotas[m] = q
             remaining -= q
         accuracy = sum(self.accuracies[m] * q for m, q in quotas.items()) / load
         max_load = max(self.load_times_s)
-        loading = max((self.load_times_s[m] for m, n in cores.items() if n != current.get(self.names[m], 0)), default=0.0)
-        objective = accuracy - self.cost_weight * sum(cores.values()) / self.budget - self.transition_weight * loading / max_load
+        loading = max((self.load_times_s[m] for m, k in chosen.items() if self.rungs[m][k] != current.get(self.names[m])), default=0.0)
+        cores = sum(self.rungs[m][k].total_cores for m, k in chosen.items())
+        objective = accuracy - self.cost_weight * cores / self.budget - self.transition_weight * loading / max_load
         return objective, quotas
 
-    def cap(self, load: int) -> int:
+    def cap(self, load: int) -> float:
         """The fewest cores with which the most accurate variant alone reaches ``load`` (else the budget)."""
-        best = self.capacities[-1]
-        return next((n for n in range(self.min_cores, self.budget + 1) if best[n] >= load), self.budget)
+        sizes = zip(self.rungs[-1], self.rung_rps[-1], strict=True)
+        return next((r.total_cores for r, rps in sizes if rps >= load), self.budget)
 
     def fallback(self, load: int) -> dict[int, int]:
-        return {0: self.budget}
+        """The least accurate variant on the most it may have (the paper: on the whole budget)."""
+        return {0: len(self.rungs[0]) - 1}
 
 
-def _current_key(current: Plan | None) -> tuple[tuple[str, int], ...]:
+def _current_key(current: Plan | None) -> tuple[tuple[str, Rung], ...]:
     if current is None:
         return ()
-    return tuple(sorted((v.name, round(v.cpu_cores)) for v in current.variants))
+    return tuple(sorted((v.name, Rung(round(v.cpu_cores, 6), v.replicas)) for v in current.variants))
 
 
 @lru_cache(maxsize=4096)
-def _brute_force(model: PaperModel, load: int, current: tuple[tuple[str, int], ...]) -> tuple[tuple[int, int], ...] | None:
+def _brute_force(model: PaperModel, load: int, current: tuple[tuple[str, Rung], ...]) -> tuple[tuple[int, int], ...] | None:
     cur = dict(current)
     cap = model.cap(load)
     best: list[Any] = [None, -math.inf]
 
-    def visit(index: int, remaining: int, chosen: dict[int, int], capacity: int) -> None:
+    def visit(index: int, remaining: float, chosen: dict[int, int], capacity: int) -> None:
         if capacity >= load and chosen:
             objective, _ = model.score(chosen, load, cur)
             if objective > best[1] + 1e-12:
@@ -131,9 +152,11 @@ def _brute_force(model: PaperModel, load: int, current: tuple[tuple[str, int], .
         if index == len(model.names):
             return
         visit(index + 1, remaining, chosen, capacity)
-        for n in range(model.min_cores, remaining + 1):
-            chosen[index] = n
-            visit(index + 1, remaining - n, chosen, capacity + model.capacities[index][n])
+        for k, rung in enumerate(model.rungs[index]):
+            if rung.total_cores > remaining + 1e-9:
+                break
+            chosen[index] = k
+            visit(index + 1, remaining - rung.total_cores, chosen, capacity + model.rung_rps[index][k])
             del chosen[index]
 
     visit(0, cap, {}, 0)
@@ -141,18 +164,18 @@ def _brute_force(model: PaperModel, load: int, current: tuple[tuple[str, int], .
 
 
 @lru_cache(maxsize=4096)
-def _ms_plus(model: PaperModel, load: int, current: tuple[tuple[str, int], ...]) -> tuple[tuple[int, int], ...] | None:
+def _ms_plus(model: PaperModel, load: int, current: tuple[tuple[str, Rung], ...]) -> tuple[tuple[int, int], ...] | None:
     cur = dict(current)
     cap = model.cap(load)
     best: tuple[tuple[int, int], ...] | None = None
     best_f = -math.inf
     for m in range(len(model.names)):
-        n = next((c for c in range(model.min_cores, cap + 1) if model.capacities[m][c] >= load), None)
-        if n is None:
+        k = next((k for k, r in enumerate(model.rungs[m]) if r.total_cores <= cap + 1e-9 and model.rung_rps[m][k] >= load), None)
+        if k is None:
             continue
-        objective, _ = model.score({m: n}, load, cur)
+        objective, _ = model.score({m: k}, load, cur)
         if objective > best_f + 1e-12:
-            best, best_f = ((m, n),), objective
+            best, best_f = ((m, k),), objective
     return best
 
 
@@ -166,23 +189,25 @@ def paper_plan(model: PaperModel, load_rps: int, current: Plan | None, *, single
     if chosen is None:
         chosen = tuple(model.fallback(load).items())
         status = "infeasible"
-        notes = (f"no configuration reaches {load} rps: fallback {model.names[0]}@{model.budget}",)
-    cores = dict(chosen)
-    objective, quotas = model.score(cores, load, dict(key))
+        (m, k), = chosen
+        notes = (f"no configuration reaches {load} rps: fallback {model.names[m]}@{model.rungs[m][k].describe()}",)
+    picks = dict(chosen)
+    objective, quotas = model.score(picks, load, dict(key))
     rounded = {m: round(q) for m, q in quotas.items()}
     total = sum(rounded.values())
     variants = tuple(
         VariantPlan(
-            name=model.names[m], cpu_cores=float(cores[m]), weight=(rounded[m] / total) if total else 1.0 / len(cores),
-            capacity_rps=float(model.capacities[m][cores[m]]), accuracy=model.accuracies[m],
+            name=model.names[m], cpu_cores=model.rungs[m][k].cpu_cores, replicas=model.rungs[m][k].replicas,
+            weight=(rounded[m] / total) if total else 1.0 / len(picks), capacity_rps=float(model.rung_rps[m][k]),
+            accuracy=model.accuracies[m],
         )
-        for m in sorted(cores, key=lambda i: -model.accuracies[i])
+        for m, k in sorted(picks.items(), key=lambda item: -model.accuracies[item[0]])
     )
     served = sum(quotas.values())
     return Plan(
         variants, "optimal" if status == "optimal" else "infeasible", load_rps=float(load), served_rps=served,
         objective=objective, accuracy=sum(model.accuracies[m] * q for m, q in quotas.items()) / served if served else 0.0,
-        cost_cpu=float(sum(cores.values())), notes=notes,
+        cost_cpu=sum(v.total_cpu for v in variants), notes=notes,
     )
 
 
@@ -218,7 +243,15 @@ class PaperPolicy:
         self.margin_ratio = float(margin_ratio)
         self.stabilisation = int(stabilisation)
         self.model = PaperModel.from_spec(spec, profile, head=head)
+        if not self.model.names:
+            raise InvalidInput([FieldError("policy", f"{self.name!r}: no variant was measured on CPU within the budget",
+                                           "the paper's adapter sizes CPU only: profile a variant on CPU")], "policy")  # fmt: skip
         self.notes: list[str] = []
+        left_out = [v.name for v in spec.variants if v.name not in self.model.names]
+        if left_out:
+            self.notes.append(f"CPU sizes only (the paper's adapter): {', '.join(left_out)} left out (no CPU measurement or no size within the budget)")
+        if spec.budget.gpu > 0 and any(v.gpu and profile.gpu_counts(v.name) for v in spec.variants):
+            self.notes.append("CPU sizes only (the paper's adapter): the spec's GPUs are not used")
         self._lstm: Any = None
         if lstm_weights is not None:
             from infadapter.forecast import make_forecaster

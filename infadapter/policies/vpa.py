@@ -14,6 +14,13 @@ throttled container never shows more than its limit).
 The adapter (``VPA_TYPE="P"``): every 30 s (first after 2 min) it reads the target rounded **up** to whole
 cores and applies it by patching the Deployment (a rolling update: a new pod, make-before-break);
 a lower target waits for 4 consecutive non-increasing recommendations, like the paper's stabilisation.
+
+Within the spec's bounds (:mod:`infadapter.policies.sizes`): the target is the variant's total cores,
+bounded to ``[minCpu, maxCpu × maxReplicas]`` (and the budget) unless ``min_cores``/``max_cores`` say
+otherwise, and applied as the smallest size of the ladder that has it — one replica up to ``maxCpu``,
+then replicas of ``maxCpu`` (a VPA with a horizontal autoscaler). It starts on the largest size (the
+paper's VPA started on the whole budget). On the paper's spec this is the paper's VPA object: 2..20
+cores, one replica, starting at 20. Usage is the total over the replicas.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from infadapter.errors import FieldError, InvalidInput
 from infadapter.planning import Plan, static_plan
 from infadapter.policies.base import Decision, Observation, StateDict
+from infadapter.policies.sizes import Rung, ladder, rung_for
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
@@ -96,6 +105,8 @@ def percentile(state: VpaState, q: float) -> float:
 def cpu_seconds_per_request(profile: Profile, variant: str, cores: float) -> float:
     """CPU time per request at the nearest measured size: cores / full-load throughput."""
     points = [p for p in profile.points[variant] if p.gpus == 0]
+    if not points:
+        return math.inf
     p = min(points, key=lambda p: abs(p.cpu_cores - cores))
     throughput = max(p.capacity_rps, p.saturation_rps or 0.0)
     return p.cpu_cores / throughput if throughput > 0 else math.inf
@@ -106,9 +117,14 @@ class VpaPolicy:
 
     def __init__(self, spec: InferenceServiceSpec, profile: Profile, variant: str, *, interval_s: float = 30.0,
                  first_tick_s: float = 120.0, vpa_start_s: float = 60.0, sample_interval_s: float = 60.0,
-                 min_cores: float = 2.0, max_cores: float = 20.0, start_cores: float = 20.0,
+                 min_cores: float | None = None, max_cores: float | None = None, start_cores: float | None = None,
                  stabilisation: int = 4) -> None:
         self.name = f"vpa:{variant}"
+        self.rungs = ladder(spec, variant)
+        if not self.rungs or not profile.runs_on_cpu(variant):
+            raise InvalidInput([FieldError("policy", f"{self.name!r}: {variant} has no CPU size to recommend (no CPU "
+                                           "measurement in the profile, or no size within the budget)",
+                                           "VPA sizes CPU: pick a variant profiled on CPU")], "policy")  # fmt: skip
         self.spec = spec
         self.profile = profile
         self.variant = variant
@@ -116,9 +132,9 @@ class VpaPolicy:
         self.first_tick_s = float(first_tick_s)
         self.vpa_start_s = float(vpa_start_s)
         self.sample_interval_s = float(sample_interval_s)
-        self.min_cores = float(min_cores)
-        self.max_cores = float(max_cores)
-        self.start_cores = float(start_cores)
+        self.min_cores = float(min_cores if min_cores is not None else self.rungs[0].total_cores)
+        self.max_cores = float(max_cores if max_cores is not None else self.rungs[-1].total_cores)
+        self.start_cores = rung_for(self.rungs, float(start_cores if start_cores is not None else self.max_cores)).total_cores
         self.stabilisation = int(stabilisation)
         self.notes: list[str] = []
 
@@ -126,7 +142,9 @@ class VpaPolicy:
         return self.plan(self.start_cores)
 
     def plan(self, cores: float) -> Plan:
-        return static_plan(self.spec, self.profile, {self.variant: cores})
+        """The smallest size of the ladder with ``cores`` in total."""
+        rung = rung_for(self.rungs, cores)
+        return static_plan(self.spec, self.profile, {self.variant: rung.cpu_cores}, replicas={self.variant: rung.replicas})
 
     def initial_state(self) -> VpaState:
         return VpaState(applied_cores=self.start_cores)
@@ -137,15 +155,18 @@ class VpaPolicy:
     def between_ticks(self, obs: Observation, state: VpaState) -> bool:
         return False
 
-    def usage_cores(self, arrivals_rps: float, cores: float) -> float:
-        full = self.profile.capacity_rps(self.variant, cores)
+    def usage_cores(self, arrivals_rps: float, cores: float, replicas: int = 1) -> float:
+        """Cores burnt by ``replicas`` replicas of ``cores`` each at ``arrivals_rps`` (capped at their limits)."""
+        total = cores * replicas
+        full = self.profile.capacity_rps(self.variant, cores, replicas)
         cpu_s = cpu_seconds_per_request(self.profile, self.variant, cores)
-        throughput = cores / cpu_s if cpu_s > 0 else full
-        return min(cores, min(arrivals_rps, throughput) * cpu_s)
+        throughput = total / cpu_s if cpu_s > 0 else full
+        return min(total, min(arrivals_rps, throughput) * cpu_s)
 
     def observe(self, obs: Observation, state: VpaState) -> VpaState:
         """Feed the usage samples due since the last one (one per ``sample_interval_s``)."""
-        cores = obs.current.variants[0].cpu_cores if obs.current is not None and obs.current.variants else state.applied_cores
+        running = obs.current.variants[0] if obs.current is not None and obs.current.variants else None
+        size = Rung(running.cpu_cores, running.replicas) if running is not None else rung_for(self.rungs, state.applied_cores)
         first = self.vpa_start_s + self.sample_interval_s
         next_s = first if math.isinf(state.last_sample_s) else state.last_sample_s + self.sample_interval_s
         while next_s <= obs.now_s + 1e-9:
@@ -154,7 +175,8 @@ class VpaPolicy:
             window = obs.history_rps[max(0, end - int(self.sample_interval_s)):end]
             window = window[~np.isnan(window)]
             arrivals = float(window.mean()) if window.size else 0.0
-            state = add_sample(state, self.usage_cores(arrivals, cores), max(cores, MIN_SAMPLE_WEIGHT), next_s)
+            usage = self.usage_cores(arrivals, size.cpu_cores, size.replicas)
+            state = add_sample(state, usage, max(size.total_cores, MIN_SAMPLE_WEIGHT), next_s)
             state = replace(state, last_sample_s=next_s)
             next_s += self.sample_interval_s
         return state
@@ -171,8 +193,9 @@ class VpaPolicy:
         observed = float(obs.history_rps[-1]) if obs.history_rps.size else math.nan
         if target is None:
             return Decision(None, math.nan, observed, resize="recreate", note="no recommendation yet"), state
-        cores = float(math.ceil(target - 1e-9))
-        note = f"vpa target {target:.2f} cores -> {cores:g}"
+        rung = rung_for(self.rungs, float(math.ceil(target - 1e-9)))
+        cores = rung.total_cores
+        note = f"vpa target {target:.2f} cores -> {rung.describe()}"
         if cores <= state.applied_cores and state.counter < self.stabilisation:
             return Decision(None, math.nan, observed, resize="recreate", note=note), replace(state, counter=state.counter + 1)
         state = replace(state, counter=0)

@@ -8,6 +8,8 @@ given (the same the controller plans with) and reports what runs as an
 * an in-place resize takes effect ``in_place_s`` later (the instance, its queue and backlog stay);
 * a resize that is not in place replaces the variant's replicas: the old ones serve until every new
   one is ready (a rolling update with maxUnavailable 0), then go;
+* a replica never changes GPUs: a target on other hardware (another GPU count) replaces it, like a
+  size change that is not in place;
 * a variant absent from the action, or a replica beyond the wanted count, stops at once;
 * a new split reaches the router ``weights_s`` later.
 """
@@ -40,12 +42,12 @@ class SimActuator:
         """What already runs when the window begins: ``plan``'s instances, ready and routed at t = 0."""
         for v in plan.variants:
             for _ in range(v.replicas):
-                self._new(v.name, v.cpu_cores, 0.0, 0.0)
+                self._new(v.name, v.cpu_cores, v.gpus, 0.0, 0.0)
             self._targets[v.name] = VariantTarget(v.name, v.cpu_cores, v.replicas, v.gpus)
         self.timeline.splits.append((0.0, plan.weights()))
 
-    def _new(self, variant: str, cores: float, cost_from_s: float, serve_from_s: float) -> SimInstance:
-        inst = SimInstance(self._next_id, variant, self.accuracy[variant], [(cost_from_s, cores)], cost_from_s, serve_from_s)
+    def _new(self, variant: str, cores: float, gpus: int, cost_from_s: float, serve_from_s: float) -> SimInstance:
+        inst = SimInstance(self._next_id, variant, self.accuracy[variant], [(cost_from_s, cores)], cost_from_s, serve_from_s, gpus=gpus)
         self.timeline.instances[inst.id] = inst
         self._next_id += 1
         return inst
@@ -58,13 +60,16 @@ class SimActuator:
         variants = []
         names = set(self._targets) | {i.variant for i in self.timeline.instances.values() if i.end_s > t_s + EPS_S}
         for name in sorted(names):
-            ready = tuple(i.cores_at(t_s + EPS_S) for i in self._alive(name, t_s) if i.serve_from_s <= t_s + EPS_S)
+            alive = [i for i in self._alive(name, t_s) if i.serve_from_s <= t_s + EPS_S]
             target = self._targets.get(name)
+            gpus = target.gpus if target is not None else (alive[0].gpus if alive else 0)
+            # replicas on other hardware (being replaced) are left out: the state has one GPU count per
+            # variant, and counting a CPU replica at the GPU's capacity would end make-before-break early
+            ready = tuple(i.cores_at(t_s + EPS_S) for i in alive if i.gpus == gpus)
             if target is None and not ready:
                 continue
             cores = target.cpu_cores if target is not None else ready[0]
-            variants.append(VariantState(name, cores, target.replicas if target is not None else 0, ready,
-                                         target.gpus if target is not None else 0))  # fmt: skip
+            variants.append(VariantState(name, cores, target.replicas if target is not None else 0, ready, gpus))
         return ActuatorState(tuple(variants), dict(self.timeline.split_at(t_s + EPS_S)))
 
     def execute(self, action: Action, t_s: float) -> None:
@@ -86,7 +91,9 @@ class SimActuator:
         for inst in self._alive(target.name, t_s):
             if math.isfinite(inst.end_s):  # already being replaced
                 continue
-            if abs(inst.final_cores - target.cpu_cores) <= 1e-9:
+            if inst.gpus != target.gpus:  # other hardware: never in place
+                replaced.append(inst)
+            elif abs(inst.final_cores - target.cpu_cores) <= 1e-9:
                 kept.append(inst)
             elif target.in_place:
                 self._resize(inst, target.cpu_cores, t_s + self.latencies.in_place_s)
@@ -100,7 +107,7 @@ class SimActuator:
         ready_s = t_s
         for _ in range(target.replicas - len(kept)):
             ready_s = max(ready_s, t_s + self.latencies.cold_start_s(self.spec, target.name))
-            self._new(target.name, target.cpu_cores, t_s, ready_s)
+            self._new(target.name, target.cpu_cores, target.gpus, t_s, ready_s)
         for inst in replaced:
             inst.end_s = ready_s
 

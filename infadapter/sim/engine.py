@@ -29,7 +29,10 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass
 class SimInstance:
-    """One simulated serving instance (one replica of one variant)."""
+    """One simulated serving instance (one replica of one variant) on ``gpus`` GPUs besides its cores.
+
+    Its cores may change in place; its GPUs never do (a replica moves to other hardware by replacement).
+    """
 
     id: int
     variant: str
@@ -38,6 +41,7 @@ class SimInstance:
     cost_from_s: float
     serve_from_s: float
     end_s: float = math.inf
+    gpus: int = 0
 
     def cores_at(self, t_s: float) -> float:
         cores = self.sizes[0][1]
@@ -164,7 +168,7 @@ def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceMod
         for piece, (_, cores) in zip(pieces, inst.sizes, strict=True):
             if piece.size == 0:
                 continue
-            size = model.size(inst.variant, cores)
+            size = model.size(inst.variant, cores, inst.gpus)
             lat, free = serve(times[piece], size, free)
             latency[group[piece]] = lat
     return Served(latency, accuracy, target)
@@ -185,6 +189,15 @@ def _instance_cores(inst: SimInstance, t_s: FloatArray) -> FloatArray:
         cores[t_s >= start] = value
     out: FloatArray = np.where(alive, cores, 0.0)
     return out
+
+
+def allocated_gpus(timeline: Timeline, t_s: FloatArray) -> FloatArray:
+    """GPUs allocated (starting, serving or draining instances) at each time of ``t_s``."""
+    total = np.zeros(t_s.size)
+    for inst in timeline.instances.values():
+        if inst.gpus:
+            total += np.where((t_s >= inst.cost_from_s) & (t_s < inst.end_s), float(inst.gpus), 0.0)
+    return total
 
 
 def variant_cores(timeline: Timeline, t_s: FloatArray) -> dict[str, FloatArray]:
@@ -208,6 +221,12 @@ def average_cores(timeline: Timeline, duration_s: float) -> float:
     return area / duration_s if duration_s > 0 else 0.0
 
 
+def average_gpus(timeline: Timeline, duration_s: float) -> float:
+    """Time-average of allocated GPUs over ``[0, duration_s)`` (GPU cost in its own unit, DESIGN.md)."""
+    area = sum(inst.gpus * max(0.0, min(inst.end_s, duration_s) - max(inst.cost_from_s, 0.0)) for inst in timeline.instances.values())
+    return area / duration_s if duration_s > 0 else 0.0
+
+
 def provisioned_capacity(timeline: Timeline, profile: Profile, t_s: FloatArray) -> FloatArray:
     """Capacity at the SLO (profile figures) of the instances the router sends to, at each time."""
     out = np.zeros(t_s.size)
@@ -221,5 +240,5 @@ def provisioned_capacity(timeline: Timeline, profile: Profile, t_s: FloatArray) 
         for iid in epoch.instances:
             inst = timeline.instances[iid]
             for j in np.flatnonzero(mask):
-                out[j] += profile.capacity_rps(inst.variant, inst.cores_at(float(t_s[j])))
+                out[j] += profile.capacity_rps(inst.variant, inst.cores_at(float(t_s[j])), 1, inst.gpus)
     return out

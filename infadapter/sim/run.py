@@ -1,7 +1,8 @@
 """``simulate(...)``: every named policy over one trace, with the measures of DESIGN.md.
 
 * **SLO violation ratio** = (requests over the SLO latency + requests dropped) / requests sent;
-* **cost** = time-average of allocated cores, starting and draining instances included;
+* **cost** = time-average of allocated cores, starting and draining instances included (``avg_cpu``),
+  and of allocated GPUs in their own unit (``avg_gpu``);
 * **accuracy** = request-weighted mean of the declared accuracy of the variant that served each request;
 * ``p99_latency_ms`` over the served requests, ``dropped_ratio``, ``reconfigurations`` (applied plans
   that changed a variant or a size; weight-only changes are not counted).
@@ -20,8 +21,9 @@ from typing import Any, Literal
 import numpy as np
 
 from infadapter.control import Controller, Latencies, StartsOnAPlan, policy_options
-from infadapter.planning import Plan, static_plan
+from infadapter.planning import Plan, static_plan, variant_options
 from infadapter.policies import make_policy
+from infadapter.policies.sizes import ladder
 from infadapter.profiles import Profile
 from infadapter.sim.actuator import SimActuator
 from infadapter.sim.engine import (
@@ -29,7 +31,9 @@ from infadapter.sim.engine import (
     Served,
     Timeline,
     allocated_cores,
+    allocated_gpus,
     average_cores,
+    average_gpus,
     provisioned_capacity,
     serve_requests,
     variant_cores,
@@ -38,7 +42,7 @@ from infadapter.sim.service import ServiceModel
 from infadapter.sim.traffic import ArrivalMode, arrival_times
 from infadapter.spec import InferenceServiceSpec
 
-SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations")
+SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_gpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations")
 BIN_S = 10
 #: settles at one instant at most (each one should end a wait, e.g. for a split confirmed at once)
 STEPS_PER_INSTANT = 4
@@ -54,13 +58,36 @@ class PolicyRun:
     timeline: Timeline
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
-def default_start(spec: InferenceServiceSpec, profile: Profile) -> Plan:
-    """The most accurate variant on the whole budget (the paper's start: ResNet152@20)."""
-    best = max(spec.variants, key=lambda v: v.accuracy)
-    cores = min(spec.budget.cpu, best.resources.max_cpu or spec.resources.max_cpu)
-    return static_plan(spec, profile, {best.name: cores})
+def default_start(spec: InferenceServiceSpec, profile: Profile) -> Plan | None:
+    """The most accurate variant on the most the spec gives it (the paper's start: ResNet152@20).
+
+    That is its largest CPU size (one replica up to ``maxCpu``, then replicas, within the budget), or,
+    for a variant measured only on GPUs, one replica of its smallest GPU option; None when no variant fits.
+    """
+    for v in sorted(spec.variants, key=lambda v: (-v.accuracy, v.name)):
+        rungs = ladder(spec, v.name)
+        if profile.runs_on_cpu(v.name) and rungs:
+            top = rungs[-1]
+            return static_plan(spec, profile, {v.name: top.cpu_cores}, replicas={v.name: top.replicas})
+        gpu = [o for o in variant_options(spec, profile, v.name, profile.capacity_rps) if o.gpus > 0]
+        if gpu:
+            first = min(gpu, key=lambda o: (o.replicas, o.gpus))
+            return static_plan(spec, profile, {v.name: first.cpu_cores}, replicas={v.name: first.replicas}, gpus={v.name: first.gpus})
+    return None
+
+
+def size_warnings(name: str, timeline: Timeline, profile: Profile) -> list[str]:
+    """Once per variant: a size the policy ran that the profile did not measure (its capacity is assumed)."""
+    seen: dict[str, str] = {}
+    for inst in sorted(timeline.instances.values(), key=lambda i: i.id):
+        for _, cores in inst.sizes:
+            why = profile.unmeasured(inst.variant, cores, inst.gpus)
+            if why is not None and inst.variant not in seen:
+                seen[inst.variant] = f"{name}: {why} (hint: profile that size, or bound spec.resources.maxCpu by it)"
+    return list(seen.values())
 
 
 def run_controller(controller: Controller, actuator: SimActuator, history_rps: FloatArray, pre_s: int, duration_s: int) -> None:
@@ -94,6 +121,7 @@ def summarise(served: Served, timeline: Timeline, slo_s: float, duration_s: floa
     return {
         "slo_violation_ratio": (over + int(dropped.sum())) / n if n else 0.0,
         "avg_cpu": average_cores(timeline, duration_s),
+        "avg_gpu": average_gpus(timeline, duration_s),
         "avg_accuracy": float(served.accuracy[ok].mean()) if ok.any() else math.nan,
         "p99_latency_ms": float(np.percentile(served.latency_s[ok], 99) * 1000.0) if ok.any() else math.nan,
         "dropped_ratio": float(dropped.mean()) if n else 0.0,
@@ -136,6 +164,7 @@ def series_of(served: Served, arrivals_s: FloatArray, timeline: Timeline, profil
         "forecast_rps": forecast,
         "capacity_rps": provisioned_capacity(timeline, profile, t + 0.5),
         "cpu_cores": allocated_cores(timeline, t + 0.5),
+        "gpus": allocated_gpus(timeline, t + 0.5),
         "accuracy": accuracy,
         "p99_ms": p99,
         "violation_ratio": violation,
@@ -188,5 +217,6 @@ def simulate(
         served = serve_requests(timeline, times, model)
         summary = summarise(served, timeline, slo_s, float(trace.size))
         series = series_of(served, times, timeline, profile, trace, slo_s) if with_series else {}
-        runs[name] = PolicyRun(name, summary, series, timeline, list(getattr(policy, "notes", [])), time.perf_counter() - clock)
+        runs[name] = PolicyRun(name, summary, series, timeline, list(getattr(policy, "notes", [])), time.perf_counter() - clock,
+                               size_warnings(name, timeline, profile))
     return runs

@@ -6,6 +6,8 @@ time ``D``. ``D`` is calibrated so that with Poisson arrivals at the profiled ca
 SLO percentile of the latency (queueing + service) equals the SLO: at the capacity the SLO just holds,
 above it does not. A queue cap drops requests that would wait longer than ``queue_factor × th_m(n)``
 requests' worth of work (TF-Serving's ``max_enqueued_batches = 1.25·th``, as the paper set it).
+An instance with GPUs is calibrated the same way to the profile's capacity *with those GPUs* (its
+``c = round(n)`` host cores feeding it): each instance is simulated at its own measured capacity.
 
 Simulation is exact and vectorised. With equal service times FIFO starts are sorted and the ``k``-th
 request takes the worker freed by request ``k - c``: ``start_k = max(a_k, start_{k-c} + D)``, which splits
@@ -150,7 +152,7 @@ def calibrate_service_s(capacity_rps: float, servers: int, slo_s: float, percent
 
 
 class ServiceModel:
-    """Per (variant, cores): the calibrated :class:`ServiceTime` (cached)."""
+    """Per (variant, cores, GPUs): the calibrated :class:`ServiceTime` (cached)."""
 
     def __init__(self, profile: Profile, slo_ms: float | None = None, percentile: float | None = None,
                  queue_factor: float = QUEUE_FACTOR) -> None:
