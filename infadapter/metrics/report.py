@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 Array = npt.NDArray[np.float64]
+#: the GPU cost plot (the dashboard has no GPU panel yet)
+GPU_TITLE = "GPUs allocated"
 _SERIES = ("t_s", "load_rps", "forecast_rps", "capacity_rps", "cpu_cores", "accuracy", "p99_ms")
 
 
@@ -45,7 +47,8 @@ class PolicySeries:
     ``load_rps``: arrivals; ``forecast_rps``: the load the plan was sized for; ``capacity_rps``: the
     plan's capacity at the SLO; ``cpu_cores``: allocated cores (cost); ``accuracy``: served (or expected)
     accuracy as a fraction; ``p99_ms``: p99 latency over the interval. Optional: ``p50_ms``,
-    ``violation_ratio`` (per interval), ``variant_cores`` and ``variant_weights`` (variant -> series).
+    ``violation_ratio`` (per interval), ``gpus`` (allocated GPUs: GPU cost, in its own unit),
+    ``variant_cores`` and ``variant_weights`` (variant -> series).
     NaN marks an unknown value (a gap in the plot).
     """
 
@@ -58,6 +61,7 @@ class PolicySeries:
     p99_ms: Array
     p50_ms: Array | None = None
     violation_ratio: Array | None = None
+    gpus: Array | None = None
     variant_cores: Mapping[str, Array] = field(default_factory=dict)
     variant_weights: Mapping[str, Array] = field(default_factory=dict)
 
@@ -200,6 +204,9 @@ def write_report(
         plots.append((PANEL_TITLES["weights"], _per_policy(with_weights, PANEL_TITLES["weights"], out / "weights.png",
                                                            _draw_stacked("variant_weights", colors), "share")))  # fmt: skip
     plots.append((PANEL_TITLES["cost"], _overlay(series, PANEL_TITLES["cost"], out / "cost.png", "cpu_cores", "cores")))
+    with_gpus = {p: s for p, s in series.items() if s.gpus is not None}
+    if any(np.nansum(s.gpus) > 0 for s in with_gpus.values() if s.gpus is not None):  # GPU cost only where GPUs ran
+        plots.append((GPU_TITLE, _overlay(with_gpus, GPU_TITLE, out / "gpus.png", "gpus", "GPUs")))
     plots.append((PANEL_TITLES["accuracy"], _overlay(series, PANEL_TITLES["accuracy"], out / "accuracy.png", "accuracy", "accuracy")))
     plots.append((PANEL_TITLES["latency"], _overlay(series, PANEL_TITLES["latency"], out / "latency.png", "p99_ms",
                                                     "p99 latency (ms)", slo_ms, "SLO")))  # fmt: skip

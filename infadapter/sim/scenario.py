@@ -111,7 +111,7 @@ def write_sim_report(directory: Path, runs: Mapping[str, Any], *, title: str, sl
         series[name] = PolicySeries(
             t_s=s["t_s"], load_rps=s["load_rps"], forecast_rps=s["forecast_rps"], capacity_rps=s["capacity_rps"],
             cpu_cores=s["cpu_cores"], accuracy=s["accuracy"], p99_ms=s["p99_ms"], violation_ratio=s["violation_ratio"],
-            variant_cores=cores,
+            gpus=s.get("gpus"), variant_cores=cores,
         )
         rows.append({"policy": name, **run.summary})
     return write_report(directory, series, rows, title=title, slo_ms=slo_ms, notes=notes)

@@ -157,3 +157,14 @@ def test_gpu_series_and_cost_count_starting_and_draining_instances(files: dict[s
     assert runs["static:big@4"].summary["avg_gpu"] == 0.0  # a static CPU plan
     runs = simulate(spec, profile, np.full(60, 150.0), ["ours"], start=plan_for_load(spec, profile, 150.0), with_series=True)
     assert runs["ours"].series["gpus"].tolist() == [1.0] * 60
+
+
+def test_the_report_shows_gpu_cost(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    args = ["simulate", "--trace", str(files["trace"]), "--format", "counts", "--spec", str(files["vit"]),
+            "--profile", str(files["profile"]), "--history", "0", "--policies", "ours", "--report", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "avg_gpu" in text and "## GPUs allocated" in text
+    assert (out / "gpus.png").stat().st_size > 0
