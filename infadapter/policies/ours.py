@@ -9,9 +9,10 @@ capacities, and a reactive layer that fixes what the forecast misses within a co
 2. **Reactive layer** (every second, between ticks): the burst detector compares the newest seconds
    with the provisioned capacity; at 90 % utilisation or a rising trend that would cross it, ours
    re-plans at once for the observed (trend-projected) peak, growing the running variants **in
-   place**. When they cannot reach the load but can add capacity, that growth is applied as a stop-gap
-   and the full plan (which may cold-start a variant, make-before-break) follows a second later. The
-   detector's trigger is the margin: no multiplicative headroom (``burst_headroom`` = 0).
+   place**. When they cannot reach the load but can add capacity in place, that growth is applied as a
+   stop-gap and the full plan (which may cold-start a variant, make-before-break) follows a second
+   later (a stop-gap that needs new replicas would only delay it: they cold-start too). The detector's
+   trigger is the margin: no multiplicative headroom (``burst_headroom`` = 0).
 3. **Exact plan** (``plan_for_load``: the checked MILP) on the profile's real capacities with the spec's
    objective. The running plan is kept while it serves the load and the optimum beats it by less than
    ``resize_tolerance`` plus the **price of loading** its new variants: their cores during the cold start
@@ -82,6 +83,11 @@ class PlanCache:
 
 def _resize(spec: InferenceServiceSpec) -> Resize:
     return "in_place" if spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE else "recreate"
+
+
+def _replicas(plan: Plan, name: str) -> int:
+    running = plan.variant(name)
+    return running.replicas if running is not None else 0
 
 
 def serves(plan: Plan | None, load_rps: float) -> bool:
@@ -289,8 +295,8 @@ class OursPolicy:
         """(the plan to apply for ``load_rps`` or None to keep the current one, whether it is a stop-gap).
 
         Under a burst the running variants are grown in place first (no cold start). When they cannot
-        reach the load but can add capacity, that growth is applied at once as a stop-gap and the full
-        plan (which may load new variants, make-before-break) follows at the next second.
+        reach the load but can add capacity in place, that growth is applied at once as a stop-gap and
+        the full plan (which may load new variants, make-before-break) follows at the next second.
         """
         plans = self.cache(cost_weight if cost_weight is not None else self.spec.objective.cost_weight)
         if current is not None and not serves(current, load_rps) and self.resize == "in_place":
@@ -300,7 +306,10 @@ class OursPolicy:
                 return quick, False
             best = plans.plan(load_rps, current)
             adds = {v.name for v in best.variants} - set(running)
-            if adds and quick.capacity_rps > current.capacity_rps + 1e-6:
+            # a stop-gap helps only when it is quick: more replicas cold-start like the full plan, and the
+            # controller would hold the full plan until they serve (replica-bound specs: 4.7 % -> 2.8 %)
+            grows_in_place = all(v.replicas <= _replicas(current, v.name) for v in quick.variants)
+            if adds and grows_in_place and quick.capacity_rps > current.capacity_rps + 1e-6:
                 return quick, True
             return best, False
         best = plans.plan(load_rps, current)

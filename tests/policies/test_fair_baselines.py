@@ -119,3 +119,20 @@ def test_cpu_baselines_leave_out_a_variant_measured_only_on_gpus() -> None:
     assert "vpa:vit" not in parse_policies("vpa", spec, GPU_ONLY)
     static = make_policy("static:vit@4", spec, GPU_ONLY).initial_plan().variants[0]
     assert (static.gpus, static.capacity_rps) == (1, 150.0)
+
+
+def test_ours_takes_no_stop_gap_that_needs_new_replicas() -> None:
+    """Replica-bound spec: growing resnet152 past maxCpu means new replicas (a cold start, like the full plan),
+    so ours goes to the full plan at once instead of waiting for the stop-gap's replicas to serve."""
+    spec = user_spec()
+    policy = make_policy("ours", spec, PROFILE_8)
+    current = make_policy("static:resnet152@8", spec, PROFILE_8).initial_plan()
+    plan, stopgap = policy.choose(200.0, current, bursting=True)
+    assert plan is not None and not stopgap
+    assert plan.capacity_rps >= 200.0
+    assert {v.name for v in plan.variants} != {"resnet152"}
+    in_place = user_spec(max_cpu=30, max_replicas=1)  # the same growth in place is still a stop-gap
+    policy = make_policy("ours", in_place, linear_profile(PER_CORE, max_cpu=30))
+    current = make_policy("static:resnet152@8", in_place, linear_profile(PER_CORE, max_cpu=30)).initial_plan()
+    plan, stopgap = policy.choose(200.0, current, bursting=True)
+    assert stopgap and plan is not None and [v.name for v in plan.variants] == ["resnet152"]
