@@ -245,7 +245,7 @@ class PaperPolicy:
         self.model = PaperModel.from_spec(spec, profile, head=head)
         if not self.model.names:
             raise InvalidInput([FieldError("policy", f"{self.name!r}: no variant was measured on CPU within the budget",
-                                           "the paper's adapter sizes CPU only: profile a variant on CPU")], "policy")  # fmt: skip
+                                           "the paper's adapter sizes CPU only: drop it from --policies, or profile a variant on CPU")], "policy")  # fmt: skip
         self.notes: list[str] = []
         left_out = [v.name for v in spec.variants if v.name not in self.model.names]
         if left_out:

@@ -124,7 +124,7 @@ class VpaPolicy:
         if not self.rungs or not profile.runs_on_cpu(variant):
             raise InvalidInput([FieldError("policy", f"{self.name!r}: {variant} has no CPU size to recommend (no CPU "
                                            "measurement in the profile, or no size within the budget)",
-                                           "VPA sizes CPU: pick a variant profiled on CPU")], "policy")  # fmt: skip
+                                           "VPA sizes CPU: drop it from --policies, or profile the variant on CPU")], "policy")  # fmt: skip
         self.spec = spec
         self.profile = profile
         self.variant = variant
