@@ -119,7 +119,7 @@ def search_capacity(
     return lo, best, steps
 
 
-def _serial_latency_ms(url: str, model_name: str, count: int = 8) -> float:
+def serial_latency_ms(url: str, model_name: str, count: int = 8) -> float:
     """Median latency of ``count`` one-at-a-time requests (after one warm-up)."""
     import numpy as np
     from tritonclient import http
@@ -184,7 +184,7 @@ class Profiler:
         )
         try:
             start_s = triton.start(timeout_s=180.0)
-            serial_ms = _serial_latency_ms(triton.url, model_name)
+            serial_ms = serial_latency_ms(triton.url, model_name)
             if guess_rps is None:
                 # back-to-back requests already run at the quota's pace; parallel instances add up to the quota
                 parallel = max(1.0, min(cpu_cores, instances_for_cpu(cpu_cores).instance_count))
