@@ -4,8 +4,9 @@
 * login: in-cluster service account, else kubeconfig (``INFADAPTER_KUBE_SERVER`` overrides, for tests);
 * create/update/resume: parse the spec — an invalid one is a ``PermanentError`` naming every field, with
   ``Degraded=True`` (reason ``InvalidSpec``) in the status;
-* a per-resource timer wakes every ``timer_resolution_s`` and runs the tick when
-  ``spec.adaptation.intervalSeconds`` has passed since the last one;
+* a per-resource timer wakes every ``timer_resolution_s`` and runs a step of the controller when one is due
+  (:mod:`infadapter.operator.tick`: every scrape interval, at the controller's expected changes, and at every
+  wake during a transition);
 * delete: forget the resource's metrics (owned objects go with it through their ownerReferences).
 """
 
@@ -23,7 +24,7 @@ from infadapter.metrics.exporter import InfAdapterMetrics
 from infadapter.metrics.prometheus import Observer
 from infadapter.operator.settings import OperatorConfig
 from infadapter.operator.status import Condition, merge_conditions, status_changes
-from infadapter.operator.tick import Memory, Resource, Runtime, due, run_reconcile, run_tick
+from infadapter.operator.tick import Memory, Resource, Runtime, run_step
 from infadapter.runtime import kube
 from infadapter.runtime.kube_client import Connection, KubeApi
 from infadapter.spec import parse_resource
@@ -141,18 +142,15 @@ def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf
 
 @kopf.timer(*RESOURCE, interval=TIMER_RESOLUTION_S)
 async def adapt(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Run the tick when it is due: observe → decide → act → report."""
+    """A controller step when one is due: observe → decide → act → report."""
     runtime: Runtime = memo.runtime
     mem = _object_memory(memo)
     try:
         res = _resource(body, status)
     except InvalidSpec:
         return  # reported by the validate handler; nothing runs until the spec is fixed
-    if due(mem, res, runtime.clock()):
-        outcome = await run_tick(runtime, mem, res)
-    elif mem.progressing:
-        outcome = await run_reconcile(runtime, mem, res)
-    else:
+    outcome = await run_step(runtime, mem, res)
+    if outcome is None:
         return
     if outcome.status:
         patch.status.update(outcome.status)
@@ -179,9 +177,7 @@ def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 __all__ = ["adapt", "cleanup", "forget", "login", "startup", "validate"]
 
 
-def run(
-    namespaces: list[str], *, peering: str = "", priority: int | None = None, liveness: str = "", log_format: str = "plain", verbose: bool = False
-) -> None:
+def run(namespaces: list[str], *, peering: str = "", priority: int | None = None, liveness: str = "", log_format: str = "plain", verbose: bool = False) -> None:
     """Run the operator until stopped (what ``infadapter operator`` calls).
 
     With peering, replicas of the same priority would all pause (kopf's rule): each replica takes a random

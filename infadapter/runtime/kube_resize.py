@@ -88,12 +88,24 @@ def _same(a: float | None, b: float) -> bool:
 
 
 async def resize_variant(
-    api: KubeApi, owner: kube.Owner, variant: str, cpu_cores: float, report: ResizeReport, *, wait_s: float = RESIZE_WAIT_S, now_s: float | None = None
+    api: KubeApi,
+    owner: kube.Owner,
+    variant: str,
+    cpu_cores: float,
+    report: ResizeReport,
+    *,
+    wait_s: float = RESIZE_WAIT_S,
+    now_s: float | None = None,
+    pods: list[dict[str, Any]] | None = None,
 ) -> Outcome:
-    """Bring every running pod of ``variant`` to ``cpu_cores`` in place; "rollout" when the cluster cannot."""
+    """Bring every running pod of ``variant`` to ``cpu_cores`` in place; "rollout" when the cluster cannot.
+
+    ``pods``: the variant's pods as just listed (else they are listed here).
+    """
     now = time.time() if now_s is None else now_s
-    selector = f"{kube.LABEL_SERVICE}={owner.name},{kube.LABEL_VARIANT}={variant}"
-    pods = await api.list(api_path("v1", "pods", owner.namespace), label_selector=selector)
+    if pods is None:
+        selector = f"{kube.LABEL_SERVICE}={owner.name},{kube.LABEL_VARIANT}={variant}"
+        pods = await api.list(api_path("v1", "pods", owner.namespace), label_selector=selector)
     outcome: Outcome = "done"
     for pod in pods:
         if pod.get("metadata", {}).get("deletionTimestamp") or pod.get("status", {}).get("phase") != "Running":

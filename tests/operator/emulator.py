@@ -245,6 +245,8 @@ class Emulator(kmock.KubernetesScaffold):
             return aiohttp.web.json_response(await self.create(key, ns, request.data or {}), status=201)
         assert name is not None
         current = self.objects.get((key, ns, name))
+        if current is None and method == "PATCH" and "apply-patch" in str(request.headers.get("Content-Type", "")) and sub is None:
+            return aiohttp.web.json_response(await self.create(key, ns, request.data or {}), status=201)  # server-side apply creates
         if current is None:
             raise ApiFailure(404, "NotFound", f'{key.rsplit("/", 1)[-1]} "{name}" not found')
         if method == "GET":

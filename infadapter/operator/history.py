@@ -1,0 +1,59 @@
+"""The router's per-second arrivals over the forecast window, kept in memory and refreshed incrementally.
+
+Each step asks Prometheus only for the seconds since the last one, plus an overlap of a few scrape intervals
+(the newest seconds change until their scrape has landed), instead of the whole window (600 points by
+default) — what makes a step every scrape interval affordable for many services.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+
+from infadapter.errors import MetricsUnavailable
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+class ArrivalSource(Protocol):
+    def arrival_history_rps(self, namespace: str, name: str, start_s: float, end_s: float) -> FloatArray: ...
+
+
+class History:
+    """The last ``window_s`` seconds (NaN = unknown), the last element the second that ends at ``end_s``."""
+
+    def __init__(self, window_s: float, scrape_interval_s: float) -> None:
+        self.window_s = max(1, int(window_s))
+        self.overlap_s = math.ceil(4 * scrape_interval_s) + 2
+        self.end_s: int | None = None
+        self.values: FloatArray = np.full(self.window_s, np.nan)
+
+    def update(self, source: ArrivalSource, namespace: str, name: str, now_s: float) -> None:
+        """Fetch what is new up to ``now_s``; raises what the source raises (nothing is changed then)."""
+        now = math.floor(now_s)
+        start = now - self.window_s + 1
+        fetch_from = start if self.end_s is None or self.end_s < start else max(start, self.end_s - self.overlap_s)
+        fetched = source.arrival_history_rps(namespace, name, fetch_from, now)
+        if fetched.size == 0 or bool(np.all(np.isnan(fetched))):
+            # no series at all for the newest seconds: the router is not scraped (or not labelled) — say so
+            # now, while the controller holds the plan on what it saw before
+            raise MetricsUnavailable(f"no router traffic series for {namespace}/{name} since {fetch_from - now} s")
+        self.values = self.window(now)
+        tail = self.values[fetch_from - start :]
+        known = ~np.isnan(fetched[: tail.size])
+        tail[: known.size][known] = fetched[: tail.size][known]
+        self.end_s = now
+
+    def window(self, now_s: float) -> FloatArray:
+        """The window ending at ``now_s``: what is held, NaN for seconds not fetched (a copy)."""
+        now = math.floor(now_s)
+        out: FloatArray = np.full(self.window_s, np.nan)
+        if self.end_s is None:
+            return out
+        shift = now - self.end_s  # how far the window moved since the last fetch
+        if shift >= self.window_s or shift < 0:
+            return out if shift >= 0 else self.values.copy()
+        out[: self.window_s - shift] = self.values[shift:]
+        return out

@@ -1,0 +1,132 @@
+"""The status an InferenceService shows (pure): conditions, the plan in force, loads, accuracy, cost, checkpoint.
+
+Built from what one step of the operator saw and did (:class:`Seen`); :func:`status_changes` then keeps only
+what differs from the status already written, so a steady service causes no writes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infadapter.operator.status import Condition, merge_conditions, rounded
+from infadapter.planning import Plan
+from infadapter.runtime import kube
+from infadapter.runtime.kube_actuator import ApplyResult
+
+WHY_NOT_ACTING = {
+    "Recommend": "Recommend mode: the plan is only reported",
+    "Off": "Off mode: nothing is observed or changed",
+    "Paused": f"paused by the {kube.ANNOTATION_PAUSED} annotation",
+}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a step knows for the status."""
+
+    mode: str  # Auto | Recommend | Off | Paused
+    generation: int
+    plan: Plan | None = None  # the plan in force (Auto) or recommended
+    decided: bool = False  # a new configuration was decided at this step
+    reason: str = "hold"
+    observed_rps: float = math.nan
+    forecast_rps: float = math.nan
+    metrics_error: str | None = None
+    error: str | None = None  # the last apply error
+    transitioning: bool = False  # the cluster is converging to the plan
+    serving: frozenset[str] = frozenset()  # variants with a ready pod that the router sends traffic to
+    waiting: tuple[str, ...] = ()  # planned variants not fully ready
+    applied: ApplyResult | None = None
+    checkpoint: Mapping[str, Any] | None = None
+    conditions: list[Condition] = field(default_factory=list)
+
+
+def iso(now_s: float) -> str:
+    return datetime.datetime.fromtimestamp(now_s, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def resize_condition(applied: ApplyResult | None) -> Condition:
+    """In-place resize as the kubelets report it: done, waited on (Deferred, InProgress), or replaced by a rollout."""
+    if applied is None:
+        return Condition("InPlaceResize", True, "Done", "every pod runs at its planned size")
+    fallback = [m for m in applied.messages if "rolling out" in m or "refused" in m]
+    if fallback:
+        return Condition("InPlaceResize", False, "RolledOut", "; ".join(fallback)[:1000])
+    waiting = {pod: state for pod, state in sorted(applied.resizes.items()) if state != "Resized"}
+    if waiting:
+        reason = "Infeasible" if "Infeasible" in waiting.values() else ("Deferred" if "Deferred" in waiting.values() else "InProgress")
+        return Condition("InPlaceResize", False, reason, ", ".join(f"{pod}: {state}" for pod, state in waiting.items())[:1000])
+    if applied.resized_pods:
+        return Condition("InPlaceResize", False, "InProgress", f"resize requested for {', '.join(applied.resized_pods)}"[:1000])
+    return Condition("InPlaceResize", True, "Done", "every pod runs at its planned size")
+
+
+def _conditions(seen: Seen) -> list[Condition]:
+    metrics = seen.metrics_error
+    out = [Condition("MetricsAvailable", metrics is None, "Observed" if metrics is None else "PrometheusUnavailable",
+                     "router arrival rate read from Prometheus" if metrics is None else f"holding the last plan: {metrics}")]  # fmt: skip
+    if seen.plan is not None:
+        feasible = seen.plan.status not in ("infeasible",)
+        message = ("the plan serves the predicted load within the budget" if feasible
+                   else f"best effort: serves {seen.plan.served_rps:.1f} of {seen.plan.load_rps:.1f} rps within the budget")  # fmt: skip
+        out.append(Condition("PlanFeasible", feasible, "Optimal" if feasible else "Infeasible", message))
+    out.append(Condition("Degraded", True, "ApplyFailed", seen.error) if seen.error else Condition("Degraded", False, "AsExpected", ""))
+    if seen.mode != "Auto":
+        why = WHY_NOT_ACTING[seen.mode]
+        return [*out, Condition("Progressing", False, seen.mode, why), Condition("Ready", None, seen.mode, why)]
+    if seen.plan is None:
+        return [*out, Condition("Ready", False, "ApplyFailed" if seen.error else "Pending", seen.error or "nothing applied yet")]
+    if seen.waiting:
+        message = f"waiting for {', '.join(seen.waiting)} to be ready"
+    else:
+        message = "rolling out" if seen.transitioning else "all variants ready, weights applied"
+    out.append(Condition("Progressing", seen.transitioning, "Reconfiguring" if seen.transitioning else "Converged", message))
+    out.append(resize_condition(seen.applied))
+    ready = bool(seen.serving) and not seen.error  # the service answers, even while a switch is under way
+    out.append(Condition("Ready", ready, "Serving" if ready else "NoReadyVariant",
+                         f"serving through {', '.join(sorted(seen.serving))}" if ready else "no variant has a ready replica yet"))  # fmt: skip
+    return out
+
+
+def desired_status(previous: Mapping[str, Any], seen: Seen, now_s: float) -> dict[str, Any]:
+    """The whole status this step wants (compare with :func:`~infadapter.operator.status.status_changes`)."""
+    status: dict[str, Any] = {
+        "observedGeneration": seen.generation,
+        "conditions": merge_conditions(previous.get("conditions") or [], _conditions(seen), iso(now_s), seen.generation),
+    }
+    plan = seen.plan
+    if plan is not None:
+        status.update(
+            plan=plan.to_dict() | {"solve_ms": round(plan.solve_ms, 1)},
+            summary=plan.describe(),
+            variantCount=len(plan.variants),
+            expectedAccuracy=rounded(plan.accuracy, 4),
+            costCpu=rounded(plan.cost_cpu, 3),
+            costGpu=int(plan.cost_gpu),
+            objective=rounded(plan.objective, 4),
+            solveMs=rounded(plan.solve_ms, 1),
+        )
+    if not math.isnan(seen.observed_rps):
+        status["observedLoadRps"] = rounded(seen.observed_rps, 1)
+    if not math.isnan(seen.forecast_rps):
+        status["predictedLoadRps"] = rounded(seen.forecast_rps, 1)
+    if seen.decided:
+        status["decidedAt"] = iso(now_s)
+        status["reason"] = seen.reason
+    if seen.checkpoint is not None:
+        status["checkpoint"] = json_safe(seen.checkpoint)
+    return status
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

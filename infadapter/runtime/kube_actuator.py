@@ -1,0 +1,182 @@
+"""The Kubernetes actuator of the controller: it reports what runs and makes an :class:`~infadapter.control.Action` real.
+
+:func:`read_state` lists the service's objects (Deployments, Services, router ConfigMaps or HTTPRoute, pods)
+and reports an :class:`~infadapter.control.ActuatorState`: per variant the size it converges to (the
+``infadapter.io/cpu-cores`` annotation, else the template's), its replicas, and the effective cores of each
+ready pod (what the kubelet reports in ``containerStatuses[].resources``, so an in-place resize counts once it
+took effect); the router's split; whether ``pods/resize`` exists (discovery, once).
+
+:func:`execute` writes the action: each target variant's Deployment (replicas; the template keeps its size
+while pods are resized in place, pod by pod, :mod:`~infadapter.runtime.kube_resize`; it takes the new size —
+a rolling update, new pods ready before old ones go — when the action says replace, when the cluster cannot
+resize, or when the kubelet refused or deferred too long), variants absent from the action at 0 replicas,
+the router's weights. The make-before-break rule is the controller's; nothing here decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infadapter.control import Action, ActuatorState, VariantState, VariantTarget
+from infadapter.runtime import kube
+from infadapter.runtime.envoy import integer_weights
+from infadapter.runtime.kube_apply import collection_path, ensure, template_size, weights_from
+from infadapter.runtime.kube_client import KubeApi, api_path
+from infadapter.runtime.kube_resize import RESIZE_WAIT_S, ResizeReport, pod_size, resize_variant
+from infadapter.spec import InferenceServiceSpec, ResizePolicy
+
+Known = dict[tuple[str, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class KubeView:
+    """One read of the service's objects: the controller's view (``state``) and the raw objects behind it."""
+
+    state: ActuatorState
+    known: Known
+    deployments: Mapping[str, dict[str, Any]]  # variant -> its live Deployment (ours)
+    pods: Mapping[str, list[dict[str, Any]]]  # variant -> its live pods
+    weights: Mapping[str, int]  # the router's integer weights now
+
+
+@dataclass
+class ApplyResult:
+    """What one execution did and saw."""
+
+    changes: list[str] = field(default_factory=list)
+    resized_pods: list[str] = field(default_factory=list)
+    #: pod -> in-place resize state (Resized, Deferred, Infeasible, InProgress)
+    resizes: dict[str, str] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    weights: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes or self.resized_pods)
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    images: kube.Images = field(default_factory=kube.Images)
+    #: how long a Deferred or in-progress in-place resize is waited on before a rollout replaces the pods
+    resize_wait_s: float = RESIZE_WAIT_S
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    if pod.get("metadata", {}).get("deletionTimestamp") or pod.get("status", {}).get("phase") != "Running":
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
+
+
+def _variant_state(name: str, deployment: Mapping[str, Any], pods: list[dict[str, Any]]) -> VariantState:
+    size = template_size(deployment) or (0.0, 0)
+    annotated = deployment.get("metadata", {}).get("annotations", {}).get(kube.ANNOTATION_CPU)
+    planned = float(annotated) if annotated else size[0]
+    target = planned
+    ready: list[float] = []
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        measured = pod_size(pod)
+        if measured.desired_cpu is not None and abs(measured.desired_cpu - planned) > 1e-6 and abs(size[0] - planned) > 1e-6:
+            # a pod asks for another size than the target (a new pod from the template kept at its old size
+            # while the others were resized in place): report it, so the controller sends the size again
+            target = measured.desired_cpu
+        if _ready(pod):
+            ready.append(measured.actual_cpu if measured.actual_cpu is not None else (measured.desired_cpu or size[0]))
+    replicas = int(deployment.get("spec", {}).get("replicas") or 0)
+    return VariantState(name, target, replicas, tuple(sorted(ready)), size[1])
+
+
+async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec) -> KubeView:
+    """List the service's objects (one request per kind) and report what runs."""
+    kinds = ["Deployment", "Service"] + (["HTTPRoute"] if spec.routing.kind == "GatewayAPI" else ["ConfigMap"])
+    selector = f"{kube.LABEL_SERVICE}={owner.name}"
+    listed = await asyncio.gather(
+        *(api.list(collection_path(k, owner.namespace), label_selector=selector) for k in kinds),
+        api.list(api_path("v1", "pods", owner.namespace), label_selector=selector),
+    )
+    known: Known = {(kind, o["metadata"]["name"]): o for kind, items in zip(kinds, listed, strict=False) for o in items}
+    deployments = {
+        str(d["metadata"]["labels"][kube.LABEL_VARIANT]): d
+        for (kind, _), d in known.items()
+        if kind == "Deployment" and d["metadata"].get("labels", {}).get(kube.LABEL_COMPONENT) == "server" and kube.is_owned(d, owner)
+    }
+    pods: dict[str, list[dict[str, Any]]] = {}
+    for pod in listed[-1]:
+        pods.setdefault(str(pod.get("metadata", {}).get("labels", {}).get(kube.LABEL_VARIANT)), []).append(pod)
+    weights = weights_from(known, owner, spec)
+    total = sum(weights.values())
+    shares = {k: w / total for k, w in weights.items() if w > 0} if total > 0 else {}
+    in_place = spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE and await api.has_subresource("v1", "pods/resize")
+    variants = tuple(_variant_state(name, d, pods.get(name, [])) for name, d in sorted(deployments.items()))
+    return KubeView(ActuatorState(variants, shares, in_place), known, deployments, pods, weights)
+
+
+async def execute(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, action: Action, view: KubeView, options: ApplyOptions) -> ApplyResult:
+    """Make ``action`` real (see the module docstring); idempotent: what already holds is not written."""
+    result = ApplyResult()
+    report = ResizeReport(result.resizes, result.resized_pods, result.messages)
+    sizes: dict[str, tuple[float, int, int]] = {}
+    targets: dict[str, VariantTarget] = {t.name: t for t in action.variants}
+    for variant in spec.variants:
+        target = targets.get(variant.name)
+        live = view.deployments.get(variant.name)
+        live_size = template_size(live)
+        if target is None:  # drained: no replicas, the template as it is
+            cpu, gpus = live_size or (_smallest(spec, variant.name), 0)
+            sizes[variant.name] = (cpu, gpus, 0)
+            continue
+        sizes[variant.name] = (await _template_cpu(api, owner, target, live, view, options, report), target.gpus, target.replicas)
+    result.weights = _integer_weights(action.weights, spec)
+    desired = kube.desired_objects(owner, spec, sizes, result.weights, options.images)
+    for obj in desired:  # the size each variant converges to, whatever the template says
+        name = obj["metadata"].get("labels", {}).get(kube.LABEL_VARIANT)
+        if obj["kind"] == "Deployment" and name in targets:
+            obj["metadata"]["annotations"][kube.ANNOTATION_CPU] = f"{targets[name].cpu_cores:g}"
+    await asyncio.gather(*(ensure(api, obj, owner, result.changes, view.known) for obj in desired))
+    await _retire_removed(api, spec, view, targets, result)
+    return result
+
+
+async def _template_cpu(
+    api: KubeApi, owner: kube.Owner, target: VariantTarget, live: Mapping[str, Any] | None, view: KubeView, options: ApplyOptions, report: ResizeReport
+) -> float:
+    """The template's size: kept while the running pods are resized in place, the target's otherwise."""
+    live_size = template_size(live)
+    running = int((live or {}).get("spec", {}).get("replicas") or 0) > 0 and bool(view.pods.get(target.name))
+    if not (target.in_place and view.state.in_place and running and live_size is not None and live_size[1] == target.gpus):
+        return target.cpu_cores
+    outcome = await resize_variant(api, owner, target.name, target.cpu_cores, report, wait_s=options.resize_wait_s, pods=view.pods.get(target.name))
+    return target.cpu_cores if outcome == "rollout" else live_size[0]
+
+
+async def _retire_removed(api: KubeApi, spec: InferenceServiceSpec, view: KubeView, targets: Mapping[str, VariantTarget], result: ApplyResult) -> None:
+    """A variant deleted from the spec has no object to build: its Deployment is scaled to 0 once the action drops it.
+
+    Its Deployment and Service stay (owned: deleting the InferenceService removes them); scaling to 0 needs
+    no delete permission and keeps a re-added variant's history.
+    """
+    for variant, deployment in view.deployments.items():
+        if variant in spec.variant_names or variant in targets or not int(deployment.get("spec", {}).get("replicas") or 0):
+            continue
+        meta = deployment["metadata"]
+        await api.merge_patch(api_path("apps/v1", "deployments", meta["namespace"], meta["name"]), {"spec": {"replicas": 0}})
+        result.changes.append(f"scaled Deployment/{meta['name']} to 0")
+
+
+def _integer_weights(shares: Mapping[str, float], spec: InferenceServiceSpec) -> dict[str, int]:
+    clusters = list(spec.variant_names)
+    positive = {k: v for k, v in shares.items() if v > 0 and k in clusters}
+    if not positive:
+        return dict.fromkeys(clusters, 0)
+    weights = integer_weights(positive, clusters)
+    return {c: (weights[c] if c in positive else 0) for c in clusters}
+
+
+def _smallest(spec: InferenceServiceSpec, variant: str) -> float:
+    v = spec.variant(variant)
+    return v.resources.min_cpu if v.resources.min_cpu is not None else spec.resources.min_cpu
