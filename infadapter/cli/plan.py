@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -13,16 +13,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from infadapter.cli._app import app, fail
+from infadapter.cli.defaults import SPEC_HELP, spec_or_default
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput, InvalidSpec
 from infadapter.solver import SolveBackend
 from infadapter.spec import InferenceServiceSpec, parse_spec
+
+if TYPE_CHECKING:
+    from infadapter.planning import Plan
+    from infadapter.profiles import Profile
 
 T = TypeVar("T")
 
 #: beyond any real service; larger loads only stress the MILP's numerics
 MAX_LOAD_RPS = 1e9
-
-DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "examples" / "resnet.yaml"
 
 
 #: option -> (section, camelCase field) of the spec it overrides
@@ -60,21 +63,35 @@ def _named(option: str, read: Callable[[Path], T], path: Path) -> T:
         raise type(exc)(exc.errors, f"{option} {path}") from None
 
 
+def _solve(spec: InferenceServiceSpec, prof: Profile, load: float, now: Plan | None, backend: SolveBackend) -> Plan:
+    """``plan_for_load``; a method that cannot take this problem (``--backend dp`` with GPUs) is the option's error."""
+    from infadapter.planning import plan_for_load
+    from infadapter.solver import NotApplicable
+
+    try:
+        return plan_for_load(spec, prof, load, now, backend=backend)
+    except NotApplicable as exc:
+        why = "this spec offers GPU options (gpu: true and budget.gpu)" if "GPU" in str(exc) else str(exc)
+        raise InvalidInput([FieldError("--backend", f"the dynamic program (dp) solves CPU-only problems on a core grid, and {why}",
+                                       "use --backend auto (it picks HiGHS here), highs or cbc")], "arguments") from None
+
+
 @app.command()
 def plan(
     profile: Annotated[Path, typer.Option("--profile", "-p", help="capacity profile: the paper's CSV or a Profile YAML/JSON")],
     load: Annotated[float, typer.Option("--load", "-l", help="predicted load in requests per second")],
-    spec_path: Annotated[Path, typer.Option("--spec", "-f", help="InferenceService YAML")] = DEFAULT_SPEC,
+    spec_path: Annotated[Path | None, typer.Option("--spec", "-f", help=SPEC_HELP, show_default=False)] = None,
     slo_ms: Annotated[float | None, typer.Option("--slo-ms", help="latency SLO in ms (default: the spec's)")] = None,
     budget_cores: Annotated[float | None, typer.Option("--budget-cores", help="CPU budget in cores (default: the spec's)")] = None,
     cost_weight: Annotated[float | None, typer.Option("--cost-weight", help="weight of cost/budget, the paper's alpha")] = None,
     transition_weight: Annotated[float | None, typer.Option("--transition-weight", help="weight of reloads, the paper's beta")] = None,
-    current: Annotated[str, typer.Option("--current", help="configuration now running, e.g. resnet152=20")] = "",
+    current: Annotated[str, typer.Option("--current", help="configuration now running: VARIANT=CORES[xREPLICAS][:gpu=N],... e.g. resnet152=20")] = "",
     backend: Annotated[str, typer.Option("--backend", help="auto (the faster exact method: DP or HiGHS), dp, highs or cbc (MILP)")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Solve one decision: which variants, how many cores each, what share of the load."""
-    from infadapter.planning import gpu_warnings, parse_sizes, plan_for_load, size_warnings, static_plan
+    from infadapter.cli.configuration import configuration_plan
+    from infadapter.planning import gpu_warnings, size_warnings
     from infadapter.profiles import load_profile
     from infadapter.spec import load_spec
 
@@ -83,11 +100,10 @@ def plan(
     if not 0 <= load <= MAX_LOAD_RPS:
         raise fail(f"--load: must be a number in 0 .. {MAX_LOAD_RPS:g}, got {load:g} (hint: give the predicted load in rps)")
     try:
-        spec = _override(_named("--spec", load_spec, spec_path), slo_ms, budget_cores, cost_weight, transition_weight)
+        spec = _override(_named("--spec", load_spec, spec_or_default(spec_path, quiet=as_json)), slo_ms, budget_cores, cost_weight, transition_weight)
         prof = _named("--profile", lambda p: load_profile(p, slo_ms=spec.slo.latency_ms), profile)
-        sizes = parse_sizes(current, spec) if current else {}
-        now = static_plan(spec, prof, sizes) if sizes else None
-        result = plan_for_load(spec, prof, load, now, backend=cast(SolveBackend, backend))
+        now = configuration_plan(current, spec, prof, "--current") if current.strip() else None
+        result = _solve(spec, prof, load, now, cast(SolveBackend, backend))
     except InfAdapterError as exc:
         raise fail(str(exc), exc.exit_code) from None
     warnings = gpu_warnings(spec, prof) + size_warnings(result, prof)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,6 +46,12 @@ SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_gpu", "avg_accuracy", "p9
 BIN_S = 10
 #: settles at one instant at most (each one should end a wait, e.g. for a split confirmed at once)
 STEPS_PER_INSTANT = 4
+#: ``progress(policy, what it does, fraction of that policy's run done)``: the control loop is the first
+#: CONTROL_SHARE of a run, serving the requests the rest (reported when each starts and ends)
+Progress = Callable[[str, str, float], None]
+CONTROL_SHARE = 0.6
+#: trace seconds between two progress reports of the control loop
+PROGRESS_EVERY_S = 10
 
 
 @dataclass
@@ -90,12 +96,18 @@ def size_warnings(name: str, timeline: Timeline, profile: Profile) -> list[str]:
     return list(seen.values())
 
 
-def run_controller(controller: Controller, actuator: SimActuator, history_rps: FloatArray, pre_s: int, duration_s: int) -> None:
-    """Step ``controller`` every second of the window, and settle it at the instants it expects a change."""
+def run_controller(controller: Controller, actuator: SimActuator, history_rps: FloatArray, pre_s: int, duration_s: int,
+                   on_second: Callable[[float], None] | None = None) -> None:
+    """Step ``controller`` every second of the window, and settle it at the instants it expects a change.
+
+    ``on_second(t)`` is called every :data:`PROGRESS_EVERY_S` trace seconds (progress)."""
     timeline = actuator.timeline
     state = controller.initial_state()
-    t, again = 0.0, 0
+    t, again, report_at = 0.0, 0, 0.0
     while t < duration_s:
+        if on_second is not None and t >= report_at:
+            on_second(t)
+            report_at += PROGRESS_EVERY_S
         if again or not float(t).is_integer():
             step, state = controller.settle(state, t, actuator.state(t))
         else:
@@ -111,6 +123,10 @@ def run_controller(controller: Controller, actuator: SimActuator, history_rps: F
             again = 0
             next_second = math.floor(t) + 1.0
             t = step.wake_s if t < step.wake_s < next_second else next_second
+
+
+def _loop_progress(report: Progress, name: str, duration_s: int) -> Callable[[float], None]:
+    return lambda t: report(name, f"control loop {t:.0f}/{duration_s} s", CONTROL_SHARE * t / max(1, duration_s))
 
 
 def summarise(served: Served, timeline: Timeline, slo_s: float, duration_s: float) -> dict[str, float]:
@@ -185,13 +201,16 @@ def simulate(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     latencies: Latencies | None = None,
     with_series: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, PolicyRun]:
     """Run every policy in ``policies`` over ``trace_rps`` (per-second arrivals from t = 0).
 
     ``start``: what runs, ready, when the window begins — by default the paper's start (the most
     accurate variant on the whole budget); ``"cold"``: nothing (the controller's cold start, as for a
-    new service). A policy that starts on its own plan (static, VPA) starts on it.
+    new service). A policy that starts on its own plan (static, VPA) starts on it. ``progress``: see
+    :data:`Progress`.
     """
+    report: Progress = progress or (lambda name, what, done: None)
     trace = np.asarray(trace_rps, dtype=np.float64)
     pre = np.asarray(pre_history_rps if pre_history_rps is not None else np.empty(0), dtype=np.float64)
     history = np.concatenate((pre, trace))
@@ -213,10 +232,13 @@ def simulate(
             actuator.deploy(policy.initial_plan())
         elif isinstance(begin, Plan):
             actuator.deploy(begin)
-        run_controller(Controller(spec, profile, policy, latencies=latencies, name=name), actuator, history, pre.size, trace.size)
+        run_controller(Controller(spec, profile, policy, latencies=latencies, name=name), actuator, history, pre.size, trace.size,
+                       _loop_progress(report, name, trace.size))
+        report(name, f"serving {times.size:,} requests", CONTROL_SHARE)
         served = serve_requests(timeline, times, model)
         summary = summarise(served, timeline, slo_s, float(trace.size))
         series = series_of(served, times, timeline, profile, trace, slo_s) if with_series else {}
         runs[name] = PolicyRun(name, summary, series, timeline, list(getattr(policy, "notes", [])), time.perf_counter() - clock,
                                size_warnings(name, timeline, profile))
+        report(name, "done", 1.0)
     return runs
