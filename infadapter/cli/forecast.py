@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from infadapter.cli._app import app
+from infadapter.cli.progress import Bar, ProgressOption, progress, wanted
 from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption, trace_options
 from infadapter.errors import FieldError, InvalidInput
 
@@ -21,6 +22,8 @@ forecast_app = typer.Typer(name="forecast", help="Train and backtest load foreca
 app.add_typer(forecast_app, name="forecast")
 
 DEFAULT_MODELS = "ewma,lstm,ets,sarimax,ours"
+#: the backtest's history window per tick (``backtest(window_s=600)``): the first scored tick is at least this late
+BACKTEST_WINDOW_S = 600
 _DAY_S = 86400
 
 
@@ -87,6 +90,7 @@ def evaluate(
     trace_column: ColumnOption = None,
     interval: IntervalOption = None,
     time_unit: TimeUnitOption = "auto",
+    show_progress: ProgressOption = None,
 ) -> None:
     """Backtest: fit each model on the first days, then forecast every window of the rest online."""
     from infadapter.forecast import MODELS, Forecaster, make_forecaster
@@ -114,13 +118,51 @@ def evaluate(
         built[name] = make_forecaster(name, **options)
     if lstm_weights is not None and "lstm" in built:
         built["lstm"] = _PreTrained(make_forecaster("lstm", weights_path=lstm_weights))
-    report = backtest(series, built, train_s=train_s, timer=time.perf_counter, horizon_s=horizon_s,
-                      quantile=quantile, step_s=step_s,
-                      progress=None if as_json else lambda line: typer.echo(line, err=True))
+    ticks = len(range(max(train_s, BACKTEST_WINDOW_S), series.size - horizon_s + 1, step_s))
+    with progress(show_progress, len(built) * (ticks + 1), "forecast evaluate") as bar:
+        counted: dict[str, Forecaster] = {name: _Counted(model, _Ticks(bar, ticks, list(built), name)) for name, model in built.items()}
+        lines = None if as_json or wanted(show_progress) else lambda line: typer.echo(line, err=True)  # the bar shows them otherwise
+        report = backtest(series, counted, train_s=train_s, timer=time.perf_counter, horizon_s=horizon_s,
+                          quantile=quantile, step_s=step_s, progress=lines)
     if as_json:
         typer.echo(json.dumps(report))
         return
     _table(report)
+
+
+class _Ticks:
+    """Progress of a backtest: one unit per model's fit and per scored tick."""
+
+    def __init__(self, bar: Bar, ticks: int, names: list[str], name: str) -> None:
+        self.bar, self.per_model, self.name = bar, ticks + 1, name
+        self.base = names.index(name) * self.per_model
+        self.done = 0
+
+    def __call__(self, what: str) -> None:
+        self.done += 1
+        if what == "fit" or self.done % 16 == 0 or self.done == self.per_model:
+            self.bar.update(self.base + self.done, f"{self.name}: {what} {self.done - 1}/{self.per_model - 1} ticks")
+
+
+class _Counted:
+    """A forecaster that reports each fit and tick to the progress bar (the backtest itself is not touched)."""
+
+    def __init__(self, model: Any, tick: _Ticks) -> None:
+        self._model = model
+        self._tick = tick
+        self.name = model.name
+
+    def fit(self, history_rps: Any, *, start_s: float = 0.0) -> _Counted:
+        self._model.fit(history_rps, start_s=start_s)
+        self._tick("fit")
+        return self
+
+    def update(self, history_rps: Any, *, now_s: float | None = None) -> None:
+        self._model.update(history_rps, now_s=now_s)
+        self._tick("tick")
+
+    def predict(self, horizon_s: float = 60.0) -> Any:
+        return self._model.predict(horizon_s)
 
 
 class _PreTrained:

@@ -138,8 +138,9 @@ def test_profile_by_url_measures_a_running_triton_and_records_how_it_serves(cli:
     base = ["profile", "--url", url, "--variant", "resnet18", "--slo-ms", "200", "--duration-s", "1", "--max-steps", "3", "--out", str(out)]
     code, _, err = cli(*base, "--cpu", "2")
     assert code == 2 and "--model: the server at" in err and "no ready model 'resnet18'" in err and "it serves resnet" in err
-    code, stdout, err = cli(*base, "--cpu", "2", "--model", "resnet", "--json")
+    code, stdout, err = cli(*base, "--cpu", "2", "--model", "resnet", "--json", "--progress")
     assert code == 0, err
+    assert "progress: 100% resnet18: " in err and "rps at the SLO" in err  # on stderr: stdout is the JSON
     point = json.loads(stdout)["points"][0]
     assert point["capacityRps"] > 0 and point["p99Ms"] <= 200
     served = yaml.safe_load(out.read_text(encoding="utf-8"))["serving"]["resnet18"][0]

@@ -205,15 +205,6 @@ def test_a_start_plan_the_spec_cannot_run_is_refused_before_the_run(cli: Cli, tr
     )
 
 
-def test_progress_goes_to_stderr_only_when_asked_off_a_terminal(cli: Cli, trace: Path, paper_like_profile: Path) -> None:
-    base = ["simulate", "--trace", str(trace), "--profile", str(paper_like_profile), "--spec", str(PAPER_SPEC), "--policies", "ours,msplus", "--json"]
-    code, out, err = cli(*base)
-    assert code == 0 and "progress" not in err  # not a terminal, not asked
-    code, out, err = cli(*base, "--progress")
-    assert code == 0 and json.loads(out)["policies"]  # stdout stays one JSON object
-    assert "progress: 100% msplus: done" in err
-
-
 def test_simulate_reports_the_whole_window_of_a_trace(cli: Cli, tmp_path: Path, paper_like_profile: Path) -> None:
     counts = tmp_path / "counts.txt"
     counts.write_text(" ".join(str(int(c)) for c in np.full(60, 20)), encoding="utf-8")
