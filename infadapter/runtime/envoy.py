@@ -88,6 +88,31 @@ def integer_weights(weights: Mapping[str, float], clusters: Sequence[str]) -> di
     return result
 
 
+def runtime_weights_from(answer: Any, clusters: Sequence[str] | None = None, prefix: str = RUNTIME_PREFIX) -> dict[str, int]:
+    """The weights Envoy applies, from its admin ``/runtime`` answer (JSON text, bytes or parsed): ``{cluster: weight}``.
+
+    Only keys set in a runtime layer appear (a cluster without one runs its configured default weight);
+    ``clusters`` keeps those named. Raises ValueError when the answer is not Envoy's ``/runtime`` JSON.
+    """
+    data = json.loads(answer) if isinstance(answer, str | bytes) else answer
+    entries = data.get("entries") if isinstance(data, Mapping) else None
+    if not isinstance(entries, Mapping):
+        raise ValueError("not an Envoy /runtime answer: no 'entries' object")
+    wanted = None if clusters is None else set(clusters)
+    out: dict[str, int] = {}
+    for key, entry in entries.items():
+        if not str(key).startswith(f"{prefix}.") or not isinstance(entry, Mapping):
+            continue
+        cluster = str(key)[len(prefix) + 1 :]
+        if wanted is not None and cluster not in wanted:
+            continue
+        try:
+            out[cluster] = int(str(entry.get("final_value", "")).strip())
+        except ValueError:
+            raise ValueError(f"runtime key {key} holds {entry.get('final_value')!r}, not an integer weight") from None
+    return out
+
+
 def load_assignment(cluster: str, own: Sequence[Endpoint], fallback: Sequence[Endpoint]) -> dict[str, Any]:
     """The ClusterLoadAssignment of one variant: its instances at priority 0, the others at priority 1."""
 
@@ -148,9 +173,7 @@ def envoy_config(
                 "retry_host_predicate": [
                     {
                         "name": "envoy.retry_host_predicates.previous_hosts",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
-                        },
+                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
                     }
                 ],
                 "host_selection_retry_max_attempts": 3,
@@ -173,9 +196,7 @@ def envoy_config(
             "type": "EDS",
             "connect_timeout": "1s",
             "lb_policy": "LEAST_REQUEST",
-            "eds_cluster_config": {
-                "eds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(eds_dir / f"{c}.json")}}
-            },
+            "eds_cluster_config": {"eds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(eds_dir / f"{c}.json")}}},
             "circuit_breakers": {"thresholds": [limits]},
             "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
         }
@@ -378,8 +399,7 @@ class EnvoyProcess:
     def runtime_weights(self) -> dict[str, int]:
         """The weights Envoy holds now (admin ``/runtime``)."""
         response = self._session.get(f"{self.admin_url}/runtime", timeout=5.0)
-        entries = response.json().get("entries", {})
-        return {c: int(entries[f"{RUNTIME_PREFIX}.{c}"]["final_value"]) for c in self.clusters if f"{RUNTIME_PREFIX}.{c}" in entries}
+        return runtime_weights_from(response.text, self.clusters)
 
     def _write_eds(self, cluster: str) -> None:
         own = self.endpoints.get(cluster, [])

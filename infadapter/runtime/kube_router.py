@@ -1,29 +1,37 @@
 """The router of one InferenceService as Kubernetes objects (pure): Envoy bootstrap, weights, Gateway API.
 
 * ``S-router`` ConfigMap: the embedded mode's Envoy bootstrap (:func:`infadapter.runtime.envoy.envoy_config`)
-  with one STRICT_DNS cluster per variant Service (its own Service first, the others as a fallback priority),
-  admin on 127.0.0.1 and a second listener that forwards only ``GET /stats/prometheus`` for Prometheus;
+  with one STRICT_DNS cluster per variant: priority 0 its headless Service (every ready pod, balanced per
+  request), priority 1 ``S-servers`` (every server of the service) — so the config grows linearly with the
+  variants. Admin on 127.0.0.1; a listener that forwards only ``GET /stats/prometheus`` (Prometheus) and a
+  read-only status listener (:data:`~infadapter.runtime.kube.ROUTER_STATUS_PORT`) that forwards only
+  ``GET /runtime`` and ``GET /ready``: the operator reads there which weights Envoy applies
+  (:func:`applied_weights`);
 * ``S-router-weights`` ConfigMap: integer weights per variant, mounted into the router pod where the
-  ``weights`` sidecar posts them to the pod-local admin ``/runtime_modify`` (live, no restart);
-* ``S-router`` Deployment and Service; or, with ``routing.kind: GatewayAPI``, a weighted ``HTTPRoute``.
+  ``weights`` sidecar keeps Envoy's admin runtime in step with them (:data:`AGENT_SCRIPT`): live, no restart.
+  The sidecar is ready only once Envoy holds the mounted weights, so a new router pod takes no traffic before;
+* ``S-router`` Deployment (two replicas, spread over nodes, drained before they stop: :data:`AGENT_PRESTOP`), its Service and
+  PodDisruptionBudget; or, with ``routing.kind: GatewayAPI``, a weighted ``HTTPRoute``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from infadapter.runtime.envoy import RUNTIME_PREFIX, envoy_config
+from infadapter.runtime.envoy import RUNTIME_PREFIX, envoy_config, runtime_weights_from
 from infadapter.runtime.kube import (
     ENVOY_ADMIN_PORT,
     HTTP_PORT,
     ROUTER_FILTER,
     ROUTER_METRICS_PORT,
     ROUTER_PORT,
+    ROUTER_STATUS_PORT,
     WEIGHTS_DIR,
     Images,
     Obj,
@@ -37,47 +45,67 @@ from infadapter.runtime.kube import (
 )
 from infadapter.spec import InferenceServiceSpec
 
+ROUTER_REPLICAS = 2
+#: a stopping router pod keeps serving this long after its health is failed (``Connection: close`` on every
+#: response, the pod out of the Service's endpoints), so clients have reconnected to the other one before it exits
+ROUTER_STOP_S = 15
+#: how often Envoy re-resolves the headless Services (a pod that leaves is dropped within this + the DNS TTL)
+DNS_REFRESH = "2s"
+AGENT_STATE_DIR = "/run/agent"
+
+
+def _service_host(owner: Owner, suffix: str) -> str:
+    return f"{object_name(owner.name, suffix)}.{owner.namespace}.svc.cluster.local"
+
+
+def _admin_listener(name: str, port: int, paths: Sequence[str]) -> Obj:
+    """A listener that forwards ``GET`` of exactly ``paths`` to the pod-local admin, and answers 404 to the rest.
+
+    Its stat prefix is "admin" so that the load queries (``envoy_http_conn_manager_prefix!="admin"``) skip it.
+    """
+    only_get = [{"name": ":method", "string_match": {"exact": "GET"}}]
+    routes: list[Obj] = [{"match": {"path": p, "headers": only_get}, "route": {"cluster": "envoy-admin"}} for p in paths]
+    routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "admin",
+        "route_config": {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_FILTER}}],
+    }
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+    }
+
 
 def router_bootstrap(owner: Owner, spec: InferenceServiceSpec) -> Obj:
-    """Envoy bootstrap: the embedded mode's config, with Service DNS clusters and a stats-only listener."""
+    """Envoy bootstrap: the embedded mode's config, with headless-Service DNS clusters and admin-forwarding listeners."""
     names = spec.variant_names
     config = envoy_config(
         names, {}, listen_port=ROUTER_PORT, admin_port=ENVOY_ADMIN_PORT, eds_dir=Path("/unused"), listen_address="0.0.0.0", slo_ms=spec.slo.latency_ms
     )
     resources = config["static_resources"]
+    fallback = _service_host(owner, "servers")
     for cluster in resources["clusters"]:
         variant = cluster["name"]
-        own = f"{object_name(owner.name, variant)}.{owner.namespace}.svc.cluster.local"
-        others = [f"{object_name(owner.name, n)}.{owner.namespace}.svc.cluster.local" for n in names if n != variant]
         cluster.pop("eds_cluster_config")
         cluster["type"] = "STRICT_DNS"
         cluster["dns_lookup_family"] = "V4_ONLY"
-        endpoints = [{"priority": 0, "lb_endpoints": [_endpoint(own, HTTP_PORT)]}]
-        if others:
-            endpoints.append({"priority": 1, "lb_endpoints": [_endpoint(h, HTTP_PORT) for h in others]})
+        cluster["dns_refresh_rate"] = DNS_REFRESH
+        # one name per priority, whatever the number of variants: the config is linear in the variants
+        endpoints = [{"priority": 0, "lb_endpoints": [_endpoint(_service_host(owner, variant), HTTP_PORT)]}]
+        if len(names) > 1:
+            endpoints.append({"priority": 1, "lb_endpoints": [_endpoint(fallback, HTTP_PORT)]})
         cluster["load_assignment"] = {"cluster_name": variant, "endpoints": endpoints}
     admin_endpoints = [{"lb_endpoints": [_endpoint("127.0.0.1", ENVOY_ADMIN_PORT)]}]
     resources["clusters"].append(
         {"name": "envoy-admin", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {"cluster_name": "envoy-admin", "endpoints": admin_endpoints}}
     )
-    # Prometheus scrapes this listener; it forwards GET /stats/prometheus to the admin and nothing else.
-    # Its stat prefix is "admin" so that the load queries (envoy_http_conn_manager_prefix!="admin") skip scrapes.
-    only_get = [{"name": ":method", "string_match": {"exact": "GET"}}]
-    stats_route = {"match": {"path": "/stats/prometheus", "headers": only_get}, "route": {"cluster": "envoy-admin"}}
-    deny = {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
-    hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "admin",
-        "route_config": {"name": "stats", "virtual_hosts": [{"name": "stats", "domains": ["*"], "routes": [stats_route, deny]}]},
-        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_FILTER}}],
-    }
-    resources["listeners"].append(
-        {
-            "name": "metrics",
-            "address": {"socket_address": {"address": "0.0.0.0", "port_value": ROUTER_METRICS_PORT}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
-        }
-    )
+    resources["listeners"].append(_admin_listener("metrics", ROUTER_METRICS_PORT, ["/stats/prometheus"]))
+    # read-only: /runtime lists the runtime values (the weights) and /ready the server state; the mutating
+    # admin endpoints (/runtime_modify, /quitquitquit, ...) are POSTs to other paths, answered 404 here
+    resources["listeners"].append(_admin_listener("status", ROUTER_STATUS_PORT, ["/runtime", "/ready"]))
     return config
 
 
@@ -95,33 +123,67 @@ def weights_configmap(owner: Owner, weights: Mapping[str, int]) -> Obj:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(owner, object_name(owner.name, "router-weights"), "router"), "data": data}
 
 
-#: the sidecar: re-post the mounted weights to the pod-local admin when they change (and every 30 s,
-#: in case Envoy restarted and lost its admin runtime layer)
+def applied_weights(answer: str | bytes | Mapping[str, Any], variants: Sequence[str] | None = None) -> dict[str, int]:
+    """``{variant: weight}`` Envoy applies, from a router pod's ``GET http://<pod IP>:9103/runtime`` answer.
+
+    A variant is absent when Envoy holds no runtime value for it (then it runs the bootstrap's equal split:
+    not confirmed). Raises ValueError for an answer that is not Envoy's ``/runtime`` JSON.
+    """
+    return runtime_weights_from(answer, variants)
+
+
+#: the sidecar: every 2 s, compare the weights Envoy holds (admin /runtime) with the mounted ones and post
+#: them to /runtime_modify when they differ (a new ConfigMap, or an Envoy that restarted with an empty admin
+#: layer). Its readiness file exists once Envoy holds them, and goes when Envoy holds none of them (restarted).
 AGENT_SCRIPT = f"""set -u
-last=""; n=0
+admin=http://127.0.0.1:{ENVOY_ADMIN_PORT}; state={AGENT_STATE_DIR}/applied
+rm -f "$state"
 while true; do
-  q=""
-  for f in {WEIGHTS_DIR}/*; do [ -f "$f" ] || continue; q="$q&{RUNTIME_PREFIX}.$(basename "$f")=$(cat "$f")"; done
-  n=$((n+1))
-  if [ -n "$q" ] && {{ [ "$q" != "$last" ] || [ $n -ge 15 ]; }}; then
-    curl -fsS -o /dev/null -X POST "http://127.0.0.1:{ENVOY_ADMIN_PORT}/runtime_modify?${{q#&}}" && last="$q" && n=0
+  have=$(curl -fsS --max-time 2 "$admin/runtime" | tr -d ' \\t\\r\\n') || have=""
+  q=""; same=1; known=0
+  for f in {WEIGHTS_DIR}/*; do
+    [ -f "$f" ] || continue
+    k="{RUNTIME_PREFIX}.$(basename "$f")"; v=$(cat "$f"); q="$q&$k=$v"
+    case "$have" in *"\\"$k\\":{{"*) known=1 ;; esac
+    printf '%s' "$have" | grep -q "\\"$k\\":{{[^}}]*\\"final_value\\":\\"$v\\"" || same=0
+  done
+  if [ -n "$q" ] && [ "$same" = 1 ]; then
+    : > "$state"; sleep 2
+  else
+    [ "$known" = 1 ] || rm -f "$state"
+    if [ -n "$q" ] && [ -n "$have" ]; then curl -fsS -o /dev/null --max-time 2 -X POST "$admin/runtime_modify?${{q#&}}" || sleep 1; else sleep 1; fi
   fi
-  sleep 2
 done
 """
 
+#: the sidecar's preStop: fail Envoy's health — /ready answers 503 DRAINING (the pod leaves the endpoints) and
+#: every response carries ``Connection: close`` (HTTP/2: GOAWAY), so keep-alive clients move to the other pod
+AGENT_PRESTOP = f"curl -fsS -o /dev/null --max-time 2 -X POST 'http://127.0.0.1:{ENVOY_ADMIN_PORT}/healthcheck/fail'; sleep {ROUTER_STOP_S}"
 
-def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, replicas: int = 1) -> Obj:
+
+def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, replicas: int = ROUTER_REPLICAS) -> Obj:
     config_hash = hashlib.sha256(json.dumps(router_bootstrap(owner, spec), sort_keys=True).encode()).hexdigest()[:16]
     small = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}}
     envoy = {
         "name": "envoy",
         "image": images.envoy,
         "imagePullPolicy": images.pull_policy,
-        "args": ["-c", "/etc/envoy/envoy.yaml", "--disable-hot-restart", "--log-level", "warn"],
-        "ports": [{"name": "http", "containerPort": ROUTER_PORT}, {"name": "metrics", "containerPort": ROUTER_METRICS_PORT}],
-        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 2},
-        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
+        "args": [
+            "-c",
+            "/etc/envoy/envoy.yaml",
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+        ],
+        "ports": [
+            {"name": "http", "containerPort": ROUTER_PORT},
+            {"name": "metrics", "containerPort": ROUTER_METRICS_PORT},
+            {"name": "status", "containerPort": ROUTER_STATUS_PORT},
+        ],
+        # /ready answers 503 once the preStop failed Envoy's health: the pod leaves the endpoints at once
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "status"}, "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 2},
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
+        "lifecycle": {"preStop": {"sleep": {"seconds": ROUTER_STOP_S}}},
         "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "512Mi"}},
         "volumeMounts": [{"name": "config", "mountPath": "/etc/envoy", "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": restricted_security(),
@@ -131,10 +193,13 @@ def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, 
         "image": images.agent,
         "imagePullPolicy": images.pull_policy,
         "command": ["sh", "-c", AGENT_SCRIPT],
+        "readinessProbe": {"exec": {"command": ["test", "-f", f"{AGENT_STATE_DIR}/applied"]}, "periodSeconds": 1, "timeoutSeconds": 2},
+        "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", AGENT_PRESTOP]}}},
         "resources": small,
-        "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR, "readOnly": True}],
+        "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR, "readOnly": True}, {"name": "agent", "mountPath": AGENT_STATE_DIR}],
         "securityContext": restricted_security(),
     }
+    pod_labels = labels(owner, "router")
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -144,15 +209,25 @@ def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, 
             "selector": {"matchLabels": selector(owner, "router")},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": labels(owner, "router"), "annotations": {"infadapter.io/config-hash": config_hash}},
+                "metadata": {"labels": pod_labels, "annotations": {"infadapter.io/config-hash": config_hash}},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": pod_security(101),
+                    "terminationGracePeriodSeconds": ROUTER_STOP_S + 10,
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector(owner, "router")},
+                        },
+                    ],
                     "containers": [envoy, agent],
                     "volumes": [
                         {"name": "config", "configMap": {"name": object_name(owner.name, "router")}},
                         {"name": "weights", "configMap": {"name": object_name(owner.name, "router-weights")}},
+                        {"name": "agent", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
                         {"name": "tmp", "emptyDir": {}},
                     ],
                 },
@@ -171,6 +246,16 @@ def router_service(owner: Owner) -> Obj:
             "selector": selector(owner, "router"),
             "ports": [{"name": "http", "port": ROUTER_PORT, "targetPort": "http"}, {"name": "metrics", "port": ROUTER_METRICS_PORT, "targetPort": "metrics"}],
         },
+    }
+
+
+def router_disruption_budget(owner: Owner) -> Obj:
+    """At most one router pod evicted at a time (node drains, upgrades): the other keeps serving."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(owner, object_name(owner.name, "router"), "router"),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(owner, "router")}},
     }
 
 

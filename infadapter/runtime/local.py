@@ -48,7 +48,7 @@ from infadapter.runtime.local_servers import LocalChanges, RuntimeEvent, TritonI
 from infadapter.runtime.local_supervisor import Supervisor
 from infadapter.runtime.prometheus import DEFAULT_JOBS, PrometheusProcess
 from infadapter.serving.cpulimit import CGROUP_V1_CPU, CpuCgroup, cgroup_v1_writable, taskset_prefix
-from infadapter.serving.repository import Serving, instances_for_cpu, write_repository
+from infadapter.serving.repository import Serving, serving_for, write_repository
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 #: what this actuator tells the controller: a server serves about 1 s after its model's load time
 #: (process start, readiness probes every 0.1 s), a quota write and Envoy's ``/runtime_modify`` act at once
 LATENCIES = Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0)
+
 
 class LocalRuntime:
     """Triton instances + Envoy + Prometheus for one :class:`InferenceServiceSpec` (use as a context manager)."""
@@ -98,9 +99,7 @@ class LocalRuntime:
         self.startup_boost_cores = startup_boost_cores
         self.on_event = on_event
         self.envoy = EnvoyProcess(spec.variant_names, listen_port=listen_port, workdir=self.work_dir / "envoy", slo_ms=spec.slo.latency_ms)
-        self.prometheus: PrometheusProcess | None = (
-            PrometheusProcess(jobs=DEFAULT_JOBS, workdir=self.work_dir / "prometheus") if with_prometheus else None
-        )
+        self.prometheus: PrometheusProcess | None = PrometheusProcess(jobs=DEFAULT_JOBS, workdir=self.work_dir / "prometheus") if with_prometheus else None
         self.instances: list[TritonInstance] = []
         self.events: list[RuntimeEvent] = []
         self._targets: dict[str, VariantTarget] = {}
@@ -221,20 +220,20 @@ class LocalRuntime:
         self._generation += 1
         gen = self._generation
         repo = self.work_dir / "repos" / f"{variant}-{slot}-g{gen}"
-        serving = Serving(instance_count=self._instance_count(variant), intra_op_threads=1)
+        serving = self._serving(variant)
         write_repository(repo, self.spec.model_name, self.models[variant], serving)
         cgroup = None
         if self.use_cgroup:
             # start-up boost: loading is CPU-bound and the server serves nothing yet; the plan's quota once ready
             boost = max(cpu_cores, min(self.startup_boost_cores, float(os.cpu_count() or 1)))
             cgroup = CpuCgroup(f"{self.cgroup_prefix}-{variant}-{slot}-g{gen}").create(boost)
-        triton = self._triton(repo, cgroup, cpu_cores, f"triton-{variant}-{slot}-g{gen}")
+        triton = self._triton(repo, cgroup, cpu_cores, f"triton-{variant}-{slot}-g{gen}", serving)
         return TritonInstance(variant, slot, gen, cpu_cores, triton, cgroup, repo)
 
-    def _triton(self, repo: Path, cgroup: CpuCgroup | None, cpu_cores: float, name: str) -> TritonProcess:
+    def _triton(self, repo: Path, cgroup: CpuCgroup | None, cpu_cores: float, name: str, serving: Serving) -> TritonProcess:
         triton = TritonProcess(
             repo, cgroup=cgroup.path if cgroup else None, cpu_prefix=() if cgroup else taskset_prefix(cpu_cores),
-            allow_grpc=False, log_path=self.work_dir / f"{name}.log", name=name,
+            allow_grpc=False, log_path=self.work_dir / f"{name}.log", name=name, env=serving.env(),
         )  # fmt: skip
         self._created.append(triton)
         return triton
@@ -285,14 +284,14 @@ class LocalRuntime:
             inst.cgroup.set_cores(cpu_cores)
         inst.cpu_cores = cpu_cores
 
-    def _instance_count(self, variant: str) -> int:
-        """Model instances per server, fixed for its life: enough threads for the largest size it may get.
+    def _serving(self, variant: str) -> Serving:
+        """Model instances and threads per server, fixed for its life: those of the largest size it may get.
 
         A quota change then needs no model reload (a reload under a small quota takes seconds and
-        stalls requests), so an in-place resize never restarts or reloads anything.
+        stalls requests), so an in-place resize never restarts or reloads anything; the profiler
+        measures every size with the same rule (:func:`serving_for`).
         """
-        largest = max(cpu_grid(self.spec, variant), default=1.0)
-        return instances_for_cpu(min(largest, float(os.cpu_count() or 1))).instance_count
+        return serving_for(max(cpu_grid(self.spec, variant), default=1.0), float(os.cpu_count() or 1))
 
     # ------------------------------------------------------------------ routing
     def _route(self) -> None:
@@ -350,7 +349,7 @@ class LocalRuntime:
             retiring = [i for i in live if action.variant(i.variant) is None]
             for target in action.variants:
                 kept = self._converge(target, [i for i in live if i.variant == target.name], resized)
-                retiring += kept[target.replicas:]
+                retiring += kept[target.replicas :]
                 slots = (s for s in itertools.count() if s not in {i.slot for i in kept[: target.replicas]})
                 fresh += [self._new_instance(target.name, next(slots), target.cpu_cores) for _ in range(target.replicas - len(kept))]
             with self._lock:

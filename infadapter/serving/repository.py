@@ -8,8 +8,11 @@ Two backends:
   ``model.py`` runs ONNX Runtime (:mod:`infadapter.serving.model_py`);
 * ``onnxruntime`` (the official Triton image, for the operator): the native backend.
 
-Instances and threads come from the plan's CPU (:func:`instances_for_cpu`). Config texts are pure
-functions of their arguments; :func:`write_repository` does the file I/O.
+Instances and threads: one single-threaded ONNX Runtime instance per core (:func:`instances_for_cpu`);
+every server of a variant gets the instances of the variant's largest size (:func:`serving_for`), so an
+in-place resize only changes the CPU quota and never needs a restart. The profiler, the embedded runtime
+and the operator's Deployments all use :func:`serving_for`: the deployed stack is the profiled stack.
+Config texts are pure functions of their arguments; :func:`write_repository` does the file I/O.
 """
 
 from __future__ import annotations
@@ -47,12 +50,20 @@ class ModelIO:
 
 @dataclass(frozen=True)
 class Serving:
-    """How one Triton instance runs its model: instance count and ONNX Runtime threads per instance."""
+    """How one Triton server runs its model: instance count and ONNX Runtime threads per instance."""
 
     instance_count: int = 1
     intra_op_threads: int = 1
     max_batch_size: int = 0  # 0: no batching in Triton (each request runs alone)
     max_queue_delay_us: int = 0
+    inter_op_threads: int = 1  # sequential execution: ORT uses no inter-op pool
+
+    def env(self) -> dict[str, str]:
+        """The server's environment: OpenMP pools (MKL, OpenBLAS, torch) no larger than ORT's intra-op pool.
+
+        Without it a library sizes its pool from the node's cores, not from the CPU quota.
+        """
+        return {"OMP_NUM_THREADS": str(self.intra_op_threads)}
 
 
 def instances_for_cpu(cpu_cores: float, threads_per_instance: int = 1) -> Serving:
@@ -67,14 +78,26 @@ def instances_for_cpu(cpu_cores: float, threads_per_instance: int = 1) -> Servin
     return Serving(instance_count=count, intra_op_threads=threads_per_instance)
 
 
+def serving_for(largest_cpu_cores: float, available_cores: float | None = None) -> Serving:
+    """The serving configuration of every server of a variant, whatever its size: the instances of its
+    largest size (capped at ``available_cores``, the machine's cores where known).
+
+    Fixed for the variant, so a resize is a quota change only (no restart, no reload). Measured in the
+    embedded mode (docs/serving.md): ResNet-50 with 2 instances at 0.5 and 1 core serves what the
+    profile measured with the same 2 instances; with the size's own count (1 instance per started
+    core) it served ~20 % less at 1 core, whose single instance leaves the quota idle between requests.
+    """
+    cores = largest_cpu_cores if available_cores is None else min(largest_cpu_cores, available_cores)
+    return instances_for_cpu(max(cores, 1e-9))
+
+
 def read_model_io(onnx_path: str | os.PathLike[str]) -> ModelIO:
     """Inputs/outputs of an ONNX file: from its manifest when built by us, else from the graph."""
     path = Path(onnx_path)
     manifest = read_manifest(path)
     if manifest and isinstance(manifest.get("input"), dict) and isinstance(manifest.get("output"), dict):
         i, o = manifest["input"], manifest["output"]
-        return ModelIO((TensorSpec(i["name"], i["datatype"], tuple(i["shape"])),),
-                       (TensorSpec(o["name"], o["datatype"], tuple(o["shape"])),))
+        return ModelIO((TensorSpec(i["name"], i["datatype"], tuple(i["shape"])),), (TensorSpec(o["name"], o["datatype"], tuple(o["shape"])),))
     import onnx  # only for foreign models
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -120,7 +143,7 @@ def python_backend_config(model_name: str, io: ModelIO, serving: Serving, onnx_f
     text = _common(model_name, io, serving).replace(f'name: "{model_name}"\n', f'name: "{model_name}"\nbackend: "python"\n', 1)
     text += _parameter("onnx_file", onnx_file)
     text += _parameter("intra_op_threads", str(serving.intra_op_threads))
-    text += _parameter("inter_op_threads", "1")
+    text += _parameter("inter_op_threads", str(serving.inter_op_threads))
     return text
 
 
@@ -130,7 +153,24 @@ def onnxruntime_backend_config(model_name: str, io: ModelIO, serving: Serving) -
         f'name: "{model_name}"\n', f'name: "{model_name}"\nplatform: "onnxruntime_onnx"\nbackend: "onnxruntime"\n', 1
     )
     text += _parameter("intra_op_thread_count", str(serving.intra_op_threads))
-    text += _parameter("inter_op_thread_count", "1")
+    text += _parameter("inter_op_thread_count", str(serving.inter_op_threads))
+    return text
+
+
+def onnxruntime_autocomplete_config(model_name: str, serving: Serving) -> str:
+    """config.pbtxt for the native ONNX Runtime backend without inputs and outputs (the operator's servers).
+
+    Triton's auto-complete reads them from the model file. ``max_batch_size: 0`` survives only when the
+    server runs with ``--backend-config=onnxruntime,default-max-batch-size=0`` (else auto-complete turns
+    on batching, which the profile did not measure).
+    """
+    text = f'name: "{model_name}"\nplatform: "onnxruntime_onnx"\nbackend: "onnxruntime"\n'
+    text += f"max_batch_size: {serving.max_batch_size}\n"
+    text += f"instance_group [ {{ count: {serving.instance_count} kind: KIND_CPU }} ]\n"
+    if serving.max_batch_size > 0:
+        text += f"dynamic_batching {{ max_queue_delay_microseconds: {serving.max_queue_delay_us} }}\n"
+    text += _parameter("intra_op_thread_count", str(serving.intra_op_threads))
+    text += _parameter("inter_op_thread_count", str(serving.inter_op_threads))
     return text
 
 

@@ -27,7 +27,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -72,8 +72,13 @@ def find_triton() -> TritonInstall:
 
 
 def triton_env(install: TritonInstall, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment that makes the python-backend stub load the right libpython and packages."""
+    """The environment that makes the python-backend stub load the right libpython and packages.
+
+    OpenMP pools get one thread (the model instances are single-threaded, see ``Serving.env``) unless
+    ``base`` says otherwise: sized from the machine's cores they would oversubscribe a CPU quota.
+    """
     env = dict(os.environ if base is None else base)
+    env.setdefault("OMP_NUM_THREADS", "1")
     libdir = str(sysconfig.get_config_var("LIBDIR") or "")
     parts = [str(install.libs), libdir, env.get("LD_LIBRARY_PATH", "")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in parts if p)
@@ -183,6 +188,7 @@ class TritonProcess:
         log_path: str | os.PathLike[str] | None = None,
         log_verbose: int = 0,
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
         die_with_parent: bool = True,
         exit_timeout_s: int = 3,
         name: str = "triton",
@@ -204,6 +210,7 @@ class TritonProcess:
         self.cpu_prefix = list(cpu_prefix)
         self.log_verbose = log_verbose
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})  # on top of triton_env(), e.g. Serving.env()
         self.die_with_parent = die_with_parent
         self.exit_timeout_s = exit_timeout_s
         self.name = name
@@ -293,7 +300,7 @@ class TritonProcess:
         started = time.monotonic()
         self._proc = subprocess.Popen(
             self.command(),
-            env=triton_env(self.install),
+            env=triton_env(self.install) | self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log_fh,
             stderr=subprocess.STDOUT,

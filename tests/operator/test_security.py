@@ -53,6 +53,13 @@ def test_envoy_admin_listens_on_loopback_only_and_is_never_published():
     forwarded = [r for r in routes if "route" in r]
     assert forwarded == [r for r in forwarded if r["match"].get("path") == "/stats/prometheus"] and len(forwarded) == 1
     assert routes[-1]["direct_response"]["status"] == 404  # /runtime_modify, /quitquitquit, ... are unreachable
+    status = next(li for li in config["static_resources"]["listeners"] if li["name"] == "status")
+    assert status["address"]["socket_address"]["port_value"] == kube.ROUTER_STATUS_PORT != admin_port
+    routes = status["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    forwarded = [r for r in routes if "route" in r]
+    assert sorted(r["match"]["path"] for r in forwarded) == ["/ready", "/runtime"]  # read-only admin pages, exact paths
+    assert all(r["match"]["headers"] == [{"name": ":method", "string_match": {"exact": "GET"}}] for r in forwarded)
+    assert routes[-1]["direct_response"]["status"] == 404
 
 
 def test_triton_has_no_model_control_and_publishes_only_http_and_metrics():
