@@ -14,6 +14,10 @@ Two file formats are read:
           - {cpu: 1, capacityRps: 19, p99Ms: 389.1}
           - {cpu: 2, capacityRps: 43}
           - {cpu: 1, gpus: 1, capacityRps: 900}
+      serving:            # optional: how the servers ran when measured (older profiles have none)
+        resnet18:
+          - {cpu: 1, gpus: 0, tool: infadapter, backend: python+onnxruntime, instanceGroup: "2:CPU",
+             intraOpThreads: 1, interOpThreads: 1, ompThreads: 1, maxBatchSize: 0, dynamicBatching: false}
 
 Between measured core counts the capacity is interpolated linearly after the measured
 points are made monotone (pool-adjacent-violators), below the smallest measurement it
@@ -76,9 +80,9 @@ class Profile:
     points: Mapping[str, tuple[ProfilePoint, ...]]
     percentile: float = 99.0
     source: str = ""
-    _curves: dict[tuple[str, int], tuple[list[float], list[float]]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
+    #: per variant, the serving configuration of each measured size (``{cpu, gpus, instanceGroup, ...}``)
+    serving: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict, compare=False)
+    _curves: dict[tuple[str, int], tuple[list[float], list[float]]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, pts in self.points.items():
@@ -165,7 +169,15 @@ class Profile:
 
     def restricted(self, names: Iterable[str]) -> Profile:
         keep = set(names)
-        return Profile(self.slo_ms, {k: v for k, v in self.points.items() if k in keep}, self.percentile, self.source)
+        serving = {k: v for k, v in self.serving.items() if k in keep}
+        return Profile(self.slo_ms, {k: v for k, v in self.points.items() if k in keep}, self.percentile, self.source, serving)
+
+    def serving_at(self, variant: str, cpu_cores: float, gpus: int = 0) -> Mapping[str, Any] | None:
+        """How ``variant``'s servers ran when ``cpu_cores`` (+ ``gpus``) was measured; None when not recorded."""
+        for record in self.serving.get(variant, ()):
+            if abs(float(record.get("cpu", -1)) - cpu_cores) < 1e-9 and int(record.get("gpus", 0)) == gpus:
+                return record
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         variants: dict[str, list[dict[str, Any]]] = {}
@@ -185,6 +197,8 @@ class Profile:
         if self.source:
             out["source"] = self.source
         out["variants"] = variants
+        if self.serving:
+            out["serving"] = {k: [dict(r) for r in v] for k, v in self.serving.items()}
         return out
 
 
@@ -196,9 +210,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def _number(
-    value: Any, path: str, errors: list[FieldError], *, positive: bool = False, below: float | None = None
-) -> float | None:
+def _number(value: Any, path: str, errors: list[FieldError], *, positive: bool = False, below: float | None = None) -> float | None:
     """``value`` as a finite float >= 0 (> 0 if ``positive``, < ``below`` if given), else an error."""
     if value is None or (isinstance(value, str) and not value.strip()):
         errors.append(FieldError(path, "missing", "write a number"))
@@ -283,7 +295,23 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
     if errors:
         raise InvalidProfile(errors, source)
     assert slo is not None and pct is not None
-    return Profile(slo, points, pct, str(raw.get("source", "")))
+    return Profile(slo, points, pct, str(raw.get("source", "")), _serving_records(raw.get("serving")))
+
+
+def _serving_records(raw: Any) -> dict[str, tuple[Mapping[str, Any], ...]]:
+    """The optional ``serving`` section, as written (what a profile does not say is not invented).
+
+    Kept, never required: older profiles have none, and a malformed entry only loses its record.
+    """
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, tuple[Mapping[str, Any], ...]] = {}
+    for name, records in raw.items():
+        if isinstance(name, str) and isinstance(records, list):
+            kept = tuple(dict(r) for r in records if isinstance(r, Mapping) and isinstance(r.get("cpu"), int | float))
+            if kept:
+                out[name] = kept
+    return out
 
 
 def _csv_rows(path: Path) -> list[dict[str, str | None]]:

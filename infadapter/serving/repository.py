@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.serving.model_py import MODEL_PY
@@ -64,6 +64,19 @@ class Serving:
         Without it a library sizes its pool from the node's cores, not from the CPU quota.
         """
         return {"OMP_NUM_THREADS": str(self.intra_op_threads)}
+
+    def record(self, backend: Backend | str) -> dict[str, Any]:
+        """What a profile records of the servers it measured (its ``serving`` section, per size)."""
+        return {
+            "tool": "infadapter",
+            "backend": "python+onnxruntime" if backend == "python" else backend,
+            "instanceGroup": f"{self.instance_count}:CPU",
+            "intraOpThreads": self.intra_op_threads,
+            "interOpThreads": self.inter_op_threads,
+            "ompThreads": self.intra_op_threads,
+            "maxBatchSize": self.max_batch_size,
+            "dynamicBatching": self.max_batch_size > 0,
+        }
 
 
 def instances_for_cpu(cpu_cores: float, threads_per_instance: int = 1) -> Serving:

@@ -73,3 +73,30 @@ def test_a_local_triton_runs_with_openmp_pools_of_one_thread(running_triton: obj
     pid = running_triton.pid  # type: ignore[attr-defined]
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert b"OMP_NUM_THREADS=1" in environ
+
+
+def test_a_profile_records_the_serving_configuration_it_was_measured_with(tmp_path: Path) -> None:
+    from infadapter.profiles import Profile, ProfilePoint, load_profile, save_profile
+
+    record = {"cpu": 0.5, "gpus": 0, **serving_for(1.5, 2.0).record("python")}
+    assert record["instanceGroup"] == "2:CPU" and record["backend"] == "python+onnxruntime"
+    assert (record["intraOpThreads"], record["interOpThreads"], record["ompThreads"], record["dynamicBatching"]) == (1, 1, 1, False)
+    profile = Profile(200.0, {"r18": (ProfilePoint(0.5, 30.0), ProfilePoint(1.0, 55.0))}, serving={"r18": (record,)})
+    path = tmp_path / "profile.yaml"
+    save_profile(profile, path)
+    again = load_profile(path)
+    assert again.serving_at("r18", 0.5) == record
+    assert again.serving_at("r18", 1.0) is None  # not recorded: not invented
+    assert again.restricted(["r18"]).serving_at("r18", 0.5) == record
+    assert again.restricted(["other"]).serving == {}
+
+
+def test_profiles_without_a_serving_section_still_load(tmp_path: Path) -> None:
+    from infadapter.profiles import load_profile
+
+    path = tmp_path / "old.yaml"
+    path.write_text("kind: Profile\nsloMs: 200\nvariants:\n  r18:\n  - {cpu: 1, capacityRps: 50}\n")
+    old = load_profile(path)
+    assert old.serving == {} and old.serving_at("r18", 1.0) is None and "serving" not in old.to_dict()
+    path.write_text("kind: Profile\nsloMs: 200\nvariants:\n  r18:\n  - {cpu: 1, capacityRps: 50}\nserving: {r18: [oops, {gpus: 1}], r50: 3}\n")
+    assert load_profile(path).serving == {}  # a malformed record loses itself, never the profile
