@@ -41,11 +41,11 @@ def test_two_replicas_one_leads_and_the_other_takes_over_when_it_is_killed(
     follower = start_operator("--peering=infadapter", "--priority=100")
     _start_service(admin, exporter, namespace)
     wait_for(lambda: converged(admin, namespace) and plan_of(admin, namespace) == {"large": (1.0, 2)}, 90, what=explain(admin, namespace, leader))
-    assert "PlanApplied" in leader.output() and "PlanApplied" not in follower.output(), "only the leader acts"
+    assert "PlanApplied" in leader.output() and "PlanApplied" not in follower.output(), (leader.output()[-1500:], follower.output()[-1500:])
     leader.stop(signal.SIGKILL)
     exporter.set_rate(namespace, "svc", 12.0)
     # kopf peering: the follower resumes once the dead leader's lease (60 s by default) expires
-    wait_for(lambda: plan_of(admin, namespace) == {"large": (2.0, 2)}, 120, what=explain(admin, namespace, follower))
+    wait_for(lambda: grown(admin, namespace), 120, what=explain(admin, namespace, follower))
     wait_for(lambda: converged(admin, namespace), 60, what=explain(admin, namespace, follower))
     assert "PlanApplied" in follower.output()
 
@@ -59,9 +59,8 @@ def test_the_operator_rides_out_an_apiserver_and_etcd_restart(
     control_plane.restart_apiserver_and_etcd(down_s=3.0)
     assert operator.process is not None and operator.process.poll() is None, "the operator died with the apiserver"
     exporter.set_rate(namespace, "svc", 12.0)
-    wait_for(lambda: plan_of(admin, namespace) == {"large": (2.0, 2)}, 90, what=explain(admin, namespace, operator))
-    wait_for(lambda: pod_cpus(admin, namespace, "large") == [(2.0, 2.0), (2.0, 2.0)], 60, what=lambda: str(pod_cpus(admin, namespace, "large")))
-    wait_for(lambda: converged(admin, namespace), 60, what=explain(admin, namespace, operator))
+    wait_for(lambda: grown(admin, namespace), 90, what=explain(admin, namespace, operator))
+    wait_for(lambda: converged(admin, namespace) and at_plan(admin, namespace), 60, what=lambda: str(pod_cpus(admin, namespace, "large")))
 
 
 @pytest.mark.parametrize("verdict", ["Infeasible", "Deferred"])
@@ -86,6 +85,18 @@ def test_a_resize_the_node_cannot_do_falls_back_to_a_rollout_shown_in_status(
     planned = plan_of(admin, namespace)["large"]
     assert pod_cpus(admin, namespace, "large") == [(planned[0], planned[0])] * planned[1]
     assert (admin.condition(namespace, "svc", "InPlaceResize") or {}).get("status") == "True"
+
+
+def grown(admin: Admin, namespace: str) -> bool:
+    """The plan gave ``large`` more than one core (the load went up; the policy picks how much)."""
+    plan = plan_of(admin, namespace)
+    return "large" in plan and plan["large"][0] > 1.0
+
+
+def at_plan(admin: Admin, namespace: str) -> bool:
+    """Every running pod of the planned variant asks for, and runs at, the planned size."""
+    cpu, replicas = plan_of(admin, namespace)["large"]
+    return pod_cpus(admin, namespace, "large") == [(cpu, cpu)] * replicas
 
 
 def _resize_shown(seen: Recorder, verdict: str) -> bool:
