@@ -186,3 +186,21 @@ def test_delete_removes_everything_through_garbage_collection(admin: Admin, runn
     selector = "infadapter.io/service=svc"
     assert not admin.core.list_namespaced_service(namespace, label_selector=selector).items
     assert not admin.core.list_namespaced_config_map(namespace, label_selector=selector).items
+
+
+def test_between_ticks_the_operator_reacts_to_a_burst_before_its_next_tick(
+    admin: Admin, exporter: ArrivalExporter, namespace: str, start_operator: Start
+) -> None:
+    """The reactive layer on a cluster: a 60 s interval, and a burst re-planned within seconds (``ours``' burst check)."""
+    exporter.set_rate(namespace, "svc", 5.0)
+    admin.put_profile(namespace, "svc")
+    operator = start_operator()
+    admin.create_service(namespace, service_body("svc", adaptation={"intervalSeconds": 60, "scaleDownStabilizationSeconds": 0}))
+    wait_for(lambda: converged(admin, namespace) and "large" in plan_of(admin, namespace), 90, what=explain(admin, namespace, operator))
+    first = admin.get_service(namespace, "svc")["status"]["decidedAt"]
+    burst_at = time.time()
+    exporter.set_rate(namespace, "svc", 30.0)
+    wait_for(lambda: admin.get_service(namespace, "svc")["status"].get("decidedAt") != first, 40, what=explain(admin, namespace, operator))
+    reacted_s = time.time() - burst_at
+    assert reacted_s < 30, f"re-planned only after {reacted_s:.0f} s: at the tick, not between ticks"
+    assert sum(c for c, _ in plan_of(admin, namespace).values()) > 2.0
