@@ -59,14 +59,18 @@ def quantise(weights: FloatArray, slots: int = SWRR_SLOTS) -> tuple[int, ...]:
 
 @lru_cache(maxsize=1024)
 def swrr_cycle(int_weights: tuple[int, ...]) -> IntArray:
-    """One cycle of smooth weighted round-robin (nginx's): the target index of each slot."""
-    current = [0] * len(int_weights)
-    total = sum(int_weights)
+    """One cycle of smooth weighted round-robin (nginx's): the target index of each slot.
+
+    Ties go to the lowest index (``argmax`` returns the first maximum); one numpy step per slot, so a
+    split over hundreds of replicas costs as little as one over a few.
+    """
+    weights = np.asarray(int_weights, dtype=np.int64)
+    total = int(weights.sum())
+    current = np.zeros(weights.size, dtype=np.int64)
     out = np.empty(total, dtype=np.int64)
     for slot in range(total):
-        for i, w in enumerate(int_weights):
-            current[i] += w
-        best = max(range(len(current)), key=lambda i: (current[i], -i))
+        current += weights
+        best = int(current.argmax())
         current[best] -= total
         out[slot] = best
     return out
