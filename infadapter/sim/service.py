@@ -66,38 +66,73 @@ def fifo_starts(arrivals_s: FloatArray, servers: int, service_s: float, free_at_
 
 
 def serve(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
-    """(latency_s per request, NaN = dropped; the workers' free times afterwards, sorted)."""
+    """(latency_s per request, NaN = dropped; the workers' free times afterwards, sorted).
+
+    Stretches without a drop are solved in one vectorised step (:func:`fifo_starts`); from a request that
+    would wait longer than the queue cap on, :func:`_overloaded` admits one request at a time and skips
+    each run of dropped ones with a binary search, until a request is served at once. An overloaded
+    instance therefore costs per *served* request, not per arrival.
+    """
     c, d = size.servers, size.service_s
     if not math.isfinite(d):
         return np.full(arrivals_s.size, np.nan), np.zeros(c)
     free = np.zeros(c) if free_at_s is None else _resize_free(free_at_s, c, arrivals_s[0] if arrivals_s.size else 0.0)
     n = arrivals_s.size
-    if n == 0:
-        return np.empty(0), free
-    starts = fifo_starts(arrivals_s, c, d, free)
-    over = np.flatnonzero(starts - arrivals_s > size.queue_cap_s)
-    if over.size == 0:
-        finishes = np.concatenate((free, starts + d))
-        return starts + d - arrivals_s, np.sort(finishes[-c:])
-    first = int(over[0])
     latency = np.empty(n)
-    latency[:first] = starts[:first] + d - arrivals_s[:first]
-    ring = list(np.concatenate((free, starts[:first] + d))[first:first + c])
-    cap = size.queue_cap_s
-    index = 0
-    out = latency  # the loop below writes the rest
-    for j, t in enumerate(arrivals_s[first:].tolist(), start=first):
-        slot = index % c
-        f = ring[slot]
-        s = t if t > f else f
-        if s - t > cap:
-            out[j] = math.nan
-            continue
-        ring[slot] = s + d
-        out[j] = s + d - t
-        index += 1
-    ordered = [ring[(index + i) % c] for i in range(c)]
-    return out, np.sort(np.asarray(ordered))
+    ring = free  # the workers' free times in the order the next requests take them (request i: ring[i % c])
+    pos, chunk = 0, n
+    while pos < n:
+        block = arrivals_s[pos : pos + chunk]
+        starts = fifo_starts(block, c, d, ring)
+        over = np.flatnonzero(starts - block > size.queue_cap_s)
+        served = block.size if over.size == 0 else int(over[0])
+        latency[pos : pos + served] = starts[:served] + d - block[:served]
+        ring = np.concatenate((ring, starts[:served] + d))[-c:]
+        pos += served
+        if over.size:
+            pos, ring = _overloaded(arrivals_s, latency, pos, ring, size)
+            chunk = MIN_CHUNK
+        else:
+            chunk = min(2 * chunk, n)  # a stretch without drops: the next one may be longer
+    return latency, np.sort(ring)
+
+
+#: requests solved at once after an overload ends (doubling while no request is dropped)
+MIN_CHUNK = 64
+
+
+def _overloaded(arrivals_s: FloatArray, latency: FloatArray, pos: int, ring_at: FloatArray, size: ServiceTime) -> tuple[int, FloatArray]:
+    """Serve from ``pos`` while requests queue: admit one at a time, drop each run of requests that would
+    wait more than the cap in one step; return at the first request served without waiting (or the end).
+
+    The next admitted request takes worker ``ring[head]``; a request at ``t`` is dropped when
+    ``ring[head] - t > cap``, which only grows false as ``t`` grows, so a binary search finds the run's end.
+    """
+    c, d, cap = size.servers, size.service_s, size.queue_cap_s
+    ring = ring_at.tolist()
+    head, n = 0, arrivals_s.size
+    while pos < n:
+        free = ring[head]
+        t = float(arrivals_s[pos])
+        if free - t > cap:
+            end = pos + int(np.searchsorted(arrivals_s[pos:], free - cap, side="left"))
+            while end < n and free - float(arrivals_s[end]) > cap:  # the search's rounding, made exact
+                end += 1
+            while end > pos + 1 and not free - float(arrivals_s[end - 1]) > cap:
+                end -= 1
+            latency[pos:end] = math.nan
+            pos = end
+            if pos == n:
+                break
+            t = float(arrivals_s[pos])
+        start = t if t > free else free
+        ring[head] = start + d
+        head = (head + 1) % c
+        latency[pos] = start + d - t
+        pos += 1
+        if start == t:
+            break
+    return pos, np.asarray(ring[head:] + ring[:head])
 
 
 def _resize_free(free_at_s: FloatArray, servers: int, now_s: float) -> FloatArray:
