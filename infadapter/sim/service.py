@@ -80,7 +80,7 @@ def serve(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | Non
     n = arrivals_s.size
     latency = np.empty(n)
     ring = free  # the workers' free times in the order the next requests take them (request i: ring[i % c])
-    pos, chunk = 0, n
+    pos, chunk = 0, MIN_CHUNK  # doubling: a first drop early in a long piece costs little, no drop costs 2x at most
     while pos < n:
         block = arrivals_s[pos : pos + chunk]
         starts = fifo_starts(block, c, d, ring)
@@ -97,8 +97,8 @@ def serve(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | Non
     return latency, np.sort(ring)
 
 
-#: requests solved at once after an overload ends (doubling while no request is dropped)
-MIN_CHUNK = 64
+#: requests solved at once at first and after an overload ends (doubling while no request is dropped)
+MIN_CHUNK = 1024
 
 
 def _overloaded(arrivals_s: FloatArray, latency: FloatArray, pos: int, ring_at: FloatArray, size: ServiceTime) -> tuple[int, FloatArray]:
@@ -115,7 +115,7 @@ def _overloaded(arrivals_s: FloatArray, latency: FloatArray, pos: int, ring_at: 
         free = ring[head]
         t = float(arrivals_s[pos])
         if free - t > cap:
-            end = pos + int(np.searchsorted(arrivals_s[pos:], free - cap, side="left"))
+            end = pos + int(arrivals_s[pos:].searchsorted(free - cap, side="left"))
             while end < n and free - float(arrivals_s[end]) > cap:  # the search's rounding, made exact
                 end += 1
             while end > pos + 1 and not free - float(arrivals_s[end - 1]) > cap:
