@@ -78,3 +78,19 @@ def test_swrr_cycle_matches_nginx_slot_by_slot(count: int) -> None:
     for _ in range(5):
         weights = quantise(rng.random(count) * (rng.random(count) > 0.3))
         assert swrr_cycle(weights).tolist() == reference_cycle(weights)
+
+
+def test_the_benchmark_prints_one_json_object_and_nothing_else() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "simulate.py"), "--rps", "200", "--duration", "20", "--policies", "ours,msplus"],
+                          capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
+    result = json.loads(done.stdout)
+    assert set(result["cases"]) == {"paper_spec", "fleet"}
+    for case in result["cases"].values():
+        assert case["requests"] > 3000 and set(case["policies"]) == {"ours", "msplus"}
+        assert all(p["control_s"] + p["serve_s"] <= p["wall_s"] + 0.05 for p in case["policies"].values())
