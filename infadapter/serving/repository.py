@@ -96,9 +96,10 @@ def serving_for(largest_cpu_cores: float, available_cores: float | None = None) 
     largest size (capped at ``available_cores``, the machine's cores where known).
 
     Fixed for the variant, so a resize is a quota change only (no restart, no reload). Measured in the
-    embedded mode (docs/serving.md): ResNet-50 with 2 instances at 0.5 and 1 core serves what the
-    profile measured with the same 2 instances; with the size's own count (1 instance per started
-    core) it served ~20 % less at 1 core, whose single instance leaves the quota idle between requests.
+    embedded mode (docs/serving.md): ResNet-50 with 2 instances, resized in place to 0.5 and 1 core,
+    served within 3 % and 4 % of what a lone server with the same configuration served; the size's own
+    count (1 instance) served ~14 % less at 1 core, where one instance leaves the quota idle between
+    requests.
     """
     cores = largest_cpu_cores if available_cores is None else min(largest_cpu_cores, available_cores)
     return instances_for_cpu(max(cores, 1e-9))
