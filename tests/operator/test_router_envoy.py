@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -130,8 +131,21 @@ class Router:
             .replace(f":{kube.ENVOY_ADMIN_PORT}", f":{self.admin}")
         )
 
-    def agent(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(["sh", "-c", self.local_script(kube_router.AGENT_SCRIPT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def agent(self, shell: str = "sh") -> subprocess.Popen[bytes]:
+        """The sidecar's script, with the system's sh or, as in the curl image, BusyBox's sh and tools."""
+        env = None
+        if shell == "busybox":
+            busybox, curl = shutil.which("busybox"), shutil.which("curl")
+            if busybox is None or curl is None:
+                pytest.skip("busybox (apt-get install busybox) and curl are needed to run the sidecar as in its image")
+            tools = self.state.parent / "busybox-bin"
+            tools.mkdir(exist_ok=True)
+            for applet in ("sh", "tr", "grep", "cat", "basename", "rm", "sleep", "printf", "test"):
+                (tools / applet).symlink_to(busybox)
+            (tools / "curl").symlink_to(curl)
+            env = {"PATH": str(tools)}
+        script = self.local_script(kube_router.AGENT_SCRIPT)
+        return subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
     def set_weights(self, **weights: int) -> None:
         for name, weight in weights.items():
@@ -180,11 +194,12 @@ def test_router_config_runs_and_weights_move_live_through_the_sidecar(tmp_path: 
             assert router.applied() == {"small": 0, "large": 10000} and envoy.poll() is None
 
 
-def test_the_sidecar_is_ready_only_once_envoy_holds_the_weights_also_after_an_envoy_restart(tmp_path: Path):
+@pytest.mark.parametrize("shell", ["sh", "busybox"])
+def test_the_sidecar_is_ready_only_once_envoy_holds_the_weights_also_after_an_envoy_restart(tmp_path: Path, shell: str):
     with backend("small") as small, backend("large") as large, backend("any") as anyone:
         router = Router(tmp_path, {"small": small, "large": large, "servers": anyone})
         router.set_weights(small=2500, large=7500)
-        agent = router.agent()
+        agent = router.agent(shell)
         with stopped_on_exit(agent):
             time.sleep(3)  # the sidecar has looped without an Envoy
             assert not router.agent_ready
