@@ -32,6 +32,9 @@ class OperatorConfig:
     scrape_interval_s: float = 5.0
     #: how long a Deferred or in-progress in-place resize is waited on before a rollout (``INFADAPTER_RESIZE_WAIT_S``)
     resize_wait_s: float = 60.0
+    #: ask each router pod which weights Envoy applies before a leaving variant is drained
+    #: (``INFADAPTER_CONFIRM_WEIGHTS``; the chart turns it on: it needs the operator inside the cluster's network)
+    confirm_weights: bool = False
     #: keep the last N seconds of the per-second history in memory per resource (bounded memory)
     max_history_s: int = 3600
     #: serve the infadapter_* metrics on this port, 0 = not at all (``INFADAPTER_METRICS_PORT``)
@@ -90,6 +93,7 @@ class OperatorConfig:
             prometheus_timeout_s=number("INFADAPTER_PROMETHEUS_TIMEOUT_S", 5.0),
             scrape_interval_s=duration("INFADAPTER_SCRAPE_INTERVAL_S", 5.0),
             resize_wait_s=number("INFADAPTER_RESIZE_WAIT_S", 60.0),
+            confirm_weights=(env.get("INFADAPTER_CONFIRM_WEIGHTS") or "").strip().lower() in ("1", "true", "yes"),
             max_history_s=int(number("INFADAPTER_MAX_HISTORY_S", 3600)),
             metrics_port=int(env.get("INFADAPTER_METRICS_PORT") or 0) if (env.get("INFADAPTER_METRICS_PORT") or "0").isdigit() else 0,
             images=images,

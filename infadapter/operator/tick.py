@@ -204,6 +204,16 @@ def as_if_applied(plan: Plan | None, in_place: bool) -> ActuatorState:
     return ActuatorState(variants, plan.weights(), in_place)
 
 
+async def router_probe(ip: str) -> str:
+    """What Envoy in one router pod applies: its read-only status listener's ``GET /runtime`` (1 s)."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=1.0)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(f"http://{ip}:{kube.ROUTER_STATUS_PORT}/runtime") as answer:
+        answer.raise_for_status()
+        return await answer.text()
+
+
 # --------------------------------------------------------------------------- the step
 
 
@@ -218,7 +228,7 @@ async def actuator_view(rt: Runtime, mem: Memory, res: Resource, now_s: float) -
         return as_if_applied(mem.state.target, in_place=True)
     stale = mem.view is None or mem.transitioning or now_s >= mem.wake_s - 1e-3 or now_s - mem.view_read_s >= res.spec.adaptation.interval_s
     if stale:
-        mem.view = await read_state(rt.api, res.owner, res.spec)
+        mem.view = await read_state(rt.api, res.owner, res.spec, confirm=router_probe if rt.config.confirm_weights else None)
         mem.view_read_s = now_s
     assert mem.view is not None
     return mem.view.state

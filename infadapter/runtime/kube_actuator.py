@@ -16,12 +16,12 @@ the router's weights. The make-before-break rule is the controller's; nothing he
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from infadapter.control import Action, ActuatorState, VariantState, VariantTarget
-from infadapter.runtime import kube
+from infadapter.runtime import kube, kube_router
 from infadapter.runtime.envoy import integer_weights
 from infadapter.runtime.kube_apply import collection_path, ensure, template_size, weights_from
 from infadapter.runtime.kube_client import KubeApi, api_path
@@ -91,8 +91,13 @@ def _variant_state(name: str, deployment: Mapping[str, Any], pods: list[dict[str
     return VariantState(name, target, replicas, tuple(sorted(ready)), size[1])
 
 
-async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec) -> KubeView:
-    """List the service's objects (one request per kind) and report what runs."""
+async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, *, confirm: RouterProbe | None = None) -> KubeView:
+    """List the service's objects (one request per kind) and report what runs.
+
+    ``confirm``: ask each ready router pod which weights Envoy applies (its status listener); the split
+    reported is then the router's, not the ConfigMap's — a leaving variant counts as routed while any
+    router pod still sends to it. Without it (the operator outside the cluster's network), the ConfigMap's.
+    """
     kinds = ["Deployment", "Service"] + (["HTTPRoute"] if spec.routing.kind == "GatewayAPI" else ["ConfigMap"])
     selector = f"{kube.LABEL_SERVICE}={owner.name}"
     listed = await asyncio.gather(
@@ -109,8 +114,9 @@ async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
     for pod in listed[-1]:
         pods.setdefault(str(pod.get("metadata", {}).get("labels", {}).get(kube.LABEL_VARIANT)), []).append(pod)
     weights = weights_from(known, owner, spec)
-    total = sum(weights.values())
-    shares = {k: w / total for k, w in weights.items() if w > 0} if total > 0 else {}
+    shares = _shares(weights)
+    if confirm is not None and spec.routing.kind != "GatewayAPI":
+        shares = await _confirmed(confirm, listed[-1], spec, shares)
     in_place = spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE and await api.has_subresource("v1", "pods/resize")
     variants = tuple(_variant_state(name, d, pods.get(name, [])) for name, d in sorted(deployments.items()))
     return KubeView(ActuatorState(variants, shares, in_place), known, deployments, pods, weights)
@@ -166,6 +172,32 @@ async def _retire_removed(api: KubeApi, spec: InferenceServiceSpec, view: KubeVi
         meta = deployment["metadata"]
         await api.merge_patch(api_path("apps/v1", "deployments", meta["namespace"], meta["name"]), {"spec": {"replicas": 0}})
         result.changes.append(f"scaled Deployment/{meta['name']} to 0")
+
+
+RouterProbe = Callable[[str], Awaitable[str]]  # pod IP -> the body of GET http://<ip>:9103/runtime
+
+
+def _shares(weights: Mapping[str, int]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {k: w / total for k, w in weights.items() if w > 0} if total > 0 else {}
+
+
+async def _confirmed(probe: RouterProbe, pods: list[dict[str, Any]], spec: InferenceServiceSpec, written: dict[str, float]) -> dict[str, float]:
+    """The split every ready router pod applies (per variant the largest share any pod gives it)."""
+    routers = [p for p in pods if p.get("metadata", {}).get("labels", {}).get(kube.LABEL_COMPONENT) == "router" and _ready(p)]
+    merged: dict[str, float] = {}
+    for pod in routers:
+        ip = str(pod.get("status", {}).get("podIP") or "")
+        try:
+            applied = kube_router.applied_weights(await probe(ip), spec.variant_names) if ip else {}
+        except (TimeoutError, OSError, ValueError):
+            applied = {}
+        if not applied:  # no answer: assume the written split (a probe that never answers must not block a switch)
+            applied = {k: round(v * 10_000) for k, v in written.items()}
+        for name, share in _shares(applied).items():
+            merged[name] = max(merged.get(name, 0.0), share)
+    total = sum(merged.values())
+    return {k: v / total for k, v in merged.items()} if total > 0 else written
 
 
 def _integer_weights(shares: Mapping[str, float], spec: InferenceServiceSpec) -> dict[str, int]:
