@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what InfAdapter needs on a fresh Debian machine (Python 3.11, root): a .venv at the
-# project root with the package and its extras, and Debian's Prometheus (+ promtool).
+# project root with the package and its extras, and Debian's Prometheus (+ promtool) binaries: no service
+# is started or stopped (a policy-rc.d refuses starts during the install and is restored after it).
 # Idempotent: a stamp keyed by pyproject.toml skips the pip step when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,13 +23,21 @@ fi
 
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then
-    echo "setup: installing Debian's prometheus (and promtool)"
+    echo "setup: installing Debian's prometheus (and promtool); no service is started"
     export DEBIAN_FRONTEND=noninteractive
+    # invoke-rc.d and deb-systemd-invoke ask /usr/sbin/policy-rc.d before starting a service: 101 = refused.
+    # We only want the binaries; any policy already there is put back afterwards, also on failure.
+    policy=/usr/sbin/policy-rc.d
+    saved=""
+    if [ -e "$policy" ]; then saved="$(mktemp)"; cp -p "$policy" "$saved"; fi
+    restore_policy() { if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi; }
+    trap restore_policy EXIT
+    printf '#!/bin/sh\n# scripts/setup.sh: no service starts while it installs prometheus\nexit 101\n' > "$policy"
+    chmod 0755 "$policy"
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    # the package starts a system service where systemd runs; we only want the binaries
-    (systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true)
-    (pkill -x prometheus-node-exporter 2>/dev/null || true)
+    restore_policy
+    trap - EXIT
   else
     echo "setup: WARNING: prometheus is missing and we are not root; tests that need it will be skipped" >&2
   fi
