@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ from infadapter.errors import FieldError, InvalidInput
 
 if TYPE_CHECKING:
     from infadapter.cli.simulate_setup import Setup
+    from infadapter.sim.engine import FloatArray
     from infadapter.sim.run import PolicyRun
 
 START_HELP = "what runs when the window begins: VARIANT=CORES[xREPLICAS][:gpu=N],... or cold [default: the most accurate variant at its largest size; printed]"
@@ -41,8 +42,9 @@ def simulate(
     history: Annotated[int | None, typer.Option("--history", help="seconds of trace before the window given to the policies (default 24 h)")] = None,
     lstm_weights: Annotated[Path | None, typer.Option("--lstm-weights", help="trained LSTM for infadapter-paper/msplus (default: EWMA, noted)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="write PNG plots and report.md to this directory")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="write PNG plots, report.md and decisions.jsonl to this directory")] = None,
     start_plan: Annotated[str | None, typer.Option("--start-plan", help=START_HELP, show_default=False)] = None,
+    with_series: Annotated[bool, typer.Option("--series", help="with --json: every policy's per-second series (large)")] = False,
     trace_format: FormatOption = "auto",
     trace_column: ColumnOption = None,
     interval: IntervalOption = None,
@@ -60,15 +62,17 @@ def simulate(
         reading = trace_options(trace_format, trace_column, interval, time_unit)
     except InvalidInput as exc:
         errors.extend(exc.errors)
+    if with_series and not as_json:
+        errors.append(FieldError("--series", "only goes with --json", "add --json, or use --report DIR for plots"))
     if errors:
         raise InvalidInput(errors, "arguments")
     setup = prepare(args, reading)
     index = {name: i for i, name in enumerate(setup.names)}
     with progress(show_progress, len(setup.names), "simulate") as bar:
         runs = run_simulation(setup.spec, setup.profile, setup.window, setup.names, pre_history_rps=setup.pre, seed=seed,
-                              arrivals=arrivals, start=setup.start, options=setup.options, with_series=report is not None,  # type: ignore[arg-type]
+                              arrivals=arrivals, start=setup.start, options=setup.options, with_series=report is not None or with_series,  # type: ignore[arg-type]
                               progress=lambda name, what, done: bar.update(index[name] + done, f"{name}: {what}"))  # fmt: skip
-    _print(setup, runs, seed=seed, as_json=as_json, report=report)
+    _print(setup, runs, seed=seed, arrivals=arrivals, as_json=as_json, report=report, with_series=with_series)
 
 
 def _start_text(setup: Setup) -> str:
@@ -80,35 +84,80 @@ def _start_text(setup: Setup) -> str:
     return f"{what} ({how}; static and vpa policies start on their own plan)"
 
 
-def _print(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, as_json: bool, report: Path | None) -> None:
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _inputs(setup: Setup, seed: int, arrivals: str) -> dict[str, Any]:
+    """What the results were computed from, to tell two reports apart (and to rerun one)."""
+    from infadapter import __version__
+
+    spec = setup.spec
+    return {
+        "spec": {"path": str(setup.spec_path.resolve()), "sha256": _sha256(setup.spec_path)},
+        "profile": {"path": str(setup.profile_path.resolve()), "sha256": _sha256(setup.profile_path)},
+        "trace": {"path": str(setup.trace_path.resolve())},
+        "window": {"start_s": setup.first, "duration_s": setup.last - setup.first},
+        "slo": {"latency_ms": spec.slo.latency_ms, "percentile": spec.slo.percentile},
+        "budget": {"cpu": spec.budget.cpu, "gpu": spec.budget.gpu},
+        "seed": seed,
+        "arrivals": arrivals,
+        "policies": list(setup.names),
+        "infadapter_version": __version__,
+    }
+
+
+def _json_series(columns: dict[str, FloatArray]) -> dict[str, list[float | None]]:
+    return {key: [None if math.isnan(v) else round(float(v), 6) for v in values] for key, values in columns.items()}
+
+
+def _print(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str, as_json: bool, report: Path | None,
+           with_series: bool) -> None:  # fmt: skip
     import numpy as np
 
+    from infadapter.metrics.report import decision_entries, series_from_columns, write_decisions, write_report
     from infadapter.planning import gpu_warnings
-    from infadapter.sim.scenario import write_sim_report
 
     def clean(value: float) -> float | None:
         return None if math.isnan(value) else round(value, 6)
 
     first, last = setup.first, setup.last
     table = {name: {k: clean(v) for k, v in run.summary.items()} for name, run in runs.items()}
+    inputs = _inputs(setup, seed, arrivals)
+    decisions = {name: run.timeline.records for name, run in runs.items()}
     warnings = gpu_warnings(setup.spec, setup.profile) + [w for run in runs.values() for w in run.warnings]
     for warning in warnings:  # on stderr: --json keeps stdout one JSON object
         typer.echo(f"warning: {warning}", err=True)
     if report is not None:
         notes = "\n".join(f"- {name}: {note}" for name, run in runs.items() for note in run.notes)
-        path = write_sim_report(report, runs, title=f"Simulation of {setup.trace_path.name} [{first}, {last})", slo_ms=setup.spec.slo.latency_ms,
-                                notes=f"- start: {_start_text(setup)}\n{notes}")  # fmt: skip
+        rows = [{"policy": name, **run.summary} for name, run in runs.items()]
+        path = write_report(report, {name: series_from_columns(run.series) for name, run in runs.items()}, rows,
+                            title=f"Simulation of {setup.trace_path.name} [{first}, {last})", slo_ms=setup.spec.slo.latency_ms,
+                            notes=f"- start: {_start_text(setup)}\n{notes}", inputs=inputs, budget_cores=setup.spec.budget.cpu,
+                            decisions=decisions)  # fmt: skip
+        log = write_decisions(report / "decisions.jsonl", decisions, offset_s=first)
         if not as_json:
-            typer.echo(f"report: {path}")
+            typer.echo(f"report: {path}\ndecisions: {log}")
     if as_json:
         start = {"source": setup.start_source, "plan": "cold" if setup.start == "cold" else setup.start.to_dict()["variants"]}
         typer.echo(json.dumps({"policies": table, "window": {"start_s": first, "duration_s": last - first},
                                "requests": int(np.nansum(setup.window)), "spec": str(setup.spec_path), "profile": str(setup.profile_path),
                                "start": start, "notes": {name: run.notes for name, run in runs.items() if run.notes},
-                               "warnings": warnings}, indent=1))  # fmt: skip
+                               "warnings": warnings, "inputs": inputs, "decisions": decision_entries(decisions, offset_s=first),
+                               **({"series": {name: _json_series(run.series) for name, run in runs.items()}} if with_series else {})},
+                              indent=1, allow_nan=False))  # fmt: skip
         return
     _table(setup, table, seed)
     typer.echo(f"start: {_start_text(setup)}")
+    spec, profile = inputs["spec"], inputs["profile"]
+    typer.echo(f"inputs: spec {spec['path']} (sha256 {spec['sha256'][:12]}), profile {profile['path']} (sha256 {profile['sha256'][:12]}), "
+               f"seed {seed}, infadapter {inputs['infadapter_version']}")  # fmt: skip
     for name, run in runs.items():
         for note in run.notes:
             typer.echo(f"note: {name}: {note}")
@@ -119,11 +168,13 @@ def _table(setup: Setup, table: dict[str, dict[str, float | None]], seed: int) -
     from rich.markup import escape
     from rich.table import Table
 
+    from infadapter.metrics.report import percent
+
     out = Table(title=escape(f"{setup.trace_path.name} [{setup.first}, {setup.last}) seed {seed}"))
     for column in ("policy", "violations", "avg cores", "avg GPUs", "accuracy", "p99 ms", "dropped", "reconfigs"):
         out.add_column(column, justify="left" if column == "policy" else "right")
     for name, row in table.items():
-        out.add_row(escape(name), f"{(row['slo_violation_ratio'] or 0):.2%}", f"{(row['avg_cpu'] or 0):.2f}", f"{(row['avg_gpu'] or 0):.2f}",
-                    f"{(row['avg_accuracy'] or 0):.4f}", f"{(row['p99_latency_ms'] or 0):.0f}", f"{(row['dropped_ratio'] or 0):.2%}",
+        out.add_row(escape(name), percent(row["slo_violation_ratio"] or 0), f"{(row['avg_cpu'] or 0):.2f}", f"{(row['avg_gpu'] or 0):.2f}",
+                    f"{(row['avg_accuracy'] or 0):.4f}", f"{(row['p99_latency_ms'] or 0):.0f}", percent(row["dropped_ratio"] or 0),
                     f"{(row['reconfigurations'] or 0):.0f}")  # fmt: skip
     Console(width=max(120, Console().width)).print(out)

@@ -14,6 +14,7 @@ and optionally the decision records.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -88,6 +89,73 @@ class PolicySeries:
             raise InvalidInput(errors, source="report series")
 
 
+def is_ratio(column: str) -> bool:
+    """A column holding a fraction of 1 (shown as a percentage): ``*_ratio``, ``*accuracy``, ``violations``."""
+    return column.endswith(("_ratio", "accuracy")) or column in ("violations", "dropped")
+
+
+def percent(ratio: float) -> str:
+    """``0.0006 -> '0.06 %'``, ``7.395e-05 -> '0.0074 %'``: fixed notation, enough digits to be non-zero."""
+    if math.isnan(ratio):
+        return "n/a"
+    value = 100.0 * ratio
+    if value == 0.0 or abs(value) >= 0.01:
+        return f"{value:.2f} %"
+    if abs(value) >= 0.0001:
+        return f"{value:.4f} %"
+    return "< 0.0001 %" if value > 0 else "> -0.0001 %"
+
+
+def format_cell(column: str, value: Any) -> str:
+    """A table cell: ratios as percentages, NaN as n/a, no exponent notation for ordinary magnitudes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    if is_ratio(column):
+        return percent(float(value))
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{value:.0f}"
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}" if abs(value) >= 0.001 else f"{value:.6f}"
+
+
+def _inputs_table(inputs: Mapping[str, Any]) -> str:
+    """What the report was computed from: ``{name: value}``, nested dicts flattened as ``name.key``."""
+
+    def flat(prefix: str, value: Any) -> list[tuple[str, Any]]:
+        if isinstance(value, Mapping):
+            return [item for key, inner in value.items() for item in flat(f"{prefix}.{key}" if prefix else str(key), inner)]
+        if isinstance(value, (list, tuple)):
+            return [(prefix, ", ".join(str(v) for v in value))]
+        return [(prefix, value)]
+
+    lines = ["| input | value |", "|---|---|"]
+    lines += [f"| {name} | {'n/a' if value is None else format_cell(name, value)} |" for name, value in flat("", inputs)]
+    return "\n".join(lines) + "\n"
+
+
+def decision_entries(decisions: Mapping[str, Sequence[DecisionRecord]], *, offset_s: float = 0.0) -> list[dict[str, Any]]:
+    """One JSON-safe entry per decision per policy, in time order: when (``t_s`` into the run, ``trace_s``
+    = ``offset_s + t_s``), what (the plan, the one-line ``message``) and why (``reason``, the loads)."""
+    entries = [
+        {"policy": policy, "t_s": record.now_s, "trace_s": offset_s + record.now_s, "message": format_decision(record), **record.to_dict()}
+        for policy, records in decisions.items()
+        for record in records
+    ]
+    entries.sort(key=lambda e: (e["t_s"], e["policy"]))
+    return entries
+
+
+def write_decisions(path: str | Path, decisions: Mapping[str, Sequence[DecisionRecord]], *, offset_s: float = 0.0) -> Path:
+    """``decisions.jsonl``: :func:`decision_entries`, one JSON object a line."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        for entry in decision_entries(decisions, offset_s=offset_s):
+            handle.write(json.dumps(entry, sort_keys=True, allow_nan=False) + "\n")
+    return out
+
+
 def _markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "_no rows_\n"
@@ -95,15 +163,8 @@ def _markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         columns += [key for key in row if key not in columns]
 
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            if math.isnan(value):
-                return "n/a"
-            return f"{value:.4g}"
-        return str(value)
-
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_cell(c, row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -180,11 +241,17 @@ def write_report(
     *,
     title: str = "InfAdapter run",
     slo_ms: float | None = None,
-    decisions: Sequence[DecisionRecord] = (),
+    decisions: Sequence[DecisionRecord] | Mapping[str, Sequence[DecisionRecord]] = (),
     notes: str = "",
     max_decisions: int = 200,
+    inputs: Mapping[str, Any] | None = None,
+    budget_cores: float | None = None,
 ) -> Path:
-    """Write ``<directory>/report.md`` and its PNG plots; returns the path of ``report.md``."""
+    """Write ``<directory>/report.md`` and its PNG plots; returns the path of ``report.md``.
+
+    ``inputs`` (files and their hashes, window, SLO, budget, seed, version) open the report; ``budget_cores``
+    is drawn on the cost plot; ``decisions`` is one run's records or ``{policy: records}``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,7 +270,8 @@ def write_report(
         with_weights = {p: s for p, s in series.items() if s.variant_weights}
         plots.append((PANEL_TITLES["weights"], _per_policy(with_weights, PANEL_TITLES["weights"], out / "weights.png",
                                                            _draw_stacked("variant_weights", colors), "share")))  # fmt: skip
-    plots.append((PANEL_TITLES["cost"], _overlay(series, PANEL_TITLES["cost"], out / "cost.png", "cpu_cores", "cores")))
+    plots.append((PANEL_TITLES["cost"], _overlay(series, PANEL_TITLES["cost"], out / "cost.png", "cpu_cores", "cores",
+                                                 budget_cores, "budget")))  # fmt: skip
     with_gpus = {p: s for p, s in series.items() if s.gpus is not None}
     if any(np.nansum(s.gpus) > 0 for s in with_gpus.values() if s.gpus is not None):  # GPU cost only where GPUs ran
         plots.append((GPU_TITLE, _overlay(with_gpus, GPU_TITLE, out / "gpus.png", "gpus", "GPUs")))
@@ -217,20 +285,39 @@ def write_report(
     lines = [f"# {title}", ""]
     if notes:
         lines += [notes.strip(), ""]
+    if inputs:
+        lines += ["## Inputs", "", _inputs_table(inputs)]
     lines += ["## Summary", "", _markdown_table(rows)]
     for panel_title, path in plots:
         lines += [f"## {panel_title}", "", f"![{panel_title}]({path.name})", ""]
-    if decisions:
+    per_policy = decisions if isinstance(decisions, Mapping) else {"": decisions}
+    if any(per_policy.values()):
         lines += [f"## {PANEL_TITLES['decisions']}", ""]
-        counts: dict[str, int] = {}
-        for record in decisions:
-            counts[record.reason] = counts.get(record.reason, 0) + 1
-        lines += [", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items())), "", "```"]
-        shown = decisions if len(decisions) <= max_decisions else decisions[-max_decisions:]
-        if len(shown) < len(decisions):
-            lines.append(f"... {len(decisions) - len(shown)} earlier decisions omitted")
-        lines += [f"t={record.now_s:.0f}s {format_decision(record)}" for record in shown]
-        lines += ["```", ""]
+        for policy, records in per_policy.items():
+            lines += ([f"### {policy}", ""] if policy else []) + _decision_lines(records, max_decisions)
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     return report
+
+
+def _decision_lines(records: Sequence[DecisionRecord], max_decisions: int) -> list[str]:
+    """Counts by reason, then the last ``max_decisions`` human lines (``t=12s plan ... reason=...``)."""
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.reason] = counts.get(record.reason, 0) + 1
+    lines = [", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items())), "", "```"]
+    shown = records if len(records) <= max_decisions else records[-max_decisions:]
+    if len(shown) < len(records):
+        lines.append(f"... {len(records) - len(shown)} earlier decisions omitted")
+    lines += [f"t={record.now_s:.0f}s {format_decision(record)}" for record in shown]
+    return [*lines, "```", ""]
+
+
+def series_from_columns(columns: Mapping[str, Array]) -> PolicySeries:
+    """A :class:`PolicySeries` from the simulator's per-second columns (one ``cores:<variant>`` per variant)."""
+    cores = {key.split(":", 1)[1]: value for key, value in columns.items() if key.startswith("cores:")}
+    return PolicySeries(
+        t_s=columns["t_s"], load_rps=columns["load_rps"], forecast_rps=columns["forecast_rps"], capacity_rps=columns["capacity_rps"],
+        cpu_cores=columns["cpu_cores"], accuracy=columns["accuracy"], p99_ms=columns["p99_ms"],
+        violation_ratio=columns.get("violation_ratio"), gpus=columns.get("gpus"), variant_cores=cores,
+    )  # fmt: skip
