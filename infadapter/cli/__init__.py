@@ -8,6 +8,7 @@ functions so ``infadapter --help`` stays fast.
 from __future__ import annotations
 
 # Sub-command modules register themselves on import (one line each).
+from infadapter.cli import explain as _explain  # noqa: F401
 from infadapter.cli import forecast as _forecast  # noqa: F401
 from infadapter.cli import load as _load  # noqa: F401
 from infadapter.cli import models as _models  # noqa: F401
