@@ -9,7 +9,7 @@ import pytest
 from infadapter.errors import InvalidInput
 from infadapter.forecast import Forecaster, HistoryBuffer, make_forecaster
 from infadapter.forecast.backtest import backtest
-from infadapter.forecast.ours import conformal_quantile
+from infadapter.forecast.conformal import conformal_quantile
 from infadapter.forecast.simple import ewma_last
 from infadapter.forecast.stats import Ets
 
@@ -157,12 +157,13 @@ def test_ours_incremental_calibration_equals_a_full_replay() -> None:
 
 def test_scale_free_weights_scale_the_forecast_with_the_load() -> None:
     series = bursty_series(DAY_S // 4, seed=3)
-    model = make_forecaster("ours", scale_free=True).fit(series)
-    assert model.weights[1:].sum() == pytest.approx(1.0)  # type: ignore[attr-defined]
-    model.update(series[-1200:], now_s=float(series.size))
-    doubled = make_forecaster("ours", scale_free=True, weights=tuple(model.weights))  # type: ignore[attr-defined]
+    model = make_forecaster("ours").fit(series)  # scale-free by default
+    weights = tuple(model.weights)  # type: ignore[attr-defined]
+    assert sum(weights[1:]) == pytest.approx(1.0)
+    once, doubled = make_forecaster("ours", weights=weights), make_forecaster("ours", weights=weights)
+    once.update(series[-1200:], now_s=float(series.size))
     doubled.update(2 * series[-1200:], now_s=float(series.size))
-    assert doubled.base_forecast() == pytest.approx(2 * model.base_forecast(), rel=1e-9)  # type: ignore[attr-defined]
+    assert doubled.base_forecast() == pytest.approx(2 * once.base_forecast(), rel=1e-9)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("options", [{}, {"surge_weight": 5.0}, {"phase_period_s": None}])
