@@ -98,7 +98,7 @@ async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
     reported is then the router's, not the ConfigMap's — a leaving variant counts as routed while any
     router pod still sends to it. Without it (the operator outside the cluster's network), the ConfigMap's.
     """
-    kinds = ["Deployment", "Service"] + (["HTTPRoute"] if spec.routing.kind == "GatewayAPI" else ["ConfigMap"])
+    kinds = ["Deployment", "Service"] + (["HTTPRoute"] if spec.routing.kind == "GatewayAPI" else ["ConfigMap", "PodDisruptionBudget"])
     selector = f"{kube.LABEL_SERVICE}={owner.name}"
     listed = await asyncio.gather(
         *(api.list(collection_path(k, owner.namespace), label_selector=selector) for k in kinds),
@@ -138,7 +138,8 @@ async def execute(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, a
             continue
         sizes[variant.name] = (await _template_cpu(api, owner, target, live, view, options, report), target.gpus, target.replicas)
     result.weights = _integer_weights(action.weights, spec)
-    desired = kube.desired_objects(owner, spec, sizes, result.weights, options.images)
+    # the router's two replicas get a PodDisruptionBudget: a node drain never takes both
+    desired = kube.desired_objects(owner, spec, sizes, result.weights, options.images, disruption_budget=True)
     for obj in desired:  # the size each variant converges to, whatever the template says
         name = obj["metadata"].get("labels", {}).get(kube.LABEL_VARIANT)
         if obj["kind"] == "Deployment" and name in targets:

@@ -26,6 +26,7 @@ PLURALS = {
     "ConfigMap": ("v1", "configmaps"),
     "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),
     "Pod": ("v1", "pods"),
+    "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
 }
 
 

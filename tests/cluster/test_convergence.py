@@ -27,7 +27,7 @@ def test_at_steady_state_the_operator_makes_no_writes_and_few_reads(
     admin.put_profile(namespace, "svc")
     operator = start_operator()
     admin.create_service(namespace, service_body("svc"))
-    wait_for(lambda: converged(admin, namespace) and plan_of(admin, namespace) == {"large": (1.0, 2)}, 90, what=explain(admin, namespace, operator))
+    wait_for(lambda: converged(admin, namespace) and "large" in plan_of(admin, namespace), 90, what=explain(admin, namespace, operator))
     time.sleep(3)  # let the last status write of the convergence land before counting
     mark, started = control_plane.audit_mark(), time.monotonic()
     time.sleep(12)  # six intervals of 2 s: a real apiserver runs on real time

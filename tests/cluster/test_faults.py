@@ -40,7 +40,7 @@ def test_two_replicas_one_leads_and_the_other_takes_over_when_it_is_killed(
     leader = start_operator("--peering=infadapter", "--priority=200")
     follower = start_operator("--peering=infadapter", "--priority=100")
     _start_service(admin, exporter, namespace)
-    wait_for(lambda: converged(admin, namespace) and plan_of(admin, namespace) == {"large": (1.0, 2)}, 90, what=explain(admin, namespace, leader))
+    wait_for(lambda: converged(admin, namespace) and "large" in plan_of(admin, namespace), 90, what=explain(admin, namespace, leader))
     assert "PlanApplied" in leader.output() and "PlanApplied" not in follower.output(), (leader.output()[-1500:], follower.output()[-1500:])
     leader.stop(signal.SIGKILL)
     exporter.set_rate(namespace, "svc", 12.0)
@@ -55,7 +55,7 @@ def test_the_operator_rides_out_an_apiserver_and_etcd_restart(
 ) -> None:
     operator = start_operator()
     _start_service(admin, exporter, namespace)
-    wait_for(lambda: converged(admin, namespace) and plan_of(admin, namespace) == {"large": (1.0, 2)}, 90, what=explain(admin, namespace, operator))
+    wait_for(lambda: converged(admin, namespace) and "large" in plan_of(admin, namespace), 90, what=explain(admin, namespace, operator))
     control_plane.restart_apiserver_and_etcd(down_s=3.0)
     assert operator.process is not None and operator.process.poll() is None, "the operator died with the apiserver"
     exporter.set_rate(namespace, "svc", 12.0)
@@ -69,7 +69,7 @@ def test_a_resize_the_node_cannot_do_falls_back_to_a_rollout_shown_in_status(
 ) -> None:
     operator = start_operator(INFADAPTER_RESIZE_WAIT_S="4")
     _start_service(admin, exporter, namespace)
-    wait_for(lambda: converged(admin, namespace) and plan_of(admin, namespace) == {"large": (1.0, 2)}, 90, what=explain(admin, namespace, operator))
+    wait_for(lambda: converged(admin, namespace) and "large" in plan_of(admin, namespace), 90, what=explain(admin, namespace, operator))
     old = {p.metadata.name for p in admin.pods(namespace, "svc", "large")}
     for name in old:  # the kwok Stage answers this pod's next resize as a kubelet short of room would
         admin.core.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": {"test.infadapter.io/resize": verdict}}})

@@ -48,6 +48,7 @@ CORE = {
     "apps/v1/deployments": ("Deployment", True, ("status", "scale")),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, ("status",)),
     "gateway.networking.k8s.io/v1/httproutes": ("HTTPRoute", True, ("status",)),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, ("status",)),
 }
 SPEC_FREE = {"metadata", "status", "apiVersion", "kind"}
 
