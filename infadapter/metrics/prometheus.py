@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import requests
+import requests.auth
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
@@ -123,17 +124,44 @@ def _to_seconds(value: float | datetime) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
+class _BearerFile(requests.auth.AuthBase):
+    """``Authorization: Bearer <the file's content>``, read at each request (the token never appears in errors)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        with open(self.path, encoding="utf-8") as handle:
+            request.headers["Authorization"] = f"Bearer {handle.read().strip()}"
+        return request
+
+
 class Observer:
     """Runs PromQL against one Prometheus and returns numbers (never pandas)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, retries: int = 1, scrape_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 1,
+        scrape_interval_s: float = 1.0,
+        ca_file: str | None = None,
+        token_file: str | None = None,
+    ) -> None:
+        """``ca_file``: verify an https Prometheus against this bundle (else the system's); ``token_file``: send
+        its content as a bearer token, re-read at every request (projected tokens rotate)."""
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         #: how often Prometheus scrapes the router: the history's ``irate`` looks back 4 intervals
         self.scrape_interval_s = scrape_interval_s
+        session = requests.Session()
+        session.verify = ca_file if ca_file else True
+        if token_file:
+            session.auth = _BearerFile(token_file)
         self._client = PrometheusConnect(
             url=self.url,
-            disable_ssl=True,
+            session=session,
             retry=Retry(total=retries, backoff_factor=0.1, status_forcelist=(502, 503, 504)),
             timeout=max(1, math.ceil(timeout_s)),
         )

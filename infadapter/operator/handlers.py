@@ -72,7 +72,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.runtime = Runtime(
         config=config,
         api=KubeApi(Connection(server=config.kube_server or "https://kubernetes.default.svc")),  # set by login
-        observer=Observer(config.prometheus_url, timeout_s=config.prometheus_timeout_s, retries=0, scrape_interval_s=config.scrape_interval_s),
+        observer=Observer(
+            config.prometheus_url,
+            timeout_s=config.prometheus_timeout_s,
+            retries=0,
+            scrape_interval_s=config.scrape_interval_s,
+            ca_file=config.prometheus_ca_file or None,
+            token_file=config.prometheus_token_file or None,
+        ),
         metrics=InfAdapterMetrics(),
     )
     RUNTIMES.append(memo.runtime)

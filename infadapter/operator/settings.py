@@ -25,6 +25,10 @@ class OperatorConfig:
     kube_server: str = ""
     #: how often the per-resource timer wakes to see whether a tick is due (``INFADAPTER_TIMER_RESOLUTION_S``)
     timer_resolution_s: float = 1.0
+    #: a CA bundle for an https Prometheus (``INFADAPTER_PROMETHEUS_CA_FILE``), a file holding a bearer token
+    #: for it (``INFADAPTER_PROMETHEUS_TOKEN_FILE``, re-read at each query: projected tokens rotate)
+    prometheus_ca_file: str = ""
+    prometheus_token_file: str = ""
     #: Prometheus query timeout (``INFADAPTER_PROMETHEUS_TIMEOUT_S``)
     prometheus_timeout_s: float = 5.0
     #: how often Prometheus scrapes the routers (``INFADAPTER_SCRAPE_INTERVAL_S``: seconds or a duration such as
@@ -87,6 +91,8 @@ class OperatorConfig:
         config = OperatorConfig(
             prometheus_url=env.get("INFADAPTER_PROMETHEUS_URL", OperatorConfig.prometheus_url),
             default_profile=env.get("INFADAPTER_DEFAULT_PROFILE", ""),
+            prometheus_ca_file=env.get("INFADAPTER_PROMETHEUS_CA_FILE", ""),
+            prometheus_token_file=env.get("INFADAPTER_PROMETHEUS_TOKEN_FILE", ""),
             policy=policy,
             kube_server=env.get("INFADAPTER_KUBE_SERVER", ""),
             timer_resolution_s=number("INFADAPTER_TIMER_RESOLUTION_S", 1.0),
@@ -98,6 +104,10 @@ class OperatorConfig:
             metrics_port=int(env.get("INFADAPTER_METRICS_PORT") or 0) if (env.get("INFADAPTER_METRICS_PORT") or "0").isdigit() else 0,
             images=images,
         )
+        for key in ("INFADAPTER_PROMETHEUS_CA_FILE", "INFADAPTER_PROMETHEUS_TOKEN_FILE"):
+            path = env.get(key, "")
+            if path and not os.path.isfile(path):
+                errors.append(FieldError(key, f"{path!r} is not a readable file", "mount the file into the operator's pod, or unset it"))
         if errors:
             raise InvalidInput(errors, "operator settings")
         return config
