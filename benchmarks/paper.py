@@ -55,9 +55,11 @@ ACCURACY_SLACK = 0.005
 
 def dominates(ours: dict[str, float], other: dict[str, float]) -> bool:
     """≤ half the violations, ≤ the cores, ≥ the accuracy − 0.5 pt."""
-    return (ours["slo_violation_ratio"] <= 0.5 * other["slo_violation_ratio"] + 1e-12
-            and ours["avg_cpu"] <= other["avg_cpu"] + 1e-9
-            and ours["avg_accuracy"] >= other["avg_accuracy"] - ACCURACY_SLACK)
+    return (
+        ours["slo_violation_ratio"] <= 0.5 * other["slo_violation_ratio"] + 1e-12
+        and ours["avg_cpu"] <= other["avg_cpu"] + 1e-9
+        and ours["avg_accuracy"] >= other["avg_accuracy"] - ACCURACY_SLACK
+    )
 
 
 def ratios(ours: dict[str, float], other: dict[str, float]) -> dict[str, float | None]:
@@ -83,8 +85,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--windows", type=int, default=10)
     parser.add_argument("--no-vpa-windows", action="store_true", help="skip the 5 VPA runs on the further windows")
-    parser.add_argument("--lstm-weights", type=Path, default=DEFAULT_LSTM,
-                        help="the paper's LSTM for infadapter-paper/msplus (trained on the first 14 days and cached if absent)")
+    parser.add_argument(
+        "--lstm-weights",
+        type=Path,
+        default=DEFAULT_LSTM,
+        help="the paper's LSTM for infadapter-paper/msplus (trained on the first 14 days and cached if absent)",
+    )
     parser.add_argument("--no-lstm", action="store_true", help="EWMA throughout for infadapter-paper/msplus")
     args = parser.parse_args()
     for path in (args.trace, args.profile):
@@ -101,7 +107,7 @@ def main() -> None:
         from infadapter.forecast import make_forecaster
 
         model: Any = make_forecaster("lstm")
-        model.fit(series[:14 * 86400])
+        model.fit(series[: 14 * 86400])
         args.lstm_weights.parent.mkdir(parents=True, exist_ok=True)
         model.save(args.lstm_weights)
     lstm = {} if args.no_lstm else {"lstm_weights": str(args.lstm_weights)}
@@ -109,8 +115,15 @@ def main() -> None:
 
     def run(start: int, names: list[str]) -> tuple[dict[str, Any], float]:
         clock = time.perf_counter()
-        runs = simulate(spec, profile, series[start:start + PAPER_DURATION_S], names,
-                        pre_history_rps=series[start - PRE_HISTORY_S:start], seed=args.seed, options=options)
+        runs = simulate(
+            spec,
+            profile,
+            series[start : start + PAPER_DURATION_S],
+            names,
+            pre_history_rps=series[start - PRE_HISTORY_S : start],
+            seed=args.seed,
+            options=options,
+        )
         return {name: r.summary for name, r in runs.items()}, time.perf_counter() - clock
 
     paper, paper_wall_s = run(PAPER_START_S, policies)
@@ -130,10 +143,10 @@ def main() -> None:
     }
     goals = {
         "paper_vs_infadapter": dominates(ours, paper["infadapter-paper"]),
-        "paper_vs_vpa152": (ours["slo_violation_ratio"] <= 0.35 * paper["vpa:resnet152"]["slo_violation_ratio"]
-                            and ours["avg_cpu"] <= 0.67 * paper["vpa:resnet152"]["avg_cpu"]),
-        "paper_within_15pct_of_oracle_at_le_1pct": (ours["avg_cpu"] <= 1.15 * paper["oracle"]["avg_cpu"]
-                                                   and ours["slo_violation_ratio"] <= 0.01),
+        "paper_vs_vpa152": (
+            ours["slo_violation_ratio"] <= 0.35 * paper["vpa:resnet152"]["slo_violation_ratio"] and ours["avg_cpu"] <= 0.67 * paper["vpa:resnet152"]["avg_cpu"]
+        ),
+        "paper_within_15pct_of_oracle_at_le_1pct": (ours["avg_cpu"] <= 1.15 * paper["oracle"]["avg_cpu"] and ours["slo_violation_ratio"] <= 0.01),
         "paper_le_10s": paper_wall_s <= 10.0,
     }
     windows = burst_windows(series, args.windows, avoid=((PAPER_START_S, PAPER_START_S + PAPER_DURATION_S),))
@@ -147,21 +160,24 @@ def main() -> None:
         for other, ok in beat.items():
             wins[other] += int(ok)
         wins["both"] += int(all(beat.values()))
-        rows.append({
-            "window": [window.start_s, window.start_s + window.duration_s],
-            "requests": int(series[window.start_s:window.start_s + window.duration_s].sum()),
-            "policies": {k: rounded(v) for k, v in result.items()},
-            "ours_dominates": beat,
-            "ours/oracle_avg_cpu": round(mine["avg_cpu"] / result["oracle"]["avg_cpu"], 4),
-            "wall_s": round(wall, 2),
-        })
+        rows.append(
+            {
+                "window": [window.start_s, window.start_s + window.duration_s],
+                "requests": int(series[window.start_s : window.start_s + window.duration_s].sum()),
+                "policies": {k: rounded(v) for k, v in result.items()},
+                "ours_dominates": beat,
+                "ours/oracle_avg_cpu": round(mine["avg_cpu"] / result["oracle"]["avg_cpu"], 4),
+                "wall_s": round(wall, 2),
+            }
+        )
     out["windows"] = rows
     out["windows_summary"] = {
         "count": len(rows),
         "ours_dominates": wins,
-        "mean": {name: {key: round(sum(r["policies"][name][key] for r in rows) / max(1, len(rows)), 5)
-                        for key in ("slo_violation_ratio", "avg_cpu", "avg_accuracy")}
-                 for name in ("ours", "infadapter-paper", "msplus", "oracle")},
+        "mean": {
+            name: {key: round(sum(r["policies"][name][key] for r in rows) / max(1, len(rows)), 5) for key in ("slo_violation_ratio", "avg_cpu", "avg_accuracy")}
+            for name in ("ours", "infadapter-paper", "msplus", "oracle")
+        },
         "ours_within_15pct_of_oracle": sum(1 for r in rows if r["ours/oracle_avg_cpu"] <= 1.15),
     }
     goals["windows_dominance_ge_8"] = wins["both"] >= min(8, len(rows))

@@ -191,7 +191,9 @@ def overhead(rate_rps: float, seconds: float, rounds: int = 3) -> dict[str, obje
     out: dict[str, object] = {"rate_rps": rate_rps, "rounds": rounds, "seconds_each": seconds}
     for label, values in runs.items():
         out[label] = {k: round(float(np.median([v[k] for v in values])), 2) for k in ("p50_ms", "p99_ms")} | {
-            "errors": int(sum(v["errors"] for v in values)), "sent": int(sum(v["sent"] for v in values))}
+            "errors": int(sum(v["errors"] for v in values)),
+            "sent": int(sum(v["sent"] for v in values)),
+        }
     for q in ("p50_ms", "p99_ms"):
         out[f"added_{q}"] = round(float(np.median([v[q] for v in runs["via_envoy"]]) - np.median([v[q] for v in runs["direct"]])), 2)
     return out

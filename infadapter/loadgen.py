@@ -121,7 +121,7 @@ def normalise_url(url: str) -> str:
     """``host:port`` as tritonclient wants it (accepts ``http://host:port/``)."""
     for scheme in ("http://", "https://"):
         if url.startswith(scheme):
-            url = url[len(scheme):]
+            url = url[len(scheme) :]
     return url.rstrip("/")
 
 
@@ -177,8 +177,7 @@ class LoadGenerator:
         return 0.0 if self.started_monotonic is None else time.monotonic() - self.started_monotonic
 
     # ------------------------------------------------------------------ running
-    def run(self, rates_rps: Sequence[float] | npt.NDArray[np.float64],
-            on_second: Callable[[int, float], None] | None = None) -> LoadReport:
+    def run(self, rates_rps: Sequence[float] | npt.NDArray[np.float64], on_second: Callable[[int, float], None] | None = None) -> LoadReport:
         """Send ``rates_rps[i]`` requests/s (Poisson) during second ``i``; wait for the answers; report."""
         self._reset()
         asyncio.run(self._run([float(r) for r in rates_rps], on_second))
@@ -188,8 +187,7 @@ class LoadGenerator:
         seconds = max(1, math.ceil(duration_s))
         return self.run([rate_rps] * seconds)
 
-    def start(self, rates_rps: Sequence[float] | npt.NDArray[np.float64],
-              on_second: Callable[[int, float], None] | None = None) -> None:
+    def start(self, rates_rps: Sequence[float] | npt.NDArray[np.float64], on_second: Callable[[int, float], None] | None = None) -> None:
         """Run in a background thread; ``stop()`` ends it early, ``join()`` waits for it."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("the load generator is already running")
@@ -317,6 +315,7 @@ def scaled_rates(series_rps: npt.ArrayLike, scale: float) -> npt.NDArray[np.floa
     rates = np.nan_to_num(np.asarray(series_rps, dtype=np.float64) * scale, nan=0.0, posinf=0.0, neginf=0.0)
     peak = float(rates.max()) if rates.size else 0.0
     if peak > MAX_RATE_RPS:
-        raise InvalidInput([FieldError("scale", f"the scaled trace peaks at {peak:.3g} rps, more than {MAX_RATE_RPS:.0f}",
-                                       "scale the trace down, e.g. --scale 0.01")], "load")
+        raise InvalidInput(
+            [FieldError("scale", f"the scaled trace peaks at {peak:.3g} rps, more than {MAX_RATE_RPS:.0f}", "scale the trace down, e.g. --scale 0.01")], "load"
+        )
     return rates

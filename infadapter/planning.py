@@ -287,8 +287,8 @@ def plan_from_solution(
     if served <= 0 and variants:  # no load: route by capacity so the first request has somewhere to go
         total = sum(v.capacity_rps for v in variants) or float(len(variants))
         variants = tuple(replace(v, weight=(v.capacity_rps or 1.0) / total) for v in variants)
-    served_accuracy = sum(accuracies[a.variant] * a.load_rps for a in service.assignments) / served if served > 0 else (
-        max((v.accuracy for v in variants), default=0.0)
+    served_accuracy = (
+        sum(accuracies[a.variant] * a.load_rps for a in service.assignments) / served if served > 0 else (max((v.accuracy for v in variants), default=0.0))
     )
     return Plan(
         variants=variants,
@@ -339,9 +339,7 @@ def plan_jointly(
     backend: SolveBackend = "auto",
 ) -> dict[str, Plan]:
     """Plan several services under one shared budget: ``{name: (spec, profile, load, current)}``."""
-    problems = tuple(
-        service_problem(spec, profile, load, current, name=name) for name, (spec, profile, load, current) in services.items()
-    )
+    problems = tuple(service_problem(spec, profile, load, current, name=name) for name, (spec, profile, load, current) in services.items())
     solution = solve(Problem(problems, budget_cpu, budget_gpu), backend)
     plans: dict[str, Plan] = {}
     for name, (spec, _, load, _) in services.items():
@@ -353,8 +351,15 @@ def plan_jointly(
     return plans
 
 
-def static_plan(spec: InferenceServiceSpec, profile: Profile, sizes: Mapping[str, float], load_rps: float = 0.0, *,
-                replicas: Mapping[str, int] | None = None, gpus: Mapping[str, int] | None = None) -> Plan:
+def static_plan(
+    spec: InferenceServiceSpec,
+    profile: Profile,
+    sizes: Mapping[str, float],
+    load_rps: float = 0.0,
+    *,
+    replicas: Mapping[str, int] | None = None,
+    gpus: Mapping[str, int] | None = None,
+) -> Plan:
     """A fixed plan (e.g. the current deployment): ``{variant: cores}`` per replica (``replicas``, ``gpus``
     per variant: 1 and 0 unless given), routed most-accurate-first."""
     errors: list[FieldError] = []

@@ -148,9 +148,7 @@ class Variant(_Model):
     @classmethod
     def _dns_label(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError(
-                f"{value!r} is not a DNS label; use lower-case letters, digits and '-' (e.g. resnet50)"
-            )
+            raise ValueError(f"{value!r} is not a DNS label; use lower-case letters, digits and '-' (e.g. resnet50)")
         return value
 
 
@@ -181,9 +179,7 @@ class ResourceGrid(_Model):
     min_cpu: Cores = Field(default=1.0, gt=0, le=1024, alias="minCpu")
     max_cpu: Cores = Field(default=20.0, gt=0, le=1024, alias="maxCpu")
     max_replicas: Whole = Field(default=1, ge=1, le=1000)
-    gpus_per_replica: list[Annotated[Whole, Field(ge=1, le=64)]] = Field(
-        default_factory=lambda: [1], max_length=16, alias="gpusPerReplica"
-    )
+    gpus_per_replica: list[Annotated[Whole, Field(ge=1, le=64)]] = Field(default_factory=lambda: [1], max_length=16, alias="gpusPerReplica")
 
     @model_validator(mode="after")
     def _bounds(self) -> ResourceGrid:
@@ -214,9 +210,9 @@ class Routing(_Model):
 class InferenceServiceSpec(_Model):
     """The spec of an ``InferenceService`` (``infadapter.io/v1alpha1``)."""
 
-    model_name: Annotated[
-        str, AfterValidator(_pattern_check(_MODEL_NAME, "a model name", "use letters, digits, '_', '.', '-' (e.g. resnet)"))
-    ] = Field(default="model", min_length=1, max_length=63, description="public model name clients call")
+    model_name: Annotated[str, AfterValidator(_pattern_check(_MODEL_NAME, "a model name", "use letters, digits, '_', '.', '-' (e.g. resnet)"))] = Field(
+        default="model", min_length=1, max_length=63, description="public model name clients call"
+    )
     variants: list[Variant] = Field(min_length=1, max_length=64)
     slo: Slo = Slo()
     objective: Objective = Objective()
@@ -233,9 +229,7 @@ class InferenceServiceSpec(_Model):
         seen: dict[str, int] = {}
         for i, variant in enumerate(variants):
             if variant.name in seen:
-                raise ValueError(
-                    f"variant name {variant.name!r} appears twice (entries [{seen[variant.name]}] and [{i}]); names must be unique"
-                )
+                raise ValueError(f"variant name {variant.name!r} appears twice (entries [{seen[variant.name]}] and [{i}]); names must be unique")
             seen[variant.name] = i
         return variants
 
@@ -417,9 +411,7 @@ def load_resource(path: str | Path) -> InferenceService:
         raise InvalidSpec([FieldError("", yaml_error_text(exc), "fix the YAML syntax")], source) from None
     services = [d for d in docs if isinstance(d, Mapping) and d.get("kind", KIND) == KIND]
     if not services:
-        kinds = ", ".join(
-            str(d.get("kind")) if isinstance(d, Mapping) else f"a {type(d).__name__}" for d in docs
-        ) or "nothing"
+        kinds = ", ".join(str(d.get("kind")) if isinstance(d, Mapping) else f"a {type(d).__name__}" for d in docs) or "nothing"
         raise InvalidSpec(
             [FieldError("", f"no InferenceService found in the file (it holds {kinds[:200]})", f"add a document with kind: {KIND}")],
             source,

@@ -38,6 +38,7 @@ def _root(
 ) -> None:
     """InfAdapter: variants, sizes and traffic shares for inference under a latency SLO."""
 
+
 #: exit code for invalid input (spec, profile, arguments), as click uses for usage errors
 EXIT_INVALID = 2
 

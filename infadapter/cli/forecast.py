@@ -42,9 +42,10 @@ def _series(trace: Path, train_days: float, horizon_s: int, reading: TraceOption
     series = read_cli_trace(trace, reading or trace_options()).series(path=trace)
     train_s = round(train_days * _DAY_S)
     if train_s + 600 + horizon_s >= series.size:
-        raise InvalidInput([FieldError("--train-days", f"{train_days:g} days leave nothing to score in a "
-                                       f"{series.size / _DAY_S:.2f}-day trace", "use fewer training days")],
-                           source="arguments")
+        raise InvalidInput(
+            [FieldError("--train-days", f"{train_days:g} days leave nothing to score in a {series.size / _DAY_S:.2f}-day trace", "use fewer training days")],
+            source="arguments",
+        )
     return series, train_s
 
 
@@ -72,8 +73,11 @@ def train(
     model.fit(series[:train_s])
     fit_s = time.perf_counter() - started
     model.save(out)
-    typer.echo(json.dumps({"weights": str(out), "fit_s": round(fit_s, 2), "train_s": train_s,
-                           "train_mse": round(model.train_loss or 0.0, 3), "scale_rps": model.scale_rps}))
+    typer.echo(
+        json.dumps(
+            {"weights": str(out), "fit_s": round(fit_s, 2), "train_s": train_s, "train_mse": round(model.train_loss or 0.0, 3), "scale_rps": model.scale_rps}
+        )
+    )
 
 
 @forecast_app.command("evaluate")
@@ -97,8 +101,7 @@ def evaluate(
     from infadapter.forecast.backtest import backtest
 
     names = [m.strip() for m in models.split(",") if m.strip()]
-    errors = [FieldError("--models", f"unknown model {m!r}", f"one of {', '.join(MODELS)}") for m in names
-              if m not in MODELS]
+    errors = [FieldError("--models", f"unknown model {m!r}", f"one of {', '.join(MODELS)}") for m in names if m not in MODELS]
     if not names:
         errors.append(FieldError("--models", "no model given", f"e.g. {DEFAULT_MODELS}"))
     if not 0 < quantile < 1:
@@ -122,8 +125,7 @@ def evaluate(
     with progress(show_progress, len(built) * (ticks + 1), "forecast evaluate") as bar:
         counted: dict[str, Forecaster] = {name: _Counted(model, _Ticks(bar, ticks, list(built), name)) for name, model in built.items()}
         lines = None if as_json or wanted(show_progress) else lambda line: typer.echo(line, err=True)  # the bar shows them otherwise
-        report = backtest(series, counted, train_s=train_s, timer=time.perf_counter, horizon_s=horizon_s,
-                          quantile=quantile, step_s=step_s, progress=lines)
+        report = backtest(series, counted, train_s=train_s, timer=time.perf_counter, horizon_s=horizon_s, quantile=quantile, step_s=step_s, progress=lines)
     if as_json:
         typer.echo(json.dumps(report))
         return
@@ -187,8 +189,7 @@ def _table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"forecast backtest: {report['windows']} windows of {report['horizon_s']} s, "
-                        f"q={report['quantile']}")
+    table = Table(title=f"forecast backtest: {report['windows']} windows of {report['horizon_s']} s, q={report['quantile']}")
     columns = ("mape", "under_ratio", "over_provision_ratio", "pinball", "fit_s", "predict_ms")
     table.add_column("model")
     for column in columns:

@@ -28,8 +28,9 @@ def named_input(option: str, read: Callable[[Path], T], path: Path) -> T:
         raise type(exc)(exc.errors, f"{option} {path}") from None
 
 
-def check_number(errors: list[FieldError], option: str, value: float | None, *, low: float = 0.0,
-                 high: float = math.inf, low_inclusive: bool = False, hint: str = "") -> None:
+def check_number(
+    errors: list[FieldError], option: str, value: float | None, *, low: float = 0.0, high: float = math.inf, low_inclusive: bool = False, hint: str = ""
+) -> None:
     """Append an error naming ``option`` unless ``value`` is finite and within (low, high] (or [low, high])."""
     if value is None:
         return

@@ -40,9 +40,17 @@ def build(
     except ImportError as exc:
         raise fail(f"{exc.name} is missing: pip install 'infadapter[torch]' (torch==2.13.0 CPU)", 1) from None
     if as_json:
-        print(json.dumps({"dir": str(out or default_models_dir()), "models": [
-            {"name": m.name, "path": str(m.path), "imageSize": m.image_size, "sha256": m.sha256, "built": m.built,
-             "seconds": round(m.seconds, 2)} for m in built]}))
+        print(
+            json.dumps(
+                {
+                    "dir": str(out or default_models_dir()),
+                    "models": [
+                        {"name": m.name, "path": str(m.path), "imageSize": m.image_size, "sha256": m.sha256, "built": m.built, "seconds": round(m.seconds, 2)}
+                        for m in built
+                    ],
+                }
+            )
+        )
         return
     for m in built:
         state = f"built in {m.seconds:.1f} s" if m.built else "up to date"

@@ -72,8 +72,16 @@ def _solve(spec: InferenceServiceSpec, prof: Profile, load: float, now: Plan | N
         return plan_for_load(spec, prof, load, now, backend=backend)
     except NotApplicable as exc:
         why = "this spec offers GPU options (gpu: true and budget.gpu)" if "GPU" in str(exc) else str(exc)
-        raise InvalidInput([FieldError("--backend", f"the dynamic program (dp) solves CPU-only problems on a core grid, and {why}",
-                                       "use --backend auto (it picks HiGHS here), highs or cbc")], "arguments") from None
+        raise InvalidInput(
+            [
+                FieldError(
+                    "--backend",
+                    f"the dynamic program (dp) solves CPU-only problems on a core grid, and {why}",
+                    "use --backend auto (it picks HiGHS here), highs or cbc",
+                )
+            ],
+            "arguments",
+        ) from None
 
 
 @app.command()

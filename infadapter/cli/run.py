@@ -57,8 +57,7 @@ def synthetic_trace(duration_s: int, seed: int = 7) -> npt.NDArray[np.float64]:
     return np.asarray(noisy / noisy.max(), dtype=float)
 
 
-def pick_trace(trace: Path | None, start_s: float | None, duration_s: int,
-               options: TraceOptions | None = None) -> tuple[npt.NDArray[np.float64], str]:
+def pick_trace(trace: Path | None, start_s: float | None, duration_s: int, options: TraceOptions | None = None) -> tuple[npt.NDArray[np.float64], str]:
     from infadapter.cli.trace import read_cli_trace
     from infadapter.traces import load_trace
 
@@ -174,8 +173,11 @@ def run_cmd(
             raise InvalidInput([FieldError("--scale", f"must be > 0, got {scale}", "e.g. --scale 0.5")], "arguments")
         reading = trace_options(trace_format, trace_column, interval, time_unit)
         paths = [("--file", spec_path), ("--trace", trace), ("--profile", profile_path)]
-        missing = [FieldError(option, f"{str(path)!r} is not a file", "give the path of an existing file") for option, path in paths
-                   if path is not None and not path.is_file()]
+        missing = [
+            FieldError(option, f"{str(path)!r} is not a file", "give the path of an existing file")
+            for option, path in paths
+            if path is not None and not path.is_file()
+        ]
         if missing:
             raise InvalidInput(missing, "arguments")
         resource = load_resource(spec_path)

@@ -48,12 +48,11 @@ def make_forecaster(name: str, **options: Any) -> Forecaster:
     elif name == "ours":
         from infadapter.forecast.ours import OursForecaster as model
     else:
-        raise InvalidInput([FieldError("forecast.model", f"unknown forecaster {name!r}",
-                                       f"one of: {', '.join(MODELS)}")], source="forecast options")
+        raise InvalidInput([FieldError("forecast.model", f"unknown forecaster {name!r}", f"one of: {', '.join(MODELS)}")], source="forecast options")
     try:
         forecaster: Forecaster = model(**options)
     except TypeError as exc:
-        raise InvalidInput([FieldError(f"forecast.{name}", f"bad option: {exc}",
-                                       "see docs/forecast.md for each model's options")],
-                           source="forecast options") from None
+        raise InvalidInput(
+            [FieldError(f"forecast.{name}", f"bad option: {exc}", "see docs/forecast.md for each model's options")], source="forecast options"
+        ) from None
     return forecaster

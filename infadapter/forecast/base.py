@@ -58,22 +58,21 @@ def as_series(history_rps: npt.ArrayLike, what: str = "history_rps") -> FloatArr
     try:
         series = np.asarray(history_rps, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InvalidInput([FieldError(what, "not an array of numbers", "per-second request counts")],
-                           source="forecast input") from None
+        raise InvalidInput([FieldError(what, "not an array of numbers", "per-second request counts")], source="forecast input") from None
     if series.ndim != 1:
-        raise InvalidInput([FieldError(what, f"expected a 1-D series, got shape {series.shape}",
-                                       "one value per second, oldest first")], source="forecast input")
+        raise InvalidInput(
+            [FieldError(what, f"expected a 1-D series, got shape {series.shape}", "one value per second, oldest first")], source="forecast input"
+        )
     if np.isinf(series).any() or (series < 0).any():
-        raise InvalidInput([FieldError(what, "contains infinite or negative values",
-                                       "request counts are >= 0; use NaN for unknown seconds")],
-                           source="forecast input")
+        raise InvalidInput(
+            [FieldError(what, "contains infinite or negative values", "request counts are >= 0; use NaN for unknown seconds")], source="forecast input"
+        )
     return series
 
 
 def check_horizon(horizon_s: float) -> float:
     if not (horizon_s > 0 and math.isfinite(horizon_s)):
-        raise InvalidInput([FieldError("horizon_s", f"{horizon_s!r} must be a positive number of seconds",
-                                       "e.g. 60")], source="forecast")
+        raise InvalidInput([FieldError("horizon_s", f"{horizon_s!r} must be a positive number of seconds", "e.g. 60")], source="forecast")
     return float(horizon_s)
 
 
@@ -97,7 +96,7 @@ class HistoryBuffer:
         return self._data
 
     def reset(self, series: FloatArray, end_s: float) -> None:
-        self._data = series[-self.capacity_s:].copy()
+        self._data = series[-self.capacity_s :].copy()
         self.end_s = float(end_s)
         self._last_shift = 0
 
@@ -114,10 +113,10 @@ class HistoryBuffer:
         else:
             shift = self._find_shift(window)
         keep = max(0, self._data.size + shift - window.size)
-        head = self._data[:min(keep, self._data.size)]
+        head = self._data[: min(keep, self._data.size)]
         gap = np.full(min(self.capacity_s, max(0, keep - self._data.size)), np.nan)
         data = np.concatenate((head, gap, window))
-        self._data = data[-self.capacity_s:] if data.size > self.capacity_s else data
+        self._data = data[-self.capacity_s :] if data.size > self.capacity_s else data
         self.end_s += shift
         self._last_shift = shift
         return shift
@@ -129,7 +128,7 @@ class HistoryBuffer:
             overlap = window.size - shift
             if overlap <= 0 or overlap > held.size:
                 return overlap <= 0
-            a, b = window[:overlap], held[held.size - overlap:]
+            a, b = window[:overlap], held[held.size - overlap :]
             return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
 
         if 0 < self._last_shift < window.size and matches(self._last_shift):

@@ -18,7 +18,7 @@ def _blocks(series: FloatArray, window_s: int, align: Align) -> FloatArray:
     count = series.size // window_s
     if count == 0:
         return np.empty((0, window_s), dtype=np.float64)
-    used = series[:count * window_s] if align == "start" else series[series.size - count * window_s:]
+    used = series[: count * window_s] if align == "start" else series[series.size - count * window_s :]
     return used.reshape(count, window_s)
 
 

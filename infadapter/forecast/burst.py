@@ -27,9 +27,17 @@ class BurstSignal:
     reason: str
 
 
-def detect_burst(recent_rps: npt.ArrayLike, capacity_rps: float, *, window_s: int = 5, trend_s: int = 20,
-                 lead_s: float = 10.0, utilisation_ratio: float = 0.9, headroom_ratio: float = 0.15,
-                 min_rps: float = 1.0) -> BurstSignal:
+def detect_burst(
+    recent_rps: npt.ArrayLike,
+    capacity_rps: float,
+    *,
+    window_s: int = 5,
+    trend_s: int = 20,
+    lead_s: float = 10.0,
+    utilisation_ratio: float = 0.9,
+    headroom_ratio: float = 0.15,
+    min_rps: float = 1.0,
+) -> BurstSignal:
     """Burst check on the newest seconds of arrivals (oldest first, NaN = unknown).
 
     * ``observed_rps``: mean of the last ``window_s`` observed seconds;

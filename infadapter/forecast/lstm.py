@@ -62,7 +62,7 @@ def _build(torch: Any, hidden: int) -> Any:
             nn.init.orthogonal_(self.recurrent.weight)
             with torch.no_grad():
                 self.kernel.bias.zero_()
-                self.kernel.bias[hidden:2 * hidden] = 1.0  # unit forget bias, as Keras
+                self.kernel.bias[hidden : 2 * hidden] = 1.0  # unit forget bias, as Keras
 
         def forward(self, x: Any) -> Any:
             batch = x.shape[0]
@@ -83,9 +83,20 @@ class Lstm(MinutePeakModel):
 
     name = "lstm"
 
-    def __init__(self, *, weights_path: str | os.PathLike[str] | None = None, window_min: int = 10,
-                 hidden: int = 25, epochs: int = 30, batch_size: int = 64, learning_rate: float = 1e-3,
-                 l1_penalty: float = 1e-5, seed: int = 7, threads: int = 1, margin_ratio: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        weights_path: str | os.PathLike[str] | None = None,
+        window_min: int = 10,
+        hidden: int = 25,
+        epochs: int = 30,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        l1_penalty: float = 1e-5,
+        seed: int = 7,
+        threads: int = 1,
+        margin_ratio: float = 0.0,
+    ) -> None:
         super().__init__(window_s=window_min * 60, block_s=60, margin_ratio=margin_ratio)
         self.window_min = int(window_min)
         self.hidden = int(hidden)
@@ -118,9 +129,10 @@ class Lstm(MinutePeakModel):
         torch = self._torch
         inputs, targets = self.samples(series)
         if targets.size < self.batch_size:
-            raise InvalidInput([FieldError("history_rps", f"only {targets.size} training samples, need "
-                                           f">= {self.batch_size}", "train on a longer trace")],
-                               source="forecast input")
+            raise InvalidInput(
+                [FieldError("history_rps", f"only {targets.size} training samples, need >= {self.batch_size}", "train on a longer trace")],
+                source="forecast input",
+            )
         torch.manual_seed(self.seed)
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
@@ -137,7 +149,7 @@ class Lstm(MinutePeakModel):
                 order = torch.randperm(y.shape[0], generator=generator)
                 loss_sum = 0.0
                 for begin in range(0, y.shape[0], self.batch_size):
-                    batch = order[begin:begin + self.batch_size]
+                    batch = order[begin : begin + self.batch_size]
                     optimiser.zero_grad()
                     loss = torch.mean((self._net(x[batch]) - y[batch]) ** 2)
                     loss_sum += float(loss.detach()) * batch.shape[0]
@@ -157,8 +169,7 @@ class Lstm(MinutePeakModel):
             raise InfAdapterError("the lstm forecaster has no weights to save: fit it first")
         target = os.fspath(path)
         partial = f"{target}.partial"
-        blob = {"format": _FORMAT, "state": self._net.state_dict(), "scale_rps": self.scale_rps,
-                "window_min": self.window_min, "hidden": self.hidden}
+        blob = {"format": _FORMAT, "state": self._net.state_dict(), "scale_rps": self.scale_rps, "window_min": self.window_min, "hidden": self.hidden}
         try:  # write beside, then rename: a failed save never leaves a half-written weights file
             os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
             self._torch.save(blob, partial)
@@ -166,19 +177,20 @@ class Lstm(MinutePeakModel):
         except (OSError, RuntimeError) as exc:
             with contextlib.suppress(OSError):
                 os.unlink(partial)
-            raise InvalidInput([FieldError(target, f"cannot write lstm weights ({exc})", "give a writable file path")],
-                               source="weights") from None
+            raise InvalidInput([FieldError(target, f"cannot write lstm weights ({exc})", "give a writable file path")], source="weights") from None
 
     def load(self, path: str | os.PathLike[str]) -> Self:
         torch = self._torch
         try:
             blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-            raise InvalidInput([FieldError(os.fspath(path), f"cannot load lstm weights ({exc})",
-                                           "create them with `infadapter forecast train`")], source="weights") from None
+            raise InvalidInput(
+                [FieldError(os.fspath(path), f"cannot load lstm weights ({exc})", "create them with `infadapter forecast train`")], source="weights"
+            ) from None
         if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-            raise InvalidInput([FieldError(os.fspath(path), "not an infadapter lstm weights file",
-                                           "create it with `infadapter forecast train`")], source="weights")
+            raise InvalidInput(
+                [FieldError(os.fspath(path), "not an infadapter lstm weights file", "create it with `infadapter forecast train`")], source="weights"
+            )
         self.window_min = int(blob["window_min"])
         self.window_s = self.window_min * 60
         self.hidden = int(blob["hidden"])
@@ -204,7 +216,7 @@ class Lstm(MinutePeakModel):
         c = np.zeros(hidden, dtype=np.float32)
         for value in (peaks / self.scale_rps).astype(np.float32):
             gates = w["kernel.weight"][:, 0] * value + w["kernel.bias"] + w["recurrent.weight"] @ h
-            i, f, g, o = (gates[k * hidden:(k + 1) * hidden] for k in range(4))
+            i, f, g, o = (gates[k * hidden : (k + 1) * hidden] for k in range(4))
             c = _sigmoid(f) * c + _sigmoid(i) * np.maximum(g, 0)
             h = _sigmoid(o) * np.maximum(c, 0)
         return float(w["dense.weight"][0] @ h + w["dense.bias"][0]) * self.scale_rps
@@ -215,7 +227,7 @@ class Lstm(MinutePeakModel):
         key = self._buffer.end_s
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        value = max(0.0, self.forward(peaks[-self.window_min:]))
+        value = max(0.0, self.forward(peaks[-self.window_min :]))
         self._cache = (key, value)
         return value
 

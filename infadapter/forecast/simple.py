@@ -31,7 +31,7 @@ class MinutePeakModel(BufferedForecaster):
     def recent_peaks(self) -> FloatArray:
         """Valid peaks of the window's blocks (anchored at now); older valid ones if the window is a gap."""
         held = self._buffer.values
-        blocks = block_peaks(held[-self.window_s:], self.block_s, align="end")
+        blocks = block_peaks(held[-self.window_s :], self.block_s, align="end")
         peaks = last_valid(blocks, blocks.size)
         if peaks.size == 0:  # inside a collection gap: fall back on the last peak seen before it
             peaks = last_valid(block_peaks(held, self.block_s, align="end"), 1)
@@ -52,8 +52,7 @@ class Ewma(MinutePeakModel):
 
     name = "ewma"
 
-    def __init__(self, *, span: float = 10.0, window_s: int = 600, block_s: int = 60,
-                 margin_ratio: float = 0.0) -> None:
+    def __init__(self, *, span: float = 10.0, window_s: int = 600, block_s: int = 60, margin_ratio: float = 0.0) -> None:
         super().__init__(window_s=window_s, block_s=block_s, margin_ratio=margin_ratio)
         self.span = float(span)
 

@@ -47,8 +47,7 @@ def fill_gaps(values: FloatArray) -> FloatArray:
     if valid.all():
         return values
     if not valid.any():
-        raise InvalidInput([FieldError("history_rps", "no observed value to fit on",
-                                       "give history outside collection gaps")], source="forecast input")
+        raise InvalidInput([FieldError("history_rps", "no observed value to fit on", "give history outside collection gaps")], source="forecast input")
     index = np.arange(values.size)
     return np.interp(index, index[valid], values[valid])
 
@@ -81,7 +80,7 @@ class MinuteStream(BufferedForecaster):
         peaks: list[float] = []
         for k in range(self._next_k, done_k):
             lo = round(k * BLOCK_S - start_s)
-            block = held[max(0, lo):max(0, lo + BLOCK_S)]
+            block = held[max(0, lo) : max(0, lo + BLOCK_S)]
             peaks.append(float(np.nanmax(block)) if block.size and not np.isnan(block).all() else math.nan)
         if peaks:
             self._observe(np.asarray(peaks, dtype=np.float64))
@@ -127,15 +126,17 @@ class Ets(MinuteStream):
 
         first_k, peaks = minute_peaks(series, start_s)
         if peaks.size < 10:
-            raise InvalidInput([FieldError("history_rps", f"{peaks.size} whole minutes, ets needs >= 10",
-                                           "fit on a longer history")], source="forecast input")
+            raise InvalidInput([FieldError("history_rps", f"{peaks.size} whole minutes, ets needs >= 10", "fit on a longer history")], source="forecast input")
         filled = fill_gaps(peaks)
         seasonal = self.seasonal_periods if filled.size >= 2 * self.seasonal_periods + 2 else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter; the fit is checked by its residuals
             model = ExponentialSmoothing(
-                filled, trend="add", damped_trend=self.damped,
-                seasonal="add" if seasonal else None, seasonal_periods=seasonal,
+                filled,
+                trend="add",
+                damped_trend=self.damped,
+                seasonal="add" if seasonal else None,
+                seasonal_periods=seasonal,
                 initialization_method="heuristic" if seasonal else "estimated",
             )
             result = model.fit()
@@ -189,7 +190,7 @@ class Ets(MinuteStream):
             return self._unfitted(horizon_s)
         values = []
         for step in self._steps(horizon_s):
-            damp = sum(self._phi ** j for j in range(1, step + 1))
+            damp = sum(self._phi**j for j in range(1, step + 1))
             slot = (self._next_k + step - 1) % self._season.size
             values.append(self._level + damp * self._trend + self._season[slot])
         point = max(0.0, *values)
@@ -201,8 +202,7 @@ class Sarimax(MinuteStream):
 
     name = "sarimax"
 
-    def __init__(self, *, order: tuple[int, int, int] = (2, 0, 1), fit_window_min: int = 2880,
-                 refit_every_min: int | None = 1440) -> None:
+    def __init__(self, *, order: tuple[int, int, int] = (2, 0, 1), fit_window_min: int = 2880, refit_every_min: int | None = 1440) -> None:
         super().__init__()
         self.order = tuple(order)
         self.fit_window_min = int(fit_window_min)
@@ -222,10 +222,11 @@ class Sarimax(MinuteStream):
 
     def _train(self, series: FloatArray, start_s: float) -> None:
         first_k, peaks = minute_peaks(series, start_s)
-        peaks = peaks[-self.fit_window_min:]
+        peaks = peaks[-self.fit_window_min :]
         if np.count_nonzero(~np.isnan(peaks)) < 10:
-            raise InvalidInput([FieldError("history_rps", "fewer than 10 observed minutes, sarimax needs more",
-                                           "fit on a longer history")], source="forecast input")
+            raise InvalidInput(
+                [FieldError("history_rps", "fewer than 10 observed minutes, sarimax needs more", "fit on a longer history")], source="forecast input"
+            )
         self._result = self._estimate(peaks)
         self._recent = peaks
         self._since_refit = 0
@@ -233,7 +234,7 @@ class Sarimax(MinuteStream):
         self._next_k = first_k + minute_peaks(series, start_s)[1].size
 
     def _observe(self, peaks: FloatArray) -> None:
-        self._recent = np.concatenate((self._recent, peaks))[-self.fit_window_min:]
+        self._recent = np.concatenate((self._recent, peaks))[-self.fit_window_min :]
         if self._result is None:
             return
         self._since_refit += peaks.size
@@ -252,8 +253,8 @@ class Sarimax(MinuteStream):
         steps = self._steps(horizon_s)
         if self._cache is None or self._cache[:2] != (self._next_k, steps.stop):
             forecast = self._result.get_forecast(steps.stop - 1)
-            means = np.asarray(forecast.predicted_mean)[steps.start - 1:]
-            errors = np.asarray(forecast.se_mean)[steps.start - 1:]
+            means = np.asarray(forecast.predicted_mean)[steps.start - 1 :]
+            errors = np.asarray(forecast.se_mean)[steps.start - 1 :]
             top = int(np.argmax(means))
             self._cache = (self._next_k, steps.stop, float(means[top]), float(errors[top]))
         _, _, mean, se = self._cache

@@ -88,8 +88,7 @@ def _panel(
             "tooltip": {"mode": "multi", "sort": "none"},
         },
         "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend, "range": True}
-            for i, t in enumerate(targets)
+            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend, "range": True} for i, t in enumerate(targets)
         ],
     }
 

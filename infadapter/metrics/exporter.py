@@ -61,9 +61,7 @@ METRICS: tuple[MetricInfo, ...] = (
     MetricInfo("infadapter_plan_feasible", "gauge", SERVICE_LABELS, "1 when the last solve was optimal, 0 when infeasible (best effort)."),
     MetricInfo("infadapter_solver_duration_seconds", "histogram", SERVICE_LABELS, "Wall time of one solve."),
     MetricInfo("infadapter_decisions_total", "counter", (*SERVICE_LABELS, "reason"), "Decisions taken, by reason."),
-    MetricInfo(
-        "infadapter_last_decision_timestamp_seconds", "gauge", SERVICE_LABELS, "Time of the last decision (Unix seconds)."
-    ),
+    MetricInfo("infadapter_last_decision_timestamp_seconds", "gauge", SERVICE_LABELS, "Time of the last decision (Unix seconds)."),
     MetricInfo(
         "infadapter_reconfiguration_duration_seconds",
         "histogram",
@@ -77,9 +75,7 @@ METRICS: tuple[MetricInfo, ...] = (
         "Requests over the latency SLO plus failed requests, over all requests, measured at the router.",
     ),
     MetricInfo("infadapter_slo_latency_seconds", "gauge", SERVICE_LABELS, "The latency SLO of the service."),
-    MetricInfo(
-        "infadapter_slo_target_ratio", "gauge", SERVICE_LABELS, "Share of requests that must meet the SLO (percentile / 100)."
-    ),
+    MetricInfo("infadapter_slo_target_ratio", "gauge", SERVICE_LABELS, "Share of requests that must meet the SLO (percentile / 100)."),
     MetricInfo("infadapter_planned_cpu_cores", "gauge", VARIANT_LABELS, "CPU cores planned for the variant, all replicas."),
     MetricInfo("infadapter_planned_replicas", "gauge", VARIANT_LABELS, "Replicas planned for the variant."),
     MetricInfo("infadapter_planned_weight_ratio", "gauge", VARIANT_LABELS, "Share of requests routed to the variant."),
@@ -105,13 +101,9 @@ class InfAdapterMetrics:
                 self._gauges[info.name] = Gauge(info.name, info.help, info.labels, registry=self.registry)
             elif info.kind == "histogram":
                 buckets = SOLVER_BUCKETS_S if "solver" in info.name else RECONFIGURATION_BUCKETS_S
-                self._histograms[info.name] = Histogram(
-                    info.name, info.help, info.labels, buckets=buckets, registry=self.registry
-                )
+                self._histograms[info.name] = Histogram(info.name, info.help, info.labels, buckets=buckets, registry=self.registry)
             else:
-                self._decisions = Counter(
-                    info.name.removesuffix("_total"), info.help, info.labels, registry=self.registry
-                )
+                self._decisions = Counter(info.name.removesuffix("_total"), info.help, info.labels, registry=self.registry)
         self._variants: dict[tuple[str, str], set[str]] = {}
         self._accuracy_variants: dict[tuple[str, str], set[str]] = {}
         self._services: set[tuple[str, str]] = set()
@@ -173,9 +165,7 @@ class InfAdapterMetrics:
             if record.slo_violation_ratio is not None:
                 g["infadapter_slo_violation_ratio"].labels(ns, name).set(record.slo_violation_ratio)
             if record.reconfiguration_s is not None:
-                self._histograms["infadapter_reconfiguration_duration_seconds"].labels(ns, name).observe(
-                    record.reconfiguration_s
-                )
+                self._histograms["infadapter_reconfiguration_duration_seconds"].labels(ns, name).observe(record.reconfiguration_s)
             if record.reason == "metrics_unavailable":
                 # keep the last plan's gauges; the load is unknown, so say so
                 g["infadapter_observed_load_rps"].labels(ns, name).set(math.nan)

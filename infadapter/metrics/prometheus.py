@@ -102,10 +102,7 @@ def served_accuracy_query(namespace: str, name: str, window_s: float | str = 60)
     """Request-weighted declared accuracy of the variants that actually served (from Triton counters)."""
     served = served_rate_query(namespace, name, window_s)
     accuracy = f"max by (variant) (infadapter_variant_accuracy_ratio{{{selector(namespace, name)}}})"
-    return (
-        f"sum({served} * on (variant) {accuracy})"
-        f" / sum({served})"
-    )
+    return f"sum({served} * on (variant) {accuracy}) / sum({served})"
 
 
 # -- running the queries --
@@ -239,9 +236,7 @@ class Observer:
         buckets = self._buckets(namespace, name, window_s, at_s)
         return {q: histogram_quantile_ms(q, buckets) for q in quantiles}
 
-    def slo_violation_ratio(
-        self, namespace: str, name: str, slo_ms: float, window_s: float = 60, at_s: float | None = None
-    ) -> float:
+    def slo_violation_ratio(self, namespace: str, name: str, slo_ms: float, window_s: float = 60, at_s: float | None = None) -> float:
         """(requests slower than the SLO + 5xx responses) / requests over the window; 0 with no requests.
 
         The share under the SLO is interpolated linearly inside the bucket holding ``slo_ms``; give the
@@ -261,9 +256,7 @@ class Observer:
             raise MetricsUnavailable(f"no router latency histogram for {namespace}/{name}")
         return sorted((float(le), value) for le, value in raw.items())
 
-    def arrival_history_rps(
-        self, namespace: str, name: str, start_s: float, end_s: float, lookback_s: float | None = None
-    ) -> npt.NDArray[np.float64]:
+    def arrival_history_rps(self, namespace: str, name: str, start_s: float, end_s: float, lookback_s: float | None = None) -> npt.NDArray[np.float64]:
         """Per-second arrivals from ``start_s`` to ``end_s`` (both included), oldest first, NaN where unknown.
 
         This is the forecaster's input (``Observation.history_rps``). A gap in scraping (target down,

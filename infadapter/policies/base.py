@@ -115,4 +115,3 @@ def recent_observed(history_rps: FloatArray, seconds: int) -> FloatArray:
     tail = history_rps[-seconds:] if seconds > 0 else history_rps[:0]
     observed: FloatArray = tail[~np.isnan(tail)]
     return observed
-

@@ -102,8 +102,7 @@ def objective_of(spec: InferenceServiceSpec, profile: Profile, plan: Plan, load_
     return score(service, options, spec.budget.cpu, spec.budget.gpu).objective
 
 
-def loading_cost(plan: Plan, current: Plan, spec: InferenceServiceSpec, startup_s: float = 4.0,
-                 amortise_s: float = 60.0) -> float:
+def loading_cost(plan: Plan, current: Plan, spec: InferenceServiceSpec, startup_s: float = 4.0, amortise_s: float = 60.0) -> float:
     """The make-before-break cost of the variants ``plan`` loads, in objective units.
 
     A new variant's instance costs its cores for ``load_time_s + startup_s`` before it serves, while the
@@ -111,8 +110,7 @@ def loading_cost(plan: Plan, current: Plan, spec: InferenceServiceSpec, startup_
     reloads; this prices them). Zero for in-place resizes of running variants.
     """
     running = {v.name for v in current.variants}
-    core_seconds = sum(v.total_cpu * (spec.variant(v.name).load_time_s + startup_s)
-                       for v in plan.variants if v.name not in running)
+    core_seconds = sum(v.total_cpu * (spec.variant(v.name).load_time_s + startup_s) for v in plan.variants if v.name not in running)
     return spec.objective.cost_weight / spec.budget.cpu * core_seconds / amortise_s
 
 
@@ -126,8 +124,7 @@ class OursState(StateDict):
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> OursState:
-        return cls(tuple((float(t), float(v)) for t, v in raw.get("targets", [])), float(raw.get("planned_rps", 0.0)),
-                   float(raw.get("last_full_s", -1e18)))
+        return cls(tuple((float(t), float(v)) for t, v in raw.get("targets", [])), float(raw.get("planned_rps", 0.0)), float(raw.get("last_full_s", -1e18)))
 
 
 def split_weights(plan: Plan, load_rps: float) -> Plan:
@@ -157,17 +154,35 @@ def weights_differ(a: Plan, b: Plan, tolerance: float) -> bool:
 class OursPolicy:
     """``ours`` (see the module docstring)."""
 
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, interval_s: float | None = None,
-                 quantile: float | None = None, horizon_s: float | None = None, floor_s: int = 30,
-                 stabilisation_s: float | None = None, keep_warm: str | None = None,
-                 burst: bool | None = None, burst_window_s: int = 2, burst_headroom: float = 0.0,
-                 first_tick_s: float = 0.0, reweight: bool = True, split_window_s: int = 5,
-                 split_headroom: float = 0.1, weight_tolerance: float = 0.02, load_aware_cost: bool = False,
-                 reference_s: int = 86400, resize_tolerance: float = 0.0005, startup_s: float = 4.0,
-                 amortise_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        spec: InferenceServiceSpec,
+        profile: Profile,
+        *,
+        interval_s: float | None = None,
+        quantile: float | None = None,
+        horizon_s: float | None = None,
+        floor_s: int = 30,
+        stabilisation_s: float | None = None,
+        keep_warm: str | None = None,
+        burst: bool | None = None,
+        burst_window_s: int = 2,
+        burst_headroom: float = 0.0,
+        first_tick_s: float = 0.0,
+        reweight: bool = True,
+        split_window_s: int = 5,
+        split_headroom: float = 0.1,
+        weight_tolerance: float = 0.02,
+        load_aware_cost: bool = False,
+        reference_s: int = 86400,
+        resize_tolerance: float = 0.0005,
+        startup_s: float = 4.0,
+        amortise_s: float = 60.0,
+    ) -> None:
         if keep_warm is not None:
-            variants = [v.model_copy(update={"resources": v.resources.model_copy(update={"min_replicas": 1})})
-                        if v.name == keep_warm else v for v in spec.variants]
+            variants = [
+                v.model_copy(update={"resources": v.resources.model_copy(update={"min_replicas": 1})}) if v.name == keep_warm else v for v in spec.variants
+            ]
             spec = spec.model_copy(update={"variants": variants})
         self.name = "ours"
         self.keep_warm = keep_warm
@@ -205,8 +220,7 @@ class OursPolicy:
         return OursState.from_dict(raw)
 
     def _burst(self, obs: Observation) -> tuple[bool, float]:
-        signal = detect_burst(obs.history_rps[-20:], obs.provisioned_capacity_rps, window_s=self.burst_window_s,
-                              headroom_ratio=self.burst_headroom)
+        signal = detect_burst(obs.history_rps[-20:], obs.provisioned_capacity_rps, window_s=self.burst_window_s, headroom_ratio=self.burst_headroom)
         return signal.replan, signal.suggested_rps
 
     def between_ticks(self, obs: Observation, state: OursState) -> bool:
@@ -255,8 +269,7 @@ class OursPolicy:
             moved = self.resplit(obs, obs.current)
             changed = weights_differ(moved, obs.current, self.weight_tolerance)
             return Decision(moved if changed else None, load, observed, resize=self.resize), new_state
-        return Decision(self.resplit(obs, plan), load, observed, replan_now=stopgap,
-                        resize=self.resize), new_state
+        return Decision(self.resplit(obs, plan), load, observed, replan_now=stopgap, resize=self.resize), new_state
 
     def loading_cost(self, plan: Plan, current: Plan, spec: InferenceServiceSpec) -> float:
         return loading_cost(plan, current, spec, self.startup_s, self.amortise_s)
@@ -282,7 +295,7 @@ class OursPolicy:
         base = self.spec.objective.cost_weight
         if not self.load_aware_cost or load_rps <= 0:
             return base
-        window = history_rps[-self.reference_s:]
+        window = history_rps[-self.reference_s :]
         observed = window[~np.isnan(window)]
         if observed.size < 3600:
             return base
@@ -290,8 +303,7 @@ class OursPolicy:
         exponent = round(4.0 * math.log2(min(4.0, max(0.25, ratio)))) / 4.0
         return float(base * 2.0**exponent)
 
-    def choose(self, load_rps: float, current: Plan | None, bursting: bool,
-               cost_weight: float | None = None) -> tuple[Plan | None, bool]:
+    def choose(self, load_rps: float, current: Plan | None, bursting: bool, cost_weight: float | None = None) -> tuple[Plan | None, bool]:
         """(the plan to apply for ``load_rps`` or None to keep the current one, whether it is a stop-gap).
 
         Under a burst the running variants are grown in place first (no cold start). When they cannot
@@ -325,9 +337,19 @@ class OursPolicy:
 class OraclePolicy:
     """``oracle``: exact plans for the true peak of the next window (see the module docstring)."""
 
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, future_rps: FloatArray | None = None,
-                 interval_s: float = 10.0, lead_s: float = 2.0, first_tick_s: float = 0.0,
-                 resize_tolerance: float = 0.0005, startup_s: float = 4.0, amortise_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        spec: InferenceServiceSpec,
+        profile: Profile,
+        *,
+        future_rps: FloatArray | None = None,
+        interval_s: float = 10.0,
+        lead_s: float = 2.0,
+        first_tick_s: float = 0.0,
+        resize_tolerance: float = 0.0005,
+        startup_s: float = 4.0,
+        amortise_s: float = 60.0,
+    ) -> None:
         if future_rps is None:
             raise ValueError("the oracle needs the trace it will be run on (future_rps)")
         self.name = "oracle"
@@ -355,15 +377,20 @@ class OraclePolicy:
 
     def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
         begin = max(0, int(obs.now_s))
-        window = self.future_rps[begin:begin + int(self.interval_s + self.lead_s)]
+        window = self.future_rps[begin : begin + int(self.interval_s + self.lead_s)]
         window = window[~np.isnan(window)]
         load = float(window.max()) if window.size else 0.0
         plan = self.plans.plan(load, obs.current)
         observed = float(obs.history_rps[-1]) if obs.history_rps.size else math.nan
         current = obs.current
-        if current is not None and serves(current, load) and plan.status == "optimal" and (
-            objective_of(self.spec, self.profile, current, load)
-            >= plan.objective - self.resize_tolerance - loading_cost(plan, current, self.spec, self.startup_s, self.amortise_s)
+        if (
+            current is not None
+            and serves(current, load)
+            and plan.status == "optimal"
+            and (
+                objective_of(self.spec, self.profile, current, load)
+                >= plan.objective - self.resize_tolerance - loading_cost(plan, current, self.spec, self.startup_s, self.amortise_s)
+            )
         ):
             return Decision(None, load, observed, resize=self.resize), OursState((), load)
         if plan.same_config(obs.current):
@@ -404,4 +431,3 @@ class StaticPolicy:
 
     def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
         return Decision(None), state
-

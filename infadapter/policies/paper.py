@@ -97,8 +97,16 @@ class PaperModel:
             for (slope, intercept), sizes in zip(lines, rungs, strict=True)
         )
         return PaperModel(
-            tuple(v.name for v in variants), tuple(v.accuracy for v in variants), tuple(v.load_time_s for v in variants),
-            lines, rungs, rung_rps, float(spec.budget.cpu), spec.objective.cost_weight, spec.objective.transition_weight, head,
+            tuple(v.name for v in variants),
+            tuple(v.accuracy for v in variants),
+            tuple(v.load_time_s for v in variants),
+            lines,
+            rungs,
+            rung_rps,
+            float(spec.budget.cpu),
+            spec.objective.cost_weight,
+            spec.objective.transition_weight,
+            head,
         )
 
     @property
@@ -189,7 +197,7 @@ def paper_plan(model: PaperModel, load_rps: int, current: Plan | None, *, single
     if chosen is None:
         chosen = tuple(model.fallback(load).items())
         status = "infeasible"
-        (m, k), = chosen
+        ((m, k),) = chosen
         notes = (f"no configuration reaches {load} rps: fallback {model.names[m]}@{model.rungs[m][k].describe()}",)
     picks = dict(chosen)
     objective, quotas = model.score(picks, load, dict(key))
@@ -197,24 +205,32 @@ def paper_plan(model: PaperModel, load_rps: int, current: Plan | None, *, single
     total = sum(rounded.values())
     variants = tuple(
         VariantPlan(
-            name=model.names[m], cpu_cores=model.rungs[m][k].cpu_cores, replicas=model.rungs[m][k].replicas,
-            weight=(rounded[m] / total) if total else 1.0 / len(picks), capacity_rps=float(model.rung_rps[m][k]),
+            name=model.names[m],
+            cpu_cores=model.rungs[m][k].cpu_cores,
+            replicas=model.rungs[m][k].replicas,
+            weight=(rounded[m] / total) if total else 1.0 / len(picks),
+            capacity_rps=float(model.rung_rps[m][k]),
             accuracy=model.accuracies[m],
         )
         for m, k in sorted(picks.items(), key=lambda item: -model.accuracies[item[0]])
     )
     served = sum(quotas.values())
     return Plan(
-        variants, "optimal" if status == "optimal" else "infeasible", load_rps=float(load), served_rps=served,
-        objective=objective, accuracy=sum(model.accuracies[m] * q for m, q in quotas.items()) / served if served else 0.0,
-        cost_cpu=sum(v.total_cpu for v in variants), notes=notes,
+        variants,
+        "optimal" if status == "optimal" else "infeasible",
+        load_rps=float(load),
+        served_rps=served,
+        objective=objective,
+        accuracy=sum(model.accuracies[m] * q for m, q in quotas.items()) / served if served else 0.0,
+        cost_cpu=sum(v.total_cpu for v in variants),
+        notes=notes,
     )
 
 
 def minute_maxima(window_rps: FloatArray) -> FloatArray:
     """Per-minute maxima of a window, minutes counted from its start (the last one may be partial)."""
     values = np.asarray(window_rps, dtype=np.float64)
-    peaks = [values[i:i + 60] for i in range(0, values.size, 60)]
+    peaks = [values[i : i + 60] for i in range(0, values.size, 60)]
     out = [float(np.nanmax(p)) for p in peaks if p.size and not np.isnan(p).all()]
     return np.asarray(out, dtype=np.float64)
 
@@ -230,10 +246,21 @@ class StabilisedState(StateDict):
 class PaperPolicy:
     """``infadapter-paper`` and ``msplus``: the paper's adapter loop (see the module docstring)."""
 
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, *, single_variant: bool = False,
-                 interval_s: float = 30.0, first_tick_s: float = 120.0, window_s: int = 600, head: bool = False,
-                 lstm_weights: str | None = None, run_start_s: float = 0.0, margin_ratio: float = LOAD_MARGIN - 1.0,
-                 stabilisation: int = STABILISATION_DECISIONS) -> None:
+    def __init__(
+        self,
+        spec: InferenceServiceSpec,
+        profile: Profile,
+        *,
+        single_variant: bool = False,
+        interval_s: float = 30.0,
+        first_tick_s: float = 120.0,
+        window_s: int = 600,
+        head: bool = False,
+        lstm_weights: str | None = None,
+        run_start_s: float = 0.0,
+        margin_ratio: float = LOAD_MARGIN - 1.0,
+        stabilisation: int = STABILISATION_DECISIONS,
+    ) -> None:
         self.name = "msplus" if single_variant else "infadapter-paper"
         self.single_variant = single_variant
         self.interval_s = float(interval_s)
@@ -273,7 +300,7 @@ class PaperPolicy:
     def forecast(self, obs: Observation) -> tuple[float, float]:
         """(forecast of the next minute's peak, newest observed second)."""
         seconds = int(min(self.window_s, max(0.0, obs.now_s - self.run_start_s)))
-        window = obs.history_rps[obs.history_rps.size - seconds:] if seconds > 0 else obs.history_rps[:0]
+        window = obs.history_rps[obs.history_rps.size - seconds :] if seconds > 0 else obs.history_rps[:0]
         peaks = minute_maxima(window)
         observed = window[~np.isnan(window)]
         last = float(observed[-1]) if observed.size else math.nan

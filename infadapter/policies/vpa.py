@@ -76,8 +76,13 @@ class VpaState(StateDict):
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> VpaState:
         last = raw.get("last_sample_s")
-        return cls(tuple((int(i), float(w)) for i, w in raw.get("buckets", [])), float(raw.get("reference_s", 0.0)),
-                   -math.inf if last is None else float(last), float(raw.get("applied_cores", 0.0)), int(raw.get("counter", 0)))
+        return cls(
+            tuple((int(i), float(w)) for i, w in raw.get("buckets", [])),
+            float(raw.get("reference_s", 0.0)),
+            -math.inf if last is None else float(last),
+            float(raw.get("applied_cores", 0.0)),
+            int(raw.get("counter", 0)),
+        )
 
 
 def add_sample(state: VpaState, usage_cores: float, weight: float, now_s: float) -> VpaState:
@@ -115,10 +120,21 @@ def cpu_seconds_per_request(profile: Profile, variant: str, cores: float) -> flo
 class VpaPolicy:
     """``vpa:<variant>`` (see the module docstring)."""
 
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, variant: str, *, interval_s: float = 30.0,
-                 first_tick_s: float = 120.0, vpa_start_s: float = 60.0, sample_interval_s: float = 60.0,
-                 min_cores: float | None = None, max_cores: float | None = None, start_cores: float | None = None,
-                 stabilisation: int = 4) -> None:
+    def __init__(
+        self,
+        spec: InferenceServiceSpec,
+        profile: Profile,
+        variant: str,
+        *,
+        interval_s: float = 30.0,
+        first_tick_s: float = 120.0,
+        vpa_start_s: float = 60.0,
+        sample_interval_s: float = 60.0,
+        min_cores: float | None = None,
+        max_cores: float | None = None,
+        start_cores: float | None = None,
+        stabilisation: int = 4,
+    ) -> None:
         self.name = f"vpa:{variant}"
         self.rungs = ladder(spec, variant)
         if not self.rungs or not profile.runs_on_cpu(variant):
@@ -172,7 +188,7 @@ class VpaPolicy:
         while next_s <= obs.now_s + 1e-9:
             back = round(obs.now_s - next_s)
             end = obs.history_rps.size - back
-            window = obs.history_rps[max(0, end - int(self.sample_interval_s)):end]
+            window = obs.history_rps[max(0, end - int(self.sample_interval_s)) : end]
             window = window[~np.isnan(window)]
             arrivals = float(window.mean()) if window.size else 0.0
             usage = self.usage_cores(arrivals, size.cpu_cores, size.replicas)

@@ -55,9 +55,7 @@ INFADAPTER_JOB = ScrapeJob("infadapter", honor_labels=True)
 ENVOY_JOB = ScrapeJob(
     "envoy",
     metrics_path="/stats/prometheus",
-    metric_relabel_configs=(
-        {"source_labels": ["envoy_cluster_name"], "regex": "(.+)", "target_label": "variant", "replacement": "$1"},
-    ),
+    metric_relabel_configs=({"source_labels": ["envoy_cluster_name"], "regex": "(.+)", "target_label": "variant", "replacement": "$1"},),
 )
 TRITON_JOB = ScrapeJob("triton")
 DEFAULT_JOBS: tuple[ScrapeJob, ...] = (INFADAPTER_JOB, ENVOY_JOB, TRITON_JOB)
@@ -306,11 +304,7 @@ class PrometheusProcess:
         deadline = time.monotonic() + timeout_s
         up: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            up = [
-                t
-                for t in self.targets()
-                if t.get("health") == "up" and (job is None or t.get("labels", {}).get("job") == job)
-            ]
+            up = [t for t in self.targets() if t.get("health") == "up" and (job is None or t.get("labels", {}).get("job") == job)]
             if len(up) >= count:
                 return
             time.sleep(0.2)
@@ -320,7 +314,5 @@ class PrometheusProcess:
         self.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()

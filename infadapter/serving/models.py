@@ -141,9 +141,14 @@ def build_family(
             results.append(BuiltModel(variant.name, path, image_size, digest, False, time.monotonic() - started))
             continue
         digest = _export(variant, image_size, path)
-        manifest = {**config, "sha256": digest, "accuracy": variant.accuracy, "weights": WEIGHTS_NOTE,
-                    "input": {"name": "input", "datatype": "FP32", "shape": [-1, 3, image_size, image_size]},
-                    "output": {"name": "output", "datatype": "FP32", "shape": [-1, 1000]}}
+        manifest = {
+            **config,
+            "sha256": digest,
+            "accuracy": variant.accuracy,
+            "weights": WEIGHTS_NOTE,
+            "input": {"name": "input", "datatype": "FP32", "shape": [-1, 3, image_size, image_size]},
+            "output": {"name": "output", "datatype": "FP32", "shape": [-1, 1000]},
+        }
         _atomic_write(path.with_suffix(".json"), json.dumps(manifest, indent=1) + "\n")
         results.append(BuiltModel(variant.name, path, image_size, digest, True, time.monotonic() - started))
     return results
@@ -206,8 +211,7 @@ def resolve_model_uri(uri: str, models_dir: str | os.PathLike[str] | None = None
     return path
 
 
-def ensure_demo_models(uris: Sequence[str], models_dir: str | os.PathLike[str] | None = None,
-                       image_size: int = DEFAULT_IMAGE_SIZE) -> list[BuiltModel]:
+def ensure_demo_models(uris: Sequence[str], models_dir: str | os.PathLike[str] | None = None, image_size: int = DEFAULT_IMAGE_SIZE) -> list[BuiltModel]:
     """Build the demo models that ``models://`` URIs name and that are missing (for ``infadapter run``)."""
     names = []
     for uri in uris:

@@ -96,8 +96,9 @@ def size_warnings(name: str, timeline: Timeline, profile: Profile) -> list[str]:
     return list(seen.values())
 
 
-def run_controller(controller: Controller, actuator: SimActuator, history_rps: FloatArray, pre_s: int, duration_s: int,
-                   on_second: Callable[[float], None] | None = None) -> None:
+def run_controller(
+    controller: Controller, actuator: SimActuator, history_rps: FloatArray, pre_s: int, duration_s: int, on_second: Callable[[float], None] | None = None
+) -> None:
     """Step ``controller`` every second of the window, and settle it at the instants it expects a change.
 
     ``on_second(t)`` is called every :data:`PROGRESS_EVERY_S` trace seconds (progress)."""
@@ -232,13 +233,15 @@ def simulate(
             actuator.deploy(policy.initial_plan())
         elif isinstance(begin, Plan):
             actuator.deploy(begin)
-        run_controller(Controller(spec, profile, policy, latencies=latencies, name=name), actuator, history, pre.size, trace.size,
-                       _loop_progress(report, name, trace.size))
+        run_controller(
+            Controller(spec, profile, policy, latencies=latencies, name=name), actuator, history, pre.size, trace.size, _loop_progress(report, name, trace.size)
+        )
         report(name, f"serving {times.size:,} requests", CONTROL_SHARE)
         served = serve_requests(timeline, times, model)
         summary = summarise(served, timeline, slo_s, float(trace.size))
         series = series_of(served, times, timeline, profile, trace, slo_s) if with_series else {}
-        runs[name] = PolicyRun(name, summary, series, timeline, list(getattr(policy, "notes", [])), time.perf_counter() - clock,
-                               size_warnings(name, timeline, profile))
+        runs[name] = PolicyRun(
+            name, summary, series, timeline, list(getattr(policy, "notes", [])), time.perf_counter() - clock, size_warnings(name, timeline, profile)
+        )
         report(name, "done", 1.0)
     return runs

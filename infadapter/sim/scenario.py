@@ -59,9 +59,17 @@ def require_file(path: Path | None, default: Path, what: str, option: str) -> Pa
     return chosen
 
 
-def burst_windows(series_rps: FloatArray, count: int = 10, *, first_day: int = 15, last_day: int = 22,
-                  duration_s: int = PAPER_DURATION_S, lead_s: int = 600, avoid: tuple[tuple[int, int], ...] = (),
-                  pre_s: int = PRE_HISTORY_S) -> list[Window]:
+def burst_windows(
+    series_rps: FloatArray,
+    count: int = 10,
+    *,
+    first_day: int = 15,
+    last_day: int = 22,
+    duration_s: int = PAPER_DURATION_S,
+    lead_s: int = 600,
+    avoid: tuple[tuple[int, int], ...] = (),
+    pre_s: int = PRE_HISTORY_S,
+) -> list[Window]:
     """The ``count`` largest bursts of days ``first_day``..``last_day`` (documented rule).
 
     A burst's size is the rise of the 1-minute mean rate over the mean of the 10 minutes before it.
@@ -73,13 +81,13 @@ def burst_windows(series_rps: FloatArray, count: int = 10, *, first_day: int = 1
     end = min(series_rps.size, last_day * 86400) - duration_s
     minutes = (end - begin) // 60
     base = begin
-    block = series_rps[base:base + minutes * 60].reshape(minutes, 60)
+    block = series_rps[base : base + minutes * 60].reshape(minutes, 60)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN minutes are collection gaps
         mean = np.nanmean(block, axis=1) if minutes else np.empty(0)
     scores = np.full(minutes, -np.inf)
     for i in range(10, minutes):
-        before = mean[i - 10:i]
+        before = mean[i - 10 : i]
         if np.isnan(before).any() or math.isnan(mean[i]):
             continue
         scores[i] = mean[i] - before.mean()
@@ -109,9 +117,16 @@ def write_sim_report(directory: Path, runs: Mapping[str, Any], *, title: str, sl
         s = run.series
         cores = {k.split(":", 1)[1]: v for k, v in s.items() if k.startswith("cores:")}
         series[name] = PolicySeries(
-            t_s=s["t_s"], load_rps=s["load_rps"], forecast_rps=s["forecast_rps"], capacity_rps=s["capacity_rps"],
-            cpu_cores=s["cpu_cores"], accuracy=s["accuracy"], p99_ms=s["p99_ms"], violation_ratio=s["violation_ratio"],
-            gpus=s.get("gpus"), variant_cores=cores,
+            t_s=s["t_s"],
+            load_rps=s["load_rps"],
+            forecast_rps=s["forecast_rps"],
+            capacity_rps=s["capacity_rps"],
+            cpu_cores=s["cpu_cores"],
+            accuracy=s["accuracy"],
+            p99_ms=s["p99_ms"],
+            violation_ratio=s["violation_ratio"],
+            gpus=s.get("gpus"),
+            variant_cores=cores,
         )
         rows.append({"policy": name, **run.summary})
     return write_report(directory, series, rows, title=title, slo_ms=slo_ms, notes=notes)

@@ -139,18 +139,19 @@ def _resize_free(free_at_s: FloatArray, servers: int, now_s: float) -> FloatArra
     """Worker free times after a resize to ``servers`` workers (added ones are free now)."""
     free = np.sort(np.asarray(free_at_s, dtype=np.float64))
     if free.size >= servers:
-        return free[free.size - servers:]
+        return free[free.size - servers :]
     return np.sort(np.concatenate((np.full(servers - free.size, now_s), free)))
 
 
 def latency_quantile(capacity_rps: float, servers: int, service_s: float, percentile: float, arrivals_s: FloatArray) -> float:
     starts = fifo_starts(arrivals_s / capacity_rps, servers, service_s, np.zeros(servers))
     sojourn = starts + service_s - arrivals_s / capacity_rps
-    return float(np.percentile(sojourn[sojourn.size // 10:], percentile))
+    return float(np.percentile(sojourn[sojourn.size // 10 :], percentile))
 
 
-def calibrate_service_s(capacity_rps: float, servers: int, slo_s: float, percentile: float = 99.0, *,
-                        samples: int = CALIBRATION_SAMPLES, seed: int = CALIBRATION_SEED) -> float:
+def calibrate_service_s(
+    capacity_rps: float, servers: int, slo_s: float, percentile: float = 99.0, *, samples: int = CALIBRATION_SAMPLES, seed: int = CALIBRATION_SEED
+) -> float:
     """The service time at which Poisson arrivals at ``capacity_rps`` meet the SLO percentile exactly.
 
     The percentile is monotone in the service time (common random numbers), so a bracketing root
@@ -189,8 +190,7 @@ def calibrate_service_s(capacity_rps: float, servers: int, slo_s: float, percent
 class ServiceModel:
     """Per (variant, cores, GPUs): the calibrated :class:`ServiceTime` (cached)."""
 
-    def __init__(self, profile: Profile, slo_ms: float | None = None, percentile: float | None = None,
-                 queue_factor: float = QUEUE_FACTOR) -> None:
+    def __init__(self, profile: Profile, slo_ms: float | None = None, percentile: float | None = None, queue_factor: float = QUEUE_FACTOR) -> None:
         self.profile = profile
         self.slo_s = (slo_ms if slo_ms is not None else profile.slo_ms) / 1000.0
         self.percentile = float(percentile if percentile is not None else profile.percentile)
@@ -201,8 +201,7 @@ class ServiceModel:
         key = (variant, round(cores, 6), gpus)
         found = self._sizes.get(key)
         if found is None:
-            found = _calibrated(self.profile.capacity_rps(variant, cores, 1, gpus), max(1, round(cores)), self.slo_s,
-                                self.percentile, self.queue_factor)
+            found = _calibrated(self.profile.capacity_rps(variant, cores, 1, gpus), max(1, round(cores)), self.slo_s, self.percentile, self.queue_factor)
             self._sizes[key] = found
         return found
 

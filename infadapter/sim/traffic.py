@@ -53,7 +53,7 @@ def quantise(weights: FloatArray, slots: int = SWRR_SLOTS) -> tuple[int, ...]:
     scaled = w / w.sum() * slots
     ints = np.floor(scaled).astype(np.int64)
     order = np.argsort(-(scaled - ints), kind="stable")
-    ints[order[:slots - int(ints.sum())]] += 1
+    ints[order[: slots - int(ints.sum())]] += 1
     return tuple(int(i) for i in ints)
 
 

@@ -85,8 +85,7 @@ def test_papers_csv_takes_the_rows_of_the_slo(paper_profile_path: Path) -> None:
 def test_csv_in_the_papers_format_without_shared_data(tmp_path: Path) -> None:
     csv = tmp_path / "cap.csv"
     csv.write_text(
-        "REPLICA,HARDWARE,CPU,ARCH,SLA,p99_latency,capacity,saturation_tp\n"
-        "1,cpu,1,18,750,300,19,22\n1,cpu,2,18,750,400,43,50\n1,cpu,1,18,500,300,15,22\n",
+        "REPLICA,HARDWARE,CPU,ARCH,SLA,p99_latency,capacity,saturation_tp\n1,cpu,1,18,750,300,19,22\n1,cpu,2,18,750,400,43,50\n1,cpu,1,18,500,300,15,22\n",
         encoding="utf-8",
     )
     p = load_profile(csv, slo_ms=750)

@@ -12,8 +12,7 @@ def poisson_series(seconds: int, rate_rps: float, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).poisson(rate_rps, seconds).astype(np.float64)
 
 
-def seasonal_series(seconds: int, period_s: int = 3600, base_rps: float = 60.0, amplitude_rps: float = 30.0,
-                    seed: int = 0) -> np.ndarray:
+def seasonal_series(seconds: int, period_s: int = 3600, base_rps: float = 60.0, amplitude_rps: float = 30.0, seed: int = 0) -> np.ndarray:
     """A smooth cycle of period ``period_s`` plus Poisson noise."""
     t = np.arange(seconds)
     rate = base_rps + amplitude_rps * np.sin(2 * np.pi * t / period_s)
@@ -31,5 +30,5 @@ def with_gaps(series: np.ndarray, every_s: int = DAY_S // 4, gap_s: int = 1740) 
     """Zero blocks (collection gaps) of ``gap_s`` every ``every_s`` seconds, like the Twitter trace."""
     out = series.copy()
     for start in range(every_s - gap_s, out.size, every_s):
-        out[start:start + gap_s] = 0
+        out[start : start + gap_s] = 0
     return out

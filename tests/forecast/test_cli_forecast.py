@@ -25,8 +25,7 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_evaluate_prints_the_measures_of_each_model_as_json(trace: Path) -> None:
     days = 2 * 7200 / 86400
-    result = CliRunner().invoke(app, ["forecast", "evaluate", "--trace", str(trace), "--models", "ewma,last,ours",
-                                      "--train-days", f"{days}", "--json"])
+    result = CliRunner().invoke(app, ["forecast", "evaluate", "--trace", str(trace), "--models", "ewma,last,ours", "--train-days", f"{days}", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report["models"]) == {"ewma", "last", "ours"}
@@ -36,8 +35,7 @@ def test_evaluate_prints_the_measures_of_each_model_as_json(trace: Path) -> None
 
 
 def test_evaluate_without_json_prints_a_table(trace: Path) -> None:
-    result = CliRunner().invoke(app, ["forecast", "evaluate", "--trace", str(trace), "--models", "last",
-                                      "--train-days", "0.1"])
+    result = CliRunner().invoke(app, ["forecast", "evaluate", "--trace", str(trace), "--models", "last", "--train-days", "0.1"])
     assert result.exit_code == 0, result.output
     assert "under_ratio" in result.stdout and "last" in result.stdout
 
@@ -62,11 +60,11 @@ def test_evaluate_refuses_bad_arguments_without_a_traceback(trace: Path, args: l
 def test_train_writes_weights_that_evaluate_can_use(trace: Path, tmp_path: Path) -> None:
     out = tmp_path / "w.pt"
     days = 2 * 7200 / 86400
-    result = CliRunner().invoke(app, ["forecast", "train", "--trace", str(trace), "--train-days", f"{days}",
-                                      "--epochs", "3", "--out", str(out)])
+    result = CliRunner().invoke(app, ["forecast", "train", "--trace", str(trace), "--train-days", f"{days}", "--epochs", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.is_file() and json.loads(result.stdout)["fit_s"] > 0
-    result = CliRunner().invoke(app, ["forecast", "evaluate", "--trace", str(trace), "--models", "lstm",
-                                      "--train-days", f"{days}", "--lstm-weights", str(out), "--json"])
+    result = CliRunner().invoke(
+        app, ["forecast", "evaluate", "--trace", str(trace), "--models", "lstm", "--train-days", f"{days}", "--lstm-weights", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert np.isfinite(json.loads(result.stdout)["models"]["lstm"]["mape"])

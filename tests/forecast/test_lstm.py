@@ -15,8 +15,7 @@ from infadapter.forecast import make_forecaster
 
 from .synthetic import seasonal_series
 
-needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
-                                 reason="torch is not installed (pip install torch==2.13.0)")
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed (pip install torch==2.13.0)")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def trained() -> tuple[Any, np.ndarray]:
         pytest.skip("torch is not installed (pip install torch==2.13.0)")
     series = seasonal_series(12 * 3600, period_s=2 * 3600, base_rps=80, amplitude_rps=50, seed=6)
     model: Any = make_forecaster("lstm", epochs=40)
-    model.fit(series[:10 * 3600])
+    model.fit(series[: 10 * 3600])
     return model, series
 
 
@@ -35,10 +34,10 @@ def test_lstm_learns_a_seasonal_series_better_than_its_mean(trained: tuple[Any, 
     model, series = trained
     errors, baseline = [], []
     for t in range(10 * 3600, series.size - 60, 60):
-        model.update(series[t - 600:t], now_s=float(t))
-        real = series[t:t + 60].max()
+        model.update(series[t - 600 : t], now_s=float(t))
+        real = series[t : t + 60].max()
         errors.append(abs(model.predict(60).point_rps - real) / real)
-        baseline.append(abs(series[:10 * 3600].reshape(-1, 60).max(axis=1).mean() - real) / real)
+        baseline.append(abs(series[: 10 * 3600].reshape(-1, 60).max(axis=1).mean() - real) / real)
     assert np.mean(errors) < 0.12
     assert np.mean(errors) < 0.5 * np.mean(baseline)
 
@@ -51,12 +50,12 @@ def test_saved_weights_reload_to_identical_predictions(trained: tuple[Any, np.nd
     model.save(path)
     reloaded: Any = make_forecaster("lstm", weights_path=path)
     for t in range(10 * 3600, 11 * 3600, 300):
-        model.update(series[t - 600:t], now_s=float(t))
-        reloaded.update(series[t - 600:t], now_s=float(t))
+        model.update(series[t - 600 : t], now_s=float(t))
+        reloaded.update(series[t - 600 : t], now_s=float(t))
         assert reloaded.predict(60).point_rps == model.predict(60).point_rps
     import torch
 
-    window = series[10 * 3600 - 600:10 * 3600].reshape(10, 60).max(axis=1)
+    window = series[10 * 3600 - 600 : 10 * 3600].reshape(10, 60).max(axis=1)
     x = torch.tensor(window / model.scale_rps, dtype=torch.float32).reshape(1, -1, 1)
     with torch.no_grad():  # the numpy inference is the torch network
         assert model.forward(window) == pytest.approx(float(model._net(x)[0]) * model.scale_rps, rel=1e-5)

@@ -16,16 +16,15 @@ from infadapter.forecast.stats import Ets
 from .synthetic import DAY_S, bursty_series, poisson_series, seasonal_series, with_gaps
 
 
-def drive(model: Forecaster, series: np.ndarray, start: int, stop: int, step_s: int = 60,
-          q: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def drive(model: Forecaster, series: np.ndarray, start: int, stop: int, step_s: int = 60, q: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tick like the planner; returns (points, q-forecasts, real peaks of the next minute)."""
     points, forecasts, real = [], [], []
     for t in range(start, stop - 60, step_s):
-        model.update(series[t - 600:t], now_s=float(t))
+        model.update(series[t - 600 : t], now_s=float(t))
         result = model.predict(60.0)
         points.append(result.point_rps)
         forecasts.append(result.quantile(q))
-        real.append(np.nanmax(series[t:t + 60]))
+        real.append(np.nanmax(series[t : t + 60]))
     return np.array(points), np.array(forecasts), np.array(real)
 
 
@@ -36,9 +35,9 @@ def test_every_model_follows_the_protocol_and_survives_a_gap(name: str) -> None:
     options = {"seasonal_periods": 60} if name == "ets" else {}
     model = make_forecaster(name, **options)
     assert isinstance(model, Forecaster)
-    model.fit(series[:DAY_S // 4 - 1800])
+    model.fit(series[: DAY_S // 4 - 1800])
     for t in range(DAY_S // 4 - 1800, DAY_S // 4 + 1200, 30):  # through the masked gap and out of it
-        model.update(series[t - 600:t], now_s=float(t))
+        model.update(series[t - 600 : t], now_s=float(t))
         result = model.predict(60.0)
         assert np.isfinite(result.point_rps) and result.point_rps >= 0
         assert result.quantile(0.95) >= result.quantile(0.5) - 1e-9
@@ -85,18 +84,19 @@ def test_ets_online_recursion_reproduces_statsmodels_fitted_values() -> None:
     series = seasonal_series(3 * 3600 * 3, period_s=3 * 3600, seed=3)
     model = Ets(seasonal_periods=180)
     model.fit(series[:-3600])
-    peaks = series[:series.size // 60 * 60].reshape(-1, 60).max(axis=1)
-    reference = ExponentialSmoothing(peaks[:-60], trend="add", damped_trend=True, seasonal="add",
-                                     seasonal_periods=180, initialization_method="heuristic").fit()
+    peaks = series[: series.size // 60 * 60].reshape(-1, 60).max(axis=1)
+    reference = ExponentialSmoothing(peaks[:-60], trend="add", damped_trend=True, seasonal="add", seasonal_periods=180, initialization_method="heuristic").fit()
     assert model._alpha == pytest.approx(reference.params["smoothing_level"], rel=1e-6)
     model.update(series[-3600:], now_s=float(series.size))  # 60 new minutes through our recursion
     ours_next = model.predict(60).point_rps
     reference_next = reference.append(peaks[-60:]).forecast(1)[0] if hasattr(reference, "append") else None
-    expected = ExponentialSmoothing(peaks, trend="add", damped_trend=True, seasonal="add", seasonal_periods=180,
-                                    initialization_method="heuristic").fit(
-        smoothing_level=reference.params["smoothing_level"], smoothing_trend=reference.params["smoothing_trend"],
-        smoothing_seasonal=reference.params["smoothing_seasonal"], damping_trend=reference.params["damping_trend"],
-        optimized=False)
+    expected = ExponentialSmoothing(peaks, trend="add", damped_trend=True, seasonal="add", seasonal_periods=180, initialization_method="heuristic").fit(
+        smoothing_level=reference.params["smoothing_level"],
+        smoothing_trend=reference.params["smoothing_trend"],
+        smoothing_seasonal=reference.params["smoothing_seasonal"],
+        damping_trend=reference.params["damping_trend"],
+        optimized=False,
+    )
     del reference_next
     # same parameters, same data: the one-step forecasts agree up to the heuristic initial states
     assert ours_next == pytest.approx(float(expected.forecast(1)[0]), rel=0.05)
@@ -125,7 +125,7 @@ def test_sarimax_forecast_follows_the_level_with_a_calibrated_interval() -> None
 @pytest.mark.parametrize("target", [0.9, 0.95])
 def test_ours_hits_its_target_under_prediction_rate_on_a_stationary_noisy_series(target: float) -> None:
     series = poisson_series(DAY_S + DAY_S // 2, 60.0, seed=11)
-    model = make_forecaster("ours", quantile=target, calibration_min=720).fit(series[:DAY_S // 2])
+    model = make_forecaster("ours", quantile=target, calibration_min=720).fit(series[: DAY_S // 2])
     _, forecasts, real = drive(model, series, DAY_S // 2, series.size, q=target)
     under = np.mean(real > forecasts)
     assert abs(under - (1 - target)) <= 0.02, under
@@ -133,7 +133,7 @@ def test_ours_hits_its_target_under_prediction_rate_on_a_stationary_noisy_series
 
 def test_ours_learns_a_recurring_burst_from_its_phase() -> None:
     series = bursty_series(2 * DAY_S // 3, seed=5)
-    model = make_forecaster("ours", calibration_min=720).fit(series[:DAY_S // 3])
+    model = make_forecaster("ours", calibration_min=720).fit(series[: DAY_S // 3])
     _, forecasts, real = drive(model, series, DAY_S // 3, series.size)
     onsets = np.flatnonzero((np.arange(DAY_S // 3, series.size - 60, 60) % 1800) == 0)
     assert np.mean(forecasts[onsets] >= 0.9 * real[onsets]) >= 0.8  # the burst onsets are foreseen
@@ -143,11 +143,11 @@ def test_ours_learns_a_recurring_burst_from_its_phase() -> None:
 def test_ours_incremental_calibration_equals_a_full_replay() -> None:
     series = with_gaps(bursty_series(DAY_S // 2, seed=9), every_s=DAY_S // 8, gap_s=600)
     series[series == 0] = np.nan
-    ticked = make_forecaster("ours", calibration_min=600).fit(series[:DAY_S // 8])
+    ticked = make_forecaster("ours", calibration_min=600).fit(series[: DAY_S // 8])
     for t in range(DAY_S // 8, DAY_S // 2, 30):
-        ticked.update(series[t - 600:t], now_s=float(t))
+        ticked.update(series[t - 600 : t], now_s=float(t))
         ticked.predict(60)
-    replayed = make_forecaster("ours", calibration_min=600).fit(series[:DAY_S // 8])
+    replayed = make_forecaster("ours", calibration_min=600).fit(series[: DAY_S // 8])
     replayed.update(series[:t], now_s=float(t))
     for horizon in (60, 30):
         incremental, weights = ticked.residuals(horizon)  # type: ignore[attr-defined]
@@ -188,9 +188,9 @@ def test_history_buffer_aligns_sliding_windows_without_a_clock() -> None:
     series = poisson_series(5000, 30.0, seed=4)
     timed, untimed = HistoryBuffer(3000), HistoryBuffer(3000)
     for end in range(600, 5000, 30):
-        timed.ingest(series[end - 600:end], now_s=float(end))
-        untimed.ingest(series[end - 600:end])
-    assert np.array_equal(timed.values, series[4980 - 3000:4980])
+        timed.ingest(series[end - 600 : end], now_s=float(end))
+        untimed.ingest(series[end - 600 : end])
+    assert np.array_equal(timed.values, series[4980 - 3000 : 4980])
     assert np.array_equal(untimed.values, timed.values)
 
 

@@ -23,7 +23,7 @@ def test_the_twitter_trace_masks_its_daily_collection_gap(tmp_path: Path) -> Non
         pytest.skip(f"{TWITTER_TRACE} is missing (../shared/data absent)")
     series = load_trace(TWITTER_TRACE, cache_dir=tmp_path)
     assert series.size == 1_899_061
-    assert np.isnan(series[84_661:84_661 + 1739]).all()  # day 0's hole
+    assert np.isnan(series[84_661 : 84_661 + 1739]).all()  # day 0's hole
     assert np.isnan(series[15 * 86400 + 84_661]).all()
     assert np.nanmean(series) == pytest.approx(63.6 * series.size / np.count_nonzero(~np.isnan(series)), rel=0.01)
     segment = load_trace(TWITTER_TRACE, 15 * 86400 + 82 * 60, 21 * 60, cache_dir=tmp_path)

@@ -105,8 +105,7 @@ def test_repeated_loads_come_from_the_cache_and_a_changed_file_is_reread(tmp_pat
         ("broken.tbz2", b"BZh91AY&SY garbage", "bzip2 tar"),
     ],
 )
-def test_bad_files_are_refused_with_path_problem_and_hint(tmp_path: Path, name: str, content: bytes | None,
-                                                          expect: str) -> None:
+def test_bad_files_are_refused_with_path_problem_and_hint(tmp_path: Path, name: str, content: bytes | None, expect: str) -> None:
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)

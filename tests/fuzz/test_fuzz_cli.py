@@ -363,10 +363,7 @@ KNOWN_BUG_ARGS: dict[tuple[str, ...], Callable[[list[str]], bool]] = {}
 
 
 def _with_known_bugs(commands: list[tuple[str, ...]]) -> list[Any]:
-    return [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[c])) if c in KNOWN_BUGS else c
-        for c in commands
-    ]
+    return [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[c])) if c in KNOWN_BUGS else c for c in commands]
 
 
 @pytest.mark.parametrize("command", _with_known_bugs(SEAMED), ids="-".join)

@@ -35,8 +35,7 @@ def _record(**changes: object) -> DecisionRecord:
 
 def test_the_line_says_what_changed_why_load_forecast_and_solve_time() -> None:
     assert format_decision(_record()) == (
-        "plan resnet50:4c/0.60 resnet18:2c/0.40 (was resnet152:20c/1.00) "
-        "reason=scale_down load=123rps forecast=140rps solve=3ms"
+        "plan resnet50:4c/0.60 resnet18:2c/0.40 (was resnet152:20c/1.00) reason=scale_down load=123rps forecast=140rps solve=3ms"
     )
 
 
@@ -87,8 +86,7 @@ def test_decision_log_writes_one_info_line_and_json_lines(tmp_path, caplog) -> N
         log.log(_record())
         log.log(_record(reason="hold", previous_plan=NEW, now_s=1030.0))
     assert [r.getMessage() for r in caplog.records] == [
-        "default/resnet plan resnet50:4c/0.60 resnet18:2c/0.40 (was resnet152:20c/1.00) reason=scale_down "
-        "load=123rps forecast=140rps solve=3ms",
+        "default/resnet plan resnet50:4c/0.60 resnet18:2c/0.40 (was resnet152:20c/1.00) reason=scale_down load=123rps forecast=140rps solve=3ms",
         "default/resnet plan resnet50:4c/0.60 resnet18:2c/0.40 (unchanged) reason=hold load=123rps forecast=140rps solve=3ms",
     ]
     lines = stream.getvalue().splitlines()

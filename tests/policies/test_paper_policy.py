@@ -39,8 +39,7 @@ def test_head_capacity_table_matches_the_notes() -> None:
         (300, {"resnet50": (7, 55), "resnet18": (13, 245)}, ("resnet18", 16)),
     ],
 )
-def test_brute_force_and_msplus_reproduce_the_section_3_7_table(load: int, infadapter: dict[str, tuple[int, int]],
-                                                                msplus: tuple[str, int]) -> None:
+def test_brute_force_and_msplus_reproduce_the_section_3_7_table(load: int, infadapter: dict[str, tuple[int, int]], msplus: tuple[str, int]) -> None:
     spec, profile = paper_spec(), paper_profile()
     model = PaperModel.from_spec(spec, profile, head=True)
     current = static_plan(spec, profile, {"resnet152": 20})

@@ -53,8 +53,10 @@ def test_killed_tritonserver_is_restarted_and_traffic_moves_to_healthy_instances
     assert victim.triton.pid != old_pid and victim.triton.is_alive() and victim.routed
     assert rt.envoy.runtime_weights() == {"resnet18": 5000, "resnet34": 5000}
     outage = gen.report(down_since, back_at)
-    print(f"\nFAULT tritonserver SIGKILL: crash seen in {down_since - killed_at:.2f}s, restarted after {back_at - killed_at:.1f}s; "
-          f"client: sent {report.sent}, errors {report.errors} {report.error_kinds}; during the outage sent {outage.sent}, ok {outage.ok}")
+    print(
+        f"\nFAULT tritonserver SIGKILL: crash seen in {down_since - killed_at:.2f}s, restarted after {back_at - killed_at:.1f}s; "
+        f"client: sent {report.sent}, errors {report.errors} {report.error_kinds}; during the outage sent {outage.sent}, ok {outage.ok}"
+    )
     assert outage.sent > 0 and outage.errors == 0, "requests sent while the instance was down must be served by the others"
     assert report.errors <= 5, report.error_kinds  # only requests in flight at the kill may fail
 
@@ -74,8 +76,10 @@ def test_killed_envoy_is_restarted_with_its_weights(runtime_factory: Any) -> Non
     after = gen.report(back_at + 0.5, None)
     assert rt.envoy.listen_port == port
     assert rt.envoy.runtime_weights() == {"resnet18": 8000, "resnet34": 2000}
-    print(f"\nFAULT envoy SIGKILL: restarted after {back_at - killed_at:.2f}s; client: sent {report.sent}, errors {report.errors} "
-          f"{report.error_kinds}; after the restart: sent {after.sent}, errors {after.errors}")
+    print(
+        f"\nFAULT envoy SIGKILL: restarted after {back_at - killed_at:.2f}s; client: sent {report.sent}, errors {report.errors} "
+        f"{report.error_kinds}; after the restart: sent {after.sent}, errors {after.errors}"
+    )
     assert after.errors == 0
     # bounded: only requests in flight at the kill or arriving before the restart may fail
     assert report.errors <= 40.0 * (back_at - killed_at + 0.5), report.error_kinds

@@ -55,8 +55,7 @@ def triton_available() -> None:
 
 
 @pytest.fixture(scope="session")
-def running_triton(tiny_models: dict[str, Path], triton_available: None,
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def running_triton(tiny_models: dict[str, Path], triton_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A tritonserver serving tiny resnet18 as the public name ``resnet`` (one instance)."""
     from infadapter.serving.repository import Serving, write_repository
     from infadapter.serving.triton import TritonProcess

@@ -75,8 +75,13 @@ class SlowServer:
         from aiohttp import web
 
         async def metadata(_: web.Request) -> web.Response:
-            return web.json_response({"name": "slow", "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
-                                      "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]})
+            return web.json_response(
+                {
+                    "name": "slow",
+                    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+                    "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}],
+                }
+            )
 
         async def infer(request: web.Request) -> web.Response:
             await request.read()
@@ -156,8 +161,9 @@ def test_request_timeouts_count_as_errors() -> None:
 
 def _successes(metrics_url: str) -> float:
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("nv_inference_request_success{") and f'model="{MODEL_NAME}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("nv_inference_request_success{") and f'model="{MODEL_NAME}"' in line
+    )
 
 
 @pytest.mark.slow
@@ -179,8 +185,23 @@ def test_every_request_reaches_real_triton_and_is_recorded(running_triton: objec
 def test_load_cli_replays_a_scaled_trace(running_triton: object, tmp_path: Path) -> None:
     trace = tmp_path / "trace.txt"
     trace.write_text("\n".join(["100", "300", "200"]) + "\n")
-    result = CliRunner().invoke(app, ["load", "--url", running_triton.url, "--trace", str(trace), "--scale", "0.1",  # type: ignore[attr-defined]
-                                      "--model", MODEL_NAME, "--slo-ms", "300", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "load",
+            "--url",
+            running_triton.url,
+            "--trace",
+            str(trace),
+            "--scale",
+            "0.1",  # type: ignore[attr-defined]
+            "--model",
+            MODEL_NAME,
+            "--slo-ms",
+            "300",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["errors"] == 0 and 35 < data["sent"] < 90 and data["duration_s"] == 3.0
@@ -202,11 +223,18 @@ def test_router_errors_and_unparsable_answers_are_recorded_as_errors(model: str,
     assert all(k.startswith(kind) for k in report.error_kinds)
 
 
-@pytest.mark.parametrize(("args", "option"), [
-    (["--rate", "nan"], "--rate"), (["--rate", "inf"], "--rate"), (["--rate", "1", "--duration", "1e12"], "--duration"),
-    (["--rate", "1", "--timeout-s", "0"], "--timeout-s"), (["--rate", "1", "--slo-ms", "nan"], "--slo-ms"),
-    (["--rate", "1", "--scale", "-1"], "--scale"), (["--rate", "1", "--spec", ""], "--spec"),
-])
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--rate", "nan"], "--rate"),
+        (["--rate", "inf"], "--rate"),
+        (["--rate", "1", "--duration", "1e12"], "--duration"),
+        (["--rate", "1", "--timeout-s", "0"], "--timeout-s"),
+        (["--rate", "1", "--slo-ms", "nan"], "--slo-ms"),
+        (["--rate", "1", "--scale", "-1"], "--scale"),
+        (["--rate", "1", "--spec", ""], "--spec"),
+    ],
+)
 def test_load_cli_refuses_bad_values_naming_the_option(args: list[str], option: str) -> None:
     result = CliRunner().invoke(app, ["load", "--url", "127.0.0.1:9", *args])
     assert result.exit_code == 2 and option in result.output, result.output

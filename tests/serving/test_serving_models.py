@@ -18,7 +18,11 @@ from .conftest import TINY_IMAGE_SIZE
 
 def test_declared_accuracies_are_torchvision_top1() -> None:
     assert {n: v.accuracy for n, v in DEMO_VARIANTS.items()} == {
-        "resnet18": 0.69758, "resnet34": 0.73314, "resnet50": 0.7613, "resnet101": 0.77374, "resnet152": 0.78312,
+        "resnet18": 0.69758,
+        "resnet34": 0.73314,
+        "resnet50": 0.7613,
+        "resnet101": 0.77374,
+        "resnet152": 0.78312,
     }
 
 
@@ -66,8 +70,7 @@ def test_unknown_variant_is_invalid_input(tmp_path: Path) -> None:
 def test_models_build_cli_reports_json_and_exit_code_2_on_bad_input(tiny_models: dict[str, Path]) -> None:
     runner = CliRunner()
     out_dir = tiny_models["resnet18"].parent
-    result = runner.invoke(app, ["models", "build", "--out", str(out_dir), "--variants", "resnet18",
-                                 "--image-size", str(TINY_IMAGE_SIZE), "--json"])
+    result = runner.invoke(app, ["models", "build", "--out", str(out_dir), "--variants", "resnet18", "--image-size", str(TINY_IMAGE_SIZE), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["models"][0]["name"] == "resnet18" and data["models"][0]["built"] is False

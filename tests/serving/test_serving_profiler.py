@@ -58,12 +58,23 @@ def test_parse_cpus_sorts_and_rejects_bad_lists() -> None:
 @pytest.mark.slow
 def test_profile_cli_measures_more_capacity_with_more_cpu(tiny_models: dict[str, Path], tmp_path: Path, triton_available: None) -> None:
     spec = tmp_path / "tiny.yaml"
-    spec.write_text(yaml.safe_dump({"kind": "InferenceService", "metadata": {"name": "tiny"}, "spec": {
-        "modelName": MODEL_NAME, "slo": {"latencyMs": 300, "percentile": 99},
-        "variants": [{"name": "resnet18", "accuracy": 0.69758, "source": {"uri": f"file://{tiny_models['resnet18']}"}}]}}))
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "InferenceService",
+                "metadata": {"name": "tiny"},
+                "spec": {
+                    "modelName": MODEL_NAME,
+                    "slo": {"latencyMs": 300, "percentile": 99},
+                    "variants": [{"name": "resnet18", "accuracy": 0.69758, "source": {"uri": f"file://{tiny_models['resnet18']}"}}],
+                },
+            }
+        )
+    )
     out = tmp_path / "profile.yaml"
-    result = CliRunner().invoke(app, ["profile", "--spec", str(spec), "--cpus", "0.1,1", "--duration-s", "1.5",
-                                      "--max-steps", "5", "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        app, ["profile", "--spec", str(spec), "--cpus", "0.1,1", "--duration-s", "1.5", "--max-steps", "5", "--out", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     points = json.loads(result.stdout)["points"]
     assert [p["cpu"] for p in points] == [0.1, 1.0]
@@ -78,8 +89,9 @@ def test_profile_cli_measures_more_capacity_with_more_cpu(tiny_models: dict[str,
 
 
 def test_profile_cli_rejects_unknown_variant(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["profile", "--spec", str(Path(__file__).parents[2] / "examples" / "demo.yaml"),
-                                      "--variants", "vgg", "--out", str(tmp_path / "p.yaml")])
+    result = CliRunner().invoke(
+        app, ["profile", "--spec", str(Path(__file__).parents[2] / "examples" / "demo.yaml"), "--variants", "vgg", "--out", str(tmp_path / "p.yaml")]
+    )
     assert result.exit_code == 2
 
 
@@ -104,8 +116,9 @@ def test_profile_cache_path_changes_with_slo_cpus_and_model(tiny_models: dict[st
     from infadapter.spec import parse_spec
 
     def spec_for(model: Path, slo: float):  # type: ignore[no-untyped-def]
-        return parse_spec({"modelName": "resnet", "slo": {"latencyMs": slo},
-                           "variants": [{"name": "a", "accuracy": 0.7, "source": {"uri": f"file://{model}"}}]})
+        return parse_spec(
+            {"modelName": "resnet", "slo": {"latencyMs": slo}, "variants": [{"name": "a", "accuracy": 0.7, "source": {"uri": f"file://{model}"}}]}
+        )
 
     base = profile_cache_path(spec_for(tiny_models["resnet18"], 200), [0.5, 1], cache_dir=tmp_path)
     assert base.parent == tmp_path and base.name.startswith("resnet-") and base.suffix == ".yaml"
@@ -115,10 +128,17 @@ def test_profile_cache_path_changes_with_slo_cpus_and_model(tiny_models: dict[st
     assert profile_cache_path(spec_for(tiny_models["resnet34"], 200), [0.5, 1], cache_dir=tmp_path) != base
 
 
-@pytest.mark.parametrize(("args", "option"), [
-    (["--cpus", "nan"], "--cpus"), (["--cpus", "1,inf"], "--cpus"), (["--duration-s", "inf"], "--duration-s"),
-    (["--slo-ms", "0"], "--slo-ms"), (["--max-steps", "0"], "--max-steps"), (["--spec", ""], "--spec"),
-])
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--cpus", "nan"], "--cpus"),
+        (["--cpus", "1,inf"], "--cpus"),
+        (["--duration-s", "inf"], "--duration-s"),
+        (["--slo-ms", "0"], "--slo-ms"),
+        (["--max-steps", "0"], "--max-steps"),
+        (["--spec", ""], "--spec"),
+    ],
+)
 def test_profile_cli_refuses_bad_values_naming_the_option(args: list[str], option: str, tmp_path: Path) -> None:
     spec = str(Path(__file__).parents[2] / "examples" / "demo.yaml")
     result = CliRunner().invoke(app, ["profile", "--spec", spec, "--out", str(tmp_path / "p.yaml"), *args])

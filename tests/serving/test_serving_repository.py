@@ -39,7 +39,7 @@ def test_python_backend_config_serves_public_name_with_plan_instances() -> None:
     text = python_backend_config("resnet", IO, Serving(instance_count=3, intra_op_threads=2))
     assert text.startswith('name: "resnet"\nbackend: "python"\n')
     assert "max_batch_size: 0" in text
-    assert 'dims: [ -1, 3, 64, 64 ]' in text
+    assert "dims: [ -1, 3, 64, 64 ]" in text
     assert "instance_group [ { count: 3 kind: KIND_CPU } ]" in text
     assert 'key: "intra_op_threads" value: { string_value: "2" }' in text
     assert 'key: "onnx_file" value: { string_value: "model.onnx" }' in text
@@ -52,7 +52,7 @@ def test_onnxruntime_backend_config_for_the_official_image() -> None:
     assert 'backend: "onnxruntime"' in text
     assert "python" not in text
     assert "max_batch_size: 8" in text
-    assert 'dims: [ 3, 64, 64 ]' in text  # the batch axis is implicit when batching
+    assert "dims: [ 3, 64, 64 ]" in text  # the batch axis is implicit when batching
     assert "dynamic_batching { max_queue_delay_microseconds: 500 }" in text
     assert "count: 4 kind: KIND_CPU" in text
     assert 'key: "intra_op_thread_count" value: { string_value: "1" }' in text

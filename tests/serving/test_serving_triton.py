@@ -52,8 +52,9 @@ def test_triton_serves_the_public_name_and_exposes_metrics(running_triton: Trito
 
 
 @pytest.mark.slow
-def test_start_reload_stop_leaves_no_process(tiny_models: dict[str, Path], tmp_path: Path,
-                                             processes_in_group: Callable[[int], list[int]], triton_available: None) -> None:
+def test_start_reload_stop_leaves_no_process(
+    tiny_models: dict[str, Path], tmp_path: Path, processes_in_group: Callable[[int], list[int]], triton_available: None
+) -> None:
     model_dir = write_repository(tmp_path / "repo", MODEL_NAME, tiny_models["resnet34"], Serving(instance_count=1))
     server = TritonProcess(tmp_path / "repo", log_path=tmp_path / "t.log")
     start_s = server.start(timeout_s=120)
@@ -99,8 +100,9 @@ def test_failed_model_load_is_reported_with_the_log(tmp_path: Path, triton_avail
 
 
 @pytest.mark.slow
-def test_server_and_its_stubs_run_inside_the_cgroup(tiny_models: dict[str, Path], tmp_path: Path,
-                                                    processes_in_group: Callable[[int], list[int]], triton_available: None) -> None:
+def test_server_and_its_stubs_run_inside_the_cgroup(
+    tiny_models: dict[str, Path], tmp_path: Path, processes_in_group: Callable[[int], list[int]], triton_available: None
+) -> None:
     if not cgroup_v1_writable():
         pytest.skip("cgroup v1 cpu controller not writable here")
     write_repository(tmp_path / "repo", MODEL_NAME, tiny_models["resnet18"], Serving(instance_count=1))
@@ -167,8 +169,9 @@ def test_weighted_self_moves_this_process_and_back() -> None:
 
 
 @pytest.mark.slow
-def test_a_crashed_server_leaves_no_stub_and_no_shared_memory(tiny_models: dict[str, Path], tmp_path: Path,
-                                                              processes_in_group: Callable[[int], list[int]], triton_available: None) -> None:
+def test_a_crashed_server_leaves_no_stub_and_no_shared_memory(
+    tiny_models: dict[str, Path], tmp_path: Path, processes_in_group: Callable[[int], list[int]], triton_available: None
+) -> None:
     import os
     import signal
 
@@ -177,8 +180,11 @@ def test_a_crashed_server_leaves_no_stub_and_no_shared_memory(tiny_models: dict[
     server.start(timeout_s=120)
     pid = server.pid
     assert pid is not None
-    regions = [p for p in Path("/dev/shm").iterdir() if any(p.name in " ".join(
-        Path(f"/proc/{q}/cmdline").read_bytes().decode(errors="replace").split("\0")) for q in processes_in_group(pid))]
+    regions = [
+        p
+        for p in Path("/dev/shm").iterdir()
+        if any(p.name in " ".join(Path(f"/proc/{q}/cmdline").read_bytes().decode(errors="replace").split("\0")) for q in processes_in_group(pid))
+    ]
     assert regions, "the python backend stub names its shared-memory region on its command line"
     os.kill(pid, signal.SIGKILL)  # the server crashes; its stub may linger
     server.stop()

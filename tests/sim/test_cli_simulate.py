@@ -30,9 +30,25 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_json_has_every_policy_and_measure(files: dict[str, Path]) -> None:
-    result = runner.invoke(app, ["simulate", "--trace", str(files["trace"]), "--profile", str(files["profile"]),
-                                 "--start", "600", "--duration", "700", "--policies", "ours,infadapter-paper,vpa:resnet50,oracle",
-                                 "--seed", "1", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--trace",
+            str(files["trace"]),
+            "--profile",
+            str(files["profile"]),
+            "--start",
+            "600",
+            "--duration",
+            "700",
+            "--policies",
+            "ours,infadapter-paper,vpa:resnet50,oracle",
+            "--seed",
+            "1",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert set(out["policies"]) == {"ours", "infadapter-paper", "vpa:resnet50", "oracle"}
@@ -45,8 +61,9 @@ def test_json_has_every_policy_and_measure(files: dict[str, Path]) -> None:
 
 def test_report_writes_plots_and_markdown(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    result = runner.invoke(app, ["simulate", "--trace", str(files["trace"]), "--profile", str(files["profile"]),
-                                 "--policies", "ours,static:resnet50@10", "--report", str(out)])
+    result = runner.invoke(
+        app, ["simulate", "--trace", str(files["trace"]), "--profile", str(files["profile"]), "--policies", "ours,static:resnet50@10", "--report", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert (out / "report.md").is_file()
     assert (out / "load.png").stat().st_size > 1000
@@ -62,8 +79,7 @@ def test_report_writes_plots_and_markdown(files: dict[str, Path], tmp_path: Path
         (["--arrivals", "bursty"], "unknown mode"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_message(files: dict[str, Path], args: list[str], message: str,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_exit_2_with_a_message(files: dict[str, Path], args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
     from infadapter.cli import main

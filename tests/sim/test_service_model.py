@@ -10,10 +10,13 @@ import pytest
 from infadapter.profiles import Profile, ProfilePoint
 from infadapter.sim.service import ServiceModel, ServiceTime, fifo_starts, serve
 
-PROFILE = Profile(750.0, {
-    "small": (ProfilePoint(1.0, 20.0), ProfilePoint(2.0, 43.0), ProfilePoint(4.0, 90.0)),
-    "big": (ProfilePoint(2.0, 5.0), ProfilePoint(4.0, 15.0), ProfilePoint(8.0, 27.0)),
-})
+PROFILE = Profile(
+    750.0,
+    {
+        "small": (ProfilePoint(1.0, 20.0), ProfilePoint(2.0, 43.0), ProfilePoint(4.0, 90.0)),
+        "big": (ProfilePoint(2.0, 5.0), ProfilePoint(4.0, 15.0), ProfilePoint(8.0, 27.0)),
+    },
+)
 
 
 def _p99_ms(size: ServiceTime, rate_rps: float, seeds: range, n: int = 60_000) -> float:
@@ -21,7 +24,7 @@ def _p99_ms(size: ServiceTime, rate_rps: float, seeds: range, n: int = 60_000) -
     for seed in seeds:
         arrivals = np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate_rps, n))
         latency, _ = serve(arrivals, size)
-        latency = np.where(np.isnan(latency), 1e9, latency)[n // 10:]
+        latency = np.where(np.isnan(latency), 1e9, latency)[n // 10 :]
         values.append(float(np.quantile(latency, 0.99)) * 1000.0)
     return float(np.median(values))
 
