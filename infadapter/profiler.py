@@ -123,6 +123,7 @@ def serial_latency_ms(url: str, model_name: str, count: int = 8) -> float:
     """Median latency of ``count`` one-at-a-time requests (after one warm-up)."""
     import numpy as np
     from tritonclient import http
+    from tritonclient.utils import triton_to_np_dtype
 
     client = http.InferenceServerClient(url, connection_timeout=30.0, network_timeout=30.0)
     latencies: list[float] = []
@@ -131,7 +132,8 @@ def serial_latency_ms(url: str, model_name: str, count: int = 8) -> float:
         first = meta["inputs"][0]
         shape = [max(1, int(d)) for d in first["shape"]]
         tensor = http.InferInput(first["name"], shape, first["datatype"])
-        tensor.set_data_from_numpy(np.zeros(shape, dtype=np.float32), binary_data=True)
+        # any server's model (profile --url): zeros of the input's own type, not only FP32
+        tensor.set_data_from_numpy(np.zeros(shape, dtype=triton_to_np_dtype(first["datatype"]) or np.float32), binary_data=True)
         for i in range(count + 1):
             started = time.monotonic()
             client.infer(model_name, [tensor])
