@@ -433,14 +433,15 @@ def load_profile(path: str | Path, slo_ms: float | None = None, name_format: str
     return profile
 
 
-def save_profile(profile: Profile, path: str | Path) -> None:
+def save_profile(profile: Profile, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
     """Write ``profile`` as YAML (or JSON when the suffix is .json), atomically.
 
     The text goes to a temporary file in the same directory that replaces ``path`` only once it is
     complete, so a failure (disk full, interrupt) leaves the previous file, or none, never half of one.
+    ``extra``: more top-level sections written beside the profile (e.g. the serving configuration).
     """
     file = Path(path)
-    data = profile.to_dict()
+    data = {**profile.to_dict(), **(extra or {})}
     if file.suffix.lower() == ".json":
         text = json.dumps(data, indent=1, allow_nan=False) + "\n"
     else:

@@ -16,23 +16,18 @@ A file measured at another SLO or percentile is refused (its capacities would me
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infadapter.errors import ApplyFailed, FieldError, InfAdapterError, InvalidInput
-from infadapter.profiles import Profile, ProfilePoint, load_profile
+from infadapter.errors import FieldError, InvalidInput
+from infadapter.profiles import Profile, ProfilePoint, load_profile, save_profile
 
 #: serving configurations per variant: one mapping per measured size (``cpu``, ``gpus`` and what was found)
 Serving = dict[str, list[dict[str, Any]]]
-
-_PATH_ERRNOS = {errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS, errno.ENAMETOOLONG}
 
 
 def read_existing(path: Path, slo_ms: float, percentile: float, option: str = "--out") -> tuple[Profile | None, Serving]:
@@ -94,35 +89,7 @@ def merge(
 
 def write(profile: Profile, serving: Serving, path: Path) -> None:
     """Write ``profile`` and its ``serving`` section atomically (YAML, or JSON for a .json path)."""
-    data = {**profile.to_dict(), "serving": {k: v for k, v in serving.items() if k in profile.points}}
-    if path.suffix.lower() == ".json":
-        text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    else:
-        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise _write_error(path, exc) from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from None
-        raise
-
-
-def _write_error(path: Path, exc: OSError) -> InfAdapterError:
-    reason = exc.strerror or str(exc)
-    if exc.errno in _PATH_ERRNOS:
-        return InvalidInput([FieldError("--out", f"cannot write {path}: {reason}", "give a writable file path")], "arguments")
-    return ApplyFailed(f"{path}: cannot write the profile: {reason} (hint: free disk space or pick another path)")
+    save_profile(profile, path, {"serving": {k: v for k, v in serving.items() if k in profile.points}})
 
 
 def points_of(profile: Profile, variants: Sequence[str]) -> list[tuple[str, ProfilePoint]]:
