@@ -147,7 +147,8 @@ def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf
         raise error from None
 
 
-@kopf.timer(*RESOURCE, interval=TIMER_RESOLUTION_S)
+# an unexpected failure is retried after 5 s, not kopf's default minute: the step is idempotent
+@kopf.timer(*RESOURCE, interval=TIMER_RESOLUTION_S, backoff=5)
 async def adapt(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """A controller step when one is due: observe → decide → act → report."""
     runtime: Runtime = memo.runtime

@@ -298,7 +298,15 @@ async def run_step(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome | Non
         return None
     assert mem.controller is not None and mem.state is not None
     history = await observe(rt, mem, res, now_s)
-    actuator = await actuator_view(rt, mem, res, now_s)
+    try:
+        actuator = await actuator_view(rt, mem, res, now_s)
+    except ApplyFailed as exc:  # the cluster cannot be read now (timeouts, 5xx after retries): say so, retry next step
+        failure = str(exc)
+        if mem.last_error != failure:
+            events.append(("Warning", "ApplyFailed", failure))
+        mem.last_error, mem.next_step_s = failure, now_s + max(1.0, rt.config.scrape_interval_s)
+        seen = Seen(res.mode, res.generation, plan=mem.state.target, error=failure, metrics_error=mem.metrics_error)
+        return TickOutcome(status_changes(res.status, desired_status(res.status, seen, now_s)), events, mem.state.target)
     started = time.perf_counter()
     step, mem.state = mem.controller.step(mem.state, now_s, history, actuator)
     rt.timed("decide", started)

@@ -125,8 +125,11 @@ class KubeApi:
 
     async def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.connection.timeout_s)
-            self._session = aiohttp.ClientSession(base_url=self.connection.server, timeout=timeout, connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=32))
+            # the timeout bounds the exchange with the server, not the wait for a pooled connection: with many
+            # services stepping at once, requests queue for the pool and a total timeout would fail them unsent
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connection.timeout_s, sock_read=self.connection.timeout_s)
+            connector = aiohttp.TCPConnector(ssl=self._ssl(), limit=64)
+            self._session = aiohttp.ClientSession(base_url=self.connection.server, timeout=timeout, connector=connector)
         return self._session
 
     async def close(self) -> None:
