@@ -171,8 +171,7 @@ class Profiler:
         if not self.use_cgroup:
             log.warning("cgroup v1 cpu controller not writable: CPU limits fall back to taskset (whole cores only)")
 
-    def measure_point(self, variant: str, onnx_path: Path, model_name: str, cpu_cores: float,
-                      guess_rps: float | None = None) -> PointResult:
+    def measure_point(self, variant: str, onnx_path: Path, model_name: str, cpu_cores: float, guess_rps: float | None = None) -> PointResult:
         repo = self.work_dir / f"{variant}-{cpu_cores:g}"
         write_repository(repo, model_name, onnx_path, instances_for_cpu(cpu_cores))
         cgroup = CpuCgroup(f"profile-{os.getpid()}-{variant}-{cpu_cores:g}").create(cpu_cores) if self.use_cgroup else None
@@ -209,8 +208,7 @@ class Profiler:
             if cgroup is not None:
                 cgroup.remove()
         tail = None if best is None else _tail(best.report, self.percentile)
-        return PointResult(variant, cpu_cores, round(capacity, 2), tail, round(start_s, 3), tuple(steps),
-                           "cgroup" if cgroup else "taskset")
+        return PointResult(variant, cpu_cores, round(capacity, 2), tail, round(start_s, 3), tuple(steps), "cgroup" if cgroup else "taskset")
 
     def profile(self, models: dict[str, Path], model_name: str, cpus: Sequence[float]) -> tuple[Profile, list[PointResult]]:
         """Measure every variant (name -> ONNX file) at every CPU size (ascending)."""
@@ -246,8 +244,7 @@ def _tail(report: LoadReport, percentile: float) -> float:
     return report.p99_ms if percentile >= 99 else report.p95_ms if percentile >= 95 else report.p50_ms
 
 
-def spec_models(spec: InferenceServiceSpec, variants: Sequence[str] | None = None,
-                models_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+def spec_models(spec: InferenceServiceSpec, variants: Sequence[str] | None = None, models_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Variant name -> local ONNX file, building missing demo models (``models://``) first."""
     chosen = [v for v in spec.variants if not variants or v.name in variants]
     unknown = sorted(set(variants or ()) - {v.name for v in spec.variants})
@@ -268,7 +265,6 @@ def parse_cpus(text: str) -> list[float]:
     return cpus
 
 
-
 def profile_spec(
     spec: InferenceServiceSpec,
     cpus: Sequence[float] = DEFAULT_CPUS,
@@ -282,13 +278,17 @@ def profile_spec(
 ) -> tuple[Profile, list[PointResult]]:
     """Profile a spec's variants (building missing demo models) — what ``infadapter profile`` does, in-process."""
     models = spec_models(spec, variants, models_dir)
-    profiler = Profiler(slo_ms if slo_ms is not None else spec.slo.latency_ms, spec.slo.percentile,
-                        duration_s=duration_s, max_steps=max_steps, on_step=on_step)
+    profiler = Profiler(slo_ms if slo_ms is not None else spec.slo.latency_ms, spec.slo.percentile, duration_s=duration_s, max_steps=max_steps, on_step=on_step)
     return profiler.profile(models, spec.model_name, cpus)
 
 
-def profile_cache_path(spec: InferenceServiceSpec, cpus: Sequence[float], slo_ms: float | None = None,
-                       models_dir: str | os.PathLike[str] | None = None, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def profile_cache_path(
+    spec: InferenceServiceSpec,
+    cpus: Sequence[float],
+    slo_ms: float | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
     """Where a profile of exactly these models, CPU sizes, SLO and machine is cached.
 
     The key covers the model files' hashes (from their manifests, else size+mtime), the CPU sizes,
