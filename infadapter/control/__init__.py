@@ -27,6 +27,9 @@ should run (:class:`VariantTarget`: cores, replicas, gpus, in place or replaced)
 (a variant absent is drained and removed); the :class:`DecisionRecord` of the decision taken, if any;
 whether it changed the configuration; ``wake_s``, when the next change is expected.
 
+The budget is a cap (:mod:`~infadapter.control.budget`): what an action makes the actuator hold, counted as
+a ResourceQuota counts pods, stays within ``budget · (1 + surge)``; a make-before-break that would not is staged.
+
 The actuator's :class:`Latencies` (cold start = the variant's ``load_time_s`` + ``startup_s``, in-place
 resize, split propagation) are parameters the controller plans with. The rules (schedule, cold start,
 holding, make-before-break, the reason classifier) are in :mod:`~infadapter.control.controller` and
@@ -47,6 +50,7 @@ from infadapter.control.actuation import (
     same_weights,
     split,
 )
+from infadapter.control.budget import DEFAULT_SURGE_RATIO, Cap, footprint, within_cap
 from infadapter.control.controller import Controller, ControlState, StartsOnAPlan, Step, policy_options
 from infadapter.control.record import (
     DECISION_REASONS,
@@ -61,8 +65,10 @@ from infadapter.control.record import (
 
 __all__ = [
     "DECISION_REASONS",
+    "DEFAULT_SURGE_RATIO",
     "Action",
     "ActuatorState",
+    "Cap",
     "ControlState",
     "Controller",
     "DecisionReason",
@@ -78,6 +84,7 @@ __all__ = [
     "classify",
     "converged",
     "covered",
+    "footprint",
     "plan_of_state",
     "plan_variants",
     "policy_options",
@@ -85,4 +92,5 @@ __all__ = [
     "record_from_plan",
     "same_weights",
     "split",
+    "within_cap",
 ]

@@ -129,7 +129,7 @@ def _planned_rps(profile: Profile | None, v: VariantPlan) -> float:
     return v.capacity_rps if profile is not None else float(v.replicas)
 
 
-def _load_rps(plan: Plan, profile: Profile | None) -> float:
+def planned_load_rps(plan: Plan, profile: Profile | None) -> float:
     """The load ``plan`` was made for; a plan made for none (a static plan, zero load) serves its capacity."""
     if profile is not None and plan.load_rps > 0:
         return plan.load_rps
@@ -138,7 +138,7 @@ def _load_rps(plan: Plan, profile: Profile | None) -> float:
 
 def coverage(plan: Plan, state: ActuatorState, profile: Profile | None) -> dict[str, float]:
     """Per planned variant, the part of its share of the planned load its ready replicas serve (0..1)."""
-    load = _load_rps(plan, profile)
+    load = planned_load_rps(plan, profile)
     out: dict[str, float] = {}
     for v in plan.variants:
         running = state.variant(v.name)
@@ -172,7 +172,7 @@ def split(plan: Plan, state: ActuatorState, profile: Profile | None) -> dict[str
     capacity; what is left goes to the spare ready capacity — leaving variants, planned variants held
     at a larger size — in proportion to it.
     """
-    load = _load_rps(plan, profile)
+    load = planned_load_rps(plan, profile)
     ready = {v.name: ready_capacity_rps(profile, v) for v in state.running}
     if covered(plan, state, profile):
         shares = {v.name: v.weight for v in plan.variants}

@@ -9,6 +9,9 @@
 * **transitions**: while the actuator converges to a new configuration (make-before-break,
   :func:`~infadapter.control.actuation.actuation`) no decision is taken — for at most
   ``settle_timeout_s``, after which the policy decides again on what is ready.
+* **the budget as a cap**: what the actuator is asked to hold never exceeds ``budget · (1 + surge_ratio)``
+  (the spec's ``budget.surge``, default :data:`~infadapter.control.budget.DEFAULT_SURGE_RATIO`);
+  a make-before-break that would is staged (:func:`~infadapter.control.budget.within_cap`).
 * **the cold start**, one rule: what the actuator reports running is adopted as the current plan;
   when nothing runs, the policy's own ``initial_plan()`` if it has one (static, VPA), else its decision
   on the observed history with nothing running, else (no observed load: a new service) the exact plan
@@ -46,6 +49,7 @@ from infadapter.control.actuation import (
     provisioned_capacity_rps,
     same_weights,
 )
+from infadapter.control.budget import DEFAULT_SURGE_RATIO, Cap, within_cap
 from infadapter.control.record import DecisionRecord, classify, record_from_plan
 from infadapter.planning import Plan, plan_for_load
 from infadapter.policies.base import Decision, FloatArray, Observation, Policy
@@ -116,7 +120,7 @@ class Controller:
 
     def __init__(self, spec: InferenceServiceSpec, profile: Profile, policy: Policy[Any], *, latencies: Latencies | None = None,
                  namespace: str = "default", name: str | None = None, stale_s: float = 30.0,
-                 settle_timeout_s: float = 120.0) -> None:  # fmt: skip
+                 settle_timeout_s: float = 120.0, surge_ratio: float | None = None) -> None:  # fmt: skip
         self.spec = spec
         self.profile = profile
         self.policy = policy
@@ -125,6 +129,10 @@ class Controller:
         self.name = name or spec.model_name
         self.stale_s = float(stale_s)
         self.settle_timeout_s = float(settle_timeout_s)
+        # the spec's budget.surge (docs/INTERFACES.md), the default where a spec predates it
+        spec_surge = getattr(spec.budget, "surge", None)
+        surge = surge_ratio if surge_ratio is not None else float(spec_surge if spec_surge is not None else DEFAULT_SURGE_RATIO)
+        self.cap = Cap.of(spec, surge)
 
     def initial_state(self) -> ControlState:
         return ControlState(policy=self.policy.initial_state(), next_tick_s=float(self.policy.first_tick_s))
@@ -190,9 +198,12 @@ class Controller:
         assert state.target is not None  # the cold start always sets one
         in_place = state.in_place and actuator.in_place
         shrink = state.since_s is not None and at_s >= state.expected_s - self.latencies.in_place_s - EPS_S
-        action = actuation(state.target, actuator, self.profile, in_place=in_place, shrink=shrink)
+        full = actuation(state.target, actuator, self.profile, in_place=in_place, shrink=shrink)
+        action = within_cap(full, state.target, actuator, self.profile, self.spec, self.cap, in_place=in_place)
         send = action if self._changed(action, state.sent, actuator) else None
         wake = self._wake_s(state, action, actuator, at_s)
+        if action is not full:  # a staged switch goes on as soon as a resize has taken effect
+            wake = min(wake, at_s + max(self.latencies.in_place_s, EPS_S))
         state = replace(state, sent=action if send is not None else state.sent)
         return Step(send, record, reconfigured, wake + (state.started_s or 0.0)), state
 

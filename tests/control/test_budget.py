@@ -1,0 +1,155 @@
+"""The budget is a cap in every transition: footprints counted as a quota counts them, switches staged to fit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from infadapter.control import Action, ActuatorState, Controller, Latencies, VariantState, VariantTarget, actuation
+from infadapter.control.budget import DEFAULT_SURGE_RATIO, Cap, footprint, held, within_cap
+from infadapter.planning import Plan
+from infadapter.sim.actuator import SimActuator
+from infadapter.sim.engine import Timeline, allocated_cores
+from infadapter.sim.run import run_controller
+from infadapter.sim.scenario import DEFAULT_PROFILE, DEFAULT_TRACE
+
+from .fixtures import PROFILE, SPEC, Scripted, plan, running
+
+CAP = Cap.of(SPEC, 0.0)  # the fixtures' 8 cores
+
+
+def peak_cores(timeline: Timeline, until_s: float) -> float:
+    """The most cores allocated at any instant of ``[0, until_s)`` (every start, resize and end is an instant)."""
+    instants = {0.0}
+    for inst in timeline.instances.values():
+        instants |= {inst.cost_from_s, *(s for s, _ in inst.sizes)}
+        if math.isfinite(inst.end_s):
+            instants.add(inst.end_s - 1e-6)
+    times = np.array(sorted(t for t in instants if 0.0 <= t < until_s)) + 1e-9
+    return float(allocated_cores(timeline, times).max())
+
+
+def switch(plans: list[Plan | None], start: Plan, rps: float, *, resize: str = "in_place", surge_ratio: float = 0.0,
+           seconds: int = 90) -> tuple[Timeline, SimActuator]:  # fmt: skip
+    """Run the controller against the simulated actuator from ``start`` through the scripted ``plans``."""
+    timeline = Timeline()
+    actuator = SimActuator(SPEC, Latencies(), timeline)
+    actuator.deploy(start)
+    controller = Controller(SPEC, PROFILE, Scripted(plans=plans, resize=resize), surge_ratio=surge_ratio)
+    run_controller(controller, actuator, np.full(seconds + 600, rps), 600, seconds)
+    return timeline, actuator
+
+
+def test_a_resize_in_place_counts_its_larger_size_until_it_has_taken_effect() -> None:
+    growing = ActuatorState((VariantState("fast", 4.0, 1, (2.0,)),), {"fast": 1.0})
+    assert held(growing, True) == (4.0, 0.0)
+    shrinking = ActuatorState((VariantState("fast", 2.0, 1, (4.0,)),), {"fast": 1.0})
+    assert held(shrinking, True) == (4.0, 0.0)
+    shrink_more = Action((VariantTarget("fast", 1.0, 1),), {"fast": 1.0})
+    assert footprint(shrink_more, shrinking, True) == (4.0, 0.0)
+
+
+def test_replaced_and_removed_replicas_count_until_they_are_gone() -> None:
+    state = ActuatorState((VariantState("fast", 2.0, 1, (2.0,)), VariantState("slow", 4.0, 1, (4.0,))), {"fast": 1.0})
+    replace = Action((VariantTarget("fast", 3.0, 1, in_place=False),), {"fast": 1.0})  # slow drained, fast replaced
+    assert footprint(replace, state, False) == (2.0 + 3.0 + 4.0, 0.0)
+    starting = ActuatorState((VariantState("fast", 3.0, 2, (2.0,)),), {"fast": 1.0})  # one old replica, two new starting
+    assert held(starting, False) == (2.0 + 2 * 3.0, 0.0)
+
+
+def test_make_before_break_that_fits_is_left_as_it_is() -> None:
+    target = plan(("fast", 2.0, 0.5), ("slow", 4.0, 0.5), load_rps=30.0)
+    state = running(("fast", 2.0, True), weights={"fast": 1.0})
+    action = actuation(target, state, PROFILE, in_place=True)
+    assert within_cap(action, target, state, PROFILE, SPEC, CAP, in_place=True) is action
+
+
+def test_a_switch_on_the_whole_budget_is_staged_within_it() -> None:
+    start = plan(("fast", 8.0, 1.0), load_rps=60.0)  # 160 rps on all 8 cores
+    target = plan(("fast", 3.0, 0.75), ("slow", 5.0, 0.25), load_rps=60.0)
+    timeline, actuator = switch([target], start, 60.0)
+    assert peak_cores(timeline, 90.0) <= CAP.cpu + 1e-9
+    final = actuator.state(90.0)
+    assert sorted((v.name, v.cpu_cores, v.ready_cores) for v in final.running) == [("fast", 3.0, (3.0,)), ("slow", 5.0, (5.0,))]
+
+
+def test_without_a_cap_the_same_switch_holds_both_plans_at_once() -> None:
+    start = plan(("fast", 8.0, 1.0), load_rps=60.0)
+    target = plan(("fast", 3.0, 0.75), ("slow", 5.0, 0.25), load_rps=60.0)
+    timeline, _ = switch([target], start, 60.0, surge_ratio=1.0)
+    assert peak_cores(timeline, 90.0) == 13.0  # fast keeps its 8 while slow starts: what the cap prevents
+
+
+def test_a_surge_allowance_is_the_cap_and_nothing_more() -> None:
+    start = plan(("fast", 8.0, 1.0), load_rps=60.0)
+    target = plan(("fast", 3.0, 0.75), ("slow", 5.0, 0.25), load_rps=60.0)
+    timeline, actuator = switch([target], start, 60.0, surge_ratio=0.25)
+    assert peak_cores(timeline, 90.0) <= Cap.of(SPEC, 0.25).cpu + 1e-9 == 10.0 + 1e-9
+    assert {v.name for v in actuator.state(90.0).running} == {"fast", "slow"}
+
+
+def test_a_saturated_variant_gives_up_only_the_smallest_step_for_a_cold_start() -> None:
+    target = plan(("fast", 6.0, 0.95), ("slow", 2.0, 0.05), load_rps=200.0)  # more than the 160 rps fast@8 serves
+    state = running(("fast", 8.0, True), weights={"fast": 1.0})
+    full = actuation(target, state, PROFILE, in_place=True)
+    staged = within_cap(full, target, state, PROFILE, SPEC, CAP, in_place=True)
+    assert [(v.name, v.cpu_cores) for v in staged.variants] == [("fast", 7.0)], "one core freed now, slow starts next"
+    roomy = plan(("fast", 6.0, 0.9), ("slow", 2.0, 0.1), load_rps=100.0)  # fast@6 serves the 100 rps meanwhile
+    staged = within_cap(actuation(roomy, state, PROFILE, in_place=True), roomy, state, PROFILE, SPEC, CAP, in_place=True)
+    assert [(v.name, v.cpu_cores) for v in staged.variants] == [("fast", 6.0)], "slow's planned 2 cores freed at once"
+
+
+def test_a_replacement_that_cannot_fit_waits_for_room() -> None:
+    start = plan(("slow", 8.0, 1.0), load_rps=30.0)
+    target = plan(("slow", 6.0, 1.0), load_rps=30.0)
+    timeline, actuator = switch([target], start, 30.0, resize="recreate", seconds=30)
+    assert peak_cores(timeline, 30.0) == 8.0
+    assert actuator.state(30.0).running[0].ready_cores == (8.0,), "6 + 8 cores would not fit: no replacement starts"
+    timeline, actuator = switch([target], start, 30.0, resize="recreate", surge_ratio=0.75, seconds=30)
+    assert peak_cores(timeline, 30.0) == 14.0 and actuator.state(30.0).running[0].ready_cores == (6.0,)
+
+
+@pytest.mark.parametrize("surge", [0.0, 0.5])
+def test_random_switches_never_exceed_the_cap(surge: float) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        plans: list[Plan | None] = []
+        for _ in range(6):
+            fast = float(rng.integers(1, 8))
+            slow = float(rng.integers(0, 9 - int(fast)))
+            items = [("fast", fast, 0.0)] + ([("slow", slow, 0.0)] if slow else [])
+            capacity = sum(PROFILE.capacity_rps(n, c) for n, c, _ in items)
+            plans.append(plan(*((n, c, PROFILE.capacity_rps(n, c) / capacity) for n, c, _ in items), load_rps=0.8 * capacity))
+        start = plan(("slow", 8.0, 1.0), load_rps=30.0)
+        timeline, _ = switch(plans, start, 30.0, surge_ratio=surge, seconds=70)
+        assert peak_cores(timeline, 70.0) <= Cap.of(SPEC, surge).cpu + 1e-9
+
+
+def test_the_controller_caps_at_the_budget_plus_the_default_surge() -> None:
+    controller = Controller(SPEC, PROFILE, Scripted())
+    assert controller.cap == Cap(8.0 * (1 + DEFAULT_SURGE_RATIO), 0.0)
+    assert Controller(SPEC, PROFILE, Scripted(), surge_ratio=0.0).cap == Cap(8.0, 0.0)
+
+
+@pytest.mark.skipif(not (DEFAULT_TRACE.is_file() and DEFAULT_PROFILE.is_file()), reason="needs ../shared/data (the Twitter trace)")
+def test_every_transition_of_the_paper_scenario_stays_within_the_budget_and_its_surge() -> None:
+    from infadapter.policies import recommended_options
+    from infadapter.profiles import load_profile
+    from infadapter.sim.run import simulate
+    from infadapter.sim.scenario import DEFAULT_SPEC, PAPER_DURATION_S, PAPER_START_S, PRE_HISTORY_S
+    from infadapter.spec import load_spec
+    from infadapter.traces import load_trace
+
+    spec = load_spec(DEFAULT_SPEC)
+    profile = load_profile(DEFAULT_PROFILE, spec.slo.latency_ms)
+    series = load_trace(DEFAULT_TRACE)
+    window = series[PAPER_START_S : PAPER_START_S + PAPER_DURATION_S]
+    names = ["ours", "oracle", "infadapter-paper", "msplus", *(f"vpa:{v}" for v in spec.variant_names)]
+    runs = simulate(spec, profile, window, names, pre_history_rps=series[PAPER_START_S - PRE_HISTORY_S:PAPER_START_S],
+                    options={"ours": recommended_options()})  # fmt: skip
+    cap = spec.budget.cpu * (1 + DEFAULT_SURGE_RATIO)
+    peaks = {name: peak_cores(run.timeline, float(PAPER_DURATION_S)) for name, run in runs.items()}
+    assert all(peak <= cap + 1e-9 for peak in peaks.values()), peaks
+    assert runs["ours"].summary["slo_violation_ratio"] < 0.002
