@@ -170,6 +170,9 @@ class Objective(_Model):
 class Budget(_Model):
     cpu: Cores = Field(default=20.0, gt=0, le=100_000)
     gpu: Whole = Field(default=0, ge=0, le=10_000)
+    #: what a transition (make-before-break) may hold on top of the budget, as a fraction of it: a ResourceQuota
+    #: for the service needs budget x (1 + surge)
+    surge: float = Field(default=0.25, ge=0, le=1, allow_inf_nan=False)
 
 
 class ResourceGrid(_Model):

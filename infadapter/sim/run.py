@@ -53,6 +53,11 @@ CONTROL_SHARE = 0.6
 #: trace seconds between two progress reports of the control loop
 PROGRESS_EVERY_S = 10
 
+#: the policies the budget cap (with the spec's surge) applies to as they run in the operator
+OWN_POLICIES = frozenset({"ours", "oracle"})
+#: the baselines as they ran, with no quota: a surge that holds a replaced replica of any size
+BASELINE_SURGE = 1.0
+
 
 @dataclass
 class PolicyRun:
@@ -233,9 +238,10 @@ def simulate(
             actuator.deploy(policy.initial_plan())
         elif isinstance(begin, Plan):
             actuator.deploy(begin)
-        run_controller(
-            Controller(spec, profile, policy, latencies=latencies, name=name), actuator, history, pre.size, trace.size, _loop_progress(report, name, trace.size)
-        )
+        # the paper's baselines ran without a quota: they replace single replicas, which no small surge holds
+        surge = None if name in OWN_POLICIES else BASELINE_SURGE
+        controller = Controller(spec, profile, policy, latencies=latencies, name=name, surge_ratio=surge)
+        run_controller(controller, actuator, history, pre.size, trace.size, _loop_progress(report, name, trace.size))
         report(name, f"serving {times.size:,} requests", CONTROL_SHARE)
         served = serve_requests(timeline, times, model)
         summary = summarise(served, timeline, slo_s, float(trace.size))

@@ -149,7 +149,10 @@ def test_every_transition_of_the_paper_scenario_stays_within_the_budget_and_its_
     names = ["ours", "oracle", "infadapter-paper", "msplus", *(f"vpa:{v}" for v in spec.variant_names)]
     runs = simulate(spec, profile, window, names, pre_history_rps=series[PAPER_START_S - PRE_HISTORY_S:PAPER_START_S],
                     options={"ours": recommended_options()})  # fmt: skip
-    cap = spec.budget.cpu * (1 + DEFAULT_SURGE_RATIO)
+    from infadapter.sim.run import BASELINE_SURGE, OWN_POLICIES
+
     peaks = {name: peak_cores(run.timeline, float(PAPER_DURATION_S)) for name, run in runs.items()}
-    assert all(peak <= cap + 1e-9 for peak in peaks.values()), peaks
+    for name, peak in peaks.items():  # the baselines run as they did, without a quota: a surge that holds a replacement
+        cap = spec.budget.cpu * (1 + (DEFAULT_SURGE_RATIO if name in OWN_POLICIES else BASELINE_SURGE))
+        assert peak <= cap + 1e-9, peaks
     assert runs["ours"].summary["slo_violation_ratio"] < 0.002
