@@ -318,6 +318,9 @@ def refused_argvs(draw: st.DrawFn, command: tuple[str, ...], options: list[Optio
         bad = [option.long, draw(st.sampled_from(["not-a-number", "1..2", "[/]", "nan%"]))]
     else:
         bad = [draw(st.sampled_from(["--no-such-option-fuzz", "--definitely-not-an-option=1"]))]
+    if bad[0] in argv:  # a good value given later for the same option would win: drop it
+        i = argv.index(bad[0])
+        argv = argv[:i] + argv[i + 2 :]
     at = len(command)  # right after the command: never taken as the value of another option
     return [a for a in [*argv[:at], *bad, *argv[at:]] if a != "--help"]
 
