@@ -107,3 +107,49 @@ def test_the_rendered_manifests_match_the_chart() -> None:
         [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "render-manifests.py"), "--check"], capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _stub_crd(admin: Admin, group: str, kind: str, plural: str) -> None:
+    """A stand-in for a CRD the prometheus-operator installs (schema-less): enough for Helm to create the object."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    body = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [{"name": "v1", "served": True, "storage": True,
+                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+        },
+    }  # fmt: skip
+    api = client.ApiextensionsV1Api(admin.api)
+    try:
+        api.create_custom_resource_definition(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    wait_for(
+        lambda: any(c.type == "Established" and c.status == "True" for c in api.read_custom_resource_definition(f"{plural}.{group}").status.conditions or []),
+        30,
+    )
+
+
+def test_the_readme_install_path_with_the_pod_monitor(control_plane: ControlPlane, admin: Admin, release: dict[str, Any]) -> None:
+    """The README's helm line (image, Prometheus URL, PodMonitor) on a cluster with the prometheus-operator's CRDs."""
+    _stub_crd(admin, "monitoring.coreos.com", "PodMonitor", "podmonitors")
+    config = helm_config(control_plane, "readme-system")
+    values = chart_values(prometheus={"url": "http://prometheus-operated.monitoring.svc:9090"}, podMonitor={"enabled": True})
+    try:
+        config.install(str(CHART), "readme", values, namespace="readme-system", create_namespace=True, timeout=60)
+        monitors = admin.custom.list_namespaced_custom_object("monitoring.coreos.com", "v1", "readme-system", "podmonitors")["items"]
+        assert monitors and {e["interval"] for e in monitors[0]["spec"]["podMetricsEndpoints"]} == {"5s"}
+        env = {e.name: e.value for e in admin.apps.read_namespaced_deployment("readme-infadapter", "readme-system").spec.template.spec.containers[0].env}
+        assert env["INFADAPTER_SCRAPE_INTERVAL_S"] == "5s"  # the operator's window follows the PodMonitor's interval
+        assert env["INFADAPTER_PROMETHEUS_URL"] == "http://prometheus-operated.monitoring.svc:9090"
+        config.uninstall("readme", timeout=60)
+    finally:
+        config.close()
