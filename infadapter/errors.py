@@ -50,10 +50,6 @@ class InvalidProfile(InvalidInput):
     """A capacity profile file is invalid or does not cover the spec."""
 
 
-class Infeasible(InfAdapterError):
-    """No plan can serve the load within the budget (the solver still returns a best effort)."""
-
-
 class MetricsUnavailable(InfAdapterError):
     """Prometheus could not be queried or returned unusable data."""
 
