@@ -35,13 +35,16 @@ def peering(control_plane: ControlPlane, release: dict[str, Any]) -> Iterator[No
 
 
 def test_two_replicas_one_leads_and_the_other_takes_over_when_it_is_killed(
-    admin: Admin, exporter: ArrivalExporter, namespace: str, start_operator: Start, peering: None
+    peering: None, admin: Admin, exporter: ArrivalExporter, namespace: str, start_operator: Start
 ) -> None:
+    # (``peering`` first: the chart's peering RBAC is set up before, and removed after, the operators)
     leader = start_operator("--peering=infadapter", "--priority=200")
     follower = start_operator("--peering=infadapter", "--priority=100")
+    # kopf's peering: the lower priority pauses once it sees the other in the peering object
+    wait_for(lambda: "Pausing operations" in follower.output(), 60, what=lambda: follower.output()[-2000:])
     _start_service(admin, exporter, namespace)
     wait_for(lambda: converged(admin, namespace) and "large" in plan_of(admin, namespace), 90, what=explain(admin, namespace, leader))
-    assert "PlanApplied" in leader.output() and "PlanApplied" not in follower.output(), (leader.output()[-1500:], follower.output()[-1500:])
+    assert "PlanApplied" in leader.output() and "PlanApplied" not in follower.output(), "only the leader acts"
     leader.stop(signal.SIGKILL)
     exporter.set_rate(namespace, "svc", 12.0)
     # kopf peering: the follower resumes once the dead leader's lease (60 s by default) expires
