@@ -25,7 +25,7 @@ from infadapter.runtime import kube, kube_router
 from infadapter.runtime.envoy import integer_weights
 from infadapter.runtime.kube_apply import collection_path, ensure, template_size, weights_from
 from infadapter.runtime.kube_client import KubeApi, api_path
-from infadapter.runtime.kube_resize import RESIZE_WAIT_S, ResizeReport, pod_size, resize_variant
+from infadapter.runtime.kube_resize import RESIZE_WAIT_S, ResizeReport, pod_size, resize_variant, running
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 Known = dict[tuple[str, str], dict[str, Any]]
@@ -39,7 +39,6 @@ class KubeView:
     known: Known
     deployments: Mapping[str, dict[str, Any]]  # variant -> its live Deployment (ours)
     pods: Mapping[str, list[dict[str, Any]]]  # variant -> its live pods
-    weights: Mapping[str, int]  # the router's integer weights now
 
 
 @dataclass
@@ -51,7 +50,6 @@ class ApplyResult:
     #: pod -> in-place resize state (Resized, Deferred, Infeasible, InProgress)
     resizes: dict[str, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
-    weights: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -66,7 +64,7 @@ class ApplyOptions:
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
-    if pod.get("metadata", {}).get("deletionTimestamp") or pod.get("status", {}).get("phase") != "Running":
+    if not running(pod):
         return False
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
 
@@ -113,13 +111,12 @@ async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
     pods: dict[str, list[dict[str, Any]]] = {}
     for pod in listed[-1]:
         pods.setdefault(str(pod.get("metadata", {}).get("labels", {}).get(kube.LABEL_VARIANT)), []).append(pod)
-    weights = weights_from(known, owner, spec)
-    shares = _shares(weights)
+    shares = _shares(weights_from(known, owner, spec))
     if confirm is not None and spec.routing.kind != "GatewayAPI":
         shares = await _confirmed(confirm, listed[-1], spec, shares)
     in_place = spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE and await api.has_subresource("v1", "pods/resize")
     variants = tuple(_variant_state(name, d, pods.get(name, [])) for name, d in sorted(deployments.items()))
-    return KubeView(ActuatorState(variants, shares, in_place), known, deployments, pods, weights)
+    return KubeView(ActuatorState(variants, shares, in_place), known, deployments, pods)
 
 
 async def execute(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, action: Action, view: KubeView, options: ApplyOptions) -> ApplyResult:
@@ -137,9 +134,9 @@ async def execute(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, a
             sizes[variant.name] = (cpu, gpus, 0)
             continue
         sizes[variant.name] = (await _template_cpu(api, owner, target, live, view, options, report), target.gpus, target.replicas)
-    result.weights = _integer_weights(action.weights, spec)
+    weights = _integer_weights(action.weights, spec)
     # the router's two replicas get a PodDisruptionBudget: a node drain never takes both
-    desired = kube.desired_objects(owner, spec, sizes, result.weights, options.images, disruption_budget=True)
+    desired = kube.desired_objects(owner, spec, sizes, weights, options.images, disruption_budget=True)
     for obj in desired:  # the size each variant converges to, whatever the template says
         name = obj["metadata"].get("labels", {}).get(kube.LABEL_VARIANT)
         if obj["kind"] == "Deployment" and name in targets:

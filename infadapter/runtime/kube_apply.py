@@ -105,10 +105,6 @@ async def ensure(
     return patched
 
 
-def ready_replicas(live: Mapping[str, Any] | None) -> int:
-    return int((live or {}).get("status", {}).get("readyReplicas") or 0)
-
-
 def template_size(live: Mapping[str, Any] | None) -> tuple[float, int] | None:
     """(cpu cores, gpus) of the live Deployment's Triton template."""
     if live is None:

@@ -5,9 +5,8 @@ slow to import. This client speaks just what the apply layer needs — get, list
 create, server-side apply, JSON merge patch, patch of a subresource, delete, discovery — and retries what is safe to retry:
 
 * 5xx, 429 and transport errors/timeouts are retried with exponential backoff;
-* a create retried after a timeout that did reach the server answers 409 AlreadyExists: the caller
-  reads the object back instead of creating a second one (names are deterministic, so there are no
-  duplicates);
+* objects are written by server-side apply, which is idempotent: an apply retried after a timeout that
+  did reach the server changes nothing (names are deterministic, so there are no duplicates);
 * 409 Conflict on a patch carrying a ``resourceVersion`` precondition is raised as :class:`Conflict`
   so the caller re-reads and retries.
 
@@ -53,11 +52,7 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    """409: either AlreadyExists (create) or a stale resourceVersion (update)."""
-
-    @property
-    def already_exists(self) -> bool:
-        return self.reason == "AlreadyExists"
+    """409: AlreadyExists (a create) or a stale resourceVersion (an update)."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,11 @@ def _timestamp(text: Any) -> float | None:
         return None
 
 
+def running(pod: Mapping[str, Any]) -> bool:
+    """The pod runs and is not being deleted (what a resize, or a ready replica, needs)."""
+    return not pod.get("metadata", {}).get("deletionTimestamp") and pod.get("status", {}).get("phase") == "Running"
+
+
 def pod_size(pod: Mapping[str, Any]) -> PodSize:
     spec: Mapping[str, Any] = next((c for c in pod.get("spec", {}).get("containers", []) if c.get("name") == CONTAINER), {})
     status = pod.get("status", {})
@@ -108,7 +113,7 @@ async def resize_variant(
         pods = await api.list(api_path("v1", "pods", owner.namespace), label_selector=selector)
     outcome: Outcome = "done"
     for pod in pods:
-        if pod.get("metadata", {}).get("deletionTimestamp") or pod.get("status", {}).get("phase") != "Running":
+        if not running(pod):
             continue
         size = pod_size(pod)
         if not _same(size.desired_cpu, cpu_cores):
