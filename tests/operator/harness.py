@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import kmock
 import yaml
 
+from tests.cluster.kube import PROFILE, service_body
 from tests.operator.crdschema import load_crd
 from tests.operator.emulator import Emulator
 
@@ -189,33 +191,21 @@ class FakePrometheus:
         self.server.server_close()
 
 
-PROFILE = {
-    "kind": "Profile",
-    "sloMs": 500,
-    "percentile": 99,
-    "variants": {
-        "small": [{"cpu": 1, "capacityRps": 10}, {"cpu": 2, "capacityRps": 20}, {"cpu": 4, "capacityRps": 40}],
-        "large": [{"cpu": 1, "capacityRps": 4}, {"cpu": 2, "capacityRps": 8}, {"cpu": 4, "capacityRps": 16}],
-    },
+#: the emulator's services: the real tier's (tests/cluster/kube.py), with model sources the emulator's
+#: init containers fetch and a 1 s interval
+EMULATOR_SPEC: dict[str, Any] = {
+    "variants": [
+        {"name": "small", "accuracy": 0.70, "loadTimeSeconds": 1, "source": {"uri": "pvc://models/small"}},
+        {"name": "large", "accuracy": 0.80, "loadTimeSeconds": 2, "source": {"uri": "https://example.com/large.onnx"}},
+    ],
+    "adaptation": {"intervalSeconds": 1, "scaleDownStabilizationSeconds": 0},
 }
 
 
 def service(name: str = "demo", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "modelName": "demo",
-        "variants": [
-            {"name": "small", "accuracy": 0.70, "loadTimeSeconds": 1, "source": {"uri": "pvc://models/small"}},
-            {"name": "large", "accuracy": 0.80, "loadTimeSeconds": 2, "source": {"uri": "https://example.com/large.onnx"}},
-        ],
-        "slo": {"latencyMs": 500},
-        "budget": {"cpu": 8},
-        "resources": {"cpuStep": 1, "minCpu": 1, "maxCpu": 4, "maxReplicas": 2},
-        "forecast": {"model": "last", "windowSeconds": 10, "horizonSeconds": 5},
-        "adaptation": {"intervalSeconds": 1, "scaleDownStabilizationSeconds": 0},
-        "mode": "Auto",
-    }
-    body.update(spec)
-    return {"apiVersion": "infadapter.io/v1alpha1", "kind": "InferenceService", "metadata": {"name": name, "namespace": "default"}, "spec": body}
+    body = service_body(name, **(copy.deepcopy(EMULATOR_SPEC) | spec))  # callers edit what they get
+    body["metadata"]["namespace"] = "default"
+    return body
 
 
 def write_profile(directory: Path) -> Path:
