@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from infadapter.operator.status import Condition, merge_conditions, rounded
@@ -42,7 +42,6 @@ class Seen:
     waiting: tuple[str, ...] = ()  # planned variants not fully ready
     applied: ApplyResult | None = None
     checkpoint: Mapping[str, Any] | None = None
-    conditions: list[Condition] = field(default_factory=list)
 
 
 def iso(now_s: float) -> str:
