@@ -133,7 +133,7 @@ async def execute(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, a
             cpu, gpus = live_size or (_smallest(spec, variant.name), 0)
             sizes[variant.name] = (cpu, gpus, 0)
             continue
-        sizes[variant.name] = (await _template_cpu(api, owner, target, live, view, options, report), target.gpus, target.replicas)
+        sizes[variant.name] = (await _template_cpu(api, target, live, view, options, report), target.gpus, target.replicas)
     weights = _integer_weights(action.weights, spec)
     # the router's two replicas get a PodDisruptionBudget: a node drain never takes both
     desired = kube.desired_objects(owner, spec, sizes, weights, options.images, disruption_budget=True)
@@ -147,14 +147,14 @@ async def execute(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, a
 
 
 async def _template_cpu(
-    api: KubeApi, owner: kube.Owner, target: VariantTarget, live: Mapping[str, Any] | None, view: KubeView, options: ApplyOptions, report: ResizeReport
+    api: KubeApi, target: VariantTarget, live: Mapping[str, Any] | None, view: KubeView, options: ApplyOptions, report: ResizeReport
 ) -> float:
     """The template's size: kept while the running pods are resized in place, the target's otherwise."""
     live_size = template_size(live)
-    running = int((live or {}).get("spec", {}).get("replicas") or 0) > 0 and bool(view.pods.get(target.name))
-    if not (target.in_place and view.state.in_place and running and live_size is not None and live_size[1] == target.gpus):
+    has_pods = int((live or {}).get("spec", {}).get("replicas") or 0) > 0 and bool(view.pods.get(target.name))
+    if not (target.in_place and view.state.in_place and has_pods and live_size is not None and live_size[1] == target.gpus):
         return target.cpu_cores
-    outcome = await resize_variant(api, owner, target.name, target.cpu_cores, report, wait_s=options.resize_wait_s, pods=view.pods.get(target.name))
+    outcome = await resize_variant(api, view.pods.get(target.name, []), target.cpu_cores, report, wait_s=options.resize_wait_s)
     return target.cpu_cores if outcome == "rollout" else live_size[0]
 
 

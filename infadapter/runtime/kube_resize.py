@@ -93,24 +93,11 @@ def _same(a: float | None, b: float) -> bool:
 
 
 async def resize_variant(
-    api: KubeApi,
-    owner: kube.Owner,
-    variant: str,
-    cpu_cores: float,
-    report: ResizeReport,
-    *,
-    wait_s: float = RESIZE_WAIT_S,
-    now_s: float | None = None,
-    pods: list[dict[str, Any]] | None = None,
+    api: KubeApi, pods: list[dict[str, Any]], cpu_cores: float, report: ResizeReport, *, wait_s: float = RESIZE_WAIT_S, now_s: float | None = None
 ) -> Outcome:
-    """Bring every running pod of ``variant`` to ``cpu_cores`` in place; "rollout" when the cluster cannot.
-
-    ``pods``: the variant's pods as just listed (else they are listed here).
-    """
+    """Bring every running pod of a variant (``pods``, as just listed) to ``cpu_cores`` in place; "rollout"
+    when the cluster cannot."""
     now = time.time() if now_s is None else now_s
-    if pods is None:
-        selector = f"{kube.LABEL_SERVICE}={owner.name},{kube.LABEL_VARIANT}={variant}"
-        pods = await api.list(api_path("v1", "pods", owner.namespace), label_selector=selector)
     outcome: Outcome = "done"
     for pod in pods:
         if not running(pod):
