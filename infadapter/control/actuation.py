@@ -205,10 +205,13 @@ def actuation(plan: Plan, state: ActuatorState, profile: Profile | None, *, in_p
         running = state.variant(v.name)
         cores, replicas = v.cpu_cores, v.replicas
         if running is not None and running.replicas > 0 and not ready:  # capacity goes only once the new serves
-            if in_place and not shrink and replicas <= running.replicas:  # new replicas start at the planned size
-                cores = max(cores, running.cpu_cores)
-            # at another size the actuator replaces replicas (new first) or resizes them: their count follows the plan
-            if abs(running.cpu_cores - cores) <= 1e-9:
+            if in_place:
+                # one size per variant: while new replicas start, the running ones keep their larger size (the new
+                # start at it too and shrink in place later); a replica goes only once the rest has grown and
+                # the plan serves — resizing one replica up while deleting another would dip meanwhile
+                cores = cores if shrink else max(cores, running.cpu_cores)
+                replicas = max(replicas, running.replicas)
+            elif abs(running.cpu_cores - cores) <= 1e-9:  # at another size the actuator replaces replicas, new first
                 replicas = max(replicas, running.replicas)
         targets.append(VariantTarget(v.name, cores, replicas, v.gpus, in_place))
     weights = split(plan, state, profile)
