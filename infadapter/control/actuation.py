@@ -8,6 +8,8 @@ split. It knows nothing about plans or policies. The make-before-break rule is h
 
 * planned variants get their size and replicas at once (new replicas cold-start; a size change is in
   place or, when the actuator replaces replicas, each old replica stays until its replacement is ready);
+  in place a variant has one size, so until the plan serves it keeps the larger of its running and
+  planned sizes (new replicas start at it) and all its running replicas;
 * whatever removes capacity — a variant leaving the plan, fewer replicas, a smaller in-place size — waits
   until every planned variant's ready capacity covers its share of the planned load, and a leaving
   variant also until the router confirms it gets no more traffic;
