@@ -63,7 +63,7 @@ class Candidate:
 
 
 def _candidate(problem: Problem, spec: InferenceServiceSpec) -> Candidate | None:
-    from infadapter.planning import plan_from_solution
+    from infadapter.planning.solve import plan_from_solution
     from infadapter.solver import solve
 
     solution = solve(problem)

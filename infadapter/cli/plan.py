@@ -99,7 +99,7 @@ def plan(
 ) -> None:
     """Solve one decision: which variants, how many cores each, what share of the load."""
     from infadapter.cli.configuration import configuration_plan
-    from infadapter.planning import gpu_warnings, size_warnings
+    from infadapter.planning.gaps import gpu_warnings, unmeasured_sizes
     from infadapter.profiles import load_profile
     from infadapter.spec import load_spec
 
@@ -114,7 +114,7 @@ def plan(
         result = _solve(spec, prof, load, now, cast(SolveBackend, backend))
     except InfAdapterError as exc:
         raise fail(str(exc), exc.exit_code) from None
-    warnings = gpu_warnings(spec, prof) + size_warnings(result, prof)
+    warnings = gpu_warnings(spec, prof) + unmeasured_sizes(result, prof)
     for warning in warnings:  # on stderr: --json keeps stdout one JSON object
         typer.echo(f"warning: {warning}", err=True)
     if as_json:

@@ -122,7 +122,7 @@ def _print(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str
     import numpy as np
 
     from infadapter.metrics.report import decision_entries, series_from_columns, write_decisions, write_report
-    from infadapter.planning import gpu_warnings
+    from infadapter.planning.gaps import gpu_warnings
 
     def clean(value: float) -> float | None:
         return None if math.isnan(value) else round(value, 6)

@@ -21,7 +21,8 @@ from typing import Any, Literal
 import numpy as np
 
 from infadapter.control import Controller, Latencies, StartsOnAPlan, policy_options
-from infadapter.planning import Plan, static_plan, variant_options
+from infadapter.planning import Plan, static_plan
+from infadapter.planning.problem import variant_options
 from infadapter.policies import make_policy
 from infadapter.policies.sizes import ladder
 from infadapter.profiles import Profile

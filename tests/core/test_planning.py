@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from infadapter.cli.configuration import Size, parse_configuration
 from infadapter.errors import InvalidInput
-from infadapter.planning import Plan, cpu_grid, parse_sizes, plan_for_load, plan_jointly, service_problem, static_plan
+from infadapter.planning import Plan, cpu_grid, plan_for_load, service_problem, static_plan
+from infadapter.planning.solve import plan_jointly
 from infadapter.profiles import Profile, ProfilePoint, load_profile
 from infadapter.solver import Problem, solve_exhaustive
 from infadapter.spec import load_spec, parse_spec
@@ -41,10 +43,10 @@ def test_plan_weights_sum_to_one_and_capacity_covers_the_load() -> None:
     assert Plan.from_dict(plan.to_dict()).variants == plan.variants
 
 
-def test_parse_sizes_refuses_unknown_variants_and_bad_numbers() -> None:
-    assert parse_sizes("fast=2, slow=1.5", _spec()) == {"fast": 2.0, "slow": 1.5}
+def test_current_sizes_refuse_unknown_variants_and_bad_numbers() -> None:
+    assert parse_configuration("fast=2, slow=1.5", _spec(), "--current") == {"fast": Size(2.0), "slow": Size(1.5)}
     with pytest.raises(InvalidInput) as info:
-        parse_sizes("resnet9=2,fast=abc,slow=-1,oops", _spec())
+        parse_configuration("resnet9=2,fast=abc,slow=-1,oops", _spec(), "--current")
     assert len(info.value.errors) == 4
 
 

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pulp
 import pytest
 
-from infadapter.planning import Plan, VariantPlan, plan_from_solution
+from infadapter.planning import Plan, VariantPlan
+from infadapter.planning.solve import plan_from_solution
 from infadapter.solver import STATUSES, Problem, ResourceOption, ServiceProblem, VariantOptions, check, solve, solve_dp
 from infadapter.solver import milp as milp_module
 from infadapter.solver.milp import Outcome, outcome, solve_milp

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from infadapter.cli.configuration import parse_configuration
 from infadapter.errors import InvalidInput
-from infadapter.planning import parse_sizes, plan_for_load
+from infadapter.planning import plan_for_load
 from infadapter.profiles import profile_from_dict
 from infadapter.spec import parse_spec
 from tests.fuzz.strategies import assert_clear, fuzz
@@ -31,13 +32,13 @@ _PARTS = st.sampled_from(["resnet18", "resnet50", "resnet", "=", ",", " ", "2", 
 @given(text=st.one_of(st.lists(_PARTS, max_size=8).map("".join), st.text(max_size=30)))
 def test_current_sizes_parse_or_name_the_option(text: str) -> None:
     try:
-        sizes = parse_sizes(text, SPEC)
+        sizes = parse_configuration(text, SPEC, "--current")
     except InvalidInput as exc:
         assert_clear(exc)
         assert all(e.path == "--current" for e in exc.errors)
     else:
         assert set(sizes) <= set(SPEC.variant_names)
-        assert all(0 < v < float("inf") for v in sizes.values())
+        assert all(0 < v.cores < float("inf") for v in sizes.values())
 
 
 @fuzz(30)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from infadapter.cli import app
 from infadapter.control import Action, Latencies, VariantTarget
-from infadapter.planning import gpu_warnings, plan_for_load
+from infadapter.planning import plan_for_load
+from infadapter.planning.gaps import gpu_warnings
 from infadapter.profiles import load_profile
 from infadapter.sim.actuator import SimActuator
 from infadapter.sim.engine import Timeline
