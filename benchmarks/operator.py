@@ -61,7 +61,7 @@ def create_services(admin: Any, exporter: Any, count: int, interval_s: float) ->
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from infadapter.runtime.prometheus import PrometheusProcess, ScrapeJob
+    from infadapter.runtime.local.prometheus import PrometheusProcess, ScrapeJob
     from tests.cluster.controlplane import WRITE_VERBS, count_requests, running_control_plane
     from tests.cluster.kube import CHART, RELEASE, RELEASE_NAMESPACE, Admin, ArrivalExporter, OperatorProcess, chart_values, helm_config
 

@@ -4,7 +4,7 @@
 #                          Triton image into the nodes; deletes the cluster at the end)
 #   KEEP_CLUSTER=1 e2e/run.sh
 # Versions are pinned: kind's node image (by digest), the kube-prometheus-stack chart, every container image
-# (the data plane's are the operator's defaults, infadapter.runtime.kube.Images).
+# (the data plane's are the operator's defaults, infadapter.runtime.kube.objects.Images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLUSTER=infadapter-e2e
@@ -33,7 +33,7 @@ for node in $NODES; do
   docker exec "$node" chmod -R a+rX /models
 done
 echo "== images (pulled into every node first, so the waits below measure the service, not the registry)"
-read -r -a IMAGES <<<"$(.venv/bin/python -c 'from infadapter.runtime.kube import Images; i = Images(); print(i.triton, i.envoy, i.agent)') $MODELS_SERVER_IMAGE"
+read -r -a IMAGES <<<"$(.venv/bin/python -c 'from infadapter.runtime.kube.objects import Images; i = Images(); print(i.triton, i.envoy, i.agent)') $MODELS_SERVER_IMAGE"
 pulls=()
 for node in $NODES; do
   for image in "${IMAGES[@]}"; do

@@ -35,8 +35,8 @@ from infadapter.metrics import DecisionLog, InfAdapterMetrics, Observer
 from infadapter.planning import Plan
 from infadapter.policies import make_policy
 from infadapter.profiles import Profile
-from infadapter.runtime.local import LATENCIES, LocalRuntime
-from infadapter.runtime.local_servers import RuntimeEvent
+from infadapter.runtime.local.actuator import LATENCIES, LocalRuntime
+from infadapter.runtime.local.servers import RuntimeEvent
 from infadapter.spec import InferenceServiceSpec
 
 log = logging.getLogger(__name__)

@@ -25,13 +25,13 @@ from infadapter.metrics.prometheus import Observer
 from infadapter.operator.settings import OperatorConfig
 from infadapter.operator.status import Condition, merge_conditions, status_changes
 from infadapter.operator.tick import Memory, Resource, Runtime, run_step
-from infadapter.runtime import kube
-from infadapter.runtime.kube_client import Connection, KubeApi
+from infadapter.runtime.kube.client import Connection, KubeApi
+from infadapter.runtime.kube.objects import GROUP, PLURAL, VERSION, Owner
 from infadapter.spec import parse_resource
 
 log = logging.getLogger(__name__)
 
-RESOURCE = (kube.GROUP, kube.VERSION, kube.PLURAL)
+RESOURCE = (GROUP, VERSION, PLURAL)
 #: the runtime of the operator running in this process (benchmarks and debugging read its tick timings)
 RUNTIMES: list[Runtime] = []
 #: how often each resource's timer wakes to check whether its tick is due (read once, at import)
@@ -114,7 +114,7 @@ def _resource(body: kopf.Body, status: Mapping[str, Any]) -> Resource:
     """Parse the spec (raises InvalidSpec) and collect what the tick needs."""
     raw = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata), "spec": dict(body.spec)}
     parsed = parse_resource(raw, f"{body.metadata.namespace}/{body.metadata.name}")
-    owner = kube.Owner(name=str(body.metadata.name), namespace=str(body.metadata.namespace), uid=str(body.metadata.uid))
+    owner = Owner(name=str(body.metadata.name), namespace=str(body.metadata.namespace), uid=str(body.metadata.uid))
     return Resource(owner, int(body.metadata.get("generation") or 0), dict(body.metadata.annotations), parsed.spec, dict(status))
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 from infadapter.operator.status import Condition, merge_conditions, rounded
 from infadapter.planning import Plan
-from infadapter.runtime import kube
-from infadapter.runtime.kube_actuator import ApplyResult
+from infadapter.runtime.kube.actuator import ApplyResult
+from infadapter.runtime.kube.objects import ANNOTATION_PAUSED
 
 WHY_NOT_ACTING = {
     "Recommend": "Recommend mode: the plan is only reported",
     "Off": "Off mode: nothing is observed or changed",
-    "Paused": f"paused by the {kube.ANNOTATION_PAUSED} annotation",
+    "Paused": f"paused by the {ANNOTATION_PAUSED} annotation",
 }
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from infadapter.errors import FieldError, InvalidInput
-from infadapter.runtime.kube import Images
+from infadapter.runtime.kube.objects import Images
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The operator is wiring, as the simulator and the embedded mode are: its clock is Unix time, its observer the
 router's counters in Prometheus (read incrementally: only the newest seconds at each step), its actuator the
-Kubernetes objects (:mod:`infadapter.runtime.kube_actuator`). The controller owns the schedule (the policy's
+Kubernetes objects (:mod:`infadapter.runtime.kube.actuator`). The controller owns the schedule (the policy's
 interval, its between-ticks checks at every step — ``ours``' burst detector and live re-weighting —,
 ``replan_now``), the cold start, holding when metrics vanish, make-before-break and the decision record.
 
@@ -37,9 +37,9 @@ from infadapter.operator.status import status_changes
 from infadapter.planning import Plan
 from infadapter.policies import make_policy
 from infadapter.profiles import Profile, load_profile, profile_from_dict
-from infadapter.runtime import kube
-from infadapter.runtime.kube_actuator import ApplyOptions, ApplyResult, KubeView, execute, read_state
-from infadapter.runtime.kube_client import KubeApi, api_path
+from infadapter.runtime.kube.actuator import ApplyOptions, ApplyResult, KubeView, execute, read_state
+from infadapter.runtime.kube.client import KubeApi, api_path
+from infadapter.runtime.kube.objects import ANNOTATION_PAUSED, ANNOTATION_PROFILE, ROUTER_STATUS_PORT, Owner
 from infadapter.spec import InferenceServiceSpec, Mode
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ KUBE_LATENCIES = Latencies(startup_s=15.0, in_place_s=2.0, weights_s=0.0)
 class Resource:
     """The parts of the custom resource a step reads."""
 
-    owner: kube.Owner
+    owner: Owner
     generation: int
     annotations: Mapping[str, str]
     spec: InferenceServiceSpec
@@ -65,11 +65,11 @@ class Resource:
 
     @property
     def paused(self) -> bool:
-        return str(self.annotations.get(kube.ANNOTATION_PAUSED, "")).lower() in ("true", "1", "yes")
+        return str(self.annotations.get(ANNOTATION_PAUSED, "")).lower() in ("true", "1", "yes")
 
     @property
     def profile_configmap(self) -> str:
-        return self.annotations.get(kube.ANNOTATION_PROFILE) or f"{self.owner.name}-profile"
+        return self.annotations.get(ANNOTATION_PROFILE) or f"{self.owner.name}-profile"
 
     @property
     def mode(self) -> str:
@@ -209,7 +209,7 @@ async def router_probe(ip: str) -> str:
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=1.0)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(f"http://{ip}:{kube.ROUTER_STATUS_PORT}/runtime") as answer:
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(f"http://{ip}:{ROUTER_STATUS_PORT}/runtime") as answer:
         answer.raise_for_status()
         return await answer.text()
 

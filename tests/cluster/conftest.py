@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infadapter.runtime.prometheus import PrometheusProcess, ScrapeJob, find_prometheus
+from infadapter.runtime.local.prometheus import PrometheusProcess, ScrapeJob, find_prometheus
 from tests.cluster.controlplane import ControlPlane, ControlPlaneUnavailable, running_control_plane
 from tests.cluster.kube import CHART, RELEASE, RELEASE_NAMESPACE, Admin, ArrivalExporter, OperatorProcess, chart_values, helm_config
 

@@ -12,7 +12,7 @@ import yaml
 
 from infadapter.metrics.prometheus import Observer
 from infadapter.operator.settings import OperatorConfig
-from infadapter.runtime.prometheus import PrometheusProcess, ScrapeJob, find_prometheus
+from infadapter.runtime.local.prometheus import PrometheusProcess, ScrapeJob, find_prometheus
 from tests.cluster.controlplane import WRITE_VERBS, ControlPlane, count_requests
 from tests.cluster.kube import CHART, Admin, ArrivalExporter, OperatorProcess, service_body, wait_for
 from tests.cluster.test_scenarios import converged, explain, plan_of

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client, watch
 from urllib3.exceptions import ProtocolError
 
-from infadapter.runtime.kube import parse_cpu_quantity
+from infadapter.runtime.kube.objects import parse_cpu_quantity
 from tests.cluster.kube import Admin, ArrivalExporter, OperatorProcess, service_body, status_json, wait_for
 
 Start = Callable[..., OperatorProcess]

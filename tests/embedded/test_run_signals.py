@@ -67,7 +67,7 @@ def test_signal_stops_every_child_and_removes_every_cgroup(sig: signal.Signals, 
 
 def test_after_a_sigkill_the_next_runtime_removes_orphans_and_cgroups(tiny_spec_file: Path, tiny_profile_path: Path,
                                                                       tmp_path: Path) -> None:  # fmt: skip
-    from infadapter.runtime.local_servers import remove_stale_cgroups
+    from infadapter.runtime.local.servers import remove_stale_cgroups
 
     proc, children = _start_run(tiny_spec_file, tiny_profile_path, tmp_path)
     groups = list(CGROUP_V1_CPU.glob(f"infadapter/run{proc.pid}x*"))

@@ -14,7 +14,7 @@ import pytest
 
 from infadapter.errors import MetricsUnavailable
 from infadapter.metrics.prometheus import Observer
-from infadapter.runtime.prometheus import find_prometheus, free_port
+from infadapter.runtime.local.prometheus import find_prometheus, free_port
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:

@@ -18,7 +18,7 @@ import pytest
 
 from infadapter.metrics.decisionlog import DecisionRecord, VariantRecord
 from infadapter.metrics.exporter import InfAdapterMetrics
-from infadapter.runtime.prometheus import PrometheusProcess, find_prometheus
+from infadapter.runtime.local.prometheus import PrometheusProcess, find_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "manifests" / "dashboards" / "infadapter.json"

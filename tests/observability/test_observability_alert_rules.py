@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infadapter.metrics.exporter import METRICS
-from infadapter.runtime.prometheus import find_promtool
+from infadapter.runtime.local.prometheus import find_promtool
 
 ALERTS = Path(__file__).resolve().parents[2] / "manifests" / "alerts"
 needs_promtool = pytest.mark.skipif(find_promtool() is None, reason="promtool is absent (apt-get install -y --no-install-recommends prometheus)")

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from infadapter.errors import MetricsUnavailable
 from infadapter.metrics.prometheus import Observer
-from infadapter.runtime.prometheus import PrometheusProcess, find_prometheus
+from infadapter.runtime.local.prometheus import PrometheusProcess, find_prometheus
 
 pytestmark = [
     pytest.mark.slow,
@@ -109,7 +109,7 @@ def test_a_missing_binary_says_how_to_install_it(tmp_path) -> None:  # type: ign
 
 _CHILD = """
 import os, signal, sys
-from infadapter.runtime.prometheus import PrometheusProcess
+from infadapter.runtime.local.prometheus import PrometheusProcess
 prom = PrometheusProcess().start()
 print(prom.process.pid, prom.workdir, flush=True)
 if sys.argv[1] == "killed":

@@ -22,7 +22,7 @@ import requests
 import yaml
 
 from infadapter.metrics.prometheus import Observer
-from infadapter.runtime.prometheus import PrometheusProcess, find_prometheus, free_port
+from infadapter.runtime.local.prometheus import PrometheusProcess, find_prometheus, free_port
 
 pytestmark = pytest.mark.slow
 

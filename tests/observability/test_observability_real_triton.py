@@ -16,7 +16,7 @@ import requests
 from infadapter.errors import ApplyFailed
 from infadapter.metrics.exporter import InfAdapterMetrics
 from infadapter.metrics.prometheus import Observer, served_accuracy_query
-from infadapter.runtime.prometheus import PrometheusProcess, find_prometheus
+from infadapter.runtime.local.prometheus import PrometheusProcess, find_prometheus
 
 pytestmark = pytest.mark.slow
 

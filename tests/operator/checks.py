@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from infadapter.runtime.envoy import integer_weights
-from infadapter.runtime.kube import parse_cpu_quantity
+from infadapter.runtime.envoy_config import integer_weights
+from infadapter.runtime.kube.objects import parse_cpu_quantity
 from tests.operator.harness import ISVC, Cluster
 
 DEPLOYMENTS = "apps/v1/deployments"

@@ -6,9 +6,9 @@ import asyncio
 import json
 from typing import Any
 
-from infadapter.runtime import kube
-from infadapter.runtime.envoy import RUNTIME_PREFIX
-from infadapter.runtime.kube_actuator import _confirmed
+from infadapter.runtime.envoy_config import RUNTIME_PREFIX
+from infadapter.runtime.kube.actuator import _confirmed
+from infadapter.runtime.kube.objects import LABEL_COMPONENT
 from infadapter.spec import parse_spec
 
 SPEC = parse_spec({"variants": [{"name": "small", "accuracy": 0.7}, {"name": "large", "accuracy": 0.8}]})
@@ -16,7 +16,7 @@ SPEC = parse_spec({"variants": [{"name": "small", "accuracy": 0.7}, {"name": "la
 
 def router(ip: str, ready: bool = True) -> dict[str, Any]:
     conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
-    return {"metadata": {"labels": {kube.LABEL_COMPONENT: "router"}}, "status": {"phase": "Running", "podIP": ip, "conditions": conditions}}
+    return {"metadata": {"labels": {LABEL_COMPONENT: "router"}}, "status": {"phase": "Running", "podIP": ip, "conditions": conditions}}
 
 
 def runtime(**weights: int) -> str:

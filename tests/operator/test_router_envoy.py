@@ -22,7 +22,8 @@ import pytest
 import requests
 import yaml
 
-from infadapter.runtime import kube, kube_router
+from infadapter.runtime.kube.objects import ENVOY_ADMIN_PORT, WEIGHTS_DIR, Owner
+from infadapter.runtime.kube.router import AGENT_PRESTOP, AGENT_SCRIPT, AGENT_STATE_DIR, applied_weights, router_bootstrap
 from infadapter.spec import parse_resource
 from tests.operator.harness import service
 
@@ -94,7 +95,7 @@ class Router:
         self.binary = envoy_binary()
         self.listen, self.metrics, self.status, self.admin = free_port(), free_port(), free_port(), free_port()
         spec = parse_resource(service()).spec
-        config = kube_router.router_bootstrap(kube.Owner("demo", "ml", "uid"), spec)
+        config = router_bootstrap(Owner("demo", "ml", "uid"), spec)
         config["admin"]["address"]["socket_address"]["port_value"] = self.admin
         resources = config["static_resources"]
         local = {"ingress": self.listen, "metrics": self.metrics, "status": self.status}
@@ -125,11 +126,7 @@ class Router:
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def local_script(self, script: str) -> str:
-        return (
-            script.replace(kube.WEIGHTS_DIR, str(self.weights))
-            .replace(kube_router.AGENT_STATE_DIR, str(self.state))
-            .replace(f":{kube.ENVOY_ADMIN_PORT}", f":{self.admin}")
-        )
+        return script.replace(WEIGHTS_DIR, str(self.weights)).replace(AGENT_STATE_DIR, str(self.state)).replace(f":{ENVOY_ADMIN_PORT}", f":{self.admin}")
 
     def agent(self, shell: str = "sh") -> subprocess.Popen[bytes]:
         """The sidecar's script, with the system's sh or, as in the curl image, BusyBox's sh and tools."""
@@ -144,7 +141,7 @@ class Router:
                 (tools / applet).symlink_to(busybox)
             (tools / "curl").symlink_to(curl)
             env = {"PATH": str(tools)}
-        script = self.local_script(kube_router.AGENT_SCRIPT)
+        script = self.local_script(AGENT_SCRIPT)
         return subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
     def set_weights(self, **weights: int) -> None:
@@ -157,7 +154,7 @@ class Router:
 
     def applied(self) -> dict[str, int]:
         """What the operator reads: the status listener's /runtime, parsed."""
-        return kube_router.applied_weights(self.session.get(f"http://127.0.0.1:{self.status}/runtime", timeout=5).text, ["small", "large"])
+        return applied_weights(self.session.get(f"http://127.0.0.1:{self.status}/runtime", timeout=5).text, ["small", "large"])
 
     def split(self, n: int = 60) -> Counter[str]:
         return Counter(self.session.get(f"http://127.0.0.1:{self.listen}/v2/models/demo/infer", timeout=5).text for _ in range(n))
@@ -224,7 +221,7 @@ def test_prestop_drain_fails_readiness_and_asks_clients_to_reconnect(tmp_path: P
         envoy, agent = router.envoy(), router.agent()
         with stopped_on_exit(agent, envoy):
             wait_until(lambda: router.agent_ready, "not ready")
-            drain = router.local_script(kube_router.AGENT_PRESTOP).rsplit(";", 1)[0]  # without the final sleep
+            drain = router.local_script(AGENT_PRESTOP).rsplit(";", 1)[0]  # without the final sleep
             subprocess.run(["sh", "-c", drain], check=True, timeout=10)
             ready = router.session.get(f"http://127.0.0.1:{router.status}/ready", timeout=5)
             assert ready.status_code == 503 and "DRAINING" in ready.text

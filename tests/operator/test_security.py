@@ -9,12 +9,23 @@ import pytest
 import yaml
 
 from infadapter.planning import Plan, VariantPlan
-from infadapter.runtime import kube
-from infadapter.runtime.kube_client import ApiError, Connection, KubeApi
+from infadapter.runtime.kube.client import ApiError, Connection, KubeApi
+from infadapter.runtime.kube.objects import (
+    HTTP_PORT,
+    MANAGED_BY,
+    MANAGER,
+    METRICS_PORT,
+    ROUTER_STATUS_PORT,
+    Images,
+    Owner,
+    desired_objects,
+    is_owned,
+    weights_for,
+)
 from infadapter.spec import parse_resource
 from tests.operator.harness import service
 
-OWNER = kube.Owner(name="demo", namespace="ml", uid="uid-1")
+OWNER = Owner(name="demo", namespace="ml", uid="uid-1")
 
 
 def objects() -> list[dict[str, Any]]:
@@ -22,7 +33,7 @@ def objects() -> list[dict[str, Any]]:
     body["spec"]["variants"].append({"name": "s3var", "accuracy": 0.75, "source": {"uri": "s3://bucket/prefix"}})
     spec = parse_resource(body).spec
     sizes = {"small": (1.0, 0, 1), "large": (2.0, 0, 2), "s3var": (1.0, 0, 0)}
-    return kube.desired_objects(OWNER, spec, sizes, {"small": 5000, "large": 5000, "s3var": 0}, kube.Images())
+    return desired_objects(OWNER, spec, sizes, {"small": 5000, "large": 5000, "s3var": 0}, Images())
 
 
 def pods() -> list[dict[str, Any]]:
@@ -54,7 +65,7 @@ def test_envoy_admin_listens_on_loopback_only_and_is_never_published():
     assert forwarded == [r for r in forwarded if r["match"].get("path") == "/stats/prometheus"] and len(forwarded) == 1
     assert routes[-1]["direct_response"]["status"] == 404  # /runtime_modify, /quitquitquit, ... are unreachable
     status = next(li for li in config["static_resources"]["listeners"] if li["name"] == "status")
-    assert status["address"]["socket_address"]["port_value"] == kube.ROUTER_STATUS_PORT != admin_port
+    assert status["address"]["socket_address"]["port_value"] == ROUTER_STATUS_PORT != admin_port
     routes = status["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
     forwarded = [r for r in routes if "route" in r]
     assert sorted(r["match"]["path"] for r in forwarded) == ["/ready", "/runtime"]  # read-only admin pages, exact paths
@@ -68,7 +79,7 @@ def test_triton_has_no_model_control_and_publishes_only_http_and_metrics():
     for pod in servers:
         triton = pod["containers"][0]
         assert "--model-control-mode=none" in triton["args"] and "--allow-grpc=false" in triton["args"]
-        assert {p["containerPort"] for p in triton["ports"]} == {kube.HTTP_PORT, kube.METRICS_PORT}
+        assert {p["containerPort"] for p in triton["ports"]} == {HTTP_PORT, METRICS_PORT}
 
 
 def test_s3_credentials_come_from_a_secret_reference_never_from_values():
@@ -79,9 +90,9 @@ def test_s3_credentials_come_from_a_secret_reference_never_from_values():
 
 def test_every_object_is_labelled_and_owned():
     for obj in objects():
-        assert obj["metadata"]["labels"][kube.MANAGED_BY] == kube.MANAGER
-        assert kube.is_owned(obj, OWNER)
-        assert not kube.is_owned(obj, kube.Owner(name="demo", namespace="ml", uid="someone-else"))
+        assert obj["metadata"]["labels"][MANAGED_BY] == MANAGER
+        assert is_owned(obj, OWNER)
+        assert not is_owned(obj, Owner(name="demo", namespace="ml", uid="someone-else"))
 
 
 def test_the_api_token_never_appears_in_errors_or_reprs(cluster):
@@ -106,5 +117,5 @@ def test_the_api_token_never_appears_in_errors_or_reprs(cluster):
 def test_weights_never_route_to_a_variant_that_is_not_ready(weights_ready):
     plan = Plan((VariantPlan("small", 1.0, weight=0.4, capacity_rps=10), VariantPlan("large", 2.0, weight=0.6, capacity_rps=8)))
     held = {"small": 10_000, "large": 0}
-    weights = kube.weights_for(plan, weights_ready, held, ["small", "large"])
+    weights = weights_for(plan, weights_ready, held, ["small", "large"])
     assert weights == ({"small": 10_000, "large": 0})

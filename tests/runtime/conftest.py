@@ -24,7 +24,7 @@ VARIANTS = ("resnet18", "resnet34")
 
 def _missing_binaries() -> str | None:
     try:
-        from infadapter.runtime.envoy import find_envoy
+        from infadapter.runtime.local.envoy import find_envoy
         from infadapter.serving.triton import find_triton
 
         find_triton()
@@ -102,7 +102,7 @@ def descendants(pid: int) -> set[int]:
 
 @pytest.fixture
 def runtime_factory(tiny_spec: InferenceServiceSpec, tiny_models: dict[str, Path]) -> Iterator[object]:
-    from infadapter.runtime.local import LocalRuntime
+    from infadapter.runtime.local.actuator import LocalRuntime
 
     made: list[LocalRuntime] = []
 

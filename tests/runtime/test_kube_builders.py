@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from infadapter.runtime import kube, kube_router
+from infadapter.runtime.kube.objects import ROUTER_STATUS_PORT, Images, Owner, desired_objects, parse_quantity
+from infadapter.runtime.kube.router import AGENT_SCRIPT, AGENT_STATE_DIR, DNS_REFRESH, applied_weights, router_configmap
 from infadapter.serving.repository import onnxruntime_autocomplete_config, serving_for
 from infadapter.spec import InferenceServiceSpec, parse_resource
 from tests.operator.harness import service
 
-OWNER = kube.Owner(name="demo", namespace="ml", uid="uid-1")
+OWNER = Owner(name="demo", namespace="ml", uid="uid-1")
 K8S_VERSION = "1.33"
 
 
@@ -42,7 +43,7 @@ SIZES = {"small": (0.5, 0, 1), "large": (2.0, 0, 2), "s3var": (1.0, 0, 1), "inim
 def objects(spec: InferenceServiceSpec | None = None, sizes: dict[str, tuple[float, int, int]] | None = None, **kw: Any) -> list[dict[str, Any]]:
     spec = spec or every_source()
     sizes = sizes or {k: v for k, v in SIZES.items() if k in spec.variant_names}
-    return kube.desired_objects(OWNER, spec, sizes, {n: 10_000 // len(sizes) for n in sizes}, kube.Images(), **kw)
+    return desired_objects(OWNER, spec, sizes, {n: 10_000 // len(sizes) for n in sizes}, Images(), **kw)
 
 
 def named(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -151,7 +152,7 @@ def qos_class(pod: dict[str, Any]) -> str:
         resources = container.get("resources", {})
         for resource in ("cpu", "memory"):
             limit, request = resources.get("limits", {}).get(resource), resources.get("requests", {}).get(resource)
-            if limit is None or kube.parse_quantity(limit) != kube.parse_quantity(request if request is not None else limit):
+            if limit is None or parse_quantity(limit) != parse_quantity(request if request is not None else limit):
                 return "Burstable"
     return "Guaranteed"
 
@@ -184,7 +185,7 @@ def test_a_stopping_server_outlives_its_removal_from_the_router_and_its_in_fligh
     triton = pod["containers"][0]
     drain_s = triton["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert drain_s >= 2 + 5 + 1  # the router's DNS refresh + the cluster DNS TTL + the endpoints' propagation
-    assert kube_router.DNS_REFRESH == "2s"
+    assert DNS_REFRESH == "2s"
     exit_s = int(next(a for a in triton["args"] if a.startswith("--exit-timeout-secs=")).split("=")[1])
     assert pod["terminationGracePeriodSeconds"] > drain_s + exit_s
 
@@ -221,16 +222,16 @@ def test_two_router_replicas_spread_and_guarded_by_a_disruption_budget():
     assert "/healthcheck/fail" in agent["lifecycle"]["preStop"]["exec"]["command"][2]
     assert pod["spec"]["terminationGracePeriodSeconds"] > stop_s
     assert envoy["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "status"}
-    assert {"name": "status", "containerPort": kube.ROUTER_STATUS_PORT} in envoy["ports"]
+    assert {"name": "status", "containerPort": ROUTER_STATUS_PORT} in envoy["ports"]
 
 
 def test_a_router_pod_is_ready_only_once_its_sidecar_saw_envoy_hold_the_weights():
     pod = named(objects(), "Deployment", "demo-router")["spec"]["template"]["spec"]
     agent = next(c for c in pod["containers"] if c["name"] == "weights")
     marker = agent["readinessProbe"]["exec"]["command"]
-    assert marker == ["test", "-f", f"{kube_router.AGENT_STATE_DIR}/applied"]
-    assert f"state={kube_router.AGENT_STATE_DIR}/applied" in kube_router.AGENT_SCRIPT
-    assert {"name": "agent", "mountPath": kube_router.AGENT_STATE_DIR} in agent["volumeMounts"]
+    assert marker == ["test", "-f", f"{AGENT_STATE_DIR}/applied"]
+    assert f"state={AGENT_STATE_DIR}/applied" in AGENT_SCRIPT
+    assert {"name": "agent", "mountPath": AGENT_STATE_DIR} in agent["volumeMounts"]
 
 
 # --------------------------------------------------------------------------- the router ConfigMap grows linearly
@@ -241,7 +242,7 @@ def router_configmap_bytes(variants: int) -> int:
     body["metadata"]["namespace"] = "ml-serving"
     body["spec"]["variants"] = [{"name": f"resnet{i}", "accuracy": 0.5, "source": {"uri": f"pvc://models/r{i}"}} for i in range(variants)]
     spec = parse_resource(body).spec
-    cm = kube_router.router_configmap(kube.Owner("resnet", "ml-serving", "u"), spec)
+    cm = router_configmap(Owner("resnet", "ml-serving", "u"), spec)
     return len(cm["data"]["envoy.yaml"].encode())
 
 
@@ -268,9 +269,9 @@ def test_the_router_confirms_weights_from_envoys_runtime_answer():
         },
         indent=1,
     )
-    assert kube_router.applied_weights(answer, ["small", "large"]) == {"small": 2500, "large": 7500}
-    assert kube_router.applied_weights(answer.encode()) == {"small": 2500, "large": 7500, "gone": 0}
-    assert kube_router.applied_weights({"entries": {}, "layers": []}, ["small"]) == {}  # nothing applied yet
+    assert applied_weights(answer, ["small", "large"]) == {"small": 2500, "large": 7500}
+    assert applied_weights(answer.encode()) == {"small": 2500, "large": 7500, "gone": 0}
+    assert applied_weights({"entries": {}, "layers": []}, ["small"]) == {}  # nothing applied yet
     for bad in ("<html>", "[]", '{"layers": []}', json.dumps({"entries": {"infadapter.weights.small": {"final_value": "half"}}})):
         with pytest.raises(ValueError):
-            kube_router.applied_weights(bad)
+            applied_weights(bad)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from infadapter.runtime.envoy import WEIGHT_SCALE, Endpoint, EnvoyProcess, envoy_config, integer_weights
+from infadapter.runtime.envoy_config import WEIGHT_SCALE, Endpoint, envoy_config, integer_weights
+from infadapter.runtime.local.envoy import EnvoyProcess
 
 
 def test_integer_weights_sum_to_scale_and_keep_proportions() -> None:

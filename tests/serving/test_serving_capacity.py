@@ -48,7 +48,7 @@ def capacity(url: str, guess_rps: float) -> float:
 
 
 def test_a_server_resized_in_place_serves_what_the_profile_measured(tmp_path: Path) -> None:
-    from infadapter.runtime.local import LocalRuntime
+    from infadapter.runtime.local.actuator import LocalRuntime
 
     if not cgroup_v1_writable():
         pytest.skip("needs a writable cgroup v1 cpu controller (quotas)")

@@ -49,7 +49,7 @@ def test_both_backends_get_the_thread_counts_of_the_serving_configuration() -> N
 
 
 def test_the_embedded_runtime_sizes_its_servers_by_the_same_rule(tmp_path: Path) -> None:
-    from infadapter.runtime.local import LocalRuntime
+    from infadapter.runtime.local.actuator import LocalRuntime
 
     spec = parse_spec(
         {

@@ -24,7 +24,7 @@ import requests
 
 from infadapter.cli import main
 from infadapter.errors import InvalidInput
-from infadapter.runtime.prometheus import PrometheusProcess, ScrapeJob, find_prometheus
+from infadapter.runtime.local.prometheus import PrometheusProcess, ScrapeJob, find_prometheus
 from infadapter.traces import load_trace
 from infadapter.traces.prometheus import MAX_POINTS_PER_QUERY, connect, export_series, parse_time
 

@@ -1,6 +1,6 @@
 """The router of one InferenceService as Kubernetes objects (pure): Envoy bootstrap, weights, Gateway API.
 
-* ``S-router`` ConfigMap: the embedded mode's Envoy bootstrap (:func:`infadapter.runtime.envoy.envoy_config`)
+* ``S-router`` ConfigMap: the embedded mode's Envoy bootstrap (:func:`infadapter.runtime.envoy_config.envoy_config`)
   with one STRICT_DNS cluster per variant: priority 0 its headless Service (every ready pod, balanced per
   request), priority 1 ``S-servers`` (every server of the service) — so the config grows linearly with the
   variants. Admin on 127.0.0.1; a listener that forwards only ``GET /stats/prometheus`` (Prometheus) and a
@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from infadapter.runtime.envoy import RUNTIME_PREFIX, envoy_config, runtime_weights_from
-from infadapter.runtime.kube import (
+from infadapter.runtime.envoy_config import RUNTIME_PREFIX, envoy_config, runtime_weights_from
+from infadapter.runtime.kube.objects import (
     ENVOY_ADMIN_PORT,
     HTTP_PORT,
     ROUTER_FILTER,

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from infadapter.runtime import kube
-from infadapter.runtime.kube_client import ApiError, KubeApi, NotFound, api_path
+from infadapter.runtime.kube.client import ApiError, KubeApi, NotFound, api_path
+from infadapter.runtime.kube.objects import cpu_quantity, parse_quantity
 
 #: how long a Deferred or in-progress resize is waited on before a rollout replaces the pods
 RESIZE_WAIT_S = 60.0
@@ -47,7 +47,7 @@ def _cpu(resources: Mapping[str, Any] | None) -> float | None:
     if not resources:
         return None
     value = (resources.get("limits") or {}).get("cpu", (resources.get("requests") or {}).get("cpu"))
-    parsed = kube.parse_quantity(value) if value is not None else None
+    parsed = parse_quantity(value) if value is not None else None
     return float(parsed) if parsed is not None else None
 
 
@@ -123,7 +123,7 @@ async def resize_variant(
 
 async def _request_resize(api: KubeApi, pod: Mapping[str, Any], cpu_cores: float, report: ResizeReport) -> str:
     name = str(pod["metadata"]["name"])
-    want = kube.cpu_quantity(cpu_cores)
+    want = cpu_quantity(cpu_cores)
     patch = {"spec": {"containers": [{"name": CONTAINER, "resources": {"requests": {"cpu": want}, "limits": {"cpu": want}}}]}}
     path = api_path("v1", "pods", str(pod["metadata"]["namespace"]), name, "resize")
     try:

@@ -7,7 +7,7 @@ ready pod (what the kubelet reports in ``containerStatuses[].resources``, so an 
 took effect); the router's split; whether ``pods/resize`` exists (discovery, once).
 
 :func:`execute` writes the action: each target variant's Deployment (replicas; the template keeps its size
-while pods are resized in place, pod by pod, :mod:`~infadapter.runtime.kube_resize`; it takes the new size —
+while pods are resized in place, pod by pod, :mod:`~infadapter.runtime.kube.resize`; it takes the new size —
 a rolling update, new pods ready before old ones go — when the action says replace, when the cluster cannot
 resize, or when the kubelet refused or deferred too long), variants absent from the action at 0 replicas,
 the router's weights. The make-before-break rule is the controller's; nothing here decides.
@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infadapter.control import Action, ActuatorState, VariantState, VariantTarget
-from infadapter.runtime import kube, kube_router
-from infadapter.runtime.envoy import integer_weights
-from infadapter.runtime.kube_apply import collection_path, ensure, template_size, weights_from
-from infadapter.runtime.kube_client import KubeApi, api_path
-from infadapter.runtime.kube_resize import RESIZE_WAIT_S, ResizeReport, pod_size, resize_variant, running
+from infadapter.runtime.envoy_config import integer_weights
+from infadapter.runtime.kube.apply import collection_path, ensure, template_size, weights_from
+from infadapter.runtime.kube.client import KubeApi, api_path
+from infadapter.runtime.kube.objects import ANNOTATION_CPU, LABEL_COMPONENT, LABEL_SERVICE, LABEL_VARIANT, Images, Owner, desired_objects, is_owned
+from infadapter.runtime.kube.resize import RESIZE_WAIT_S, ResizeReport, pod_size, resize_variant, running
+from infadapter.runtime.kube.router import applied_weights
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 Known = dict[tuple[str, str], dict[str, Any]]
@@ -58,7 +59,7 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class ApplyOptions:
-    images: kube.Images = field(default_factory=kube.Images)
+    images: Images = field(default_factory=Images)
     #: how long a Deferred or in-progress in-place resize is waited on before a rollout replaces the pods
     resize_wait_s: float = RESIZE_WAIT_S
 
@@ -71,7 +72,7 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 
 def _variant_state(name: str, deployment: Mapping[str, Any], pods: list[dict[str, Any]]) -> VariantState:
     size = template_size(deployment) or (0.0, 0)
-    annotated = deployment.get("metadata", {}).get("annotations", {}).get(kube.ANNOTATION_CPU)
+    annotated = deployment.get("metadata", {}).get("annotations", {}).get(ANNOTATION_CPU)
     planned = float(annotated) if annotated else size[0]
     target = planned
     ready: list[float] = []
@@ -89,7 +90,7 @@ def _variant_state(name: str, deployment: Mapping[str, Any], pods: list[dict[str
     return VariantState(name, target, replicas, tuple(sorted(ready)), size[1])
 
 
-async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, *, confirm: RouterProbe | None = None) -> KubeView:
+async def read_state(api: KubeApi, owner: Owner, spec: InferenceServiceSpec, *, confirm: RouterProbe | None = None) -> KubeView:
     """List the service's objects (one request per kind) and report what runs.
 
     ``confirm``: ask each ready router pod which weights Envoy applies (its status listener); the split
@@ -97,20 +98,20 @@ async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
     router pod still sends to it. Without it (the operator outside the cluster's network), the ConfigMap's.
     """
     kinds = ["Deployment", "Service"] + (["HTTPRoute"] if spec.routing.kind == "GatewayAPI" else ["ConfigMap", "PodDisruptionBudget"])
-    selector = f"{kube.LABEL_SERVICE}={owner.name}"
+    selector = f"{LABEL_SERVICE}={owner.name}"
     listed = await asyncio.gather(
         *(api.list(collection_path(k, owner.namespace), label_selector=selector) for k in kinds),
         api.list(api_path("v1", "pods", owner.namespace), label_selector=selector),
     )
     known: Known = {(kind, o["metadata"]["name"]): o for kind, items in zip(kinds, listed, strict=False) for o in items}
     deployments = {
-        str(d["metadata"]["labels"][kube.LABEL_VARIANT]): d
+        str(d["metadata"]["labels"][LABEL_VARIANT]): d
         for (kind, _), d in known.items()
-        if kind == "Deployment" and d["metadata"].get("labels", {}).get(kube.LABEL_COMPONENT) == "server" and kube.is_owned(d, owner)
+        if kind == "Deployment" and d["metadata"].get("labels", {}).get(LABEL_COMPONENT) == "server" and is_owned(d, owner)
     }
     pods: dict[str, list[dict[str, Any]]] = {}
     for pod in listed[-1]:
-        pods.setdefault(str(pod.get("metadata", {}).get("labels", {}).get(kube.LABEL_VARIANT)), []).append(pod)
+        pods.setdefault(str(pod.get("metadata", {}).get("labels", {}).get(LABEL_VARIANT)), []).append(pod)
     shares = _shares(weights_from(known, owner, spec))
     if confirm is not None and spec.routing.kind != "GatewayAPI":
         shares = await _confirmed(confirm, listed[-1], spec, shares)
@@ -119,7 +120,7 @@ async def read_state(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec
     return KubeView(ActuatorState(variants, shares, in_place), known, deployments, pods)
 
 
-async def execute(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, action: Action, view: KubeView, options: ApplyOptions) -> ApplyResult:
+async def execute(api: KubeApi, owner: Owner, spec: InferenceServiceSpec, action: Action, view: KubeView, options: ApplyOptions) -> ApplyResult:
     """Make ``action`` real (see the module docstring); idempotent: what already holds is not written."""
     result = ApplyResult()
     report = ResizeReport(result.resizes, result.resized_pods, result.messages)
@@ -136,11 +137,11 @@ async def execute(api: KubeApi, owner: kube.Owner, spec: InferenceServiceSpec, a
         sizes[variant.name] = (await _template_cpu(api, target, live, view, options, report), target.gpus, target.replicas)
     weights = _integer_weights(action.weights, spec)
     # the router's two replicas get a PodDisruptionBudget: a node drain never takes both
-    desired = kube.desired_objects(owner, spec, sizes, weights, options.images, disruption_budget=True)
+    desired = desired_objects(owner, spec, sizes, weights, options.images, disruption_budget=True)
     for obj in desired:  # the size each variant converges to, whatever the template says
-        name = obj["metadata"].get("labels", {}).get(kube.LABEL_VARIANT)
+        name = obj["metadata"].get("labels", {}).get(LABEL_VARIANT)
         if obj["kind"] == "Deployment" and name in targets:
-            obj["metadata"]["annotations"][kube.ANNOTATION_CPU] = f"{targets[name].cpu_cores:g}"
+            obj["metadata"]["annotations"][ANNOTATION_CPU] = f"{targets[name].cpu_cores:g}"
     await asyncio.gather(*(ensure(api, obj, owner, result.changes, view.known) for obj in desired))
     await _retire_removed(api, spec, view, targets, result)
     return result
@@ -182,12 +183,12 @@ def _shares(weights: Mapping[str, int]) -> dict[str, float]:
 
 async def _confirmed(probe: RouterProbe, pods: list[dict[str, Any]], spec: InferenceServiceSpec, written: dict[str, float]) -> dict[str, float]:
     """The split every ready router pod applies (per variant the largest share any pod gives it)."""
-    routers = [p for p in pods if p.get("metadata", {}).get("labels", {}).get(kube.LABEL_COMPONENT) == "router" and _ready(p)]
+    routers = [p for p in pods if p.get("metadata", {}).get("labels", {}).get(LABEL_COMPONENT) == "router" and _ready(p)]
     merged: dict[str, float] = {}
     for pod in routers:
         ip = str(pod.get("status", {}).get("podIP") or "")
         try:
-            applied = kube_router.applied_weights(await probe(ip), spec.variant_names) if ip else {}
+            applied = applied_weights(await probe(ip), spec.variant_names) if ip else {}
         except (TimeoutError, OSError, ValueError):
             applied = {}
         if not applied:  # no answer: assume the written split (a probe that never answers must not block a switch)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from infadapter.errors import ApplyFailed, InfAdapterError
 
 if TYPE_CHECKING:
-    from infadapter.runtime.local import LocalRuntime
-    from infadapter.runtime.local_servers import TritonInstance
+    from infadapter.runtime.local.actuator import LocalRuntime
+    from infadapter.runtime.local.servers import TritonInstance
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
   replica's cores; a size change is applied **in place** by rewriting the quota (the server, its model
   instances and its connections stay), with ``taskset`` as a warned fallback where cgroups are not
   writable (sizes then change by replacing the server);
-* an Envoy router (:mod:`infadapter.runtime.envoy`) whose cluster weights are the action's split, over
+* an Envoy router (:mod:`infadapter.runtime.local.envoy`) whose cluster weights are the action's split, over
   the variants that have a ready server;
 * a Prometheus scraping Envoy, every Triton and (when told) our exporter, targets added live.
 
@@ -43,10 +43,11 @@ from infadapter.control import Action, ActuatorState, Latencies, VariantState, V
 from infadapter.errors import ApplyFailed, InfAdapterError
 from infadapter.planning import Plan, cpu_grid
 from infadapter.profiles import Profile
-from infadapter.runtime.envoy import Endpoint, EnvoyProcess
-from infadapter.runtime.local_servers import LocalChanges, RuntimeEvent, TritonInstance, remove_stale_cgroups
-from infadapter.runtime.local_supervisor import Supervisor
-from infadapter.runtime.prometheus import DEFAULT_JOBS, PrometheusProcess
+from infadapter.runtime.envoy_config import Endpoint
+from infadapter.runtime.local.envoy import EnvoyProcess
+from infadapter.runtime.local.prometheus import DEFAULT_JOBS, PrometheusProcess
+from infadapter.runtime.local.servers import LocalChanges, RuntimeEvent, TritonInstance, remove_stale_cgroups
+from infadapter.runtime.local.supervisor import Supervisor
 from infadapter.serving.cpulimit import CGROUP_V1_CPU, CpuCgroup, cgroup_v1_writable, taskset_prefix
 from infadapter.serving.repository import Serving, serving_for, write_repository
 from infadapter.serving.triton import TritonProcess

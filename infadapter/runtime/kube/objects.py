@@ -11,7 +11,7 @@ all owned by the custom resource through a controller ``ownerReference``, so del
 * ``S-router``: an Envoy ``Deployment`` (two replicas) + ``Service`` + ``ConfigMap`` + (optionally)
   ``PodDisruptionBudget``, ``S-servers`` (a headless Service over every server of the service: the
   router's fallback), and ``S-router-weights`` (integer weights per variant) — see
-  :mod:`infadapter.runtime.kube_router`;
+  :mod:`infadapter.runtime.kube.router`;
 * with ``routing.kind: GatewayAPI``, an ``HTTPRoute`` with weighted ``backendRefs`` instead of the router.
 
 The serving configuration is the profiled one: ONNX models are served from a repository written by the
@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from infadapter.planning import Plan, cpu_grid
-from infadapter.runtime.envoy import integer_weights
+from infadapter.runtime.envoy_config import integer_weights
 from infadapter.serving.repository import Serving, onnxruntime_autocomplete_config, serving_for
 from infadapter.spec import InferenceServiceSpec, Variant
 
@@ -427,7 +427,7 @@ def desired_objects(
         cpu, gpus, replicas = sizes[variant.name]
         objects.append(variant_deployment(owner, spec, variant, cpu_cores=cpu, gpus=gpus, replicas=replicas, images=images))
         objects.append(variant_service(owner, variant.name))
-    from infadapter.runtime import kube_router as router  # the router builders use this module's helpers
+    from infadapter.runtime.kube import router  # the router builders use this module's helpers
 
     if spec.routing.kind == "GatewayAPI":
         objects.append(router.http_route(owner, spec, weights))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from infadapter.runtime.envoy import Endpoint
+from infadapter.runtime.envoy_config import Endpoint
 from infadapter.serving.cpulimit import CGROUP_V1_CPU, CpuCgroup
 from infadapter.serving.triton import TritonProcess
 

@@ -4,7 +4,7 @@
 API server stores it: canonical quantities, empty lists dropped, defaults added) does not already hold what
 we want — so at steady state nothing is written. It refuses to touch a same-named object that this service
 does not own. The make-before-break rule is not here: the controller (:mod:`infadapter.control`) decides
-what runs, :mod:`infadapter.runtime.kube_actuator` turns its action into objects.
+what runs, :mod:`infadapter.runtime.kube.actuator` turns its action into objects.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from infadapter.errors import ApplyFailed
-from infadapter.runtime import kube
-from infadapter.runtime.kube_client import KubeApi, api_path
+from infadapter.runtime.kube.client import KubeApi, api_path
+from infadapter.runtime.kube.objects import Owner, is_owned, object_name, parse_cpu_quantity, parse_quantity
 from infadapter.spec import InferenceServiceSpec
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def contains(live: Any, want: Any) -> bool:
     if live == want:
         return True
     if isinstance(want, str) and isinstance(live, str | int | float) and not isinstance(live, bool):
-        a, b = kube.parse_quantity(live), kube.parse_quantity(want)
+        a, b = parse_quantity(live), parse_quantity(want)
         return a is not None and a == b
     return False
 
@@ -75,7 +75,7 @@ def _body(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def ensure(
-    api: KubeApi, obj: Mapping[str, Any], owner: kube.Owner, changes: list[str], known: Mapping[tuple[str, str], dict[str, Any]] | None = None
+    api: KubeApi, obj: Mapping[str, Any], owner: Owner, changes: list[str], known: Mapping[tuple[str, str], dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """Server-side apply ``obj`` (creating it) unless the live object holds it; never touch a same-named object we do not own.
 
@@ -94,7 +94,7 @@ async def ensure(
             created = await api.apply(path, obj)
             changes.append(f"created {what}")
             return created
-    if not kube.is_owned(live, owner):
+    if not is_owned(live, owner):
         raise ApplyFailed(f"{what} exists in {owner.namespace} and is not owned by InferenceService {owner.name}; rename or delete it")
     meta = obj["metadata"]
     want_meta = {k: meta[k] for k in ("labels", "annotations") if k in meta}
@@ -112,22 +112,22 @@ def template_size(live: Mapping[str, Any] | None) -> tuple[float, int] | None:
     try:
         container = live["spec"]["template"]["spec"]["containers"][0]
         limits = container["resources"]["limits"]
-        return kube.parse_cpu_quantity(limits["cpu"]), int(limits.get("nvidia.com/gpu", 0))
+        return parse_cpu_quantity(limits["cpu"]), int(limits.get("nvidia.com/gpu", 0))
     except (KeyError, IndexError, TypeError, ValueError):
         return None
 
 
-def weights_from(known: Mapping[tuple[str, str], Mapping[str, Any]], owner: kube.Owner, spec: InferenceServiceSpec) -> dict[str, int]:
+def weights_from(known: Mapping[tuple[str, str], Mapping[str, Any]], owner: Owner, spec: InferenceServiceSpec) -> dict[str, int]:
     """The weights the router holds now (the weights ConfigMap or the HTTPRoute); {} when none yet."""
     if spec.routing.kind == "GatewayAPI":
         route = known.get(("HTTPRoute", owner.name))
         if route is None:
             return {}
         refs = route.get("spec", {}).get("rules", [{}])[0].get("backendRefs", [])
-        by_service = {kube.object_name(owner.name, v): v for v in spec.variant_names}
+        by_service = {object_name(owner.name, v): v for v in spec.variant_names}
         return {by_service[r["name"]]: int(r.get("weight", 0)) for r in refs if r.get("name") in by_service}
-    cm = known.get(("ConfigMap", kube.object_name(owner.name, "router-weights")))
-    if cm is None or not kube.is_owned(cm, owner):
+    cm = known.get(("ConfigMap", object_name(owner.name, "router-weights")))
+    if cm is None or not is_owned(cm, owner):
         return {}
     out: dict[str, int] = {}
     for name, value in (cm.get("data") or {}).items():
