@@ -20,8 +20,10 @@ from typing import Any
 
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.policies.base import Decision, Observation, Policy, Resize
-from infadapter.policies.ours import OraclePolicy, OursPolicy, StaticPolicy
+from infadapter.policies.oracle import OraclePolicy
+from infadapter.policies.ours import OursPolicy
 from infadapter.policies.paper import PaperPolicy
+from infadapter.policies.static import StaticPolicy
 from infadapter.policies.vpa import VpaPolicy
 from infadapter.profiles import Profile
 from infadapter.spec import Adaptation, Forecast, InferenceServiceSpec

@@ -1,4 +1,4 @@
-"""``ours``: the project's default policy, and the ``oracle`` it is measured against.
+"""``ours``: the project's default policy.
 
 ``ours`` is a fast, lean control loop: a forecast for the next seconds, an exact plan on the real
 capacities, and a reactive layer that fixes what the forecast misses within a couple of seconds.
@@ -31,9 +31,7 @@ tight capacity, not minutes; on the paper's window and ten more a 95 % quantile 
 bought no fewer violations (≈ 0.1 % either way) but more cores and, when the budget binds, less
 accuracy (headroom has to come from cheaper variants). See ``docs/simulator.md``.
 
-``oracle`` knows the trace: at every tick it plans exactly for the true peak of the next
-``interval_s + lead_s`` seconds (in place, the same price of loading, no stabilisation) — a perfect-forecast
-reference at the same tick rate (not a strict lower bound: it cannot re-weight within a tick).
+``oracle`` (:mod:`infadapter.policies.oracle`) is what ``ours`` is measured against.
 """
 
 from __future__ import annotations
@@ -45,73 +43,16 @@ from typing import Any
 import numpy as np
 
 from infadapter.forecast import detect_burst, make_forecaster
-from infadapter.planning import Plan, plan_for_load, service_problem, static_plan
+from infadapter.planning import Plan
 from infadapter.policies.base import Decision, FloatArray, Observation, Resize, StateDict, recent_observed
-from infadapter.policies.sizes import Rung, ladder, rung_for
+from infadapter.policies.exact import PlanCache, loading_cost, objective_of, resize_mode, serves
 from infadapter.profiles import Profile
-from infadapter.solver.evaluate import score
-from infadapter.spec import InferenceServiceSpec, ResizePolicy
-
-
-def _config_key(plan: Plan | None) -> tuple[tuple[str, float, int, int], ...]:
-    if plan is None:
-        return ()
-    return tuple(sorted((v.name, round(v.cpu_cores, 6), v.replicas, v.gpus) for v in plan.variants))
-
-
-class PlanCache:
-    """Memoised exact plans keyed by (load rounded up to ``step_rps``, current config, variants)."""
-
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, step_rps: float = 1.0) -> None:
-        self.spec = spec
-        self.profile = profile
-        self.step_rps = step_rps
-        self._plans: dict[tuple[Any, ...], Plan] = {}
-
-    def rounded(self, load_rps: float) -> float:
-        return math.ceil(max(0.0, load_rps) / self.step_rps - 1e-9) * self.step_rps
-
-    def plan(self, load_rps: float, current: Plan | None, variants: tuple[str, ...] | None = None) -> Plan:
-        load = self.rounded(load_rps)
-        key = (load, _config_key(current), variants)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = plan_for_load(self.spec, self.profile, load, current, variants=variants)
-            self._plans[key] = plan
-        return plan
-
-
-def _resize(spec: InferenceServiceSpec) -> Resize:
-    return "in_place" if spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE else "recreate"
+from infadapter.spec import InferenceServiceSpec
 
 
 def _replicas(plan: Plan, name: str) -> int:
     running = plan.variant(name)
     return running.replicas if running is not None else 0
-
-
-def serves(plan: Plan | None, load_rps: float) -> bool:
-    return plan is not None and plan.status == "optimal" and plan.capacity_rps >= load_rps - 1e-9
-
-
-def objective_of(spec: InferenceServiceSpec, profile: Profile, plan: Plan, load_rps: float) -> float:
-    """The objective the running ``plan`` reaches at ``load_rps`` (no transition)."""
-    names = [v.name for v in plan.variants]
-    service = service_problem(spec, profile, load_rps, plan, variants=names)
-    options = {v.name: v.option() for v in plan.variants}
-    return score(service, options, spec.budget.cpu, spec.budget.gpu).objective
-
-
-def loading_cost(plan: Plan, current: Plan, spec: InferenceServiceSpec, startup_s: float = 4.0, amortise_s: float = 60.0) -> float:
-    """The make-before-break cost of the variants ``plan`` loads, in objective units.
-
-    A new variant's instance costs its cores for ``load_time_s + startup_s`` before it serves, while the
-    old plan keeps running: ``α/B · Σ cores · cold_start / amortise_s`` (the solver's β term only ranks
-    reloads; this prices them). Zero for in-place resizes of running variants.
-    """
-    running = {v.name for v in current.variants}
-    core_seconds = sum(v.total_cpu * (spec.variant(v.name).load_time_s + startup_s) for v in plan.variants if v.name not in running)
-    return spec.objective.cost_weight / spec.budget.cpu * core_seconds / amortise_s
 
 
 @dataclass(frozen=True)
@@ -201,7 +142,7 @@ class OursPolicy:
         self.burst = spec.adaptation.burst_replan if burst is None else bool(burst)
         self.burst_window_s = int(burst_window_s)
         self.burst_headroom = float(burst_headroom)
-        self.resize: Resize = _resize(spec)
+        self.resize: Resize = resize_mode(spec)
         self.reweight = bool(reweight)
         self.split_window_s = int(split_window_s)
         self.split_headroom = float(split_headroom)
@@ -332,102 +273,3 @@ class OursPolicy:
             if objective_of(plans.spec, self.profile, current, load_rps) >= best.objective - tolerance:
                 return None, False
         return best, False
-
-
-class OraclePolicy:
-    """``oracle``: exact plans for the true peak of the next window (see the module docstring)."""
-
-    def __init__(
-        self,
-        spec: InferenceServiceSpec,
-        profile: Profile,
-        *,
-        future_rps: FloatArray | None = None,
-        interval_s: float = 10.0,
-        lead_s: float = 2.0,
-        first_tick_s: float = 0.0,
-        resize_tolerance: float = 0.0005,
-        startup_s: float = 4.0,
-        amortise_s: float = 60.0,
-    ) -> None:
-        if future_rps is None:
-            raise ValueError("the oracle needs the trace it will be run on (future_rps)")
-        self.name = "oracle"
-        self.future_rps = np.asarray(future_rps, dtype=np.float64)
-        self.interval_s = float(interval_s)
-        self.first_tick_s = float(first_tick_s)
-        self.lead_s = float(lead_s)
-        self.resize_tolerance = float(resize_tolerance)
-        self.startup_s = float(startup_s)
-        self.amortise_s = float(amortise_s)
-        self.spec = spec
-        self.profile = profile
-        self.resize: Resize = _resize(spec)
-        self.plans = PlanCache(spec, profile)
-        self.notes: list[str] = []
-
-    def initial_state(self) -> OursState:
-        return OursState()
-
-    def state_from_dict(self, raw: dict[str, Any]) -> OursState:
-        return OursState.from_dict(raw)
-
-    def between_ticks(self, obs: Observation, state: OursState) -> bool:
-        return False
-
-    def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
-        begin = max(0, int(obs.now_s))
-        window = self.future_rps[begin : begin + int(self.interval_s + self.lead_s)]
-        window = window[~np.isnan(window)]
-        load = float(window.max()) if window.size else 0.0
-        plan = self.plans.plan(load, obs.current)
-        observed = float(obs.history_rps[-1]) if obs.history_rps.size else math.nan
-        current = obs.current
-        if (
-            current is not None
-            and serves(current, load)
-            and plan.status == "optimal"
-            and (
-                objective_of(self.spec, self.profile, current, load)
-                >= plan.objective - self.resize_tolerance - loading_cost(plan, current, self.spec, self.startup_s, self.amortise_s)
-            )
-        ):
-            return Decision(None, load, observed, resize=self.resize), OursState((), load)
-        if plan.same_config(obs.current):
-            return Decision(None, load, observed, resize=self.resize), OursState((), load)
-        return Decision(plan, load, observed, resize=self.resize), OursState((), load)
-
-
-class StaticPolicy:
-    """``static:<variant>@<cores>``: one fixed plan, never changed.
-
-    The cores are a total within the spec's bounds: the smallest size of the variant's ladder
-    (:mod:`infadapter.policies.sizes`) that has them, e.g. ``@20`` under ``maxCpu: 8`` is 3 replicas of 8
-    (noted). A variant measured only on GPUs runs on its smallest measured GPU count at the cores given.
-    """
-
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, variant: str, cores: float) -> None:
-        self.name = f"static:{variant}@{cores:g}"
-        self.notes: list[str] = []
-        rungs = ladder(spec, variant)
-        size = rung_for(rungs, cores) if rungs and profile.runs_on_cpu(variant) else Rung(cores)
-        if abs(size.total_cores - cores) > 1e-9 or size.replicas != 1:
-            self.notes.append(f"{cores:g} cores within the spec's bounds: {size.describe()} cores")
-        self.plan = static_plan(spec, profile, {variant: size.cpu_cores}, replicas={variant: size.replicas})
-        self.interval_s = float(spec.adaptation.interval_s)
-        self.first_tick_s = math.inf
-
-    def initial_plan(self) -> Plan:
-        return self.plan
-
-    def initial_state(self) -> OursState:
-        return OursState()
-
-    def state_from_dict(self, raw: dict[str, Any]) -> OursState:
-        return OursState.from_dict(raw)
-
-    def between_ticks(self, obs: Observation, state: OursState) -> bool:
-        return False
-
-    def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
-        return Decision(None), state
