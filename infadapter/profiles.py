@@ -43,7 +43,8 @@ from typing import Any
 import yaml
 
 from infadapter.errors import ApplyFailed, FieldError, InfAdapterError, InvalidInput, InvalidProfile
-from infadapter.spec import InferenceServiceSpec, read_text, yaml_documents, yaml_error_text
+from infadapter.spec import InferenceServiceSpec
+from infadapter.yamlfile import read_text, yaml_documents, yaml_error_text
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from infadapter.errors import FieldError, InvalidSpec
+from infadapter.spec_errors import errors_from_validation
+from infadapter.yamlfile import read_text, yaml_documents, yaml_error_text
 
 API_GROUP = "infadapter.io"
 API_VERSION = "v1alpha1"
@@ -269,72 +271,6 @@ class InferenceService(_Model):
     spec: InferenceServiceSpec
 
 
-# --------------------------------------------------------------------------- parsing
-
-_HINTS: dict[str, str] = {
-    "missing": "add this field",
-    "extra_forbidden": "remove it or check its spelling (field names are camelCase, as in the CRD)",
-    "float_parsing": "write a number",
-    "float_type": "write a number",
-    "int_parsing": "write a whole number",
-    "int_type": "write a whole number",
-    "int_from_float": "write a whole number",
-    "greater_than": "use a larger value",
-    "greater_than_equal": "use a larger value",
-    "less_than": "use a smaller value",
-    "less_than_equal": "use a smaller value",
-    "literal_error": "use one of the listed values",
-    "enum": "use one of the listed values",
-    "too_short": "add at least one entry",
-    "string_type": "write a string",
-    "bool_type": "write true or false",
-    "bool_parsing": "write true or false",
-    "list_type": "write a list",
-    "model_type": "write a mapping (key: value)",
-    "model_attributes_type": "write a mapping (key: value)",
-    "dict_type": "write a mapping (key: value)",
-    "finite_number": "write a finite number (not .nan or .inf)",
-    "int_parsing_size": "write a smaller whole number",
-    "string_too_short": "write a non-empty value",
-    "string_too_long": "shorten it",
-    "too_long": "remove entries",
-    "invalid_key": "field names are strings (camelCase, as in the CRD)",
-    "string_pattern_mismatch": "see the field's description in docs/input-validation.md",
-}
-#: for error types not listed above: still a hint, never a bare message
-_DEFAULT_HINT = "check the value against docs/input-validation.md"
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[FieldError]:
-    """Turn pydantic errors into field errors with a path and a hint."""
-    found: list[FieldError] = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        path = _path(loc)
-        if prefix:
-            path = f"{prefix}{'' if path.startswith('[') else '.'}{path}" if path else prefix
-        message = str(err["msg"])
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        hint = _HINTS.get(str(err["type"]), _DEFAULT_HINT)
-        if err["type"] == "value_error" and "; " in message:  # our validators say "problem; fix"
-            message, hint = message.rsplit("; ", 1)
-        if err["type"] in ("literal_error", "enum") and "expected" in err.get("ctx", {}):
-            hint = f"use one of {err['ctx']['expected']}"
-        found.append(FieldError(path, message, hint))
-    return found
-
-
 def parse_spec(raw: Any, source: str = "spec") -> InferenceServiceSpec:
     """Validate a spec mapping (the CR's ``spec``), or raise :class:`InvalidSpec` with every error."""
     if not isinstance(raw, Mapping):
@@ -367,35 +303,6 @@ def parse_resource(raw: Any, source: str = "resource") -> InferenceService:
     if errors:
         raise InvalidSpec(errors, source)
     return resource
-
-
-def yaml_documents(text: str) -> list[Any]:
-    """Every document of a YAML text (``safe_load``), ``None`` documents dropped.
-
-    Raises :class:`yaml.YAMLError` for anything PyYAML cannot turn into data, including what it
-    reports with other exceptions: nesting too deep (RecursionError) and integers longer than
-    Python's conversion limit (ValueError).
-    """
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError:
-        raise
-    except RecursionError:
-        raise yaml.YAMLError("nesting too deep") from None
-    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
-        raise yaml.YAMLError(str(exc).split(";")[0]) from None
-
-
-def yaml_error_text(exc: yaml.YAMLError) -> str:
-    """``not valid YAML at line L, column C: problem`` for a PyYAML error."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
-
-
-def read_text(file: Path) -> str:
-    """The UTF-8 text of ``file``; ``OSError``/``UnicodeDecodeError`` are left to the caller."""
-    return file.read_bytes().decode("utf-8")
 
 
 def load_resource(path: str | Path) -> InferenceService:
