@@ -3,7 +3,8 @@
 Two file formats are read:
 
 * the paper's CSV (``capacity_result_Feb_21.csv``: one row per variant ``ARCH`` x ``CPU`` x ``SLA``),
-  from which the rows of one SLA are taken; ``ARCH`` ``n`` becomes variant ``resnet{n}``;
+  from which the rows of one SLA are taken; ``ARCH`` ``n`` becomes variant ``resnet{n}``
+  (:mod:`infadapter.paper_csv`);
 * the project's own YAML/JSON (what ``infadapter profile`` writes)::
 
       kind: Profile
@@ -27,11 +28,8 @@ replicas of one size serve ``r`` times the capacity of one.
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import json
-import math
 import os
 import tempfile
 from bisect import bisect_right
@@ -43,6 +41,8 @@ from typing import Any
 import yaml
 
 from infadapter.errors import ApplyFailed, FieldError, InfAdapterError, InvalidInput, InvalidProfile
+from infadapter.paper_csv import paper_profile
+from infadapter.profile_fields import number_field, short_repr
 from infadapter.spec import InferenceServiceSpec
 from infadapter.yamlfile import read_text, yaml_documents, yaml_error_text
 
@@ -206,39 +206,6 @@ class Profile:
 # --------------------------------------------------------------------------- reading
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _number(value: Any, path: str, errors: list[FieldError], *, positive: bool = False, below: float | None = None) -> float | None:
-    """``value`` as a finite float >= 0 (> 0 if ``positive``, < ``below`` if given), else an error."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        errors.append(FieldError(path, "missing", "write a number"))
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        errors.append(FieldError(path, f"expected a number, got {_short(value)}", "write a number"))
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        errors.append(FieldError(path, f"number too large: {_short(value)}", "write a finite number"))
-        return None
-    except ValueError:
-        errors.append(FieldError(path, f"expected a number, got {_short(value)}", "write a number"))
-        return None
-    if not math.isfinite(number):
-        errors.append(FieldError(path, f"expected a finite number, got {_short(value)}", "write a finite number"))
-        return None
-    if number < 0 or (positive and number == 0):
-        errors.append(FieldError(path, f"must be {'> 0' if positive else '>= 0'}, got {number:g}", "use a positive value"))
-        return None
-    if below is not None and number >= below:
-        errors.append(FieldError(path, f"must be < {below:g}, got {number:g}", f"use a value below {below:g}"))
-        return None
-    return number
-
-
 def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
     """Validate the project's profile mapping; raise :class:`InvalidProfile` with every error."""
     errors: list[FieldError] = []
@@ -246,10 +213,10 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
         raise InvalidProfile([FieldError("", "expected a mapping with kind: Profile", "see docs/profiles in the README")], source)
     if raw.get("kind", "Profile") != "Profile":
         errors.append(FieldError("kind", f"expected 'Profile', got {raw.get('kind')!r}", "set kind: Profile"))
-    slo = _number(raw.get("sloMs"), "sloMs", errors, positive=True) if "sloMs" in raw else None
+    slo = number_field(raw.get("sloMs"), "sloMs", errors, positive=True) if "sloMs" in raw else None
     if "sloMs" not in raw:
         errors.append(FieldError("sloMs", "missing", "add the SLO latency (ms) at which capacities were measured"))
-    pct = _number(raw.get("percentile", 99.0), "percentile", errors, positive=True, below=100.0)
+    pct = number_field(raw.get("percentile", 99.0), "percentile", errors, positive=True, below=100.0)
     variants = raw.get("variants")
     points: dict[str, tuple[ProfilePoint, ...]] = {}
     if not isinstance(variants, Mapping) or not variants:
@@ -258,7 +225,7 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
         for name, rows in variants.items():
             base = f"variants.{name}"
             if not isinstance(name, str) or not name.strip():
-                errors.append(FieldError(base, f"variant names are non-empty strings, got {_short(name)}", "name it as in the spec, e.g. resnet18"))
+                errors.append(FieldError(base, f"variant names are non-empty strings, got {short_repr(name)}", "name it as in the spec, e.g. resnet18"))
                 continue
             if not isinstance(rows, list) or not rows:
                 errors.append(FieldError(base, "expected a non-empty list of points", "add - {cpu: 1, capacityRps: 10}"))
@@ -272,18 +239,18 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
                 unknown = set(row) - {"cpu", "capacityRps", "gpus", "p99Ms", "saturationRps"}
                 if unknown:
                     errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", "use cpu, gpus, capacityRps, p99Ms, saturationRps"))
-                cpu = _number(row.get("cpu"), f"{path}.cpu", errors, positive=True) if "cpu" in row else None
+                cpu = number_field(row.get("cpu"), f"{path}.cpu", errors, positive=True) if "cpu" in row else None
                 if "cpu" not in row:
                     errors.append(FieldError(f"{path}.cpu", "missing", "add the cores of this measurement"))
-                cap = _number(row.get("capacityRps"), f"{path}.capacityRps", errors) if "capacityRps" in row else None
+                cap = number_field(row.get("capacityRps"), f"{path}.capacityRps", errors) if "capacityRps" in row else None
                 if "capacityRps" not in row:
                     errors.append(FieldError(f"{path}.capacityRps", "missing", "add the measured capacity in RPS"))
                 gpus_raw = row.get("gpus", 0)
                 if isinstance(gpus_raw, bool) or not isinstance(gpus_raw, int) or not 0 <= gpus_raw <= 64:
-                    errors.append(FieldError(f"{path}.gpus", f"expected a whole number 0..64, got {_short(gpus_raw)}", "write 0, 1, 2…"))
+                    errors.append(FieldError(f"{path}.gpus", f"expected a whole number 0..64, got {short_repr(gpus_raw)}", "write 0, 1, 2…"))
                     gpus_raw = 0
-                p99 = _number(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
-                sat = _number(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
+                p99 = number_field(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
+                sat = number_field(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
                 if cpu is not None and cap is not None:
                     pts.append(ProfilePoint(cpu, cap, int(gpus_raw), p99, sat))
             seen: set[tuple[float, int]] = set()
@@ -315,95 +282,13 @@ def _serving_records(raw: Any) -> dict[str, tuple[Mapping[str, Any], ...]]:
     return out
 
 
-def _csv_rows(path: Path) -> list[dict[str, str | None]]:
-    try:
-        text = read_text(path).removeprefix("\ufeff")  # spreadsheets save a BOM
-        return [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""))]
-    except OSError as exc:
-        raise InvalidProfile([FieldError("", f"cannot read {path}: {exc.strerror or exc}", "check the path")], str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise InvalidProfile([FieldError("", f"{path} is not UTF-8 text (byte {exc.start})", "give the paper's CSV or a Profile YAML")], str(path)) from None
-    except csv.Error as exc:
-        raise InvalidProfile([FieldError("", f"{path} is not a readable CSV: {exc}", "give the paper's capacity_result CSV")], str(path)) from None
-
-
-def _load_paper_csv(path: Path, slo_ms: float | None, name_format: str) -> Profile:
-    """Rows of the paper's CSV at ``slo_ms``; every bad cell is reported as ``row N.COLUMN``.
-
-    A row is all-or-nothing: a profile is built only when every row at the chosen SLO is valid.
-    """
-    rows = _csv_rows(path)
-    needed = {"ARCH", "CPU", "SLA", "capacity"}
-    if not rows or not needed <= {k for k in rows[0] if k is not None}:
-        have = ", ".join(str(k) for k in rows[0] if k is not None)[:200] if rows else "no rows"
-        error = FieldError("", f"CSV lacks columns {sorted(needed)} (has {have})", "use the paper's capacity_result CSV or a Profile YAML")
-        raise InvalidProfile([error], str(path))
-    errors: list[FieldError] = []
-    slas: list[float | None] = []
-    for i, r in enumerate(rows):  # row numbers as a spreadsheet shows them (the header is row 1)
-        slas.append(_number(r.get("SLA"), f"row {i + 2}.SLA", errors, positive=True))
-    if errors:
-        raise InvalidProfile(errors, str(path))
-    known = sorted({s for s in slas if s is not None})
-    if slo_ms is None:
-        slo_ms = 750.0 if 750.0 in known else known[0]
-    if float(slo_ms) not in known:
-        raise InvalidProfile(
-            [
-                FieldError(
-                    "sloMs",
-                    f"the CSV has no capacities at SLO {slo_ms:g} ms (it has {', '.join(f'{s:g}' for s in known)[:200]})",
-                    "pick one of those SLOs with --slo-ms or in spec.slo.latencyMs",
-                )
-            ],
-            str(path),
-        )
-    points: dict[str, list[ProfilePoint]] = {}
-    for i, (r, sla) in enumerate(zip(rows, slas, strict=True)):
-        if sla != float(slo_ms):
-            continue
-        where = f"row {i + 2}"
-        before = len(errors)
-        arch = (r.get("ARCH") or "").strip()
-        if not arch:
-            errors.append(FieldError(f"{where}.ARCH", "empty", "write the ResNet depth, e.g. 50"))
-        hardware = (r.get("HARDWARE") or "cpu").strip().lower()
-        if hardware not in ("cpu", "gpu"):
-            errors.append(FieldError(f"{where}.HARDWARE", f"expected cpu or gpu, got {_short(hardware)}", "write cpu or gpu"))
-        replicas = _number(r.get("REPLICA") or "1", f"{where}.REPLICA", errors, positive=True)
-        if replicas is not None and replicas != int(replicas):
-            errors.append(FieldError(f"{where}.REPLICA", f"expected a whole number, got {replicas:g}", "write 1, 2, …"))
-        cpu = _number(r.get("CPU"), f"{where}.CPU", errors, positive=True)
-        capacity = _number(r.get("capacity"), f"{where}.capacity", errors)
-        p99 = _number(r["p99_latency"], f"{where}.p99_latency", errors) if r.get("p99_latency") else None
-        saturation = _number(r["saturation_tp"], f"{where}.saturation_tp", errors) if r.get("saturation_tp") else None
-        if len(errors) > before or replicas is None or cpu is None or capacity is None:
-            continue
-        gpus = 1 if hardware == "gpu" else 0
-        name = name_format.format(arch=arch)
-        if any(p.cpu_cores == cpu and p.gpus == gpus for p in points.get(name, [])):
-            errors.append(FieldError(where, f"a second row for {name} at CPU={cpu:g} ({hardware}), SLA={slo_ms:g}", "keep one measurement per size"))
-            continue
-        point = ProfilePoint(
-            cpu_cores=cpu,
-            capacity_rps=capacity / replicas,
-            gpus=gpus,
-            p99_ms=p99,
-            saturation_rps=saturation / replicas if saturation is not None else None,
-        )
-        points.setdefault(name, []).append(point)
-    if errors:
-        raise InvalidProfile(errors, str(path))
-    return Profile(float(slo_ms), {k: tuple(v) for k, v in points.items()}, 99.0, str(path))
-
-
 def load_profile(path: str | Path, slo_ms: float | None = None, name_format: str = "resnet{arch}") -> Profile:
     """Read a profile: the paper's CSV (rows at ``slo_ms``) or the project's YAML/JSON."""
     file = Path(path)
     if not file.is_file():
         raise InvalidProfile([FieldError("", f"no such file: {file}", "pass --profile with an existing path")], str(file))
     if file.suffix.lower() == ".csv":
-        return _load_paper_csv(file, slo_ms, name_format)
+        return profile_from_dict(paper_profile(file, slo_ms, name_format), str(file))
     hint = "write a Profile YAML/JSON or the paper's CSV"
     try:
         text = read_text(file)
