@@ -28,6 +28,7 @@ import highspy
 import pulp
 
 from infadapter.solver.evaluate import score
+from infadapter.solver.milp_model import Model, ReplicaRange, build, split_options
 from infadapter.solver.problem import (
     TOLERANCE,
     Problem,
@@ -109,77 +110,9 @@ def _solver(backend: Backend, time_limit_s: float | None) -> pulp.LpSolver:
     return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0)
 
 
-def _build(
-    problem: Problem,
-    options: Sequence[Sequence[tuple[ResourceOption, ...]]],
-    served_floor: float | None,
-    maximise_served: bool,
-) -> tuple[pulp.LpProblem, dict[tuple[int, int, int], pulp.LpVariable], dict[tuple[int, int], pulp.LpVariable]]:
-    # --- constants are in `problem`; variables
-    model = pulp.LpProblem("infadapter", pulp.LpMaximize)
-    y: dict[tuple[int, int, int], pulp.LpVariable] = {}
-    q: dict[tuple[int, int], pulp.LpVariable] = {}
-    lc: dict[int, pulp.LpVariable] = {}
-    for s, service in enumerate(problem.services):
-        for m in range(len(service.variants)):
-            q[s, m] = pulp.LpVariable(f"q_{s}_{m}", lowBound=0)
-            for o, _ in enumerate(options[s][m]):
-                y[s, m, o] = pulp.LpVariable(f"y_{s}_{m}_{o}", cat=pulp.LpBinary)
-        if service.transition_weight > 0 and service.max_load_time_s > 0:
-            lc[s] = pulp.LpVariable(f"lc_{s}", lowBound=0, upBound=1)
-
-    # --- constraints
-    for s, service in enumerate(problem.services):
-        for m, variant in enumerate(service.variants):
-            picks = [y[s, m, o] for o in range(len(options[s][m]))]
-            if variant.required:
-                model += pulp.lpSum(picks) == 1, f"required_{s}_{m}"
-            else:
-                model += pulp.lpSum(picks) <= 1, f"one_option_{s}_{m}"
-            model += (
-                q[s, m] <= pulp.lpSum(min(opt.capacity_rps, service.load_rps) * y[s, m, o] for o, opt in enumerate(options[s][m])),
-                f"capacity_{s}_{m}",
-            )
-            if s in lc:
-                weight = variant.load_time_s / service.max_load_time_s
-                changing = [y[s, m, o] for o, opt in enumerate(options[s][m]) if opt.transition_from(variant.current)]
-                if changing and weight > 0:
-                    model += lc[s] >= weight * pulp.lpSum(changing), f"transition_{s}_{m}"
-        served = pulp.lpSum(q[s, m] for m in range(len(service.variants)))
-        if served_floor is None and not maximise_served:
-            model += served == service.load_rps, f"demand_{s}"
-        else:
-            model += served <= service.load_rps, f"demand_{s}"
-        model += pulp.lpSum(v for k, v in y.items() if k[0] == s) >= 1, f"something_serves_{s}"
-    model += pulp.lpSum(o.cost_cpu * y[s, m, i] for (s, m, i) in y for o in [options[s][m][i]]) <= problem.budget_cpu, "budget_cpu"
-    model += pulp.lpSum(o.cost_gpu * y[s, m, i] for (s, m, i) in y for o in [options[s][m][i]]) <= problem.budget_gpu, "budget_gpu"
-    if served_floor is not None:
-        model += pulp.lpSum(q.values()) >= served_floor, "serve_the_most"
-
-    # --- objective
-    if maximise_served:
-        model += pulp.lpSum(q.values())
-        return model, y, q
-    terms = []
-    for s, service in enumerate(problem.services):
-        if service.load_rps > 0:
-            terms.append(pulp.lpSum((v.accuracy / service.load_rps) * q[s, m] for m, v in enumerate(service.variants)))
-        cost = pulp.lpSum(
-            options[s][m][i].cost_cpu / problem.budget_cpu * y[s, m, i]
-            + (options[s][m][i].cost_gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0) * y[s, m, i]
-            for (ss, m, i) in y
-            if ss == s
-        )
-        terms.append(-service.cost_weight * cost)
-        if s in lc:
-            terms.append(-service.transition_weight * lc[s])
-    model += pulp.lpSum(terms)
-    return model, y, q
-
-
-def _run(model: pulp.LpProblem, backend: Backend, time_limit_s: float | None) -> Outcome:
-    model.solve(_solver(backend, time_limit_s))
-    return outcome(model.status, model.sol_status)
+def _run(model: Model, backend: Backend, time_limit_s: float | None) -> Outcome:
+    model.lp.solve(_solver(backend, time_limit_s))
+    return outcome(model.lp.status, model.lp.sol_status)
 
 
 def outcome(status: int, sol_status: int) -> Outcome:
@@ -197,20 +130,26 @@ def outcome(status: int, sol_status: int) -> Outcome:
     return "unknown"  # stopped before any solution, or a solver error: nothing proven
 
 
-def _extract(
-    problem: Problem,
-    options: Sequence[Sequence[tuple[ResourceOption, ...]]],
-    y: dict[tuple[int, int, int], pulp.LpVariable],
-) -> list[ServiceSolution]:
+def _extract(problem: Problem, model: Model | None) -> list[ServiceSolution]:
+    if model is None:
+        return []
     out: list[ServiceSolution] = []
     for s, service in enumerate(problem.services):
-        chosen: dict[str, ResourceOption] = {}
-        for m, variant in enumerate(service.variants):
-            for o, opt in enumerate(options[s][m]):
-                if (y[s, m, o].value() or 0.0) > 0.5:
-                    chosen[variant.name] = opt
+        chosen = {service.variants[m].name: option for m, option in model.chosen(s).items()}
         # for fixed choices, routing min(L, capacity) most-accurate-first is optimal in both phases
         out.append(score(service, chosen, problem.budget_cpu, problem.budget_gpu))
+    return out
+
+
+def _forms(problem: Problem) -> list[list[tuple[tuple[ResourceOption, ...], list[ReplicaRange]]]]:
+    """Per service and variant: its single options (pruned) and its replica ranges."""
+    out = []
+    for service in problem.services:
+        row = []
+        for variant in service.variants:
+            ranges, singles = split_options(variant)
+            row.append((prune(replace(variant, options=tuple(singles)), service.load_rps), ranges))
+        out.append(row)
     return out
 
 
@@ -247,44 +186,44 @@ def solve_milp(problem: Problem, backend: Backend = "highs", time_limit_s: float
         raise ValueError("budget_cpu must be > 0")
     scored = problem
     problem = _numerically_safe(problem)
-    options = [[prune(v, svc.load_rps) for v in svc.variants] for svc in problem.services]
+    forms = _forms(problem)
 
-    def done(status: Status, y: dict[tuple[int, int, int], pulp.LpVariable] | None, *notes: str) -> Solution:
-        services = _extract(scored, options, y) if y is not None else []
+    def done(status: Status, model: Model | None, *notes: str) -> Solution:
+        services = _extract(scored, model)
         if status == "feasible" and not _serves_all(scored, services):
             status = "time_limit"  # an incumbent of the demand model always should; never claim it
         objective = sum(s.objective for s in services) if services else float("-inf")
         return Solution(status, tuple(services), objective, time.perf_counter() - started, backend, notes)
 
-    model, y, _ = _build(problem, options, None, maximise_served=False)
+    model = build(problem, forms, None, maximise_served=False)
     first = _run(model, backend, time_limit_s)
     if first == "optimal":
-        return done("optimal", y)
+        return done("optimal", model)
     if first == "incumbent":
-        return done("feasible", y, _UNPROVEN)
+        return done("feasible", model, _UNPROVEN)
     # Phase 1: the most load the budget can serve; phase 2: the best plan serving it.
-    probe, probe_y, _ = _build(problem, options, None, maximise_served=True)
+    probe = build(problem, forms, None, maximise_served=True)
     found = _run(probe, backend, time_limit_s)
     if found == "infeasible":
         return done("infeasible", None, "no plan fits the budget at all (required variants or minimum sizes exceed it)")
     if found == "unknown":
         return done("time_limit", None, _NOTHING_YET)
     if found == "incumbent":
-        return done("time_limit", probe_y, "the time limit stopped the solver before it found the most load the budget serves")
-    most = float(pulp.value(probe.objective) or 0.0)
+        return done("time_limit", probe, "the time limit stopped the solver before it found the most load the budget serves")
+    most = float(pulp.value(probe.lp.objective) or 0.0)
     demand = sum(s.load_rps for s in problem.services)
     if first == "unknown" and most >= demand - TOLERANCE * max(1.0, demand):
-        return done("feasible", probe_y, _UNPROVEN)  # the load fits; the first run only ran out of time
+        return done("feasible", probe, _UNPROVEN)  # the load fits; the first run only ran out of time
     served_note = f"the budget serves at most {most:.3f} of {demand:.3f} rps"
-    model, y, _ = _build(problem, options, most - 1e-7 * max(1.0, most), maximise_served=False)
+    model = build(problem, forms, most - 1e-7 * max(1.0, most), maximise_served=False)
     second = _run(model, backend, time_limit_s)
     if second == "optimal":
-        return done("infeasible", y, served_note)
+        return done("infeasible", model, served_note)
     if second == "incumbent":
-        return done("time_limit", y, served_note, _UNPROVEN)
+        return done("time_limit", model, served_note, _UNPROVEN)
     if second == "unknown":
-        return done("time_limit", probe_y, served_note, _UNPROVEN)
-    return done("infeasible", probe_y, served_note)  # numerically marginal: keep phase 1's plan
+        return done("time_limit", probe, served_note, _UNPROVEN)
+    return done("infeasible", probe, served_note)  # numerically marginal: keep phase 1's plan
 
 
 def _serves_all(problem: Problem, services: Sequence[ServiceSolution]) -> bool:
