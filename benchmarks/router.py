@@ -28,9 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from infadapter.processes import free_port  # noqa: E402
 from infadapter.runtime.envoy_config import Endpoint  # noqa: E402
 from infadapter.runtime.local.envoy import EnvoyProcess, find_envoy  # noqa: E402
-from infadapter.serving.triton import free_port  # noqa: E402
 
 REQUEST = b"GET /v2/health/ready HTTP/1.1\r\nHost: bench\r\n\r\n"
 

@@ -23,7 +23,8 @@ from infadapter.serving.repository import (
     update_serving,
     write_repository,
 )
-from infadapter.serving.triton import TritonProcess, find_triton, free_port
+from infadapter.serving.triton import TritonProcess
+from infadapter.serving.triton_install import find_triton
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
@@ -36,7 +37,6 @@ __all__ = [
     "default_models_dir",
     "ensure_demo_models",
     "find_triton",
-    "free_port",
     "instances_for_cpu",
     "onnxruntime_backend_config",
     "python_backend_config",

@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlparse
 
 from infadapter.cache import cache_root
 from infadapter.errors import FieldError, InvalidInput
+from infadapter.processes import atomic_write
 
 #: the default input side: ResNet-18 ~90 inferences/s on one core here, ResNet-152 ~6x fewer
 DEFAULT_IMAGE_SIZE = 112
@@ -149,7 +150,7 @@ def build_family(
             "input": {"name": "input", "datatype": "FP32", "shape": [-1, 3, image_size, image_size]},
             "output": {"name": "output", "datatype": "FP32", "shape": [-1, 1000]},
         }
-        _atomic_write(path.with_suffix(".json"), json.dumps(manifest, indent=1) + "\n")
+        atomic_write(path.with_suffix(".json"), json.dumps(manifest, indent=1) + "\n")
         results.append(BuiltModel(variant.name, path, image_size, digest, True, time.monotonic() - started))
     return results
 
@@ -172,13 +173,6 @@ def _export(variant: DemoVariant, image_size: int, path: Path) -> str:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return digest
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def resolve_model_uri(uri: str, models_dir: str | os.PathLike[str] | None = None) -> Path:

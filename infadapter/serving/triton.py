@@ -1,9 +1,6 @@
 """Run the bare ``tritonserver`` binary of the ``nvidia-pytriton`` wheel as a child process.
 
-The fixes of ``ENVIRONMENT.md`` are applied here once: ``LD_LIBRARY_PATH`` holds the wheel's
-``nvidia_pytriton.libs`` and this Python's ``LIBDIR`` (else the python-backend stub loads Debian's
-libpython and every model fails), the venv's ``bin`` is first on ``PATH`` (the stub finds the venv's
-packages through it), and a backends directory holds the python backend with the stub copied in.
+Its install and environment (the fixes of ``ENVIRONMENT.md``) are :mod:`infadapter.serving.triton_install`'s.
 
 HTTP and gRPC (which also carry the model-control API) listen on 127.0.0.1 unless told otherwise;
 when they listen elsewhere the model-repository API is restricted to a header only this wrapper
@@ -18,23 +15,18 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from infadapter.cache import cache_root
 from infadapter.errors import ApplyFailed
+from infadapter.processes import die_with_parent, free_port, port_in_use, processes_in_group
+from infadapter.serving.triton_install import backends_dir, find_triton, triton_env
 
 log = logging.getLogger(__name__)
 
@@ -43,121 +35,12 @@ _RESTRICT_HEADER = "infadapter-admin"
 _SHM_PREFIX = b"triton_python_backend_shm_region_"
 
 
-@dataclass(frozen=True)
-class TritonInstall:
-    binary: Path
-    libs: Path  # the wheel's bundled shared libraries
-    python_backend: Path  # libtriton_python.so + triton_python_backend_utils.py
-    stub: Path  # triton_python_backend_stub for this Python
-
-
-def find_triton() -> TritonInstall:
-    """Locate the tritonserver of the installed ``nvidia-pytriton`` wheel, or raise ApplyFailed."""
-    try:
-        import pytriton
-    except ImportError as exc:
-        raise ApplyFailed("nvidia-pytriton is not installed: pip install 'infadapter[serving]'") from exc
-    base = Path(pytriton.__file__).parent / "tritonserver"
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    install = TritonInstall(
-        binary=base / "bin" / "tritonserver",
-        libs=base.parent.parent / "nvidia_pytriton.libs",
-        python_backend=base / "backends" / "python",
-        stub=base / "python_backend_stubs" / version / "triton_python_backend_stub",
-    )
-    for path in (install.binary, install.python_backend, install.stub):
-        if not path.exists():
-            raise ApplyFailed(f"tritonserver install incomplete: {path} is missing (Python {version} supported?)")
-    return install
-
-
-def triton_env(install: TritonInstall, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment that makes the python-backend stub load the right libpython and packages.
-
-    OpenMP pools get one thread (the model instances are single-threaded, see ``Serving.env``) unless
-    ``base`` says otherwise: sized from the machine's cores they would oversubscribe a CPU quota.
-    """
-    env = dict(os.environ if base is None else base)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    libdir = str(sysconfig.get_config_var("LIBDIR") or "")
-    parts = [str(install.libs), libdir, env.get("LD_LIBRARY_PATH", "")]
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in parts if p)
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
-    return env
-
-
-def backends_dir(install: TritonInstall, cache_dir: Path | None = None) -> Path:
-    """A ``--backend-directory`` with ``python/`` holding the backend and its stub (built once, atomically)."""
-    cache = cache_dir or cache_root() / "triton"
-    stamp = f"{install.binary.stat().st_size}-{int(install.stub.stat().st_mtime)}"
-    target = cache / f"backends-{stamp}"
-    if (target / "python" / "triton_python_backend_stub").is_file():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".backends-", dir=cache))
-    shutil.copytree(install.python_backend, tmp / "python", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(install.stub, tmp / "python" / "triton_python_backend_stub")
-    try:
-        tmp.rename(target)
-    except OSError:  # another process won the race: use its copy
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-_HANDED_OUT: set[int] = set()
-_PORTS_LOCK = threading.Lock()
-
-
-def free_port() -> int:
-    """A TCP port free now and not handed out before by this process."""
-    with _PORTS_LOCK:
-        while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = int(sock.getsockname()[1])
-            if port not in _HANDED_OUT:
-                _HANDED_OUT.add(port)
-                return port
-
-
-def port_in_use(port: int, address: str = "127.0.0.1") -> bool:
-    host = "127.0.0.1" if address in ("0.0.0.0", "localhost") else address
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def processes_in_group(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid`` (a server and its model stubs)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
-
-
 def _join_cgroup(procs_file: str) -> Callable[[], None]:
     def join() -> None:
         with open(procs_file, "w") as fh:
             fh.write(str(os.getpid()))
 
     return join
-
-
-def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: the kernel SIGKILLs the server if the thread that started it dies.
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class TritonProcess:
@@ -283,7 +166,7 @@ class TritonProcess:
 
     def _preexec(self) -> None:
         if self.die_with_parent:
-            _die_with_parent()
+            die_with_parent()
         if self.cgroup is not None:
             procs = self.cgroup if self.cgroup.name == "cgroup.procs" else self.cgroup / "cgroup.procs"
             _join_cgroup(str(procs))()

@@ -14,7 +14,8 @@ import pytest
 
 from infadapter.errors import MetricsUnavailable
 from infadapter.metrics.prometheus import Observer
-from infadapter.runtime.local.prometheus import find_prometheus, free_port
+from infadapter.processes import free_port
+from infadapter.runtime.local.prometheus import find_prometheus
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:

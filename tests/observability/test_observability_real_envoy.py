@@ -22,7 +22,8 @@ import requests
 import yaml
 
 from infadapter.metrics.prometheus import Observer
-from infadapter.runtime.local.prometheus import PrometheusProcess, find_prometheus, free_port
+from infadapter.processes import free_port
+from infadapter.runtime.local.prometheus import PrometheusProcess, find_prometheus
 
 pytestmark = pytest.mark.slow
 

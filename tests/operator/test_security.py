@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 import yaml
 
-from infadapter.planning import Plan, VariantPlan
 from infadapter.runtime.kube.client import ApiError, Connection, KubeApi
+from infadapter.runtime.kube.desired import desired_objects
 from infadapter.runtime.kube.objects import (
     HTTP_PORT,
     MANAGED_BY,
@@ -18,9 +17,7 @@ from infadapter.runtime.kube.objects import (
     ROUTER_STATUS_PORT,
     Images,
     Owner,
-    desired_objects,
     is_owned,
-    weights_for,
 )
 from infadapter.spec import parse_resource
 from tests.operator.harness import service
@@ -111,11 +108,3 @@ def test_the_api_token_never_appears_in_errors_or_reprs(cluster):
 
     message = asyncio.run(call())
     assert message and "s3cr3t" not in message and "404" in message
-
-
-@pytest.mark.parametrize("weights_ready", [set(), {"small"}])
-def test_weights_never_route_to_a_variant_that_is_not_ready(weights_ready):
-    plan = Plan((VariantPlan("small", 1.0, weight=0.4, capacity_rps=10), VariantPlan("large", 2.0, weight=0.6, capacity_rps=8)))
-    held = {"small": 10_000, "large": 0}
-    weights = weights_for(plan, weights_ready, held, ["small", "large"])
-    assert weights == ({"small": 10_000, "large": 0})

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from infadapter.runtime.kube.objects import ROUTER_STATUS_PORT, Images, Owner, desired_objects, parse_quantity
+from infadapter.runtime.kube.desired import desired_objects
+from infadapter.runtime.kube.objects import ROUTER_STATUS_PORT, Images, Owner, parse_quantity
 from infadapter.runtime.kube.router import AGENT_SCRIPT, AGENT_STATE_DIR, DNS_REFRESH, applied_weights, router_configmap
 from infadapter.serving.repository import onnxruntime_autocomplete_config, serving_for
 from infadapter.spec import InferenceServiceSpec, parse_resource

@@ -119,14 +119,14 @@ def test_stop_leaves_no_process_and_no_cgroup(runtime_factory: Any) -> None:
     pids = rt.child_pids()
     stubs = [p for i in rt.ready_instances() for p in _group(i.triton.pid)]
     assert len(pids) == 5
-    assert len(rt.cgroups()) == 3
+    assert len(rt.servers.cgroups()) == 3
     work_dir = rt.work_dir
     rt.stop()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(alive(p) for p in pids + stubs):
         time.sleep(0.1)
     assert not [p for p in pids + stubs if alive(p)]
-    assert rt.cgroups() == []
+    assert rt.servers.cgroups() == []
     assert not Path(work_dir).exists()
 
 

@@ -62,8 +62,8 @@ def test_the_embedded_runtime_sizes_its_servers_by_the_same_rule(tmp_path: Path)
     runtime = LocalRuntime(spec, {"a": tmp_path / "a.onnx", "b": tmp_path / "b.onnx"}, work_dir=tmp_path / "run", with_prometheus=False)
     try:
         cores = float(os.cpu_count() or 1)
-        assert runtime._serving("a") == serving_for(1.5, cores)
-        assert runtime._serving("b") == serving_for(1.0, cores)
+        assert runtime.servers.serving("a") == serving_for(1.5, cores)
+        assert runtime.servers.serving("b") == serving_for(1.0, cores)
     finally:
         runtime.stop()
 

@@ -24,7 +24,8 @@ from infadapter.control import Action, ActuatorState, VariantState, VariantTarge
 from infadapter.runtime.envoy_config import integer_weights
 from infadapter.runtime.kube.apply import collection_path, ensure, template_size, weights_from
 from infadapter.runtime.kube.client import KubeApi, api_path
-from infadapter.runtime.kube.objects import ANNOTATION_CPU, LABEL_COMPONENT, LABEL_SERVICE, LABEL_VARIANT, Images, Owner, desired_objects, is_owned
+from infadapter.runtime.kube.desired import desired_objects
+from infadapter.runtime.kube.objects import ANNOTATION_CPU, LABEL_COMPONENT, LABEL_SERVICE, LABEL_VARIANT, Images, Owner, is_owned
 from infadapter.runtime.kube.resize import RESIZE_WAIT_S, ResizeReport, pod_size, resize_variant, running
 from infadapter.runtime.kube.router import applied_weights
 from infadapter.spec import InferenceServiceSpec, ResizePolicy

@@ -37,11 +37,11 @@ from infadapter.runtime.kube.objects import (
     Obj,
     Owner,
     labels,
+    match_labels,
     metadata,
     object_name,
     pod_security,
     restricted_security,
-    selector,
 )
 from infadapter.spec import InferenceServiceSpec
 
@@ -206,7 +206,7 @@ def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, 
         "metadata": metadata(owner, object_name(owner.name, "router"), "router"),
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": selector(owner, "router")},
+            "selector": {"matchLabels": match_labels(owner, "router")},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": {"infadapter.io/config-hash": config_hash}},
@@ -220,7 +220,7 @@ def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, 
                             "maxSkew": 1,
                             "topologyKey": "kubernetes.io/hostname",
                             "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": selector(owner, "router")},
+                            "labelSelector": {"matchLabels": match_labels(owner, "router")},
                         },
                     ],
                     "containers": [envoy, agent],
@@ -243,7 +243,7 @@ def router_service(owner: Owner) -> Obj:
         "metadata": metadata(owner, object_name(owner.name, "router"), "router"),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector(owner, "router"),
+            "selector": match_labels(owner, "router"),
             "ports": [{"name": "http", "port": ROUTER_PORT, "targetPort": "http"}, {"name": "metrics", "port": ROUTER_METRICS_PORT, "targetPort": "metrics"}],
         },
     }
@@ -255,7 +255,7 @@ def router_disruption_budget(owner: Owner) -> Obj:
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(owner, object_name(owner.name, "router"), "router"),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(owner, "router")}},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": match_labels(owner, "router")}},
     }
 
 

@@ -39,18 +39,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infadapter.control import Action, ActuatorState, Latencies, VariantState, VariantTarget, actuation, converged, same_weights, split
+from infadapter.control import Action, ActuatorState, Latencies, VariantTarget, actuation, converged, same_weights, split
 from infadapter.errors import ApplyFailed, InfAdapterError
-from infadapter.planning import Plan, cpu_grid
+from infadapter.planning import Plan
 from infadapter.profiles import Profile
 from infadapter.runtime.envoy_config import Endpoint
 from infadapter.runtime.local.envoy import EnvoyProcess
 from infadapter.runtime.local.prometheus import DEFAULT_JOBS, PrometheusProcess
-from infadapter.runtime.local.servers import LocalChanges, RuntimeEvent, TritonInstance, remove_stale_cgroups
+from infadapter.runtime.local.servers import LocalChanges, RuntimeEvent, ServerFactory, TritonInstance, actuator_state, converge, remove_stale_cgroups
 from infadapter.runtime.local.supervisor import Supervisor
-from infadapter.serving.cpulimit import CGROUP_V1_CPU, CpuCgroup, cgroup_v1_writable, taskset_prefix
-from infadapter.serving.repository import Serving, serving_for, write_repository
-from infadapter.serving.triton import TritonProcess
+from infadapter.serving.cpulimit import cgroup_v1_writable
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 log = logging.getLogger(__name__)
@@ -92,13 +90,11 @@ class LocalRuntime:
         self.use_cgroup = cgroup_v1_writable() if use_cgroup is None else use_cgroup
         if not self.use_cgroup:
             log.warning("cgroup v1 cpu controller not writable: CPU limits fall back to taskset (whole cores, resized by recreating)")
-        # groups sit directly under infadapter/ (whose weight lets a quota be reached on a busy machine)
-        self.cgroup_prefix = f"run{os.getpid()}x{id(self) % 100000}"
         self.drain_s = drain_s
         self.health_interval_s = health_interval_s
         self.probe_interval_s = probe_interval_s
-        self.startup_boost_cores = startup_boost_cores
         self.on_event = on_event
+        self.servers = ServerFactory(spec, self.models, self.work_dir, use_cgroup=self.use_cgroup, startup_boost_cores=startup_boost_cores)
         self.envoy = EnvoyProcess(spec.variant_names, listen_port=listen_port, workdir=self.work_dir / "envoy", slo_ms=spec.slo.latency_ms)
         self.prometheus: PrometheusProcess | None = PrometheusProcess(jobs=DEFAULT_JOBS, workdir=self.work_dir / "prometheus") if with_prometheus else None
         self.instances: list[TritonInstance] = []
@@ -107,7 +103,6 @@ class LocalRuntime:
         self._wanted: dict[str, float] = {}  # the split asked for
         self._weights: dict[str, float] = {}  # the split Envoy accepted (over variants that can serve)
         self._failed_starts: list[str] = []
-        self._generation = 0
         self._lock = threading.RLock()  # state + router updates (short)
         self._execute_lock = threading.Lock()  # one action at a time
         self._launcher = ThreadPoolExecutor(1, thread_name_prefix="infadapter-launcher")
@@ -115,7 +110,6 @@ class LocalRuntime:
         self._supervisor: threading.Thread | None = None
         self._retirements: list[threading.Thread] = []
         self._starts: list[threading.Thread] = []
-        self._created: list[TritonProcess] = []
         self._started = False
         self._stopped = False
         self._atexit = atexit.register(self.stop)
@@ -135,10 +129,6 @@ class LocalRuntime:
     @property
     def labels(self) -> dict[str, str]:
         return {"namespace": self.namespace, "name": self.name}
-
-    def cgroups(self) -> list[Path]:
-        """The cgroup directories of this runtime that exist now."""
-        return sorted(CGROUP_V1_CPU.glob(f"infadapter/{self.cgroup_prefix}-*"))
 
     def _event(self, kind: str, detail: str) -> None:
         event = RuntimeEvent(time.time(), kind, detail)
@@ -208,37 +198,11 @@ class LocalRuntime:
         if self.prometheus is not None:
             self.prometheus.stop()
         self._launcher.shutdown(wait=True, cancel_futures=True)
-        for triton in self._created:  # a server whose start was under way when the stop came
-            if triton.is_alive():
-                triton.stop(timeout_s=5.0)
-        for leftover in self.cgroups():  # e.g. of an instance whose restart was interrupted
-            CpuCgroup(leftover.name).remove()
+        self.servers.stop_leftovers()
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ instances
-    def _new_instance(self, variant: str, slot: int, cpu_cores: float) -> TritonInstance:
-        self._generation += 1
-        gen = self._generation
-        repo = self.work_dir / "repos" / f"{variant}-{slot}-g{gen}"
-        serving = self._serving(variant)
-        write_repository(repo, self.spec.model_name, self.models[variant], serving)
-        cgroup = None
-        if self.use_cgroup:
-            # start-up boost: loading is CPU-bound and the server serves nothing yet; the plan's quota once ready
-            boost = max(cpu_cores, min(self.startup_boost_cores, float(os.cpu_count() or 1)))
-            cgroup = CpuCgroup(f"{self.cgroup_prefix}-{variant}-{slot}-g{gen}").create(boost)
-        triton = self._triton(repo, cgroup, cpu_cores, f"triton-{variant}-{slot}-g{gen}", serving)
-        return TritonInstance(variant, slot, gen, cpu_cores, triton, cgroup, repo)
-
-    def _triton(self, repo: Path, cgroup: CpuCgroup | None, cpu_cores: float, name: str, serving: Serving) -> TritonProcess:
-        triton = TritonProcess(
-            repo, cgroup=cgroup.path if cgroup else None, cpu_prefix=() if cgroup else taskset_prefix(cpu_cores),
-            allow_grpc=False, log_path=self.work_dir / f"{name}.log", name=name, env=serving.env(),
-        )  # fmt: skip
-        self._created.append(triton)
-        return triton
-
     def _start(self, inst: TritonInstance, timeout_s: float = 120.0) -> None:
         """Start ``inst`` and, in the background, route it once ready (or forget it if it fails)."""
         self._launch(functools.partial(inst.triton.start, wait=False))
@@ -275,24 +239,6 @@ class LocalRuntime:
         inst.triton.stop()
         if inst.cgroup is not None:
             inst.cgroup.remove()
-
-    def _resize(self, inst: TritonInstance, cpu_cores: float) -> None:
-        """In place: only the cgroup quota changes; the server and its model instances keep running.
-
-        A server still starting keeps its start-up boost: it gets the new quota once ready."""
-        assert inst.cgroup is not None
-        if inst.state != "starting":
-            inst.cgroup.set_cores(cpu_cores)
-        inst.cpu_cores = cpu_cores
-
-    def _serving(self, variant: str) -> Serving:
-        """Model instances and threads per server, fixed for its life: those of the largest size it may get.
-
-        A quota change then needs no model reload (a reload under a small quota takes seconds and
-        stalls requests), so an in-place resize never restarts or reloads anything; the profiler
-        measures every size with the same rule (:func:`serving_for`).
-        """
-        return serving_for(max(cpu_grid(self.spec, variant), default=1.0), float(os.cpu_count() or 1))
 
     # ------------------------------------------------------------------ routing
     def _route(self) -> None:
@@ -349,10 +295,10 @@ class LocalRuntime:
             fresh: list[TritonInstance] = []
             retiring = [i for i in live if action.variant(i.variant) is None]
             for target in action.variants:
-                kept = self._converge(target, [i for i in live if i.variant == target.name], resized)
+                kept = converge(target, [i for i in live if i.variant == target.name], resized)
                 retiring += kept[target.replicas :]
                 slots = (s for s in itertools.count() if s not in {i.slot for i in kept[: target.replicas]})
-                fresh += [self._new_instance(target.name, next(slots), target.cpu_cores) for _ in range(target.replicas - len(kept))]
+                fresh += [self.servers.new_instance(target.name, next(slots), target.cpu_cores) for _ in range(target.replicas - len(kept))]
             with self._lock:
                 self._targets = {t.name: t for t in action.variants}
                 self._wanted = dict(action.weights)
@@ -367,21 +313,6 @@ class LocalRuntime:
         if changes.changed:
             self._event("apply", f"+{len(changes.started)} ~{len(resized)} -{len(changes.removed)} in {changes.duration_s:.2f}s")
         return changes
-
-    def _converge(self, target: VariantTarget, live: list[TritonInstance], resized: list[str]) -> list[TritonInstance]:
-        """The servers of ``target``'s variant that stay (ready first), resized in place where allowed; the
-        others at another size are marked replaced: they serve until their replacements are ready."""
-        kept = []
-        for inst in sorted(live, key=lambda i: (i.state != "ready", i.slot)):
-            if abs(inst.cpu_cores - target.cpu_cores) <= 1e-9:
-                kept.append(inst)
-            elif target.in_place and inst.cgroup is not None:
-                self._resize(inst, target.cpu_cores)
-                resized.append(inst.key)
-                kept.append(inst)
-            else:
-                inst.replaced = True
-        return kept
 
     def _retire_replaced(self, variant: str) -> None:
         """Once the variant has its replicas ready at the wanted size, its replaced servers go."""
@@ -403,22 +334,6 @@ class LocalRuntime:
             retire = threading.Thread(target=self._retire, args=(retiring,), name="infadapter-retire", daemon=True)
             self._retirements.append(retire)
             retire.start()
-
-    def state(self) -> ActuatorState:
-        """What runs: per variant the wanted size and replicas and the cores of each ready server; the split Envoy applies."""
-        variants = []
-        with self._lock:
-            names = set(self._targets) | {i.variant for i in self.instances if i.state in ("starting", "ready", "failed")}
-            for name in sorted(names):
-                target = self._targets.get(name)
-                mine = [i for i in self.instances if i.variant == name]
-                ready = tuple(i.cpu_cores for i in mine if i.state == "ready" and i.routed)
-                if target is None and not ready:
-                    continue
-                wanted = sum(1 for i in mine if i.state in ("starting", "ready", "failed") and not i.replaced)
-                cores = target.cpu_cores if target is not None else ready[0]
-                variants.append(VariantState(name, cores, wanted if target is not None else 0, ready, target.gpus if target is not None else 0))
-            return ActuatorState(tuple(variants), dict(self._weights), in_place=self.use_cgroup)
 
     def apply(self, plan: Plan, *, in_place: bool | None = None, profile: Profile | None = None, timeout_s: float = 120.0) -> LocalChanges:
         """Converge to ``plan`` by the controller's make-before-break rule and block until it serves (tests, benchmarks).
@@ -454,6 +369,11 @@ class LocalRuntime:
         with self._lock:
             self.instances = [i for i in self.instances if i not in retiring]
             self._update_targets()
+
+    def state(self) -> ActuatorState:
+        """What runs: per variant the wanted size and replicas and the cores of each ready server; the split Envoy applies."""
+        with self._lock:
+            return actuator_state(self.instances, self._targets, self._weights, in_place=self.use_cgroup)
 
     def wait_retired(self, timeout_s: float = 30.0) -> None:
         """Block until instances being drained are stopped (tests, shutdown)."""

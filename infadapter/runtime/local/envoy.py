@@ -26,6 +26,7 @@ import requests
 import yaml
 
 from infadapter.errors import ApplyFailed
+from infadapter.processes import atomic_write, die_with_parent, free_port
 from infadapter.runtime.envoy_config import RUNTIME_PREFIX, Endpoint, envoy_config, integer_weights, load_assignment, runtime_weights_from
 
 log = logging.getLogger(__name__)
@@ -47,20 +48,6 @@ def find_envoy() -> Path:
     return Path(found)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)  # Envoy watches for the move: it never reads half a file
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-
-
 class EnvoyProcess:
     """An Envoy router for ``clusters`` (variant names): start / set endpoints / set weights / restart / stop."""
 
@@ -76,8 +63,6 @@ class EnvoyProcess:
         retries: int = 2,
         route_timeout_s: float = 30.0,
     ) -> None:
-        from infadapter.serving.triton import free_port
-
         self.clusters = tuple(clusters)
         self.listen_port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
@@ -133,7 +118,7 @@ class EnvoyProcess:
             self.clusters, self.weights, listen_port=self.listen_port, admin_port=self.admin_port, eds_dir=self.workdir,
             slo_ms=self.slo_ms, retries=self.retries, route_timeout_s=self.route_timeout_s,
         )  # fmt: skip
-        _atomic_write(self.config_path, yaml.safe_dump(config, sort_keys=False))
+        atomic_write(self.config_path, yaml.safe_dump(config, sort_keys=False))
 
     def start(self, timeout_s: float = 20.0) -> float:
         """Start Envoy and wait until its listener answers; the current weights are the defaults."""
@@ -146,7 +131,7 @@ class EnvoyProcess:
             [str(find_envoy()), "-c", str(self.config_path), "--disable-hot-restart", "--concurrency", str(self.concurrency),
              "--log-level", "warn", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509  (prctl only: nothing locked after fork)
+            preexec_fn=die_with_parent,  # noqa: PLW1509  (prctl only: nothing locked after fork)
         )  # fmt: skip
         deadline = started + timeout_s
         while time.monotonic() < deadline:
@@ -231,7 +216,7 @@ class EnvoyProcess:
     def _write_eds(self, cluster: str) -> None:
         own = self.endpoints.get(cluster, [])
         others = [e for c in self.clusters if c != cluster for e in self.endpoints.get(c, [])]
-        _atomic_write(self.workdir / f"{cluster}.json", json.dumps(load_assignment(cluster, own, others)))
+        atomic_write(self.workdir / f"{cluster}.json", json.dumps(load_assignment(cluster, own, others)))
 
     def set_endpoints(self, endpoints: Mapping[str, Sequence[Endpoint]], wait_s: float = 5.0) -> None:
         """Replace the instances behind each cluster; with ``wait_s``, block until Envoy uses them."""

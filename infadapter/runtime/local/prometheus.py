@@ -14,12 +14,11 @@ rewriting a JSON file (Prometheus watches the directory), ``--web.enable-lifecyc
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ import requests
 import yaml
 
 from infadapter.errors import MetricsUnavailable
+from infadapter.processes import die_with_parent, free_port
 
 INSTALL_HINT = "install it with: apt-get install -y --no-install-recommends prometheus"
 
@@ -70,22 +70,8 @@ def find_promtool() -> str | None:
     return shutil.which("promtool")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def _duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the thread that started us dies (even by SIGKILL)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _cleanup(process: subprocess.Popen[bytes], workdir: Path | None) -> None:
@@ -245,7 +231,8 @@ class PrometheusProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509 (prctl only)
+                # SIGTERM, not SIGKILL: an orphaned Prometheus still closes its TSDB cleanly
+                preexec_fn=functools.partial(die_with_parent, signal.SIGTERM) if self.die_with_parent else None,  # noqa: PLW1509 (prctl only)
             )
         own = self.workdir if self._own_workdir else None
         self._finalizer = weakref.finalize(self, _cleanup, self.process, own)

@@ -90,7 +90,7 @@ class Supervisor:
     def _restart_instance(self, inst: TritonInstance) -> None:
         try:
             inst.triton.stop(timeout_s=2.0)  # its model stubs share its process group
-            inst.triton = self.rt._triton(inst.repo, inst.cgroup, inst.cpu_cores, inst.triton.name, self.rt._serving(inst.variant))
+            inst.triton = self.rt.servers.process(inst.repo, inst.cgroup, inst.cpu_cores, inst.triton.name, inst.variant)
             self.rt._launch(functools.partial(inst.triton.start, wait=False))
             inst.triton.wait_ready(120.0)
             if inst.cgroup is not None:
