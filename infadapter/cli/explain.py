@@ -159,8 +159,8 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Why this plan: its objective terms, the runner-up configuration, and the loads that would change it."""
+    from infadapter.cli.arguments import named_input
     from infadapter.cli.configuration import configuration_plan
-    from infadapter.cli.load import named_input
     from infadapter.cli.plan import MAX_LOAD_RPS
     from infadapter.profiles import load_profile
     from infadapter.spec import load_spec

@@ -4,40 +4,57 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from infadapter.cli._app import app, fail
+from infadapter.cli.arguments import check_number
 from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption, trace_options
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from infadapter.loadgen import LoadReport
+
 #: the longest replay `load` accepts (a week of seconds); longer is almost surely a typo
 MAX_DURATION_S = 7 * 86400
 
 
-def named_input(option: str, read: Callable[[Path], T], path: Path) -> T:
-    """``read(path)``; an :class:`InvalidInput` it raises says which option gave the file."""
+def _number_errors(rate: float | None, start: float | None, duration: float | None, scale: float, timeout_s: float, slo_ms: float | None) -> list[FieldError]:
+    """The errors of the numeric options (and of giving both or neither of --trace and --rate, checked by the caller)."""
+    from infadapter.loadgen import MAX_RATE_RPS
+
+    errors: list[FieldError] = []
+    check_number(errors, "--rate", rate, low_inclusive=True, high=MAX_RATE_RPS, hint="requests per second, e.g. 20")
+    check_number(errors, "--duration", duration, high=MAX_DURATION_S, hint="seconds to replay, e.g. 60")
+    check_number(errors, "--start", start, low_inclusive=True, hint="a second of the trace, e.g. 0")
+    check_number(errors, "--scale", scale, hint="e.g. 0.01 to shrink a trace")
+    check_number(errors, "--timeout-s", timeout_s, high=3600, hint="seconds, e.g. 10")
+    check_number(errors, "--slo-ms", slo_ms, high=3_600_000, hint="milliseconds, e.g. 200")
+    return errors
+
+
+def _from_spec(spec_path: Path, model: str, slo_ms: float | None, errors: list[FieldError]) -> tuple[str, float | None]:
+    """(model name, SLO): the spec's where the options left their defaults; a bad spec adds to ``errors``."""
+    from infadapter.spec import load_spec
+
     try:
-        return read(path)
-    except InvalidInput as exc:
-        raise type(exc)(exc.errors, f"{option} {path}") from None
+        spec = load_spec(spec_path)
+    except InvalidInput as exc:  # reported with the other argument errors, named by the option
+        errors.extend(FieldError(f"--spec {spec_path}" + (f": {e.path}" if e.path else ""), e.message, e.hint) for e in exc.errors)
+        return model, slo_ms
+    return (spec.model_name if model == "model" else model), (spec.slo.latency_ms if slo_ms is None else slo_ms)
 
 
-def check_number(
-    errors: list[FieldError], option: str, value: float | None, *, low: float = 0.0, high: float = math.inf, low_inclusive: bool = False, hint: str = ""
-) -> None:
-    """Append an error naming ``option`` unless ``value`` is finite and within (low, high] (or [low, high])."""
-    if value is None:
-        return
-    ok = math.isfinite(value) and (value >= low if low_inclusive else value > low) and value <= high
-    if not ok:
-        bound = f"{'>=' if low_inclusive else '>'} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
-        errors.append(FieldError(option, f"must be a finite number {bound}, got {value:g}", hint))
+def _print_report(console: Console, report: LoadReport, slo_ms: float) -> None:
+    console.print(
+        f"sent {report.sent} in {report.duration_s:.0f} s ({report.achieved_rps:.1f} rps), errors {report.errors}\n"
+        f"latency p50 {report.p50_ms:.1f} ms  p95 {report.p95_ms:.1f} ms  p99 {report.p99_ms:.1f} ms\n"
+        f"SLO {slo_ms:g} ms: violation ratio {report.slo_violation_ratio:.2%} ({report.slo_violations} of {report.sent})",
+        highlight=False,
+    )
 
 
 @app.command("load")
@@ -60,33 +77,19 @@ def load_cmd(
     time_unit: TimeUnitOption = "auto",
 ) -> None:
     """Open-loop Poisson arrivals at the trace's per-second rate; client-side p50/p95/p99, SLO violations, errors."""
-    from infadapter.loadgen import MAX_RATE_RPS, LoadGenerator, scaled_rates
+    from infadapter.loadgen import LoadGenerator, scaled_rates
 
     try:
-        errors: list[FieldError] = []
+        errors = _number_errors(rate, start, duration, scale, timeout_s, slo_ms)
         if (trace is None) == (rate is None):
-            errors.append(FieldError("--trace/--rate", "give exactly one of them", "e.g. --trace twitter.tbz2 --scale 0.01 or --rate 20"))
-        check_number(errors, "--rate", rate, low_inclusive=True, high=MAX_RATE_RPS, hint="requests per second, e.g. 20")
-        check_number(errors, "--duration", duration, high=MAX_DURATION_S, hint="seconds to replay, e.g. 60")
-        check_number(errors, "--start", start, low_inclusive=True, hint="a second of the trace, e.g. 0")
-        check_number(errors, "--scale", scale, hint="e.g. 0.01 to shrink a trace")
-        check_number(errors, "--timeout-s", timeout_s, high=3600, hint="seconds, e.g. 10")
-        check_number(errors, "--slo-ms", slo_ms, high=3_600_000, hint="milliseconds, e.g. 200")
+            errors.insert(0, FieldError("--trace/--rate", "give exactly one of them", "e.g. --trace twitter.tbz2 --scale 0.01 or --rate 20"))
         try:
             reading = trace_options(trace_format, trace_column, interval, time_unit)
         except InvalidInput as exc:
             errors.extend(exc.errors)
         slo = slo_ms
         if spec_path is not None:
-            from infadapter.spec import load_spec
-
-            try:
-                spec = load_spec(spec_path)
-            except InvalidInput as exc:  # reported with the other argument errors, named by the option
-                errors.extend(FieldError(f"--spec {spec_path}" + (f": {e.path}" if e.path else ""), e.message, e.hint) for e in exc.errors)
-            else:
-                model = spec.model_name if model == "model" else model
-                slo = spec.slo.latency_ms if slo is None else slo
+            model, slo = _from_spec(spec_path, model, slo, errors)
         if errors:
             raise InvalidInput(errors, "arguments")
         slo = 1000.0 if slo is None else slo
@@ -110,9 +113,4 @@ def load_cmd(
     if as_json:
         print(json.dumps(report.to_dict()))
         return
-    console.print(
-        f"sent {report.sent} in {report.duration_s:.0f} s ({report.achieved_rps:.1f} rps), errors {report.errors}\n"
-        f"latency p50 {report.p50_ms:.1f} ms  p95 {report.p95_ms:.1f} ms  p99 {report.p99_ms:.1f} ms\n"
-        f"SLO {slo:g} ms: violation ratio {report.slo_violation_ratio:.2%} ({report.slo_violations} of {report.sent})",
-        highlight=False,
-    )
+    _print_report(console, report, slo)

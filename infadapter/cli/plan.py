@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -13,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from infadapter.cli._app import app, fail
+from infadapter.cli.arguments import named_input
 from infadapter.cli.defaults import SPEC_HELP, spec_or_default
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput, InvalidSpec
 from infadapter.solver import SolveBackend
@@ -21,8 +21,6 @@ from infadapter.spec import InferenceServiceSpec, parse_spec
 if TYPE_CHECKING:
     from infadapter.planning import Plan
     from infadapter.profiles import Profile
-
-T = TypeVar("T")
 
 #: beyond any real service; larger loads only stress the MILP's numerics
 MAX_LOAD_RPS = 1e9
@@ -53,14 +51,6 @@ def _override(spec: InferenceServiceSpec, slo_ms: float | None, budget: float | 
         by_path = {f"spec.{section}.{key}": option for option, (section, key) in _OVERRIDES.items()}
         errors = [FieldError(by_path.get(e.path, e.path), e.message, e.hint) for e in exc.errors]
         raise InvalidInput(errors, "arguments") from None
-
-
-def _named(option: str, read: Callable[[Path], T], path: Path) -> T:
-    """``read(path)``; an :class:`InvalidInput` it raises says which option gave the file."""
-    try:
-        return read(path)
-    except InvalidInput as exc:
-        raise type(exc)(exc.errors, f"{option} {path}") from None
 
 
 def _solve(spec: InferenceServiceSpec, prof: Profile, load: float, now: Plan | None, backend: SolveBackend) -> Plan:
@@ -108,8 +98,8 @@ def plan(
     if not 0 <= load <= MAX_LOAD_RPS:
         raise fail(f"--load: must be a number in 0 .. {MAX_LOAD_RPS:g}, got {load:g} (hint: give the predicted load in rps)")
     try:
-        spec = _override(_named("--spec", load_spec, spec_or_default(spec_path, quiet=as_json)), slo_ms, budget_cores, cost_weight, transition_weight)
-        prof = _named("--profile", lambda p: load_profile(p, slo_ms=spec.slo.latency_ms), profile)
+        spec = _override(named_input("--spec", load_spec, spec_or_default(spec_path, quiet=as_json)), slo_ms, budget_cores, cost_weight, transition_weight)
+        prof = named_input("--profile", lambda p: load_profile(p, slo_ms=spec.slo.latency_ms), profile)
         now = configuration_plan(current, spec, prof, "--current") if current.strip() else None
         result = _solve(spec, prof, load, now, cast(SolveBackend, backend))
     except InfAdapterError as exc:
@@ -118,30 +108,39 @@ def plan(
     for warning in warnings:  # on stderr: --json keeps stdout one JSON object
         typer.echo(f"warning: {warning}", err=True)
     if as_json:
-        out = {
-            "status": result.status,
-            "variants": [
-                {
-                    "name": v.name,
-                    "cpu": v.cpu_cores,
-                    "gpus": v.gpus,
-                    "replicas": v.replicas,
-                    "weight": round(v.weight, 6),
-                    "capacity_rps": round(v.capacity_rps, 6),
-                }
-                for v in result.variants
-            ],
-            "objective": round(result.objective, 9),
-            "accuracy": round(result.accuracy, 9),
-            "cost_cpu": result.cost_cpu,
-            "cost_gpu": result.cost_gpu,
-            "served_rps": round(result.served_rps, 6),
-            "solve_ms": round(result.solve_ms, 3),
-            "backend": result.backend,
-            "warnings": warnings,
-        }
-        typer.echo(json.dumps(out))
-        return
+        typer.echo(json.dumps(_plan_json(result, warnings)))
+    else:
+        _print_plan(result, load)
+
+
+def _plan_json(result: Plan, warnings: list[str]) -> dict[str, Any]:
+    """``plan --json``: the plan, rounded to what a decision can tell apart, and the warnings."""
+    return {
+        "status": result.status,
+        "variants": [
+            {
+                "name": v.name,
+                "cpu": v.cpu_cores,
+                "gpus": v.gpus,
+                "replicas": v.replicas,
+                "weight": round(v.weight, 6),
+                "capacity_rps": round(v.capacity_rps, 6),
+            }
+            for v in result.variants
+        ],
+        "objective": round(result.objective, 9),
+        "accuracy": round(result.accuracy, 9),
+        "cost_cpu": result.cost_cpu,
+        "cost_gpu": result.cost_gpu,
+        "served_rps": round(result.served_rps, 6),
+        "solve_ms": round(result.solve_ms, 3),
+        "backend": result.backend,
+        "warnings": warnings,
+    }
+
+
+def _print_plan(result: Plan, load: float) -> None:
+    """The plan as a table, then its totals and the solver's notes."""
     console = Console()
     table = Table(title=f"plan for {load:g} rps ({result.status})")
     for col in ("variant", "cpu/replica", "replicas", "gpus", "weight", "capacity rps"):

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from infadapter.cli._app import app, fail
-from infadapter.cli.load import check_number, named_input
+from infadapter.cli.arguments import check_number, named_input
 from infadapter.cli.progress import ProgressOption, progress, wanted
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from infadapter.cli.load import check_number, named_input
+from infadapter.cli.arguments import check_number, named_input
 from infadapter.cli.progress import progress
 from infadapter.errors import FieldError, InvalidInput
 

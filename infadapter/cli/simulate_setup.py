@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from infadapter.cli.load import named_input
+from infadapter.cli.arguments import named_input
 from infadapter.errors import FieldError, InvalidInput, InvalidProfile
 
 if TYPE_CHECKING:

@@ -43,7 +43,9 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
 @dataclass(frozen=True)
-class Target:
+class Query:
+    """One PromQL query of a panel and the legend of its series."""
+
     expr: str
     legend: str
 
@@ -54,7 +56,7 @@ def _ours(metric: str) -> str:
 
 def _panel(
     key: str,
-    targets: list[Target],
+    queries: list[Query],
     *,
     unit: str,
     stacked: bool = False,
@@ -88,84 +90,173 @@ def _panel(
             "tooltip": {"mode": "multi", "sort": "none"},
         },
         "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend, "range": True} for i, t in enumerate(targets)
+            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend, "range": True} for i, t in enumerate(queries)
         ],
     }
 
 
-def panels() -> list[dict[str, Any]]:
-    """The panels, in reading order (two per row)."""
+def _demand_panels() -> list[dict[str, Any]]:
+    """What the plan is sized for and what it gives each variant."""
+    return [
+        _panel(
+            "load",
+            [
+                Query(q.arrival_rate_query(NS, NAME, RATE), "load (router)"),
+                Query(_ours("infadapter_predicted_load_rps"), "forecast"),
+                Query(f"sum({_ours('infadapter_planned_capacity_rps')})", "provisioned capacity"),
+            ],
+            unit="reqps",
+            description="Arrivals measured at the router, the load the plan was sized for, and the capacity at the SLO of the planned variants.",
+        ),
+        _panel(
+            "cores",
+            [
+                Query(f"sum by (variant) ({_ours('infadapter_planned_cpu_cores')})", "{{variant}}"),
+            ],
+            unit="none",
+            stacked=True,
+            description="Planned CPU cores of each variant, all replicas.",
+        ),
+        _panel(
+            "weights",
+            [
+                Query(f"sum by (variant) ({_ours('infadapter_planned_weight_ratio')})", "{{variant}}"),
+            ],
+            unit="percentunit",
+            stacked=True,
+            max_value=1,
+            description="Share of requests the router sends to each variant.",
+        ),
+        _panel(
+            "accuracy",
+            [
+                Query(_ours("infadapter_expected_accuracy_ratio"), "expected (plan)"),
+                Query(q.served_accuracy_query(NS, NAME, RATE), "served (Triton)"),
+            ],
+            unit="percentunit",
+            description="Declared accuracy averaged by planned weights, and by requests actually served by each variant.",
+        ),
+    ]
+
+
+def _service_panels() -> list[dict[str, Any]]:
+    """How the service meets its SLO, at what cost, and what the solver decides in how long."""
     router_p = q.latency_quantile_query
     return [
-        _panel("load", [
-            Target(q.arrival_rate_query(NS, NAME, RATE), "load (router)"),
-            Target(_ours("infadapter_predicted_load_rps"), "forecast"),
-            Target(f"sum({_ours('infadapter_planned_capacity_rps')})", "provisioned capacity"),
-        ], unit="reqps", description="Arrivals measured at the router, the load the plan was sized for, "
-               "and the capacity at the SLO of the planned variants."),
-        _panel("cores", [
-            Target(f"sum by (variant) ({_ours('infadapter_planned_cpu_cores')})", "{{variant}}"),
-        ], unit="none", stacked=True, description="Planned CPU cores of each variant, all replicas."),
-        _panel("weights", [
-            Target(f"sum by (variant) ({_ours('infadapter_planned_weight_ratio')})", "{{variant}}"),
-        ], unit="percentunit", stacked=True, max_value=1, description="Share of requests the router sends to each variant."),
-        _panel("accuracy", [
-            Target(_ours("infadapter_expected_accuracy_ratio"), "expected (plan)"),
-            Target(q.served_accuracy_query(NS, NAME, RATE), "served (Triton)"),
-        ], unit="percentunit", description="Declared accuracy averaged by planned weights, and by requests "
-               "actually served by each variant."),
-        _panel("latency", [
-            Target(router_p(NS, NAME, 0.5, RATE), "p50 (router)"),
-            Target(router_p(NS, NAME, 0.99, RATE), "p99 (router)"),
-            Target(_ours("infadapter_slo_latency_seconds"), "SLO"),
-        ], unit="s", description="End-to-end latency at the router (Envoy histograms) against the SLO."),
-        _panel("violations", [
-            Target(_ours("infadapter_slo_violation_ratio"), "over SLO or failed"),
-            Target(f"1 - max({_ours('infadapter_slo_target_ratio')})", "error budget"),
-        ], unit="percentunit", description="Requests slower than the SLO plus failed requests, over all requests."),
-        _panel("cost", [
-            Target(_ours("infadapter_cost_cpu_cores"), "planned cores"),
-        ], unit="none", description="CPU cores allocated by the plan."),
-        _panel("solver", [
-            Target(
-                f"histogram_quantile(0.99, sum by (le) (rate({_ours('infadapter_solver_duration_seconds_bucket')}[{RATE}])))",
-                "p99",
-            ),
-            Target(
-                f"sum(rate({_ours('infadapter_solver_duration_seconds_sum')}[{RATE}]))"
-                f" / sum(rate({_ours('infadapter_solver_duration_seconds_count')}[{RATE}]))",
-                "mean",
-            ),
-            Target(f"1 - min({_ours('infadapter_plan_feasible')})", "infeasible (1 = yes)"),
-        ], unit="s", description="Wall time of the exact solve; 'infeasible' is 1 while the plan is a best effort."),
-        _panel("decisions", [
-            Target(f"sum by (reason) (increase({_ours('infadapter_decisions_total')}[{RATE}]))", "{{reason}}"),
-        ], unit="none", kind="barchart-ts", description="Decisions taken, by reason."),
-        _panel("forecast_error", [
-            Target(_ours("infadapter_forecast_error_rps"), "observed - forecast"),
-        ], unit="reqps", description="Positive: the load exceeded the previous forecast (under-prediction)."),
-        _panel("replicas", [
-            Target(f"sum by (variant) ({_ours('infadapter_planned_replicas')})", "{{variant}}"),
-        ], unit="none", stacked=True, description="Planned replicas of each variant."),
-        _panel("served", [
-            Target(q.served_rate_query(NS, NAME, RATE), "{{variant}} (Triton)"),
-        ], unit="reqps", stacked=True, description="Successful inferences per second, per variant (Triton counters)."),
-        _panel("reconfiguration", [
-            Target(
-                "histogram_quantile(0.5, sum by (le) "
-                f"(rate({_ours('infadapter_reconfiguration_duration_seconds_bucket')}[{RATE}])))",
-                "p50",
-            ),
-            Target(
-                "histogram_quantile(0.99, sum by (le) "
-                f"(rate({_ours('infadapter_reconfiguration_duration_seconds_bucket')}[{RATE}])))",
-                "p99",
-            ),
-        ], unit="s", description="From a new plan to its instances ready, weights applied and old ones drained."),
-        _panel("objective", [
-            Target(_ours("infadapter_plan_objective"), "objective"),
-        ], unit="none", description="accuracy - cost_weight x cost/budget - transition_weight x transition."),
-    ]  # fmt: skip
+        _panel(
+            "latency",
+            [
+                Query(router_p(NS, NAME, 0.5, RATE), "p50 (router)"),
+                Query(router_p(NS, NAME, 0.99, RATE), "p99 (router)"),
+                Query(_ours("infadapter_slo_latency_seconds"), "SLO"),
+            ],
+            unit="s",
+            description="End-to-end latency at the router (Envoy histograms) against the SLO.",
+        ),
+        _panel(
+            "violations",
+            [
+                Query(_ours("infadapter_slo_violation_ratio"), "over SLO or failed"),
+                Query(f"1 - max({_ours('infadapter_slo_target_ratio')})", "error budget"),
+            ],
+            unit="percentunit",
+            description="Requests slower than the SLO plus failed requests, over all requests.",
+        ),
+        _panel(
+            "cost",
+            [
+                Query(_ours("infadapter_cost_cpu_cores"), "planned cores"),
+            ],
+            unit="none",
+            description="CPU cores allocated by the plan.",
+        ),
+        _panel(
+            "solver",
+            [
+                Query(
+                    f"histogram_quantile(0.99, sum by (le) (rate({_ours('infadapter_solver_duration_seconds_bucket')}[{RATE}])))",
+                    "p99",
+                ),
+                Query(
+                    f"sum(rate({_ours('infadapter_solver_duration_seconds_sum')}[{RATE}]))"
+                    f" / sum(rate({_ours('infadapter_solver_duration_seconds_count')}[{RATE}]))",
+                    "mean",
+                ),
+                Query(f"1 - min({_ours('infadapter_plan_feasible')})", "infeasible (1 = yes)"),
+            ],
+            unit="s",
+            description="Wall time of the exact solve; 'infeasible' is 1 while the plan is a best effort.",
+        ),
+        _panel(
+            "decisions",
+            [
+                Query(f"sum by (reason) (increase({_ours('infadapter_decisions_total')}[{RATE}]))", "{{reason}}"),
+            ],
+            unit="none",
+            kind="barchart-ts",
+            description="Decisions taken, by reason.",
+        ),
+    ]
+
+
+def _decision_panels() -> list[dict[str, Any]]:
+    """The forecast behind the decisions, what they run and serve, and how fast they take effect."""
+    return [
+        _panel(
+            "forecast_error",
+            [
+                Query(_ours("infadapter_forecast_error_rps"), "observed - forecast"),
+            ],
+            unit="reqps",
+            description="Positive: the load exceeded the previous forecast (under-prediction).",
+        ),
+        _panel(
+            "replicas",
+            [
+                Query(f"sum by (variant) ({_ours('infadapter_planned_replicas')})", "{{variant}}"),
+            ],
+            unit="none",
+            stacked=True,
+            description="Planned replicas of each variant.",
+        ),
+        _panel(
+            "served",
+            [
+                Query(q.served_rate_query(NS, NAME, RATE), "{{variant}} (Triton)"),
+            ],
+            unit="reqps",
+            stacked=True,
+            description="Successful inferences per second, per variant (Triton counters).",
+        ),
+        _panel(
+            "reconfiguration",
+            [
+                Query(
+                    f"histogram_quantile(0.5, sum by (le) (rate({_ours('infadapter_reconfiguration_duration_seconds_bucket')}[{RATE}])))",
+                    "p50",
+                ),
+                Query(
+                    f"histogram_quantile(0.99, sum by (le) (rate({_ours('infadapter_reconfiguration_duration_seconds_bucket')}[{RATE}])))",
+                    "p99",
+                ),
+            ],
+            unit="s",
+            description="From a new plan to its instances ready, weights applied and old ones drained.",
+        ),
+        _panel(
+            "objective",
+            [
+                Query(_ours("infadapter_plan_objective"), "objective"),
+            ],
+            unit="none",
+            description="accuracy - cost_weight x cost/budget - transition_weight x transition.",
+        ),
+    ]
+
+
+def panels() -> list[dict[str, Any]]:
+    """The panels, in reading order (two per row)."""
+    return _demand_panels() + _service_panels() + _decision_panels()
 
 
 def _variable(name: str, label: str, query: str) -> dict[str, Any]:

@@ -187,8 +187,9 @@ def _per_policy(series: Mapping[str, PolicySeries], title: str, path: Path, draw
     return path
 
 
-def _overlay(series: Mapping[str, PolicySeries], title: str, path: Path, attribute: str, ylabel: str,
-             hline: float | None = None, hline_label: str = "") -> Path:  # fmt: skip
+def _overlay(
+    series: Mapping[str, PolicySeries], title: str, path: Path, attribute: str, ylabel: str, hline: float | None = None, hline_label: str = ""
+) -> Path:
     """All policies on one axis (cost, accuracy, latency)."""
     import matplotlib.pyplot as plt
 
@@ -220,8 +221,7 @@ def _draw_stacked(attribute: str, colors: Mapping[str, Any]) -> Any:
     def draw(ax: Axes, s: PolicySeries) -> None:
         per_variant: Mapping[str, Array] = getattr(s, attribute)
         names = sorted(per_variant)
-        ax.stackplot(s.t_s, *[np.nan_to_num(per_variant[n]) for n in names], labels=names, step="post", alpha=0.8,
-                     colors=[colors[n] for n in names])  # fmt: skip
+        ax.stackplot(s.t_s, *[np.nan_to_num(per_variant[n]) for n in names], labels=names, step="post", alpha=0.8, colors=[colors[n] for n in names])
 
     return draw
 
@@ -259,29 +259,7 @@ def write_report(
         raise InvalidInput([FieldError("series", "is empty", "give at least one policy's series")], source="report")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    plots: list[tuple[str, Path]] = []
-    colors = _variant_colors(series)
-    plots.append((PANEL_TITLES["load"], _per_policy(series, PANEL_TITLES["load"], out / "load.png", _draw_load, "req/s")))
-    if any(s.variant_cores for s in series.values()):
-        with_variants = {p: s for p, s in series.items() if s.variant_cores}
-        plots.append((PANEL_TITLES["cores"], _per_policy(with_variants, PANEL_TITLES["cores"], out / "cores.png",
-                                                         _draw_stacked("variant_cores", colors), "cores")))  # fmt: skip
-    if any(s.variant_weights for s in series.values()):
-        with_weights = {p: s for p, s in series.items() if s.variant_weights}
-        plots.append((PANEL_TITLES["weights"], _per_policy(with_weights, PANEL_TITLES["weights"], out / "weights.png",
-                                                           _draw_stacked("variant_weights", colors), "share")))  # fmt: skip
-    plots.append((PANEL_TITLES["cost"], _overlay(series, PANEL_TITLES["cost"], out / "cost.png", "cpu_cores", "cores",
-                                                 budget_cores, "budget")))  # fmt: skip
-    with_gpus = {p: s for p, s in series.items() if s.gpus is not None}
-    if any(np.nansum(s.gpus) > 0 for s in with_gpus.values() if s.gpus is not None):  # GPU cost only where GPUs ran
-        plots.append((GPU_TITLE, _overlay(with_gpus, GPU_TITLE, out / "gpus.png", "gpus", "GPUs")))
-    plots.append((PANEL_TITLES["accuracy"], _overlay(series, PANEL_TITLES["accuracy"], out / "accuracy.png", "accuracy", "accuracy")))
-    plots.append((PANEL_TITLES["latency"], _overlay(series, PANEL_TITLES["latency"], out / "latency.png", "p99_ms",
-                                                    "p99 latency (ms)", slo_ms, "SLO")))  # fmt: skip
-    if all(s.violation_ratio is not None for s in series.values()):
-        plots.append((PANEL_TITLES["violations"], _overlay(series, PANEL_TITLES["violations"], out / "violations.png",
-                                                           "violation_ratio", "ratio")))  # fmt: skip
-
+    plots = _plots(out, series, slo_ms, budget_cores)
     lines = [f"# {title}", ""]
     if notes:
         lines += [notes.strip(), ""]
@@ -298,6 +276,25 @@ def write_report(
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     return report
+
+
+def _plots(out: Path, series: Mapping[str, PolicySeries], slo_ms: float | None, budget_cores: float | None) -> list[tuple[str, Path]]:
+    """Draw the report's plots into ``out``: (title, PNG) in reading order, leaving out what no run has."""
+    colors = _variant_colors(series)
+    plots = [(PANEL_TITLES["load"], _per_policy(series, PANEL_TITLES["load"], out / "load.png", _draw_load, "req/s"))]
+    for key, attribute, ylabel in (("cores", "variant_cores", "cores"), ("weights", "variant_weights", "share")):
+        having = {p: s for p, s in series.items() if getattr(s, attribute)}
+        if having:
+            plots.append((PANEL_TITLES[key], _per_policy(having, PANEL_TITLES[key], out / f"{key}.png", _draw_stacked(attribute, colors), ylabel)))
+    plots.append((PANEL_TITLES["cost"], _overlay(series, PANEL_TITLES["cost"], out / "cost.png", "cpu_cores", "cores", budget_cores, "budget")))
+    with_gpus = {p: s for p, s in series.items() if s.gpus is not None}
+    if any(np.nansum(s.gpus) > 0 for s in with_gpus.values() if s.gpus is not None):  # GPU cost only where GPUs ran
+        plots.append((GPU_TITLE, _overlay(with_gpus, GPU_TITLE, out / "gpus.png", "gpus", "GPUs")))
+    plots.append((PANEL_TITLES["accuracy"], _overlay(series, PANEL_TITLES["accuracy"], out / "accuracy.png", "accuracy", "accuracy")))
+    plots.append((PANEL_TITLES["latency"], _overlay(series, PANEL_TITLES["latency"], out / "latency.png", "p99_ms", "p99 latency (ms)", slo_ms, "SLO")))
+    if all(s.violation_ratio is not None for s in series.values()):
+        plots.append((PANEL_TITLES["violations"], _overlay(series, PANEL_TITLES["violations"], out / "violations.png", "violation_ratio", "ratio")))
+    return plots
 
 
 def _decision_lines(records: Sequence[DecisionRecord], max_decisions: int) -> list[str]:
@@ -317,7 +314,14 @@ def series_from_columns(columns: Mapping[str, Array]) -> PolicySeries:
     """A :class:`PolicySeries` from the simulator's per-second columns (one ``cores:<variant>`` per variant)."""
     cores = {key.split(":", 1)[1]: value for key, value in columns.items() if key.startswith("cores:")}
     return PolicySeries(
-        t_s=columns["t_s"], load_rps=columns["load_rps"], forecast_rps=columns["forecast_rps"], capacity_rps=columns["capacity_rps"],
-        cpu_cores=columns["cpu_cores"], accuracy=columns["accuracy"], p99_ms=columns["p99_ms"],
-        violation_ratio=columns.get("violation_ratio"), gpus=columns.get("gpus"), variant_cores=cores,
-    )  # fmt: skip
+        t_s=columns["t_s"],
+        load_rps=columns["load_rps"],
+        forecast_rps=columns["forecast_rps"],
+        capacity_rps=columns["capacity_rps"],
+        cpu_cores=columns["cpu_cores"],
+        accuracy=columns["accuracy"],
+        p99_ms=columns["p99_ms"],
+        violation_ratio=columns.get("violation_ratio"),
+        gpus=columns.get("gpus"),
+        variant_cores=cores,
+    )
