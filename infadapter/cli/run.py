@@ -149,55 +149,38 @@ def run_cmd(
     time_unit: TimeUnitOption = "auto",
 ) -> None:
     """Serve the spec on this machine and adapt it live to a replayed trace; report what happened."""
-    import logging
-
-    import numpy as np
-    from rich.logging import RichHandler
-
     from infadapter.embedded import EmbeddedRun
     from infadapter.metrics import DecisionLog
     from infadapter.profiler import spec_models
     from infadapter.profiles import load_profile
     from infadapter.spec import load_resource
 
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        console = Console(stderr=True, width=200)  # log files: one line per decision
-    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console, show_path=False)], force=True)
+    console = _logging_console()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.monotonic()
     try:
-        if duration < 10:
-            raise InvalidInput([FieldError("--duration", f"{duration} s is too short", "give at least 10 s (several decisions)")], "arguments")
-        if scale is not None and not (scale > 0 and math.isfinite(scale)):
-            raise InvalidInput([FieldError("--scale", f"must be > 0, got {scale}", "e.g. --scale 0.5")], "arguments")
+        _check_arguments(duration, scale, [("--file", spec_path), ("--trace", trace), ("--profile", profile_path)])
         reading = trace_options(trace_format, trace_column, interval, time_unit)
-        paths = [("--file", spec_path), ("--trace", trace), ("--profile", profile_path)]
-        missing = [
-            FieldError(option, f"{str(path)!r} is not a file", "give the path of an existing file")
-            for option, path in paths
-            if path is not None and not path.is_file()
-        ]
-        if missing:
-            raise InvalidInput(missing, "arguments")
         resource = load_resource(spec_path)
         spec = resource.spec
         models = spec_models(spec, None, models_dir)
         profile = load_profile(profile_path, slo_ms=spec.slo.latency_ms) if profile_path else cached_profile(spec, models, console)
-        raw, described = pick_trace(trace, start, duration, reading)
-        peak = float(np.nanmax(raw)) if raw.size else 0.0
-        if not peak > 0:
-            raise InvalidInput([FieldError("--trace", "the chosen window has no requests", "pick another --start")], "trace")
-        factor = scale if scale is not None else PEAK_SHARE * max_capacity_rps(spec, profile) / peak
-        rates = np.nan_to_num(raw * factor, nan=0.0)
+        rates, factor, described = _scaled_trace(spec, profile, trace, start, duration, reading, scale)
         console.print(f"trace: {described}; x{factor:.3g} -> mean {rates.mean():.1f} rps, peak {rates.max():.1f} rps", highlight=False)
         out = report or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
         out.mkdir(parents=True, exist_ok=True)
         run = EmbeddedRun(
-            spec, profile, models, rates, policy=policy, namespace=resource.metadata.namespace or "default",
-            name=resource.metadata.name, console=console, live=live and console.is_terminal,
+            spec,
+            profile,
+            models,
+            rates,
+            policy=policy,
+            namespace=resource.metadata.namespace or "default",
+            name=resource.metadata.name,
+            console=console,
+            live=live and console.is_terminal,
             decision_log=DecisionLog(json_path=out / "decisions.jsonl"),
-        )  # fmt: skip
+        )
         summary = run.run()
         path = run.write_report(out, summary, notes=f"Trace: {described}, scaled x{factor:.3g}. Policy: {policy}.")
     except KeyboardInterrupt:
@@ -210,6 +193,49 @@ def run_cmd(
     _print_summary(console, summary.to_json(), summary.accuracy_source, path, time.monotonic() - started)
     if as_json:
         print(json.dumps(summary.to_json()))
+
+
+def _logging_console() -> Console:
+    """The console of the run (stderr), also the log handler's: warnings and decisions interleave with the table."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=200)  # log files: one line per decision
+    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console, show_path=False)], force=True)
+    return console
+
+
+def _check_arguments(duration: int, scale: float | None, paths: list[tuple[str, Path | None]]) -> None:
+    """Refuse, before anything starts, arguments the run cannot use (naming every bad one)."""
+    if duration < 10:
+        raise InvalidInput([FieldError("--duration", f"{duration} s is too short", "give at least 10 s (several decisions)")], "arguments")
+    if scale is not None and not (scale > 0 and math.isfinite(scale)):
+        raise InvalidInput([FieldError("--scale", f"must be > 0, got {scale}", "e.g. --scale 0.5")], "arguments")
+    missing = [
+        FieldError(option, f"{str(path)!r} is not a file", "give the path of an existing file")
+        for option, path in paths
+        if path is not None and not path.is_file()
+    ]
+    if missing:
+        raise InvalidInput(missing, "arguments")
+
+
+def _scaled_trace(
+    spec: InferenceServiceSpec, profile: Profile, trace: Path | None, start: float | None, duration: int, reading: TraceOptions, scale: float | None
+) -> tuple[npt.NDArray[np.float64], float, str]:
+    """The per-second rates to replay, the factor applied and a description of the window; without ``scale``
+    the window's peak is fitted to :data:`PEAK_SHARE` of what the budget can serve per the profile."""
+    import numpy as np
+
+    raw, described = pick_trace(trace, start, duration, reading)
+    peak = float(np.nanmax(raw)) if raw.size else 0.0
+    if not peak > 0:
+        raise InvalidInput([FieldError("--trace", "the chosen window has no requests", "pick another --start")], "trace")
+    factor = scale if scale is not None else PEAK_SHARE * max_capacity_rps(spec, profile) / peak
+    return np.nan_to_num(raw * factor, nan=0.0), factor, described
 
 
 def _print_summary(console: Console, figures: dict[str, Any], accuracy_source: str, report: Path, elapsed_s: float) -> None:

@@ -47,67 +47,81 @@ class OperatorConfig:
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
-        env = os.environ if env is None else env
-        errors: list[FieldError] = []
-
-        def number(key: str, default: float) -> float:
-            raw = env.get(key)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                errors.append(FieldError(key, f"{raw!r} is not a number", "set a number of seconds"))
-                return default
-            if not value > 0:
-                errors.append(FieldError(key, f"must be > 0, got {raw}", "set a positive number"))
-                return default
-            return value
-
-        def duration(key: str, default: float) -> float:
-            raw = (env.get(key) or "").strip()
-            if raw == "":
-                return default
-            match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", raw)
-            if match is None or float(match[1]) <= 0:
-                errors.append(FieldError(key, f"{raw!r} is not a positive duration", "set seconds (5) or a duration (5s, 500ms, 1m)"))
-                return default
-            return float(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}.get(match[2] or "s", 1.0)
-
-        defaults = Images()
-        images = Images(
-            triton=env.get("INFADAPTER_TRITON_IMAGE", defaults.triton),
-            envoy=env.get("INFADAPTER_ENVOY_IMAGE", defaults.envoy),
-            agent=env.get("INFADAPTER_AGENT_IMAGE", defaults.agent),
-            s3=env.get("INFADAPTER_S3_IMAGE", defaults.s3),
-            pull_policy=env.get("INFADAPTER_IMAGE_PULL_POLICY", defaults.pull_policy),
+        """Read every ``INFADAPTER_*`` variable; raise InvalidInput naming each bad one (not only the first)."""
+        read = _EnvReader(os.environ if env is None else env)
+        config = OperatorConfig(
+            prometheus_url=read.env.get("INFADAPTER_PROMETHEUS_URL", OperatorConfig.prometheus_url),
+            default_profile=read.env.get("INFADAPTER_DEFAULT_PROFILE", ""),
+            prometheus_ca_file=read.file("INFADAPTER_PROMETHEUS_CA_FILE"),
+            prometheus_token_file=read.file("INFADAPTER_PROMETHEUS_TOKEN_FILE"),
+            policy=read.policy("INFADAPTER_POLICY"),
+            kube_server=read.env.get("INFADAPTER_KUBE_SERVER", ""),
+            timer_resolution_s=read.number("INFADAPTER_TIMER_RESOLUTION_S", 1.0),
+            prometheus_timeout_s=read.number("INFADAPTER_PROMETHEUS_TIMEOUT_S", 5.0),
+            scrape_interval_s=read.duration("INFADAPTER_SCRAPE_INTERVAL_S", 5.0),
+            resize_wait_s=read.number("INFADAPTER_RESIZE_WAIT_S", 60.0),
+            confirm_weights=(read.env.get("INFADAPTER_CONFIRM_WEIGHTS") or "").strip().lower() in ("1", "true", "yes"),
+            max_history_s=int(read.number("INFADAPTER_MAX_HISTORY_S", 3600)),
+            metrics_port=int(read.env.get("INFADAPTER_METRICS_PORT") or 0) if (read.env.get("INFADAPTER_METRICS_PORT") or "0").isdigit() else 0,
+            images=read.images(),
         )
-        policy = env.get("INFADAPTER_POLICY", "ours")
+        if read.errors:
+            raise InvalidInput(read.errors, "operator settings")
+        return config
+
+
+class _EnvReader:
+    """Reads typed settings from the environment, collecting every error so that one report names them all."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.errors: list[FieldError] = []
+
+    def number(self, key: str, default: float) -> float:
+        raw = self.env.get(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.errors.append(FieldError(key, f"{raw!r} is not a number", "set a number of seconds"))
+            return default
+        if not value > 0:
+            self.errors.append(FieldError(key, f"must be > 0, got {raw}", "set a positive number"))
+            return default
+        return value
+
+    def duration(self, key: str, default: float) -> float:
+        raw = (self.env.get(key) or "").strip()
+        if raw == "":
+            return default
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", raw)
+        if match is None or float(match[1]) <= 0:
+            self.errors.append(FieldError(key, f"{raw!r} is not a positive duration", "set seconds (5) or a duration (5s, 500ms, 1m)"))
+            return default
+        return float(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}.get(match[2] or "s", 1.0)
+
+    def policy(self, key: str) -> str:
+        policy = self.env.get(key, "ours")
         kind, colon, rest = policy.partition(":")
         if not (policy in ("ours", "infadapter-paper", "msplus") or (kind in ("vpa", "static") and colon and rest)):
             # the oracle needs the future: it exists only in the simulator
             hint = "ours, infadapter-paper, msplus, vpa:<variant> or static:<variant>@<cores>"
-            errors.append(FieldError("INFADAPTER_POLICY", f"unknown policy {policy!r}", hint))
-        config = OperatorConfig(
-            prometheus_url=env.get("INFADAPTER_PROMETHEUS_URL", OperatorConfig.prometheus_url),
-            default_profile=env.get("INFADAPTER_DEFAULT_PROFILE", ""),
-            prometheus_ca_file=env.get("INFADAPTER_PROMETHEUS_CA_FILE", ""),
-            prometheus_token_file=env.get("INFADAPTER_PROMETHEUS_TOKEN_FILE", ""),
-            policy=policy,
-            kube_server=env.get("INFADAPTER_KUBE_SERVER", ""),
-            timer_resolution_s=number("INFADAPTER_TIMER_RESOLUTION_S", 1.0),
-            prometheus_timeout_s=number("INFADAPTER_PROMETHEUS_TIMEOUT_S", 5.0),
-            scrape_interval_s=duration("INFADAPTER_SCRAPE_INTERVAL_S", 5.0),
-            resize_wait_s=number("INFADAPTER_RESIZE_WAIT_S", 60.0),
-            confirm_weights=(env.get("INFADAPTER_CONFIRM_WEIGHTS") or "").strip().lower() in ("1", "true", "yes"),
-            max_history_s=int(number("INFADAPTER_MAX_HISTORY_S", 3600)),
-            metrics_port=int(env.get("INFADAPTER_METRICS_PORT") or 0) if (env.get("INFADAPTER_METRICS_PORT") or "0").isdigit() else 0,
-            images=images,
+            self.errors.append(FieldError(key, f"unknown policy {policy!r}", hint))
+        return policy
+
+    def file(self, key: str) -> str:
+        path = self.env.get(key, "")
+        if path and not os.path.isfile(path):
+            self.errors.append(FieldError(key, f"{path!r} is not a readable file", "mount the file into the operator's pod, or unset it"))
+        return path
+
+    def images(self) -> Images:
+        defaults = Images()
+        return Images(
+            triton=self.env.get("INFADAPTER_TRITON_IMAGE", defaults.triton),
+            envoy=self.env.get("INFADAPTER_ENVOY_IMAGE", defaults.envoy),
+            agent=self.env.get("INFADAPTER_AGENT_IMAGE", defaults.agent),
+            s3=self.env.get("INFADAPTER_S3_IMAGE", defaults.s3),
+            pull_policy=self.env.get("INFADAPTER_IMAGE_PULL_POLICY", defaults.pull_policy),
         )
-        for key in ("INFADAPTER_PROMETHEUS_CA_FILE", "INFADAPTER_PROMETHEUS_TOKEN_FILE"):
-            path = env.get(key, "")
-            if path and not os.path.isfile(path):
-                errors.append(FieldError(key, f"{path!r} is not a readable file", "mount the file into the operator's pod, or unset it"))
-        if errors:
-            raise InvalidInput(errors, "operator settings")
-        return config

@@ -100,31 +100,14 @@ def load_assignment(cluster: str, own: Sequence[Endpoint], fallback: Sequence[En
     }
 
 
-def envoy_config(
-    clusters: Sequence[str],
-    weights: Mapping[str, float],
-    *,
-    listen_port: int,
-    admin_port: int,
-    eds_dir: Path,
-    listen_address: str = "127.0.0.1",
-    runtime_prefix: str = RUNTIME_PREFIX,
-    buckets_ms: Sequence[float] = DEFAULT_BUCKETS_MS,
-    slo_ms: float | None = None,
-    route_timeout_s: float = 30.0,
-    retries: int = 2,
-) -> dict[str, Any]:
-    """The bootstrap (pure): listener + weighted route, EDS-from-file clusters, admin on 127.0.0.1."""
-    if not clusters:
-        raise ValueError("at least one cluster is needed")
-    buckets = sorted({float(b) for b in buckets_ms} | ({float(slo_ms)} if slo_ms else set()))
-    default = integer_weights(weights, clusters)
-    route = {
+def _weighted_route(clusters: Sequence[str], weights: Mapping[str, int], runtime_prefix: str, route_timeout_s: float, retries: int) -> dict[str, Any]:
+    """The single route: weighted clusters (live weights under ``runtime_prefix``), retried on another priority."""
+    return {
         "match": {"prefix": "/"},
         "route": {
             "weighted_clusters": {
                 "runtime_key_prefix": runtime_prefix,
-                "clusters": [{"name": c, "weight": default[c]} for c in clusters],
+                "clusters": [{"name": c, "weight": weights[c]} for c in clusters],
             },
             "timeout": f"{route_timeout_s:g}s",
             "retry_policy": {
@@ -147,7 +130,10 @@ def envoy_config(
             },
         },
     }
-    hcm = {
+
+
+def _connection_manager(route: Mapping[str, Any]) -> dict[str, Any]:
+    return {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": STAT_PREFIX,
         "codec_type": "AUTO",
@@ -156,19 +142,47 @@ def envoy_config(
             {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
         ],
     }
+
+
+def _eds_cluster(name: str, eds_dir: Path, limits: Mapping[str, int]) -> dict[str, Any]:
+    """A variant's cluster, its endpoints read from ``<eds_dir>/<name>.json``: circuit breakers far above Envoy's
+    defaults (1024 requests would be refused under a load the servers carry), no panic routing (a variant
+    with no healthy host spills to the next priority instead)."""
+    return {
+        "name": name,
+        "type": "EDS",
+        "connect_timeout": "1s",
+        "lb_policy": "LEAST_REQUEST",
+        "eds_cluster_config": {"eds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(eds_dir / f"{name}.json")}}},
+        "circuit_breakers": {"thresholds": [limits]},
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+    }
+
+
+def envoy_config(
+    clusters: Sequence[str],
+    weights: Mapping[str, float],
+    *,
+    listen_port: int,
+    admin_port: int,
+    eds_dir: Path,
+    listen_address: str = "127.0.0.1",
+    runtime_prefix: str = RUNTIME_PREFIX,
+    buckets_ms: Sequence[float] = DEFAULT_BUCKETS_MS,
+    slo_ms: float | None = None,
+    route_timeout_s: float = 30.0,
+    retries: int = 2,
+) -> dict[str, Any]:
+    """The bootstrap (pure): listener + weighted route, EDS-from-file clusters, admin on 127.0.0.1."""
+    if not clusters:
+        raise ValueError("at least one cluster is needed")
+    buckets = sorted({float(b) for b in buckets_ms} | ({float(slo_ms)} if slo_ms else set()))
+    route = _weighted_route(clusters, integer_weights(weights, clusters), runtime_prefix, route_timeout_s, retries)
+    hcm = _connection_manager(route)
+    # one limits object shared by every cluster: YAML writes it once and refers to it (the router's ConfigMap
+    # stays linear and small in the variants)
     limits = {"max_connections": 100_000, "max_pending_requests": 100_000, "max_requests": 100_000, "max_retries": 1_000}
-    cluster_defs = [
-        {
-            "name": c,
-            "type": "EDS",
-            "connect_timeout": "1s",
-            "lb_policy": "LEAST_REQUEST",
-            "eds_cluster_config": {"eds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(eds_dir / f"{c}.json")}}},
-            "circuit_breakers": {"thresholds": [limits]},
-            "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
-        }
-        for c in clusters
-    ]
+    cluster_defs = [_eds_cluster(c, eds_dir, limits) for c in clusters]
     return {
         "node": {"id": "infadapter", "cluster": "infadapter"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},

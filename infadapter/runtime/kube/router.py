@@ -161,10 +161,8 @@ done
 AGENT_PRESTOP = f"curl -fsS -o /dev/null --max-time 2 -X POST 'http://127.0.0.1:{ENVOY_ADMIN_PORT}/healthcheck/fail'; sleep {ROUTER_STOP_S}"
 
 
-def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, replicas: int = ROUTER_REPLICAS) -> Obj:
-    config_hash = hashlib.sha256(json.dumps(router_bootstrap(owner, spec), sort_keys=True).encode()).hexdigest()[:16]
-    small = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}}
-    envoy = {
+def _envoy_container(images: Images) -> Obj:
+    return {
         "name": "envoy",
         "image": images.envoy,
         "imagePullPolicy": images.pull_policy,
@@ -188,18 +186,26 @@ def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, 
         "volumeMounts": [{"name": "config", "mountPath": "/etc/envoy", "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": restricted_security(),
     }
-    agent = {
+
+
+def _weights_agent_container(images: Images) -> Obj:
+    """The sidecar that keeps Envoy's admin runtime in step with the mounted weights (:data:`AGENT_SCRIPT`)."""
+    return {
         "name": "weights",
         "image": images.agent,
         "imagePullPolicy": images.pull_policy,
         "command": ["sh", "-c", AGENT_SCRIPT],
         "readinessProbe": {"exec": {"command": ["test", "-f", f"{AGENT_STATE_DIR}/applied"]}, "periodSeconds": 1, "timeoutSeconds": 2},
         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", AGENT_PRESTOP]}}},
-        "resources": small,
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
         "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR, "readOnly": True}, {"name": "agent", "mountPath": AGENT_STATE_DIR}],
         "securityContext": restricted_security(),
     }
-    pod_labels = labels(owner, "router")
+
+
+def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, replicas: int = ROUTER_REPLICAS) -> Obj:
+    # the bootstrap's hash in the pod template: a changed config rolls the router pods (Envoy reads it once)
+    config_hash = hashlib.sha256(json.dumps(router_bootstrap(owner, spec), sort_keys=True).encode()).hexdigest()[:16]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -209,7 +215,7 @@ def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, 
             "selector": {"matchLabels": match_labels(owner, "router")},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": pod_labels, "annotations": {"infadapter.io/config-hash": config_hash}},
+                "metadata": {"labels": labels(owner, "router"), "annotations": {"infadapter.io/config-hash": config_hash}},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
@@ -223,7 +229,7 @@ def router_deployment(owner: Owner, spec: InferenceServiceSpec, images: Images, 
                             "labelSelector": {"matchLabels": match_labels(owner, "router")},
                         },
                     ],
-                    "containers": [envoy, agent],
+                    "containers": [_envoy_container(images), _weights_agent_container(images)],
                     "volumes": [
                         {"name": "config", "configMap": {"name": object_name(owner.name, "router")}},
                         {"name": "weights", "configMap": {"name": object_name(owner.name, "router-weights")}},
