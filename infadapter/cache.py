@@ -40,7 +40,7 @@ class CacheEntry:
     size_bytes: int
 
 
-def _size(path: Path) -> int:
+def _disk_bytes(path: Path) -> int:
     if path.is_symlink() or not path.is_dir():
         return path.lstat().st_size
     total = 0
@@ -56,7 +56,7 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
     base = root if root is not None else cache_root()
     if not base.is_dir():
         return []
-    return [CacheEntry(p, _size(p)) for p in sorted(base.iterdir())]
+    return [CacheEntry(p, _disk_bytes(p)) for p in sorted(base.iterdir())]
 
 
 def unsafe_to_clear(root: Path) -> str | None:

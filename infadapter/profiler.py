@@ -40,7 +40,9 @@ DEFAULT_CPUS = (0.25, 0.5, 1.0, 1.5)
 
 
 @dataclass(frozen=True)
-class Step:
+class RateStep:
+    """One rate of the capacity search and whether the SLO held at it."""
+
     rate_rps: float
     passed: bool
     report: LoadReport
@@ -53,11 +55,11 @@ class PointResult:
     capacity_rps: float
     p99_ms: float | None  # client-side tail at the capacity (the configured percentile)
     start_s: float  # seconds until Triton was ready
-    steps: tuple[Step, ...] = field(default=())
+    steps: tuple[RateStep, ...] = field(default=())
     limiter: str = "cgroup"
 
 
-StepCallback = Callable[[str, float, Step], None]
+StepCallback = Callable[[str, float, RateStep], None]
 
 
 def slo_holds(report: LoadReport, percentile: float) -> bool:
@@ -75,8 +77,8 @@ def search_capacity(
     tolerance: float = 0.1,
     min_rps: float = 0.5,
     retries: int = 2,
-    on_step: Callable[[Step], None] | None = None,
-) -> tuple[float, Step | None, list[Step]]:
+    on_step: Callable[[RateStep], None] | None = None,
+) -> tuple[float, RateStep | None, list[RateStep]]:
     """Highest passing rate found by grow-then-bisect; ``measure(rate)`` runs one load step.
 
     Interference from other work only ever makes latency worse, so a failure that is not clearly
@@ -85,19 +87,19 @@ def search_capacity(
     steps). Pure apart from ``measure``.
     """
     lo, hi = 0.0, math.inf
-    best: Step | None = None
-    steps: list[Step] = []
+    best: RateStep | None = None
+    steps: list[RateStep] = []
     rate = max(min_rps, guess_rps)
     for _ in range(max_steps):
         report = measure(rate)
-        step = Step(rate, slo_holds(report, percentile), report)
+        step = RateStep(rate, slo_holds(report, percentile), report)
         steps.append(step)
         if on_step is not None:
             on_step(step)
         if not step.passed and retries > 0 and report.slo_violation_ratio <= 0.2 and not report.p50_ms > report.slo_ms:
             retries -= 1
             report = measure(rate)
-            step = Step(rate, slo_holds(report, percentile), report)
+            step = RateStep(rate, slo_holds(report, percentile), report)
             steps.append(step)
             if on_step is not None:
                 on_step(step)
@@ -196,7 +198,7 @@ class Profiler:
             def measure(rate_rps: float) -> LoadReport:
                 return gen.run_constant(rate_rps, self.duration_s)
 
-            def report_step(step: Step) -> None:
+            def report_step(step: RateStep) -> None:
                 if self.on_step is not None:
                     self.on_step(variant, cpu_cores, step)
 

@@ -30,7 +30,7 @@ class Size:
     gpus: int | None = None
 
 
-def _size(option: str, part: str, value: str, errors: list[FieldError]) -> Size | None:
+def _parse_size(option: str, part: str, value: str, errors: list[FieldError]) -> Size | None:
     head, *extras = value.split(":")
     cores_text, _, replicas_text = head.partition("x")
     try:
@@ -69,7 +69,7 @@ def parse_configuration(text: str, spec: InferenceServiceSpec, option: str) -> d
             errors.append(FieldError(option, f"unknown variant {name!r}", f"use one of {', '.join(spec.variant_names)}"))
         elif name in sizes:
             errors.append(FieldError(option, f"variant {name!r} is given twice", "give each variant once"))
-        elif (size := _size(option, part, value, errors)) is not None:
+        elif (size := _parse_size(option, part, value, errors)) is not None:
             sizes[name] = size
     if not sizes and not errors:
         errors.append(FieldError(option, "no variant given", f"write {SYNTAX}, {EXAMPLES}"))

@@ -189,7 +189,7 @@ def explain(
     if as_json:
         typer.echo(json.dumps(out))
         return
-    _print(out)
+    _print_explanation(out)
 
 
 def _terms(c: dict[str, Any]) -> str:
@@ -197,7 +197,7 @@ def _terms(c: dict[str, Any]) -> str:
     return f"objective {c['objective']:.6f} = accuracy {t['accuracy']:.6f} {t['cost']:+.6f} cost {t['transition']:+.6f} transition"
 
 
-def _print(out: dict[str, Any]) -> None:
+def _print_explanation(out: dict[str, Any]) -> None:
     chosen, second = out["chosen"], out["runner_up"]
     typer.echo(f"at {out['load_rps']:g} rps" + (f" (running {out['current']})" if out["current"] else "") + f": {chosen['configuration']} [{chosen['status']}]")
     typer.echo(f"  {_terms(chosen)}  ({chosen['cost_cpu']:g} cores of {out['weights']['budget_cpu']:g}, served {chosen['served_rps']:g} rps)")

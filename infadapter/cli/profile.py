@@ -142,7 +142,7 @@ def _check_mode(args: ProfileArgs, mode: str) -> None:
 
 def _local(args: ProfileArgs) -> None:
     """Serve each variant alone in a cgroup-limited tritonserver per CPU size; search the rate (docs/serving.md)."""
-    from infadapter.profiler import Profiler, Step, parse_cpus, spec_models
+    from infadapter.profiler import Profiler, RateStep, parse_cpus, spec_models
     from infadapter.profiles import save_profile
     from infadapter.spec import load_spec
 
@@ -179,7 +179,7 @@ def _local(args: ProfileArgs) -> None:
     with progress(args.progress, len(models) * len(sizes), "profile") as bar:
         done: list[tuple[str, float]] = []
 
-        def on_step(name: str, cores: float, step: Step) -> None:
+        def on_step(name: str, cores: float, step: RateStep) -> None:
             if (name, cores) not in done:
                 done.append((name, cores))
             r = step.report

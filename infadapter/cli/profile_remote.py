@@ -56,7 +56,7 @@ def _target(args: ProfileArgs, *, one_variant: bool) -> Target:
     percentile = args.percentile if args.percentile is not None else (spec.slo.percentile if spec else 99.0)
     check_number(errors, "--percentile", args.percentile, high=99.999, hint="e.g. 99")
     notes: list[str] = []
-    cpu = _size(args, errors, notes)
+    cpu = _replica_cores(args, errors, notes)
     names = _variants(args, spec, errors, one_variant=one_variant)
     if errors:
         raise InvalidInput(errors, "arguments")
@@ -66,7 +66,7 @@ def _target(args: ProfileArgs, *, one_variant: bool) -> Target:
     return Target(slo, percentile, cpu, args.gpus or 0, names, tuple(notes), existing, serving)
 
 
-def _size(args: ProfileArgs, errors: list[FieldError], notes: list[str]) -> float:
+def _replica_cores(args: ProfileArgs, errors: list[FieldError], notes: list[str]) -> float:
     if args.cpu is None and args.gpus is None:
         errors.append(FieldError("--cpu", "missing: say what one replica measured has", "--cpu 4 (cores), or --gpus 1 (with --cpu for its cores)"))
         return 1.0

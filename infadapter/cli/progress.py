@@ -35,7 +35,7 @@ class _Silent:
         return None
 
 
-class _Lines:
+class _LineBar:
     """Plain lines on stderr, rate-limited (the last state is always printed at the end)."""
 
     def __init__(self, total: float, description: str) -> None:
@@ -69,7 +69,7 @@ def progress(flag: bool | None, total: float, description: str) -> Iterator[Bar]
         yield _Silent()
         return
     if not sys.stderr.isatty():
-        lines = _Lines(total, description)
+        lines = _LineBar(total, description)
         try:
             yield lines
         finally:

@@ -16,7 +16,7 @@ import typer
 from infadapter.cli._app import app
 from infadapter.cli.defaults import SPEC_HELP
 from infadapter.cli.progress import ProgressOption, progress
-from infadapter.cli.simulate_setup import DEFAULT_POLICIES, SimulateArgs, check_arguments, prepare
+from infadapter.cli.simulate_setup import DEFAULT_POLICIES, SimulateArgs, check_arguments, setup_from_args
 from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption
 from infadapter.errors import FieldError, InvalidInput
 
@@ -66,13 +66,13 @@ def simulate(
         errors.append(FieldError("--series", "only goes with --json", "add --json, or use --report DIR for plots"))
     if errors:
         raise InvalidInput(errors, "arguments")
-    setup = prepare(args, reading)
+    setup = setup_from_args(args, reading)
     index = {name: i for i, name in enumerate(setup.names)}
     with progress(show_progress, len(setup.names), "simulate") as bar:
         runs = run_simulation(setup.spec, setup.profile, setup.window, setup.names, pre_history_rps=setup.pre, seed=seed,
                               arrivals=arrivals, start=setup.start, options=setup.options, with_series=report is not None or with_series,  # type: ignore[arg-type]
                               progress=lambda name, what, done: bar.update(index[name] + done, f"{name}: {what}"))  # fmt: skip
-    _print(setup, runs, seed=seed, arrivals=arrivals, as_json=as_json, report=report, with_series=with_series)
+    _print_runs(setup, runs, seed=seed, arrivals=arrivals, as_json=as_json, report=report, with_series=with_series)
 
 
 def _start_text(setup: Setup) -> str:
@@ -117,7 +117,7 @@ def _json_series(columns: dict[str, FloatArray]) -> dict[str, list[float | None]
     return {key: [None if math.isnan(v) else round(float(v), 6) for v in values] for key, values in columns.items()}
 
 
-def _print(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str, as_json: bool, report: Path | None,
+def _print_runs(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str, as_json: bool, report: Path | None,
            with_series: bool) -> None:  # fmt: skip
     import numpy as np
 
@@ -153,7 +153,7 @@ def _print(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str
                                **({"series": {name: _json_series(run.series) for name, run in runs.items()}} if with_series else {})},
                               indent=1, allow_nan=False))  # fmt: skip
         return
-    _table(setup, table, seed)
+    _print_summary(setup, table, seed)
     typer.echo(f"start: {_start_text(setup)}")
     spec, profile = inputs["spec"], inputs["profile"]
     typer.echo(f"inputs: spec {spec['path']} (sha256 {spec['sha256'][:12]}), profile {profile['path']} (sha256 {profile['sha256'][:12]}), "
@@ -163,7 +163,7 @@ def _print(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str
             typer.echo(f"note: {name}: {note}")
 
 
-def _table(setup: Setup, table: dict[str, dict[str, float | None]], seed: int) -> None:
+def _print_summary(setup: Setup, table: dict[str, dict[str, float | None]], seed: int) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

@@ -169,7 +169,7 @@ def _policies(args: SimulateArgs, spec: InferenceServiceSpec, profile: Profile) 
     return names, options
 
 
-def prepare(args: SimulateArgs, reading: TraceOptions) -> Setup:
+def setup_from_args(args: SimulateArgs, reading: TraceOptions) -> Setup:
     """Every check, then the trace window: the run that follows only computes."""
     from infadapter.cli.trace import check_simulated_requests, read_cli_trace
     from infadapter.sim.scenario import DEFAULT_TRACE, PAPER_DURATION_S, PAPER_START_S, PRE_HISTORY_S, require_file

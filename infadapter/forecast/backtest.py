@@ -27,7 +27,7 @@ from infadapter.forecast import Forecaster, make_forecaster
 from infadapter.forecast.base import FloatArray, as_series
 
 
-def score(point: FloatArray, forecast: FloatArray, real: FloatArray, quantile: float) -> dict[str, float]:
+def forecast_measures(point: FloatArray, forecast: FloatArray, real: FloatArray, quantile: float) -> dict[str, float]:
     """The forecast measures of the module docstring for aligned arrays of windows."""
     positive = real > 0
     covered = forecast >= real
@@ -83,7 +83,7 @@ def backtest(
             forecasts[i] = result.quantile(quantile)
             tick_ms[i] = (timer() - started) * 1000.0
             points[i] = result.point_rps
-        measures = score(points[scored], forecasts[scored], real[scored], quantile)
+        measures = forecast_measures(points[scored], forecasts[scored], real[scored], quantile)
         measures.update(fit_s=round(fit_s, 3), predict_ms=float(np.mean(tick_ms)), predict_ms_p99=float(np.quantile(tick_ms, 0.99)))
         results[name] = {key: round(value, 4) for key, value in measures.items()}
         if progress:
@@ -111,7 +111,7 @@ def cold_start(
     and the real peak of the next ``horizon_s`` (a forecast above what was just seen is only excused by
     what comes). Measures: ``over_peak_max`` / ``over_peak_p99`` of that ratio, ``over_peak_share`` (ticks
     above ``limit_ratio``), ``first_ratio`` (at the first scored tick), and ``under_ratio`` and
-    ``over_provision_ratio`` against the real peak as in :func:`score`.
+    ``over_provision_ratio`` against the real peak as in :func:`forecast_measures`.
     """
     series = as_series(series_rps, "trace")
     if series.size < warmup_s + horizon_s + step_s:

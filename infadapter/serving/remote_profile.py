@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.loadgen import LoadGenerator, LoadReport
-from infadapter.profiler import Step, search_capacity, serial_latency_ms
+from infadapter.profiler import RateStep, search_capacity, serial_latency_ms
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -41,7 +41,7 @@ class RemotePoint:
     capacity_rps: float
     tail_ms: float | None  # client-side latency at the capacity, at the SLO percentile
     saturation_rps: float  # the highest goodput of any level
-    steps: tuple[Step, ...]
+    steps: tuple[RateStep, ...]
 
 
 def host_port(url: str, option: str = "--url") -> str:
@@ -142,7 +142,7 @@ class RemoteProfiler:
         duration_s: float = 3.0,
         max_steps: int = 5,
         tolerance: float = 0.1,
-        on_step: Callable[[str, Step], None] | None = None,
+        on_step: Callable[[str, RateStep], None] | None = None,
     ) -> None:
         self.url = host_port(url)
         self.slo_ms = slo_ms
@@ -166,7 +166,7 @@ class RemoteProfiler:
         def measure(rate_rps: float) -> LoadReport:
             return gen.run_constant(rate_rps, self.duration_s)
 
-        def report(step: Step) -> None:
+        def report(step: RateStep) -> None:
             if self.on_step is not None:
                 self.on_step(target.variant, step)
 

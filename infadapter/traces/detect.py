@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from infadapter.traces.numbers import is_number
 from infadapter.traces.options import TraceFormat, TraceOptions, bad
 from infadapter.traces.timestamps import parse_date
 
@@ -47,7 +48,7 @@ def detect(file: Path, options: TraceOptions) -> Detected:
     if not lines:
         return "counts"  # refused by the reader: no samples
     first = [t for t in _SPLIT.split(lines[0]) if t]
-    if not any(_is_number(t) for t in first):
+    if not any(is_number(t) for t in first):
         return "timestamps" if parse_date(lines[0]) is not None else "csv"  # a date, else a header
     rows = [[t for t in _SPLIT.split(line) if t] for line in lines]
     try:
@@ -101,11 +102,3 @@ def _data_lines(head: bytes, *, whole: bool) -> list[str]:
     if not whole and len(lines) > 1:
         lines = lines[:-1]
     return [s for s in (line.split("#", 1)[0].strip() for line in lines) if s]
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True

@@ -91,7 +91,7 @@ def to_floats(file: Path, chunk: Chunk, hint: str = COUNTS_HINT) -> FloatArray:
     try:
         return np.array(tokens, dtype=np.float64)
     except ValueError:
-        index = next(i for i, token in enumerate(tokens) if not _is_number(token))
+        index = next(i for i, token in enumerate(tokens) if not is_number(token))
         raise bad(file, at_line(chunk.line_of(index), f"not a number: {tokens[index][:40].decode('utf-8', 'replace')!r}"), hint) from None
 
 
@@ -116,7 +116,8 @@ def _refuse_decimal_commas(file: Path, chunk: Chunk) -> None:
             )
 
 
-def _is_number(token: bytes) -> bool:
+def is_number(token: str | bytes) -> bool:
+    """Whether ``float`` reads ``token`` (a header cell, a date and a typo are not numbers)."""
     try:
         float(token)
     except ValueError:
@@ -135,7 +136,7 @@ def check_counts(file: Path, chunk: Chunk, values: FloatArray) -> None:
     raise bad(file, at_line(chunk.line_of(index), what), "counts are requests per second: finite numbers >= 0")
 
 
-def read_counts(file: Path, stream: IO[bytes], interval_s: int | None = None) -> FloatArray:
+def stream_counts(file: Path, stream: IO[bytes], interval_s: int | None = None) -> FloatArray:
     """Every count of ``stream``, refused (before it is held) when it would span more than :data:`MAX_TRACE_S`."""
     per_value_s = interval_s or 1
     limit = MAX_TRACE_S // per_value_s

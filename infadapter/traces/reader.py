@@ -99,7 +99,7 @@ def _decode(file: Path, options: TraceOptions) -> Trace:
             return read_table(file, stream, options)  # fmt auto: the header decides csv or csv-timestamps
         if fmt == "timestamps":
             return read_timestamps(file, stream, options.time_unit)
-        counts = numbers.read_counts(file, stream, options.interval_s)
+        counts = numbers.stream_counts(file, stream, options.interval_s)
     return Trace(spread(counts, options.interval_s), "counts", spread_note(options.interval_s))
 
 
@@ -115,7 +115,7 @@ def _read_tbz2(file: Path, interval_s: int | None) -> Trace:
             if stream is None:
                 raise bad(file, f"member {chosen[0].name} cannot be read", "re-create the archive")
             with stream:
-                counts = numbers.read_counts(file, stream, interval_s)
+                counts = numbers.stream_counts(file, stream, interval_s)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise bad(file, f"not a readable bzip2 tar archive ({exc})", "give the paper's .tbz2, or plain text with --format counts") from None
     return Trace(spread(counts, interval_s), "tbz2", spread_note(interval_s))

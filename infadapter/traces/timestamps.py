@@ -16,7 +16,7 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
-from infadapter.traces.numbers import Chunk, chunks, to_ints_or_floats
+from infadapter.traces.numbers import Chunk, chunks, is_number, to_ints_or_floats
 from infadapter.traces.options import MAX_TRACE_S, TimeUnit, at_line, bad
 from infadapter.traces.series import Trace
 
@@ -101,7 +101,7 @@ class TimeConverter:
                 values = np.array(cells, dtype=np.float64)
             except ValueError:
                 if self.numeric or parse_date(cells[0]) is None:
-                    index = next(i for i, cell in enumerate(cells) if not _is_number(cell))
+                    index = next(i for i, cell in enumerate(cells) if not is_number(cell))
                     raise bad(self.file, at_line(lines[index], f"{self.what} is not a number or a date: {cells[index][:40]!r}"), STAMPS_HINT) from None
                 self.dates = True
             else:
@@ -125,14 +125,6 @@ class TimeConverter:
         if origin_s >= EPOCH_FROM_S:
             return [f"times read as {UNIT_NAMES[self.unit]} since 1970 (by their size; --time-unit to change)"]
         return [f"times read as {UNIT_NAMES[self.unit]} from an arbitrary origin (--time-unit ms if they are milliseconds)"]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 class SecondCounter:
