@@ -46,11 +46,12 @@ def rounded(value: float | None, digits: int = 3) -> float | None:
     return round(float(value), digits)
 
 
-def _same(old: Any, new: Any) -> bool:
+def _equal_values(old: Any, new: Any) -> bool:
+    """Deep equality where numbers compare by value (the API server may give back ``2`` for ``2.0``)."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        return set(old) == set(new) and all(_same(old[k], new[k]) for k in new)
+        return set(old) == set(new) and all(_equal_values(old[k], new[k]) for k in new)
     if isinstance(old, list) and isinstance(new, list):
-        return len(old) == len(new) and all(_same(a, b) for a, b in zip(old, new, strict=True))
+        return len(old) == len(new) and all(_equal_values(a, b) for a, b in zip(old, new, strict=True))
     if isinstance(old, int | float) and isinstance(new, int | float) and not isinstance(old, bool) and not isinstance(new, bool):
         return float(old) == float(new)
     return bool(old == new)
@@ -85,16 +86,9 @@ def status_changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> di
         if key in NOISY and _close(old, value, NOISY[key]):
             continue
         if key == "conditions":
-            if _same(_without_times(old), _without_times(value)):
+            if _equal_values(_without_times(old), _without_times(value)):
                 continue
-        elif _same(old, value):
+        elif _equal_values(old, value):
             continue
         changes[key] = value
     return changes
-
-
-def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
-    for c in status.get("conditions", []) or []:
-        if isinstance(c, Mapping) and c.get("type") == type_:
-            return c
-    return None

@@ -156,7 +156,7 @@ async def load_service_profile(rt: Runtime, res: Resource) -> Profile:
     raise InvalidProfile([], f"no profile: create ConfigMap {ns}/{name} with key {PROFILE_KEY} (or set the operator's default profile)")
 
 
-def prepare(rt: Runtime, mem: Memory, res: Resource, profile: Profile) -> None:
+def ensure_controller(rt: Runtime, mem: Memory, res: Resource, profile: Profile) -> None:
     """(Re)build the controller when the spec or profile changed; restore its state from the checkpoint."""
     key = f"{res.generation}:{id(profile)}"
     if mem.controller is not None and mem.key == key:
@@ -286,7 +286,7 @@ async def run_step(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome | Non
     try:
         if mem.profile is None or now_s - mem.profile_read_s >= PROFILE_TTL_S or mem.key.split(":")[0] != str(res.generation):
             mem.profile, mem.profile_read_s = await load_service_profile(rt, res), now_s
-        prepare(rt, mem, res, mem.profile)
+        ensure_controller(rt, mem, res, mem.profile)
     except InvalidInput as exc:
         mem.profile = None
         message = str(exc).replace("\n", " ")

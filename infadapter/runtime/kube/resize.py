@@ -88,7 +88,7 @@ class ResizeReport:
     messages: list[str]
 
 
-def _same(a: float | None, b: float) -> bool:
+def _same_cores(a: float | None, b: float) -> bool:
     return a is not None and abs(a - b) < 1e-6
 
 
@@ -103,13 +103,13 @@ async def resize_variant(
         if not running(pod):
             continue
         size = pod_size(pod)
-        if not _same(size.desired_cpu, cpu_cores):
+        if not _same_cores(size.desired_cpu, cpu_cores):
             verdict = await _request_resize(api, pod, cpu_cores, report)
             if verdict == "rollout":
                 return "rollout"
             outcome = "resizing" if verdict == "resizing" else outcome
             continue
-        if _same(size.actual_cpu, cpu_cores):
+        if _same_cores(size.actual_cpu, cpu_cores):
             continue
         state = size.pending or "InProgress"
         report.states[size.name] = state
