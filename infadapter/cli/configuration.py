@@ -86,11 +86,17 @@ def configuration_plan(text: str, spec: InferenceServiceSpec, profile: Profile, 
         measured = profile.gpu_counts(name)
         if size.gpus and size.gpus not in measured:
             have = ", ".join(str(g) for g in measured) or "none"
-            errors.append(FieldError(option, f"{name} was not measured with {size.gpus} GPU(s) (the profile has: {have})",
-                                     "profile that size, or give a measured GPU count"))  # fmt: skip
+            errors.append(
+                FieldError(
+                    option, f"{name} was not measured with {size.gpus} GPU(s) (the profile has: {have})", "profile that size, or give a measured GPU count"
+                )
+            )
         elif size.gpus == 0 and not profile.runs_on_cpu(name):
-            errors.append(FieldError(option, f"{name} was measured only with GPUs ({', '.join(str(g) for g in measured)})",
-                                     f"write {name}={size.cores:g}:gpu={measured[0]}"))  # fmt: skip
+            errors.append(
+                FieldError(
+                    option, f"{name} was measured only with GPUs ({', '.join(str(g) for g in measured)})", f"write {name}={size.cores:g}:gpu={measured[0]}"
+                )
+            )
     if errors:
         raise InvalidInput(errors, "arguments")
     explicit = {n: s.gpus for n, s in sizes.items() if s.gpus is not None}

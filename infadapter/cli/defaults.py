@@ -24,10 +24,16 @@ def spec_or_default(path: Path | None, *, quiet: bool) -> Path:
     if path is not None:
         return path
     if not PAPER_SPEC.is_file():
-        raise InvalidInput([FieldError("--spec", f"missing, and the default (the paper's service, {PAPER_SPEC}) is not there: it ships "
-                                                 "with the source checkout only", "pass --spec FILE, your InferenceService YAML")],
-                           "arguments")  # fmt: skip
+        raise InvalidInput(
+            [
+                FieldError(
+                    "--spec",
+                    f"missing, and the default (the paper's service, {PAPER_SPEC}) is not there: it ships with the source checkout only",
+                    "pass --spec FILE, your InferenceService YAML",
+                )
+            ],
+            "arguments",
+        )
     if not quiet:
-        typer.echo(f"note: no --spec: the paper's service, {PAPER_SPEC} (5 ResNets, SLO p99 750 ms, 20 cores) (hint: --spec FILE for yours)",
-                   err=True)  # fmt: skip
+        typer.echo(f"note: no --spec: the paper's service, {PAPER_SPEC} (5 ResNets, SLO p99 750 ms, 20 cores) (hint: --spec FILE for yours)", err=True)
     return PAPER_SPEC

@@ -69,9 +69,19 @@ def simulate(
     setup = setup_from_args(args, reading)
     index = {name: i for i, name in enumerate(setup.names)}
     with progress(show_progress, len(setup.names), "simulate") as bar:
-        runs = run_simulation(setup.spec, setup.profile, setup.window, setup.names, pre_history_rps=setup.pre, seed=seed,
-                              arrivals=arrivals, start=setup.start, options=setup.options, with_series=report is not None or with_series,  # type: ignore[arg-type]
-                              progress=lambda name, what, done: bar.update(index[name] + done, f"{name}: {what}"))  # fmt: skip
+        runs = run_simulation(
+            setup.spec,
+            setup.profile,
+            setup.window,
+            setup.names,
+            pre_history_rps=setup.pre,
+            seed=seed,
+            arrivals=arrivals,  # type: ignore[arg-type]
+            start=setup.start,
+            options=setup.options,
+            with_series=report is not None or with_series,
+            progress=lambda name, what, done: bar.update(index[name] + done, f"{name}: {what}"),
+        )
     _print_runs(setup, runs, seed=seed, arrivals=arrivals, as_json=as_json, report=report, with_series=with_series)
 
 
@@ -117,11 +127,10 @@ def _json_series(columns: dict[str, FloatArray]) -> dict[str, list[float | None]
     return {key: [None if math.isnan(v) else round(float(v), 6) for v in values] for key, values in columns.items()}
 
 
-def _print_runs(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str, as_json: bool, report: Path | None,
-           with_series: bool) -> None:  # fmt: skip
+def _print_runs(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str, as_json: bool, report: Path | None, with_series: bool) -> None:
     import numpy as np
 
-    from infadapter.metrics.report import decision_entries, series_from_columns, write_decisions, write_report
+    from infadapter.metrics.report import decision_entries
     from infadapter.planning.gaps import gpu_warnings
 
     def clean(value: float) -> float | None:
@@ -135,32 +144,62 @@ def _print_runs(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals
     for warning in warnings:  # on stderr: --json keeps stdout one JSON object
         typer.echo(f"warning: {warning}", err=True)
     if report is not None:
-        notes = "\n".join(f"- {name}: {note}" for name, run in runs.items() for note in run.notes)
-        rows = [{"policy": name, **run.summary} for name, run in runs.items()]
-        path = write_report(report, {name: series_from_columns(run.series) for name, run in runs.items()}, rows,
-                            title=f"Simulation of {setup.trace_path.name} [{first}, {last})", slo_ms=setup.spec.slo.latency_ms,
-                            notes=f"- start: {_start_text(setup)}\n{notes}", inputs=inputs, budget_cores=setup.spec.budget.cpu,
-                            decisions=decisions)  # fmt: skip
-        log = write_decisions(report / "decisions.jsonl", decisions, offset_s=first)
+        path, log = _write_report(setup, runs, report, inputs)
         if not as_json:
             typer.echo(f"report: {path}\ndecisions: {log}")
     if as_json:
         start = {"source": setup.start_source, "plan": "cold" if setup.start == "cold" else setup.start.to_dict()["variants"]}
-        typer.echo(json.dumps({"policies": table, "window": {"start_s": first, "duration_s": last - first},
-                               "requests": int(np.nansum(setup.window)), "spec": str(setup.spec_path), "profile": str(setup.profile_path),
-                               "start": start, "notes": {name: run.notes for name, run in runs.items() if run.notes},
-                               "warnings": warnings, "inputs": inputs, "decisions": decision_entries(decisions, offset_s=first),
-                               **({"series": {name: _json_series(run.series) for name, run in runs.items()}} if with_series else {})},
-                              indent=1, allow_nan=False))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {
+                    "policies": table,
+                    "window": {"start_s": first, "duration_s": last - first},
+                    "requests": int(np.nansum(setup.window)),
+                    "spec": str(setup.spec_path),
+                    "profile": str(setup.profile_path),
+                    "start": start,
+                    "notes": {name: run.notes for name, run in runs.items() if run.notes},
+                    "warnings": warnings,
+                    "inputs": inputs,
+                    "decisions": decision_entries(decisions, offset_s=first),
+                    **({"series": {name: _json_series(run.series) for name, run in runs.items()}} if with_series else {}),
+                },
+                indent=1,
+                allow_nan=False,
+            )
+        )
         return
     _print_summary(setup, table, seed)
     typer.echo(f"start: {_start_text(setup)}")
     spec, profile = inputs["spec"], inputs["profile"]
-    typer.echo(f"inputs: spec {spec['path']} (sha256 {spec['sha256'][:12]}), profile {profile['path']} (sha256 {profile['sha256'][:12]}), "
-               f"seed {seed}, infadapter {inputs['infadapter_version']}")  # fmt: skip
+    typer.echo(
+        f"inputs: spec {spec['path']} (sha256 {spec['sha256'][:12]}), profile {profile['path']} (sha256 {profile['sha256'][:12]}), "
+        f"seed {seed}, infadapter {inputs['infadapter_version']}"
+    )
     for name, run in runs.items():
         for note in run.notes:
             typer.echo(f"note: {name}: {note}")
+
+
+def _write_report(setup: Setup, runs: dict[str, PolicyRun], report: Path, inputs: dict[str, Any]) -> tuple[Path, Path]:
+    """``--report``: the Markdown report with its plots, and the decision log; their paths."""
+    from infadapter.metrics.report import series_from_columns, write_decisions, write_report
+
+    decisions = {name: run.timeline.records for name, run in runs.items()}
+    notes = "\n".join(f"- {name}: {note}" for name, run in runs.items() for note in run.notes)
+    rows = [{"policy": name, **run.summary} for name, run in runs.items()]
+    path = write_report(
+        report,
+        {name: series_from_columns(run.series) for name, run in runs.items()},
+        rows,
+        title=f"Simulation of {setup.trace_path.name} [{setup.first}, {setup.last})",
+        slo_ms=setup.spec.slo.latency_ms,
+        notes=f"- start: {_start_text(setup)}\n{notes}",
+        inputs=inputs,
+        budget_cores=setup.spec.budget.cpu,
+        decisions=decisions,
+    )
+    return path, write_decisions(report / "decisions.jsonl", decisions, offset_s=setup.first)
 
 
 def _print_summary(setup: Setup, table: dict[str, dict[str, float | None]], seed: int) -> None:
@@ -174,7 +213,14 @@ def _print_summary(setup: Setup, table: dict[str, dict[str, float | None]], seed
     for column in ("policy", "violations", "avg cores", "avg GPUs", "accuracy", "p99 ms", "dropped", "reconfigs"):
         out.add_column(column, justify="left" if column == "policy" else "right")
     for name, row in table.items():
-        out.add_row(escape(name), percent(row["slo_violation_ratio"] or 0), f"{(row['avg_cpu'] or 0):.2f}", f"{(row['avg_gpu'] or 0):.2f}",
-                    f"{(row['avg_accuracy'] or 0):.4f}", f"{(row['p99_latency_ms'] or 0):.0f}", percent(row["dropped_ratio"] or 0),
-                    f"{(row['reconfigurations'] or 0):.0f}")  # fmt: skip
+        out.add_row(
+            escape(name),
+            percent(row["slo_violation_ratio"] or 0),
+            f"{(row['avg_cpu'] or 0):.2f}",
+            f"{(row['avg_gpu'] or 0):.2f}",
+            f"{(row['avg_accuracy'] or 0):.4f}",
+            f"{(row['p99_latency_ms'] or 0):.0f}",
+            percent(row["dropped_ratio"] or 0),
+            f"{(row['reconfigurations'] or 0):.0f}",
+        )
     Console(width=max(120, Console().width)).print(out)

@@ -162,8 +162,7 @@ def _policies(args: SimulateArgs, spec: InferenceServiceSpec, profile: Profile) 
         try:
             make_policy(name, spec, profile, **extra)
         except InvalidInput as exc:
-            errors.extend(FieldError("--policies", e.message if e.message.startswith(repr(name)) else f"{name!r}: {e.message}", e.hint)
-                          for e in exc.errors)  # fmt: skip
+            errors.extend(FieldError("--policies", e.message if e.message.startswith(repr(name)) else f"{name!r}: {e.message}", e.hint) for e in exc.errors)
     if errors:
         raise InvalidInput(errors, "arguments")
     return names, options
@@ -186,5 +185,4 @@ def setup_from_args(args: SimulateArgs, reading: TraceOptions) -> Setup:
     pre_s = PRE_HISTORY_S if args.history is None else args.history
     window = series[first:last]
     check_simulated_requests(window)
-    return Setup(spec, spec_path, profile, profile_path, names, options, start, source, trace_path, first, last, window,
-                 series[max(0, first - pre_s):first])  # fmt: skip
+    return Setup(spec, spec_path, profile, profile_path, names, options, start, source, trace_path, first, last, window, series[max(0, first - pre_s) : first])

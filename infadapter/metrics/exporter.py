@@ -83,8 +83,7 @@ METRICS: tuple[MetricInfo, ...] = (
     MetricInfo("infadapter_variant_accuracy_ratio", "gauge", VARIANT_LABELS, "Declared accuracy of the variant."),
 )
 
-_PLANNED = ("infadapter_planned_cpu_cores", "infadapter_planned_replicas", "infadapter_planned_weight_ratio",
-            "infadapter_planned_capacity_rps")  # fmt: skip
+_PLANNED = ("infadapter_planned_cpu_cores", "infadapter_planned_replicas", "infadapter_planned_weight_ratio", "infadapter_planned_capacity_rps")
 
 
 class InfAdapterMetrics:

@@ -120,8 +120,7 @@ def static_plan(
     count = replicas or {}
     # a variant measured only on GPUs runs on its smallest measured GPU count unless told otherwise
     devices = {n: (gpus or {}).get(n, 0 if profile.runs_on_cpu(n) else profile.gpu_counts(n)[0]) for n in sizes}
-    options = {n: ResourceOption(c, count.get(n, 1), devices[n], profile.capacity_rps(n, c, count.get(n, 1), devices[n]))
-               for n, c in sizes.items()}  # fmt: skip
+    options = {n: ResourceOption(c, count.get(n, 1), devices[n], profile.capacity_rps(n, c, count.get(n, 1), devices[n])) for n, c in sizes.items()}
     solution = score(service, options, spec.budget.cpu, spec.budget.gpu)
     status: Status = "optimal" if solution.served_rps >= load_rps - 1e-6 else "infeasible"
     return plan_from_solution(solution, status, {v.name: v.accuracy for v in spec.variants}, 0.0)

@@ -88,8 +88,7 @@ class PaperModel:
     @staticmethod
     def from_spec(spec: InferenceServiceSpec, profile: Profile, *, head: bool = False) -> PaperModel:
         """The model over the variants the profile measured on CPU (the paper's adapter sized CPU only)."""
-        variants = sorted((v for v in spec.variants if profile.runs_on_cpu(v.name) and ladder(spec, v.name)),
-                          key=lambda v: (v.accuracy, v.name))  # fmt: skip
+        variants = sorted((v for v in spec.variants if profile.runs_on_cpu(v.name) and ladder(spec, v.name)), key=lambda v: (v.accuracy, v.name))
         lines = tuple(fit_linear_capacity(profile, v.name) for v in variants)
         rungs = tuple(ladder(spec, v.name) for v in variants)
         rung_rps = tuple(
@@ -271,8 +270,16 @@ class PaperPolicy:
         self.stabilisation = int(stabilisation)
         self.model = PaperModel.from_spec(spec, profile, head=head)
         if not self.model.names:
-            raise InvalidInput([FieldError("policy", f"{self.name!r}: no variant was measured on CPU within the budget",
-                                           "the paper's adapter sizes CPU only: drop it from --policies, or profile a variant on CPU")], "policy")  # fmt: skip
+            raise InvalidInput(
+                [
+                    FieldError(
+                        "policy",
+                        f"{self.name!r}: no variant was measured on CPU within the budget",
+                        "the paper's adapter sizes CPU only: drop it from --policies, or profile a variant on CPU",
+                    )
+                ],
+                "policy",
+            )
         self.notes: list[str] = []
         left_out = [v.name for v in spec.variants if v.name not in self.model.names]
         if left_out:

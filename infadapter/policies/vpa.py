@@ -138,9 +138,16 @@ class VpaPolicy:
         self.name = f"vpa:{variant}"
         self.rungs = ladder(spec, variant)
         if not self.rungs or not profile.runs_on_cpu(variant):
-            raise InvalidInput([FieldError("policy", f"{self.name!r}: {variant} has no CPU size to recommend (no CPU "
-                                           "measurement in the profile, or no size within the budget)",
-                                           "VPA sizes CPU: drop it from --policies, or profile the variant on CPU")], "policy")  # fmt: skip
+            raise InvalidInput(
+                [
+                    FieldError(
+                        "policy",
+                        f"{self.name!r}: {variant} has no CPU size to recommend (no CPU measurement in the profile, or no size within the budget)",
+                        "VPA sizes CPU: drop it from --policies, or profile the variant on CPU",
+                    )
+                ],
+                "policy",
+            )
         self.spec = spec
         self.profile = profile
         self.variant = variant
