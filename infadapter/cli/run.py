@@ -86,8 +86,15 @@ def profile_key(spec: InferenceServiceSpec, models: dict[str, Path], cpus: tuple
         manifest = read_manifest(path) or {}
         stat = path.stat()
         files[name] = manifest.get("sha256") or f"{stat.st_size}-{int(stat.st_mtime)}"
-    key = {"v": 1, "model": spec.model_name, "files": files, "slo": spec.slo.latency_ms, "percentile": spec.slo.percentile,
-           "cpus": list(cpus), "machine": [os.cpu_count(), os.uname().machine, cgroup_v1_writable()]}  # fmt: skip
+    key = {
+        "v": 1,
+        "model": spec.model_name,
+        "files": files,
+        "slo": spec.slo.latency_ms,
+        "percentile": spec.slo.percentile,
+        "cpus": list(cpus),
+        "machine": [os.cpu_count(), os.uname().machine, cgroup_v1_writable()],
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -72,8 +72,9 @@ class EmbeddedRun:
         self.policy_name = policy
         self.namespace = namespace
         self.name = name or spec.model_name
-        self.controller = Controller(spec, profile, make_policy(policy, spec, profile, **policy_options(policy, LATENCIES)),
-                                     latencies=LATENCIES, namespace=namespace, name=self.name)  # fmt: skip
+        self.controller = Controller(
+            spec, profile, make_policy(policy, spec, profile, **policy_options(policy, LATENCIES)), latencies=LATENCIES, namespace=namespace, name=self.name
+        )
         self.console = console
         self.live = live
         self.decision_log = decision_log or DecisionLog()
@@ -103,23 +104,25 @@ class EmbeddedRun:
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
         exporter = InfAdapterMetrics()
-        runtime = LocalRuntime(self.spec, self.models, namespace=self.namespace, name=self.name, on_event=self._on_event,
-                               **self.runtime_options)  # fmt: skip
+        runtime = LocalRuntime(self.spec, self.models, namespace=self.namespace, name=self.name, on_event=self._on_event, **self.runtime_options)
         self._runtime = runtime
         observer: Observer | None = None
         sampler = threading.Thread(target=self._sample_loop, name="infadapter-sampler", daemon=True)
         try:
             runtime.start()
             runtime.set_exporter_target(f"127.0.0.1:{exporter.serve()}")
-            exporter.describe_service(self.namespace, self.name, slo_latency_s=self.spec.slo.latency_ms / 1000.0,
-                                      slo_target_ratio=self.spec.slo.percentile / 100.0,
-                                      variant_accuracy={v.name: v.accuracy for v in self.spec.variants})  # fmt: skip
+            exporter.describe_service(
+                self.namespace,
+                self.name,
+                slo_latency_s=self.spec.slo.latency_ms / 1000.0,
+                slo_target_ratio=self.spec.slo.percentile / 100.0,
+                variant_accuracy={v.name: v.accuracy for v in self.spec.variants},
+            )
             self._t0, self._wall0 = time.monotonic(), time.time()
             state = self._cold_start(runtime, exporter)
             runtime.prometheus.wait_for_targets("envoy", timeout_s=30.0) if runtime.prometheus else None
             observer = Observer(runtime.prometheus_url, timeout_s=3.0, retries=1)  # a hung Prometheus costs one step at most
-            gen = LoadGenerator(runtime.url, self.spec.model_name, slo_ms=self.spec.slo.latency_ms,
-                                timeout_s=max(10.0, 10 * self.spec.slo.latency_ms / 1000.0))  # fmt: skip
+            gen = LoadGenerator(runtime.url, self.spec.model_name, slo_ms=self.spec.slo.latency_ms, timeout_s=max(10.0, 10 * self.spec.slo.latency_ms / 1000.0))
             self._gen = gen
             gen.start(self.rates)
             while gen.started_wall_s is None and gen.running:
@@ -298,12 +301,19 @@ class EmbeddedRun:
             weights = [(s.plan.accuracy if s.plan else math.nan) for s in self.samples]
             avg_accuracy = float(np.nanmean(weights)) if weights else math.nan
         return RunSummary(
-            requests=sent, errors=sum(1 for r in records if not r.ok), slo_violation_ratio=ratio,
-            avg_cpu=float(np.mean(cores)) if cores else math.nan, avg_accuracy=avg_accuracy, p99_latency_ms=p99,
-            reconfigurations=self.reconfigurations, policy=self.policy_name, duration_s=float(self.rates.size),
+            requests=sent,
+            errors=sum(1 for r in records if not r.ok),
+            slo_violation_ratio=ratio,
+            avg_cpu=float(np.mean(cores)) if cores else math.nan,
+            avg_accuracy=avg_accuracy,
+            p99_latency_ms=p99,
+            reconfigurations=self.reconfigurations,
+            policy=self.policy_name,
+            duration_s=float(self.rates.size),
             metrics_unavailable_ticks=self.metrics_unavailable_ticks,
-            restarts=sum(1 for e in self.events if e.kind.endswith("restarted")), accuracy_source=source,
-        )  # fmt: skip
+            restarts=sum(1 for e in self.events if e.kind.endswith("restarted")),
+            accuracy_source=source,
+        )
 
     def write_report(self, directory: str | Path, summary: RunSummary, notes: str = "") -> Path:
         from infadapter.metrics.report import PolicySeries, write_report
@@ -328,13 +338,18 @@ class EmbeddedRun:
             return out
 
         series = PolicySeries(
-            t_s=t, load_rps=load, forecast_rps=np.array([s.forecast_rps for s in self.samples] or [math.nan]),
+            t_s=t,
+            load_rps=load,
+            forecast_rps=np.array([s.forecast_rps for s in self.samples] or [math.nan]),
             capacity_rps=np.array([p.capacity_rps if p else math.nan for p in plans]),
             cpu_cores=np.array([s.cores for s in self.samples] or [math.nan]),
-            accuracy=np.array([p.accuracy if p else math.nan for p in plans]), p99_ms=np.array([w[1] for w in windows] or [math.nan]),
+            accuracy=np.array([p.accuracy if p else math.nan for p in plans]),
+            p99_ms=np.array([w[1] for w in windows] or [math.nan]),
             violation_ratio=np.array([w[2] for w in windows] or [0.0]),
-            variant_cores=per_variant("cpu_cores"), variant_weights=per_variant("weight"),
-        )  # fmt: skip
+            variant_cores=per_variant("cpu_cores"),
+            variant_weights=per_variant("weight"),
+        )
         row = {"policy": summary.policy, **summary.to_json(), "accuracy_source": summary.accuracy_source, "restarts": summary.restarts}
-        return write_report(directory, {summary.policy: series}, [row], title=f"infadapter run · {self.spec.model_name}",
-                            slo_ms=slo, decisions=self.records, notes=notes)  # fmt: skip
+        return write_report(
+            directory, {summary.policy: series}, [row], title=f"infadapter run · {self.spec.model_name}", slo_ms=slo, decisions=self.records, notes=notes
+        )

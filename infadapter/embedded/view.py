@@ -73,8 +73,16 @@ class LiveState:
         table = Table(title=f"infadapter run · {self.policy} · {self.t_s:.0f}/{self.total_s:.0f} s", title_justify="left", expand=False)
         for column in ("load", "forecast", "plan", "cores", "p99 (10 s)", "violations", "errors", "reconf."):
             table.add_column(column)
-        table.add_row(f"{self.load_rps:.0f} rps", f"{self.forecast_rps:.0f} rps", self.plan, f"{self.cores:.2f}",
-                      f"{self.p99_ms:.0f} ms", f"{self.violations_ratio:.1%} of {self.sent}", str(self.errors), str(self.reconfigurations))  # fmt: skip
+        table.add_row(
+            f"{self.load_rps:.0f} rps",
+            f"{self.forecast_rps:.0f} rps",
+            self.plan,
+            f"{self.cores:.2f}",
+            f"{self.p99_ms:.0f} ms",
+            f"{self.violations_ratio:.1%} of {self.sent}",
+            str(self.errors),
+            str(self.reconfigurations),
+        )
         from rich.console import Group
         from rich.text import Text
 

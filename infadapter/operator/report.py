@@ -66,12 +66,21 @@ def resize_condition(applied: ApplyResult | None) -> Condition:
 
 def _conditions(seen: Seen) -> list[Condition]:
     metrics = seen.metrics_error
-    out = [Condition("MetricsAvailable", metrics is None, "Observed" if metrics is None else "PrometheusUnavailable",
-                     "router arrival rate read from Prometheus" if metrics is None else f"holding the last plan: {metrics}")]  # fmt: skip
+    out = [
+        Condition(
+            "MetricsAvailable",
+            metrics is None,
+            "Observed" if metrics is None else "PrometheusUnavailable",
+            "router arrival rate read from Prometheus" if metrics is None else f"holding the last plan: {metrics}",
+        )
+    ]
     if seen.plan is not None:
         feasible = seen.plan.status not in ("infeasible",)
-        message = ("the plan serves the predicted load within the budget" if feasible
-                   else f"best effort: serves {seen.plan.served_rps:.1f} of {seen.plan.load_rps:.1f} rps within the budget")  # fmt: skip
+        message = (
+            "the plan serves the predicted load within the budget"
+            if feasible
+            else f"best effort: serves {seen.plan.served_rps:.1f} of {seen.plan.load_rps:.1f} rps within the budget"
+        )
         out.append(Condition("PlanFeasible", feasible, "Optimal" if feasible else "Infeasible", message))
     out.append(Condition("Degraded", True, "ApplyFailed", seen.error) if seen.error else Condition("Degraded", False, "AsExpected", ""))
     if seen.mode != "Auto":
@@ -86,8 +95,14 @@ def _conditions(seen: Seen) -> list[Condition]:
     out.append(Condition("Progressing", seen.transitioning, "Reconfiguring" if seen.transitioning else "Converged", message))
     out.append(resize_condition(seen.applied))
     ready = bool(seen.serving) and not seen.error  # the service answers, even while a switch is under way
-    out.append(Condition("Ready", ready, "Serving" if ready else "NoReadyVariant",
-                         f"serving through {', '.join(sorted(seen.serving))}" if ready else "no variant has a ready replica yet"))  # fmt: skip
+    out.append(
+        Condition(
+            "Ready",
+            ready,
+            "Serving" if ready else "NoReadyVariant",
+            f"serving through {', '.join(sorted(seen.serving))}" if ready else "no variant has a ready replica yet",
+        )
+    )
     return out
 
 

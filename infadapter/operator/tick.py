@@ -176,9 +176,13 @@ def ensure_controller(rt: Runtime, mem: Memory, res: Resource, profile: Profile)
     mem.controller, mem.state, mem.key = controller, state, key
     mem.history = History(min(res.spec.forecast.window_s, rt.config.max_history_s), rt.config.scrape_interval_s)
     if rt.metrics is not None:
-        rt.metrics.describe_service(res.owner.namespace, res.owner.name, slo_latency_s=res.spec.slo.latency_ms / 1000.0,
-                                    slo_target_ratio=res.spec.slo.percentile / 100.0,
-                                    variant_accuracy={v.name: v.accuracy for v in res.spec.variants})  # fmt: skip
+        rt.metrics.describe_service(
+            res.owner.namespace,
+            res.owner.name,
+            slo_latency_s=res.spec.slo.latency_ms / 1000.0,
+            slo_target_ratio=res.spec.slo.percentile / 100.0,
+            variant_accuracy={v.name: v.accuracy for v in res.spec.variants},
+        )
 
 
 async def observe(rt: Runtime, mem: Memory, res: Resource, now_s: float) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -334,8 +338,18 @@ def _seen(mem: Memory, res: Resource, step: Step, actuator: ActuatorState, error
         waiting = tuple(sorted(v.name for v in target.variants if v.replicas > ready.get(v.name, 0)))
         serving = frozenset(v.name for v in actuator.variants if v.ready_cores and actuator.weights.get(v.name, 0.0) > 0)
     return Seen(
-        res.mode, res.generation, plan=target, decided=step.reconfigured, reason=rec.reason if rec is not None else "hold",
-        observed_rps=rec.observed_rps if rec is not None else math.nan, forecast_rps=rec.forecast_rps if rec is not None else math.nan,
-        metrics_error=mem.metrics_error, error=error, transitioning=mem.transitioning, serving=serving, waiting=waiting,
-        applied=mem.applied if mem.transitioning else None, checkpoint=checkpoint,
-    )  # fmt: skip
+        res.mode,
+        res.generation,
+        plan=target,
+        decided=step.reconfigured,
+        reason=rec.reason if rec is not None else "hold",
+        observed_rps=rec.observed_rps if rec is not None else math.nan,
+        forecast_rps=rec.forecast_rps if rec is not None else math.nan,
+        metrics_error=mem.metrics_error,
+        error=error,
+        transitioning=mem.transitioning,
+        serving=serving,
+        waiting=waiting,
+        applied=mem.applied if mem.transitioning else None,
+        checkpoint=checkpoint,
+    )

@@ -115,9 +115,15 @@ class EnvoyProcess:
     # ------------------------------------------------------------------ lifecycle
     def _write_config(self) -> None:
         config = envoy_config(
-            self.clusters, self.weights, listen_port=self.listen_port, admin_port=self.admin_port, eds_dir=self.workdir,
-            slo_ms=self.slo_ms, retries=self.retries, route_timeout_s=self.route_timeout_s,
-        )  # fmt: skip
+            self.clusters,
+            self.weights,
+            listen_port=self.listen_port,
+            admin_port=self.admin_port,
+            eds_dir=self.workdir,
+            slo_ms=self.slo_ms,
+            retries=self.retries,
+            route_timeout_s=self.route_timeout_s,
+        )
         atomic_write(self.config_path, yaml.safe_dump(config, sort_keys=False))
 
     def start(self, timeout_s: float = 20.0) -> float:
@@ -128,11 +134,26 @@ class EnvoyProcess:
         started = time.monotonic()
         self._log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [str(find_envoy()), "-c", str(self.config_path), "--disable-hot-restart", "--concurrency", str(self.concurrency),
-             "--log-level", "warn", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(find_envoy()),
+                "-c",
+                str(self.config_path),
+                "--disable-hot-restart",
+                "--concurrency",
+                str(self.concurrency),
+                "--log-level",
+                "warn",
+                "--drain-time-s",
+                "1",
+                "--parent-shutdown-time-s",
+                "2",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=die_with_parent,  # noqa: PLW1509  (prctl only: nothing locked after fork)
-        )  # fmt: skip
+        )
         deadline = started + timeout_s
         while time.monotonic() < deadline:
             if not self.is_alive():
