@@ -201,12 +201,6 @@ class InfAdapterMetrics:
             self._touch(namespace, name)
             self._histograms["infadapter_reconfiguration_duration_seconds"].labels(namespace, name).observe(duration_s)
 
-    def set_slo_violation_ratio(self, namespace: str, name: str, ratio: float) -> None:
-        """The violation ratio measured at the router over the last interval."""
-        with self._lock:
-            self._touch(namespace, name)
-            self._gauges["infadapter_slo_violation_ratio"].labels(namespace, name).set(ratio)
-
     def forget(self, namespace: str, name: str) -> None:
         """The service was deleted: remove every label set it had."""
         key = (namespace, name)

@@ -92,12 +92,6 @@ def latency_quantile_query(namespace: str, name: str, quantile: float, window_s:
     return f"histogram_quantile({quantile:g}, {latency_buckets_query(namespace, name, window_s)}) / 1000"
 
 
-def variant_latency_quantile_query(namespace: str, name: str, quantile: float, window_s: float | str = 60) -> str:
-    """Per-variant upstream latency quantile at the router, in seconds."""
-    inner = f"sum by (le, variant) (rate({CLUSTER_LATENCY_MS_BUCKET}{{{selector(namespace, name)}}}[{_window(window_s)}]))"
-    return f"histogram_quantile({quantile:g}, {inner}) / 1000"
-
-
 def served_accuracy_query(namespace: str, name: str, window_s: float | str = 60) -> str:
     """Request-weighted declared accuracy of the variants that actually served (from Triton counters)."""
     served = served_rate_query(namespace, name, window_s)
