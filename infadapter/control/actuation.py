@@ -223,8 +223,7 @@ def actuation(plan: Plan, state: ActuatorState, profile: Profile | None, *, in_p
             continue
         routed = state.weights.get(running.name, 0.0) > WEIGHT_EPS
         if not ready or routed:  # still needed, or the router still sends to it
-            targets.append(VariantTarget(running.name, running.cpu_cores, max(running.replicas, len(running.ready_cores)),
-                                         running.gpus, in_place))  # fmt: skip
+            targets.append(VariantTarget(running.name, running.cpu_cores, max(running.replicas, len(running.ready_cores)), running.gpus, in_place))
     return Action(tuple(targets), weights)
 
 
@@ -235,8 +234,17 @@ def plan_of_state(state: ActuatorState, spec: InferenceServiceSpec, profile: Pro
         if running.replicas <= 0 or running.name not in spec.variant_names:
             continue
         capacity = profile.capacity_rps(running.name, running.cpu_cores, running.replicas, running.gpus)
-        variants.append(VariantPlan(running.name, running.cpu_cores, running.replicas, running.gpus, state.weights.get(running.name, 0.0),
-                                    capacity, spec.variant(running.name).accuracy))  # fmt: skip
+        variants.append(
+            VariantPlan(
+                running.name,
+                running.cpu_cores,
+                running.replicas,
+                running.gpus,
+                state.weights.get(running.name, 0.0),
+                capacity,
+                spec.variant(running.name).accuracy,
+            )
+        )
     if not variants:
         return None
     total = sum(v.weight for v in variants)
@@ -246,5 +254,4 @@ def plan_of_state(state: ActuatorState, spec: InferenceServiceSpec, profile: Pro
     else:
         variants = [VariantPlan(v.name, v.cpu_cores, v.replicas, v.gpus, v.weight / total, v.capacity_rps, v.accuracy) for v in variants]
     accuracy = sum(v.accuracy * v.weight for v in variants)
-    return Plan(tuple(variants), accuracy=accuracy, cost_cpu=sum(v.total_cpu for v in variants),
-                cost_gpu=sum(v.gpus * v.replicas for v in variants))  # fmt: skip
+    return Plan(tuple(variants), accuracy=accuracy, cost_cpu=sum(v.total_cpu for v in variants), cost_gpu=sum(v.gpus * v.replicas for v in variants))

@@ -179,8 +179,11 @@ def _grow(stage: _Stage, want: VariantTarget, kept: VariantTarget | None, room_c
         base_size, base_replicas = (kept.cpu_cores, kept.replicas) if kept is not None else (0.0, 0)
         for replicas in range(max(want.replicas, base_replicas), 0, -1):
             extra = max(0, replicas - base_replicas)
-            fitting = [s for s in stage.grid(want.name) if base_size - EPS <= s <= want.cpu_cores + EPS
-                       and base_replicas * (s - base_size) + extra * s <= room_cpu + EPS]  # fmt: skip
+            fitting = [
+                s
+                for s in stage.grid(want.name)
+                if base_size - EPS <= s <= want.cpu_cores + EPS and base_replicas * (s - base_size) + extra * s <= room_cpu + EPS
+            ]
             grown = VariantTarget(want.name, max(fitting), replicas, want.gpus, True) if fitting else None
             if grown is not None and extra * want.gpus <= room_gpu + EPS and grown != kept:
                 return grown
@@ -203,13 +206,13 @@ def _grows(kept: VariantTarget | None, want: VariantTarget) -> bool:
     return kept is None or want.cpu_cores > kept.cpu_cores + EPS or want.replicas > kept.replicas
 
 
-def _donate(stage: _Stage, keeps: dict[str, VariantTarget], growing: set[str], deficit: float,
-            planned: dict[str, VariantTarget]) -> tuple[dict[str, VariantTarget], float]:  # fmt: skip
+def _donate(
+    stage: _Stage, keeps: dict[str, VariantTarget], growing: set[str], deficit: float, planned: dict[str, VariantTarget]
+) -> tuple[dict[str, VariantTarget], float]:
     """Shrink in place what runs beyond the plan (leaving variants first, down to their smallest size; planned
     ones down to their planned size) by up to ``deficit`` cores; (keeps, cores still missing)."""
     out = dict(keeps)
-    donors = sorted((k for k in keeps.values() if k.in_place and k.name not in growing),
-                    key=lambda k: (k.name in planned, -k.cpu_cores * k.replicas))  # fmt: skip
+    donors = sorted((k for k in keeps.values() if k.in_place and k.name not in growing), key=lambda k: (k.name in planned, -k.cpu_cores * k.replicas))
     for donor in donors:
         if deficit <= EPS:
             break
@@ -234,8 +237,9 @@ def _serving_rps(stage: _Stage, keeps: dict[str, VariantTarget]) -> float:
     return total
 
 
-def _make_room(stage: _Stage, keeps: dict[str, VariantTarget], growth: list[VariantTarget], room_cpu: float,
-               planned: dict[str, VariantTarget], load: float) -> tuple[dict[str, VariantTarget], set[str]]:  # fmt: skip
+def _make_room(
+    stage: _Stage, keeps: dict[str, VariantTarget], growth: list[VariantTarget], room_cpu: float, planned: dict[str, VariantTarget], load: float
+) -> tuple[dict[str, VariantTarget], set[str]]:
     """Shrink what runs beyond the plan so that growth can start next; (keeps, variants to drain).
 
     The moved cores serve nowhere until the growth serves (a cold start, or one resize). New variants start
@@ -275,8 +279,7 @@ def _drained(plan: Plan, state: ActuatorState, profile: Profile | None, names: s
     return {k: w for k, w in split(plan, rest, profile).items() if k not in names}
 
 
-def within_cap(action: Action, plan: Plan, state: ActuatorState, profile: Profile | None, spec: InferenceServiceSpec,
-               cap: Cap, *, in_place: bool) -> Action:  # fmt: skip
+def within_cap(action: Action, plan: Plan, state: ActuatorState, profile: Profile | None, spec: InferenceServiceSpec, cap: Cap, *, in_place: bool) -> Action:
     """``action`` (make-before-break towards ``plan``) if what it holds fits ``cap``, else its stage that does."""
     if cap.holds(*footprint(action, state, in_place)) or not cap.holds(plan.cost_cpu, plan.cost_gpu):
         return action  # it fits, or the plan itself does not (nothing to stage towards)
@@ -287,8 +290,7 @@ def within_cap(action: Action, plan: Plan, state: ActuatorState, profile: Profil
         kept = _keep(stage, target, plan.variant(target.name), action.weights.get(target.name, 0.0) * load)
         if kept is not None:
             keeps[target.name] = kept
-    planned = {t.name: VariantTarget(p.name, p.cpu_cores, p.replicas, p.gpus, t.in_place)
-               for t in action.variants if (p := plan.variant(t.name)) is not None}  # fmt: skip
+    planned = {t.name: VariantTarget(p.name, p.cpu_cores, p.replicas, p.gpus, t.in_place) for t in action.variants if (p := plan.variant(t.name)) is not None}
     # the smallest growth first: a variant that reaches its planned size covers its share, and what it
     # replaces can go
     wanted = sorted(planned.values(), key=lambda t: (_short(keeps.get(t.name), t), t.name))

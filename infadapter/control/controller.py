@@ -118,9 +118,19 @@ class Step:
 class Controller:
     """One service's controller: the spec, its profile, a policy, the actuator's latencies."""
 
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, policy: Policy[Any], *, latencies: Latencies | None = None,
-                 namespace: str = "default", name: str | None = None, stale_s: float = 30.0,
-                 settle_timeout_s: float = 120.0, surge_ratio: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: InferenceServiceSpec,
+        profile: Profile,
+        policy: Policy[Any],
+        *,
+        latencies: Latencies | None = None,
+        namespace: str = "default",
+        name: str | None = None,
+        stale_s: float = 30.0,
+        settle_timeout_s: float = 120.0,
+        surge_ratio: float | None = None,
+    ) -> None:
         self.spec = spec
         self.profile = profile
         self.policy = policy
@@ -145,9 +155,16 @@ class Controller:
         def time_s(value: float | None) -> float | None:
             return value if value is not None and math.isfinite(value) else None
 
-        return {"policy": policy, "started_s": time_s(state.started_s), "next_tick_s": time_s(state.next_tick_s),
-                "replan": state.replan, "target": state.target.to_dict() if state.target is not None else None,
-                "in_place": state.in_place, "since_s": time_s(state.since_s), "expected_s": time_s(state.expected_s)}  # fmt: skip
+        return {
+            "policy": policy,
+            "started_s": time_s(state.started_s),
+            "next_tick_s": time_s(state.next_tick_s),
+            "replan": state.replan,
+            "target": state.target.to_dict() if state.target is not None else None,
+            "in_place": state.in_place,
+            "since_s": time_s(state.since_s),
+            "expected_s": time_s(state.expected_s),
+        }
 
     def state_from_dict(self, raw: Mapping[str, Any]) -> ControlState:
         """The state :meth:`state_to_dict` wrote (InvalidInput for a malformed plan)."""
@@ -156,10 +173,15 @@ class Controller:
         target = raw.get("target")
         next_tick, expected = _seconds(raw.get("next_tick_s")), _seconds(raw.get("expected_s"))
         return ControlState(
-            policy=policy, started_s=_seconds(raw.get("started_s")), next_tick_s=math.inf if next_tick is None else next_tick,
-            replan=bool(raw.get("replan", False)), target=Plan.from_dict(target) if isinstance(target, Mapping) else None,
-            in_place=bool(raw.get("in_place", True)), since_s=_seconds(raw.get("since_s")), expected_s=expected or 0.0,
-        )  # fmt: skip
+            policy=policy,
+            started_s=_seconds(raw.get("started_s")),
+            next_tick_s=math.inf if next_tick is None else next_tick,
+            replan=bool(raw.get("replan", False)),
+            target=Plan.from_dict(target) if isinstance(target, Mapping) else None,
+            in_place=bool(raw.get("in_place", True)),
+            since_s=_seconds(raw.get("since_s")),
+            expected_s=expected or 0.0,
+        )
 
     # ------------------------------------------------------------------ the step
     def step(self, state: ControlState, now_s: float, history_rps: FloatArray, actuator: ActuatorState) -> tuple[Step, ControlState]:
@@ -193,8 +215,7 @@ class Controller:
     def _settling(self, state: ControlState, at_s: float) -> bool:
         return state.since_s is not None and at_s < state.since_s + self.settle_timeout_s
 
-    def _act(self, state: ControlState, at_s: float, actuator: ActuatorState, record: DecisionRecord | None,
-             reconfigured: bool) -> tuple[Step, ControlState]:  # fmt: skip
+    def _act(self, state: ControlState, at_s: float, actuator: ActuatorState, record: DecisionRecord | None, reconfigured: bool) -> tuple[Step, ControlState]:
         assert state.target is not None  # the cold start always sets one
         in_place = state.in_place and actuator.in_place
         shrink = state.since_s is not None and at_s >= state.expected_s - self.latencies.in_place_s - EPS_S
@@ -215,8 +236,9 @@ class Controller:
     def _observation(self, at_s: float, history_rps: FloatArray, current: Plan | None, actuator: ActuatorState) -> Observation:
         return Observation(at_s, history_rps, current, provisioned_capacity_rps(self.profile, actuator))
 
-    def _cold_start(self, state: ControlState, now_s: float, at_s: float, history_rps: FloatArray, actuator: ActuatorState,
-                    available: bool) -> tuple[ControlState, DecisionRecord | None]:  # fmt: skip
+    def _cold_start(
+        self, state: ControlState, now_s: float, at_s: float, history_rps: FloatArray, actuator: ActuatorState, available: bool
+    ) -> tuple[ControlState, DecisionRecord | None]:
         """Adopt what runs, or pick the first plan (module docstring); records a decision only for the latter."""
         in_place = self.spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE  # for an adopted plan
         running = plan_of_state(actuator, self.spec, self.profile)
@@ -234,15 +256,15 @@ class Controller:
         state = replace(state, target=plan, in_place=in_place, since_s=at_s, expected_s=at_s + self._expected_s(plan, None, in_place))
         return state, self._record(now_s, plan, None, decision, True)
 
-    def _decide(self, state: ControlState, now_s: float, at_s: float, history_rps: FloatArray, actuator: ActuatorState,
-                available: bool) -> tuple[ControlState, DecisionRecord | None, bool]:  # fmt: skip
+    def _decide(
+        self, state: ControlState, now_s: float, at_s: float, history_rps: FloatArray, actuator: ActuatorState, available: bool
+    ) -> tuple[ControlState, DecisionRecord | None, bool]:
         """A tick, a burst check or a requested re-plan: consult the policy (or record the hold when blind)."""
         due = at_s >= state.next_tick_s - EPS_S
         if not available:
             if not due:
                 return state, None, False
-            return replace(state, next_tick_s=self._next_tick(state.next_tick_s, at_s)), self._record(
-                now_s, None, state.target, None, available), False  # fmt: skip
+            return replace(state, next_tick_s=self._next_tick(state.next_tick_s, at_s)), self._record(now_s, None, state.target, None, available), False
         obs = self._observation(at_s, history_rps, state.target, actuator)
         if not (due or state.replan or self.policy.between_ticks(obs, state.policy)):
             return state, None, False
@@ -269,13 +291,11 @@ class Controller:
             next_tick_s += interval
         return next_tick_s
 
-    def _record(self, now_s: float, plan: Plan | None, previous: Plan | None, decision: Decision | None,
-                available: bool) -> DecisionRecord:  # fmt: skip
+    def _record(self, now_s: float, plan: Plan | None, previous: Plan | None, decision: Decision | None, available: bool) -> DecisionRecord:
         reason = classify(plan, previous, metrics_available=available)
         forecast = decision.forecast_rps if decision is not None else math.nan
         observed = decision.observed_rps if decision is not None else math.nan
-        return record_from_plan(self.namespace, self.name, now_s, plan, previous, observed_rps=observed, forecast_rps=forecast,
-                                reason=reason)  # fmt: skip
+        return record_from_plan(self.namespace, self.name, now_s, plan, previous, observed_rps=observed, forecast_rps=forecast, reason=reason)
 
     # ------------------------------------------------------------------ acting
     def _expected_s(self, plan: Plan, previous: Plan | None, in_place: bool) -> float:

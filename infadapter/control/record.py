@@ -63,13 +63,17 @@ class VariantRecord:
         return self.cpu_cores * self.replicas
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"cpu_cores": self.cpu_cores, "replicas": self.replicas, "weight": self.weight, "capacity_rps": self.capacity_rps,
-                "gpus": self.gpus}  # fmt: skip
+        return {"cpu_cores": self.cpu_cores, "replicas": self.replicas, "weight": self.weight, "capacity_rps": self.capacity_rps, "gpus": self.gpus}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> VariantRecord:
-        return cls(cpu_cores=float(raw["cpu_cores"]), replicas=int(raw.get("replicas", 1)), weight=float(raw.get("weight", 0.0)),
-                   capacity_rps=float(raw.get("capacity_rps", 0.0)), gpus=int(raw.get("gpus", 0)))  # fmt: skip
+        return cls(
+            cpu_cores=float(raw["cpu_cores"]),
+            replicas=int(raw.get("replicas", 1)),
+            weight=float(raw.get("weight", 0.0)),
+            capacity_rps=float(raw.get("capacity_rps", 0.0)),
+            gpus=int(raw.get("gpus", 0)),
+        )
 
 
 def _frozen_plan(plan: Mapping[str, VariantRecord | Mapping[str, Any]]) -> Mapping[str, VariantRecord]:
@@ -154,12 +158,22 @@ class DecisionRecord:
             return None if value is None else float(value)
 
         return cls(
-            namespace=str(raw["namespace"]), name=str(raw["name"]), now_s=float(raw["now_s"]), reason=raw["reason"],
-            status=raw.get("status", "optimal"), observed_rps=num("observed_rps"), forecast_rps=num("forecast_rps"),
-            plan=dict(raw.get("plan") or {}), previous_plan=dict(raw.get("previous_plan") or {}), accuracy=num("accuracy"),
-            cost_cpu=num("cost_cpu"), objective=num("objective"), solve_s=opt("solve_s"),
-            slo_violation_ratio=opt("slo_violation_ratio"), reconfiguration_s=opt("reconfiguration_s"),
-        )  # fmt: skip
+            namespace=str(raw["namespace"]),
+            name=str(raw["name"]),
+            now_s=float(raw["now_s"]),
+            reason=raw["reason"],
+            status=raw.get("status", "optimal"),
+            observed_rps=num("observed_rps"),
+            forecast_rps=num("forecast_rps"),
+            plan=dict(raw.get("plan") or {}),
+            previous_plan=dict(raw.get("previous_plan") or {}),
+            accuracy=num("accuracy"),
+            cost_cpu=num("cost_cpu"),
+            objective=num("objective"),
+            solve_s=opt("solve_s"),
+            slo_violation_ratio=opt("slo_violation_ratio"),
+            reconfiguration_s=opt("reconfiguration_s"),
+        )
 
 
 def _json_number(value: float) -> float | None:

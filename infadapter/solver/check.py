@@ -6,7 +6,7 @@ not trust the split or any reported number) and lists every violation it finds.
 
 from __future__ import annotations
 
-from infadapter.solver.problem import TOLERANCE, Problem, Solution
+from infadapter.solver.problem import TOLERANCE, Assignment, Problem, ServiceProblem, ServiceSolution, Solution, Status, VariantOptions
 
 
 def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) -> list[str]:
@@ -23,49 +23,7 @@ def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) ->
         except KeyError:
             issues.append(f"{service.name}: no solution")
             continue
-        variants = {v.name: v for v in service.variants}
-        seen: set[str] = set()
-        served = 0.0
-        weighted_accuracy = 0.0
-        cpu = 0.0
-        gpu = 0
-        transition = 0.0
-        max_l = max((v.load_time_s for v in service.variants), default=0.0)
-        for a in sol.assignments:
-            v = variants.get(a.variant)
-            if v is None:
-                issues.append(f"{service.name}: unknown variant {a.variant!r}")
-                continue
-            if a.variant in seen:
-                issues.append(f"{service.name}/{a.variant}: more than one option")
-            seen.add(a.variant)
-            if a.option not in v.options:
-                issues.append(f"{service.name}/{a.variant}: option {a.option} is not one of the variant's options")
-            if a.load_rps < -tolerance:
-                issues.append(f"{service.name}/{a.variant}: negative load {a.load_rps}")
-            if a.load_rps > a.option.capacity_rps + tolerance * max(1.0, a.option.capacity_rps):
-                issues.append(f"{service.name}/{a.variant}: load {a.load_rps:.6f} over capacity {a.option.capacity_rps:.6f}")
-            served += a.load_rps
-            weighted_accuracy += v.accuracy * a.load_rps
-            cpu += a.option.cost_cpu
-            gpu += a.option.cost_gpu
-            if max_l > 0 and a.option.transition_from(v.current):
-                transition = max(transition, v.load_time_s / max_l)
-        for name, v in variants.items():
-            if v.required and name not in seen:
-                issues.append(f"{service.name}/{name}: required variant not selected")
-        if not sol.assignments:
-            issues.append(f"{service.name}: no variant serves")
-        scale = tolerance * max(1.0, service.load_rps)
-        if served > service.load_rps + scale:
-            issues.append(f"{service.name}: serves {served:.6f} rps, more than the load {service.load_rps:.6f}")
-        if solution.status in ("optimal", "feasible") and served < service.load_rps - scale:  # both claim all the load
-            issues.append(f"{service.name}: {solution.status!r} but serves {served:.6f} of {service.load_rps:.6f} rps")
-        accuracy = weighted_accuracy / service.load_rps if service.load_rps > 0 else 0.0
-        cost_term = cpu / problem.budget_cpu + (gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0)
-        objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
-        if abs(objective - sol.objective) > 1e-6:
-            issues.append(f"{service.name}: reported objective {sol.objective:.9f}, recomputed {objective:.9f}")
+        cpu, gpu, objective = _check_service(problem, service, sol, solution.status, tolerance, issues)
         total_cpu += cpu
         total_gpu += gpu
         total_objective += objective
@@ -76,3 +34,54 @@ def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) ->
     if solution.services and abs(total_objective - solution.objective) > 1e-6:
         issues.append(f"reported total objective {solution.objective:.9f}, recomputed {total_objective:.9f}")
     return issues
+
+
+def _check_service(
+    problem: Problem, service: ServiceProblem, sol: ServiceSolution, status: Status, tolerance: float, issues: list[str]
+) -> tuple[float, int, float]:
+    """Append the service's violations to ``issues``; its (CPU, GPUs, recomputed objective)."""
+    variants = {v.name: v for v in service.variants}
+    seen: set[str] = set()
+    served = weighted_accuracy = cpu = transition = 0.0
+    gpu = 0
+    max_l = max((v.load_time_s for v in service.variants), default=0.0)
+    for a in sol.assignments:
+        v = variants.get(a.variant)
+        if v is None:
+            issues.append(f"{service.name}: unknown variant {a.variant!r}")
+            continue
+        if a.variant in seen:
+            issues.append(f"{service.name}/{a.variant}: more than one option")
+        seen.add(a.variant)
+        issues.extend(_assignment_issues(service.name, a, v, tolerance))
+        served += a.load_rps
+        weighted_accuracy += v.accuracy * a.load_rps
+        cpu += a.option.cost_cpu
+        gpu += a.option.cost_gpu
+        if max_l > 0 and a.option.transition_from(v.current):
+            transition = max(transition, v.load_time_s / max_l)
+    issues.extend(f"{service.name}/{name}: required variant not selected" for name, v in variants.items() if v.required and name not in seen)
+    if not sol.assignments:
+        issues.append(f"{service.name}: no variant serves")
+    scale = tolerance * max(1.0, service.load_rps)
+    if served > service.load_rps + scale:
+        issues.append(f"{service.name}: serves {served:.6f} rps, more than the load {service.load_rps:.6f}")
+    if status in ("optimal", "feasible") and served < service.load_rps - scale:  # both claim all the load
+        issues.append(f"{service.name}: {status!r} but serves {served:.6f} of {service.load_rps:.6f} rps")
+    accuracy = weighted_accuracy / service.load_rps if service.load_rps > 0 else 0.0
+    cost_term = cpu / problem.budget_cpu + (gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0)
+    objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
+    if abs(objective - sol.objective) > 1e-6:
+        issues.append(f"{service.name}: reported objective {sol.objective:.9f}, recomputed {objective:.9f}")
+    return cpu, gpu, objective
+
+
+def _assignment_issues(service: str, a: Assignment, v: VariantOptions, tolerance: float) -> list[str]:
+    out = []
+    if a.option not in v.options:
+        out.append(f"{service}/{a.variant}: option {a.option} is not one of the variant's options")
+    if a.load_rps < -tolerance:
+        out.append(f"{service}/{a.variant}: negative load {a.load_rps}")
+    if a.load_rps > a.option.capacity_rps + tolerance * max(1.0, a.option.capacity_rps):
+        out.append(f"{service}/{a.variant}: load {a.load_rps:.6f} over capacity {a.option.capacity_rps:.6f}")
+    return out
