@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what InfAdapter needs on a fresh Debian machine (Python 3.11, root): a .venv at the
-# project root with the package and its extras, and Debian's Prometheus (+ promtool) binaries: no service
-# is started or stopped (a policy-rc.d refuses starts during the install and is restored after it).
+# Installs what InfAdapter needs on a fresh Debian machine (Python 3.11): a .venv at the project root with
+# the package and its extras, and Debian's Prometheus (+ promtool) binaries unpacked into the cache (no
+# system-wide install, no service).
 # Idempotent: a stamp keyed by pyproject.toml skips the pip step when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,24 +21,30 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Debian's Prometheus and promtool, unpacked from the package into the cache, keyed by the package version
+# (infadapter finds them there, see infadapter/runtime/local/prometheus.py): nothing is installed system-wide,
+# no service is enabled or started, no user is created. Only a missing package index needs root (apt-get update).
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  if [ "$(id -u)" = "0" ]; then
-    echo "setup: installing Debian's prometheus (and promtool); no service is started"
-    export DEBIAN_FRONTEND=noninteractive
-    # invoke-rc.d and deb-systemd-invoke ask /usr/sbin/policy-rc.d before starting a service: 101 = refused.
-    # We only want the binaries; any policy already there is put back afterwards, also on failure.
-    policy=/usr/sbin/policy-rc.d
-    saved=""
-    if [ -e "$policy" ]; then saved="$(mktemp)"; cp -p "$policy" "$saved"; fi
-    restore_policy() { if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi; }
-    trap restore_policy EXIT
-    printf '#!/bin/sh\n# scripts/setup.sh: no service starts while it installs prometheus\nexit 101\n' > "$policy"
-    chmod 0755 "$policy"
+  version="$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}')"
+  if { [ -z "$version" ] || [ "$version" = "(none)" ]; } && [ "$(id -u)" = "0" ]; then
     apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    restore_policy
-    trap - EXIT
+    version="$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}')"
+  fi
+  if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+    echo "setup: WARNING: no Debian prometheus package is known (run apt-get update as root); tests that need it will be skipped" >&2
   else
-    echo "setup: WARNING: prometheus is missing and we are not root; tests that need it will be skipped" >&2
+    dest="${INFADAPTER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/infadapter}/prometheus/${version//[^A-Za-z0-9.+-]/_}"
+    if [ ! -x "$dest/bin/prometheus" ] || [ ! -x "$dest/bin/promtool" ]; then
+      echo "setup: unpacking Debian's prometheus $version (prometheus, promtool) into $dest"
+      work="$(mktemp -d)"
+      trap 'rm -rf "$work"' EXIT
+      (cd "$work" && apt-get download -qq -o APT::Sandbox::User=root "prometheus=$version")
+      dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+      mkdir -p "$dest.tmp/bin"
+      cp "$work/root/usr/bin/prometheus" "$work/root/usr/bin/promtool" "$dest.tmp/bin/"
+      rm -rf "$dest" && mv "$dest.tmp" "$dest"  # complete or absent: an interrupted unpack is redone
+      rm -rf "$work"
+      trap - EXIT
+    fi
   fi
 fi

@@ -15,8 +15,9 @@ from infadapter.cache import CACHE_ENV, cache_root
 
 #: content-addressed build outputs (keyed by a hash of every input, never changed in place) that tests may
 #: reuse from the user's cache: they cannot carry state from one run to the next, and rebuilding them costs
-#: tens of minutes (the Kubernetes control plane of tests/cluster, built by scripts/build-control-plane.sh)
-SHARED_BUILDS = ("control-plane",)
+#: tens of minutes (the Kubernetes control plane of tests/cluster, built by scripts/build-control-plane.sh), or a
+#: download (the Prometheus binaries scripts/setup.sh unpacks from Debian's package)
+SHARED_BUILDS = ("control-plane", "prometheus")
 
 
 def _isolate_cache() -> tuple[Path, bool]:

@@ -17,7 +17,7 @@ from tests.cluster.controlplane import ControlPlane, ControlPlaneUnavailable, ru
 from tests.cluster.kube import CHART, RELEASE, RELEASE_NAMESPACE, Admin, ArrivalExporter, OperatorProcess, chart_values, helm_config
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     try:
         with running_control_plane(tmp_path_factory.mktemp("control-plane")) as plane:
@@ -26,14 +26,14 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def admin(control_plane: ControlPlane) -> Admin:
     admin = Admin(control_plane)
     admin.create_fake_nodes()
     return admin
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def release(control_plane: ControlPlane, admin: Admin) -> Iterator[dict[str, Any]]:
     """The chart installed with helm-python-sdk, as a user would (CRDs from crds/ first)."""
     config = helm_config(control_plane)
@@ -46,14 +46,14 @@ def release(control_plane: ControlPlane, admin: Admin) -> Iterator[dict[str, Any
         config.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def exporter() -> Iterator[ArrivalExporter]:
     running = ArrivalExporter()
     yield running
     running.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prometheus(exporter: ArrivalExporter) -> Iterator[PrometheusProcess]:
     """A real Prometheus scraping the router-shaped exporter every second."""
     if find_prometheus() is None:

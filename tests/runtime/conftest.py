@@ -7,7 +7,6 @@ with a reason when a server binary is missing.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,8 +30,10 @@ def _missing_binaries() -> str | None:
         find_envoy()
     except Exception as exc:
         return str(exc)
-    if shutil.which("prometheus") is None:
-        return "prometheus is not installed (apt-get install -y --no-install-recommends prometheus)"
+    from infadapter.runtime.local.prometheus import find_prometheus
+
+    if find_prometheus() is None:
+        return "prometheus is missing (scripts/setup.sh unpacks Debian's into the cache)"
     return None
 
 

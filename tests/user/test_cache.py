@@ -116,3 +116,23 @@ def test_cache_clear_refuses_a_root_that_is_not_a_cache(
     assert code == 2 and "refusing to empty" in err and "INFADAPTER_CACHE_DIR" in err
     assert ("home directory" if where == "home" else "git repository") in err
     assert (root / "precious.txt").is_file()
+
+
+def test_prometheus_is_found_on_the_path_else_where_setup_unpacked_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from infadapter.runtime.local.prometheus import find_prometheus, find_promtool
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    assert find_prometheus() is None and find_promtool() is None
+    unpacked = tmp_path / "cache" / "prometheus" / "2.42.0+ds-5+deb12u1" / "bin"
+    unpacked.mkdir(parents=True)
+    for name in ("prometheus", "promtool"):
+        (unpacked / name).write_text("#!/bin/sh\n")
+        (unpacked / name).chmod(0o755)
+    assert find_prometheus() == str(unpacked / "prometheus") and find_promtool() == str(unpacked / "promtool")
+    on_path = tmp_path / "bin"
+    on_path.mkdir()
+    (on_path / "prometheus").write_text("#!/bin/sh\n")
+    (on_path / "prometheus").chmod(0o755)
+    monkeypatch.setenv("PATH", str(on_path))
+    assert find_prometheus() == str(on_path / "prometheus"), "the PATH comes first"

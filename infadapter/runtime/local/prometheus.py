@@ -1,6 +1,6 @@
 """A local Prometheus as a plain child process (embedded mode and tests).
 
-Starts the Debian ``prometheus`` binary (``apt-get install -y --no-install-recommends prometheus``)
+Starts the Debian ``prometheus`` binary (on the PATH, or unpacked into the cache by ``scripts/setup.sh``)
 with a generated configuration: one scrape job per kind of target (our exporter, Envoy, Triton),
 each reading its targets from ``file_sd_configs`` so targets are added and removed live by
 rewriting a JSON file (Prometheus watches the directory), ``--web.enable-lifecycle`` for
@@ -32,10 +32,14 @@ from typing import Any, Self
 import requests
 import yaml
 
+from infadapter.cache import cache_root
 from infadapter.errors import MetricsUnavailable
 from infadapter.processes import die_with_parent, free_port
 
-INSTALL_HINT = "install it with: apt-get install -y --no-install-recommends prometheus"
+INSTALL_HINT = (
+    "run scripts/setup.sh (it unpacks Debian's prometheus package into the cache, nothing system-wide) "
+    "or install it: apt-get install -y --no-install-recommends prometheus"
+)
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,23 @@ TRITON_JOB = ScrapeJob("triton")
 DEFAULT_JOBS: tuple[ScrapeJob, ...] = (INFADAPTER_JOB, ENVOY_JOB, TRITON_JOB)
 
 
+def _find(name: str) -> str | None:
+    """``name`` on the PATH, else the newest copy scripts/setup.sh unpacked from Debian's package into the
+    cache (``prometheus/<package version>/bin``: nothing installed system-wide), else None."""
+    found = shutil.which(name)
+    if found is not None:
+        return found
+    unpacked = sorted((cache_root() / "prometheus").glob(f"*/bin/{name}"), key=lambda p: p.stat().st_mtime)
+    return str(unpacked[-1]) if unpacked and os.access(unpacked[-1], os.X_OK) else None
+
+
 def find_prometheus() -> str | None:
     """Path of the ``prometheus`` binary, or None."""
-    return shutil.which("prometheus")
+    return _find("prometheus")
 
 
 def find_promtool() -> str | None:
-    return shutil.which("promtool")
+    return _find("promtool")
 
 
 def _duration(seconds: float) -> str:
