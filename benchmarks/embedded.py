@@ -35,7 +35,7 @@ from rich.console import Console  # noqa: E402
 from infadapter.cli.run import PEAK_SHARE, cached_profile, max_capacity_rps, pick_trace  # noqa: E402
 from infadapter.embedded import EmbeddedRun  # noqa: E402
 from infadapter.planning import cpu_grid  # noqa: E402
-from infadapter.profiler import spec_models  # noqa: E402
+from infadapter.serving.profiler import spec_models  # noqa: E402
 from infadapter.spec import load_resource  # noqa: E402
 
 

@@ -26,7 +26,7 @@ from infadapter.cli.progress import ProgressOption, progress, wanted
 from infadapter.errors import FieldError, InfAdapterError, InvalidInput
 
 if TYPE_CHECKING:
-    from infadapter.profiler import PointResult
+    from infadapter.serving.profiler import PointResult
 
 DEFAULT_CPUS = "0.25,0.5,1,1.5"
 #: options that only one source takes (mode -> options); any other given is refused, never ignored
@@ -142,8 +142,8 @@ def _check_mode(args: ProfileArgs, mode: str) -> None:
 
 def _local(args: ProfileArgs) -> None:
     """Serve each variant alone in a cgroup-limited tritonserver per CPU size; search the rate (docs/serving.md)."""
-    from infadapter.profiler import Profiler, RateStep, parse_cpus, spec_models
     from infadapter.profiles import save_profile
+    from infadapter.serving.profiler import Profiler, RateStep, parse_cpus, spec_models
     from infadapter.spec import load_spec
 
     duration_s = args.duration_s if args.duration_s is not None else 3.0

@@ -111,8 +111,8 @@ def profile_cpus(spec: InferenceServiceSpec) -> tuple[float, ...]:
 def cached_profile(spec: InferenceServiceSpec, models: dict[str, Path], console: Console, cpus: tuple[float, ...] | None = None) -> Profile:
     """The spec's profile from the cache, else measured now (short: a few seconds per point) and cached."""
     from infadapter.cache import cache_root
-    from infadapter.profiler import Profiler
     from infadapter.profiles import load_profile, save_profile
+    from infadapter.serving.profiler import Profiler
 
     cpus = cpus or profile_cpus(spec)
 
@@ -158,8 +158,8 @@ def run_cmd(
     """Serve the spec on this machine and adapt it live to a replayed trace; report what happened."""
     from infadapter.embedded import EmbeddedRun
     from infadapter.metrics import DecisionLog
-    from infadapter.profiler import spec_models
     from infadapter.profiles import load_profile
+    from infadapter.serving.profiler import spec_models
     from infadapter.spec import load_resource
 
     console = _logging_console()

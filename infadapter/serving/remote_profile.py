@@ -2,7 +2,7 @@
 
 The server is what it is: its hardware (the cores or GPUs per replica the user states), its model
 configurations. Each variant is one model on the server; its capacity at the SLO is searched exactly as
-the local profiler searches it (:func:`infadapter.profiler.search_capacity`: open-loop Poisson load
+the local profiler searches it (:func:`infadapter.serving.profiler.search_capacity`: open-loop Poisson load
 levels, grow then bisect, the client-side percentile against the SLO), and the serving configuration
 it was measured with is read from the server (platform/backend, instance groups, batching, version) and
 recorded beside the capacity (:mod:`infadapter.serving.profile_store`).
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.loadgen import LoadGenerator, LoadReport
-from infadapter.profiler import RateStep, search_capacity, serial_latency_ms
+from infadapter.serving.profiler import RateStep, search_capacity, serial_latency_ms
 
 DEFAULT_TIMEOUT_S = 10.0
 

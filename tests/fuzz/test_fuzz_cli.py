@@ -152,7 +152,7 @@ def _runtime_not_started(*args: Any, **kwargs: Any) -> Any:
 
 
 class _FakeProfiler:
-    """Stands in for :class:`infadapter.profiler.Profiler`: validates nothing, starts nothing."""
+    """Stands in for :class:`infadapter.serving.profiler.Profiler`: validates nothing, starts nothing."""
 
     result: Callable[[], Any] = staticmethod(_runtime_not_started)
 
@@ -166,14 +166,14 @@ class _FakeProfiler:
 #: "module:attribute" patched per sub-command so that no server, model export or long run starts
 SEAMS: dict[tuple[str, ...], list[tuple[str, Any]]] = {
     ("plan",): [],
-    ("profile",): [("infadapter.profiler:Profiler", _FakeProfiler), ("infadapter.profiler:ensure_demo_models", lambda *a, **k: [])],
+    ("profile",): [("infadapter.serving.profiler:Profiler", _FakeProfiler), ("infadapter.serving.profiler:ensure_demo_models", lambda *a, **k: [])],
     ("load",): [("infadapter.loadgen:LoadGenerator.run", _runtime_not_started)],
     ("models", "build"): [("infadapter.serving.models:_export", _runtime_not_started)],
     ("simulate",): [("infadapter.sim.run:simulate", _runtime_not_started)],
     ("run",): [
         ("infadapter.embedded:EmbeddedRun", _runtime_not_started),
-        ("infadapter.profiler:Profiler", _FakeProfiler),
-        ("infadapter.profiler:ensure_demo_models", lambda *a, **k: []),
+        ("infadapter.serving.profiler:Profiler", _FakeProfiler),
+        ("infadapter.serving.profiler:ensure_demo_models", lambda *a, **k: []),
     ],
     ("operator",): [("infadapter.operator.handlers:run", _runtime_not_started)],
     ("forecast", "train"): [("infadapter.forecast:make_forecaster", _runtime_not_started)],

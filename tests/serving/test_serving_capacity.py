@@ -25,9 +25,9 @@ import pytest
 
 from infadapter.loadgen import LoadGenerator
 from infadapter.planning import Plan, VariantPlan, cpu_grid
-from infadapter.profiler import search_capacity
 from infadapter.serving.cpulimit import CpuCgroup, cgroup_v1_writable, weighted_self
 from infadapter.serving.models import ensure_demo_models, resolve_model_uri
+from infadapter.serving.profiler import search_capacity
 from infadapter.serving.repository import serving_for, write_repository
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import load_spec

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from infadapter.cli import app
 from infadapter.errors import InvalidInput
 from infadapter.loadgen import LoadReport, RequestRecord, summarize
-from infadapter.profiler import parse_cpus, search_capacity, slo_holds
 from infadapter.profiles import load_profile
+from infadapter.serving.profiler import parse_cpus, search_capacity, slo_holds
 
 from .conftest import MODEL_NAME
 
@@ -112,7 +112,7 @@ def test_a_borderline_failure_is_measured_again_and_the_better_outcome_counts() 
 
 
 def test_profile_cache_path_changes_with_slo_cpus_and_model(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    from infadapter.profiler import profile_cache_path
+    from infadapter.serving.profiler import profile_cache_path
     from infadapter.spec import parse_spec
 
     def spec_for(model: Path, slo: float):  # type: ignore[no-untyped-def]
