@@ -7,6 +7,7 @@ tolerance plus the price of loading the optimum's new variants (:func:`loading_c
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any
 
 from infadapter.planning import Plan, plan_for_load, service_problem
@@ -23,13 +24,21 @@ def _config_key(plan: Plan | None) -> tuple[tuple[str, float, int, int], ...]:
 
 
 class PlanCache:
-    """Memoised exact plans keyed by (load rounded up to ``step_rps``, current config, variants)."""
+    """Memoised exact plans keyed by (load rounded up to ``step_rps``, current config, variants).
 
-    def __init__(self, spec: InferenceServiceSpec, profile: Profile, step_rps: float = 1.0) -> None:
+    Bounded (least recently used out): an operator runs for months, and every new load level or running
+    configuration is a new key; a few hundred cover the loads a service moves between.
+    """
+
+    def __init__(self, spec: InferenceServiceSpec, profile: Profile, step_rps: float = 1.0, max_entries: int = 512) -> None:
         self.spec = spec
         self.profile = profile
         self.step_rps = step_rps
-        self._plans: dict[tuple[Any, ...], Plan] = {}
+        self.max_entries = max(1, max_entries)
+        self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._plans)
 
     def rounded(self, load_rps: float) -> float:
         return math.ceil(max(0.0, load_rps) / self.step_rps - 1e-9) * self.step_rps
@@ -41,6 +50,10 @@ class PlanCache:
         if plan is None:
             plan = plan_for_load(self.spec, self.profile, load, current, variants=variants)
             self._plans[key] = plan
+            if len(self._plans) > self.max_entries:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
         return plan
 
 

@@ -49,6 +49,9 @@ from infadapter.policies.exact import PlanCache, loading_cost, objective_of, res
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
+#: plan memos kept per distinct cost weight (a load-aware weight moves with the load): the newest are kept
+MAX_COST_WEIGHTS = 16
+
 
 def _replicas(plan: Plan, name: str) -> int:
     running = plan.variant(name)
@@ -216,12 +219,15 @@ class OursPolicy:
         return loading_cost(plan, current, spec, self.startup_s, self.amortise_s)
 
     def cache(self, cost_weight: float) -> PlanCache:
-        """Plans under ``cost_weight`` (one memo per weight)."""
-        found = self._caches.get(cost_weight)
+        """Plans under ``cost_weight`` (one memo per weight; the least recently used weights go first, as a
+        load-aware weight takes a new value with every load level)."""
+        found = self._caches.pop(cost_weight, None)
         if found is None:
             objective = self.spec.objective.model_copy(update={"cost_weight": cost_weight})
             found = PlanCache(self.spec.model_copy(update={"objective": objective}), self.profile)
-            self._caches[cost_weight] = found
+        self._caches[cost_weight] = found  # newest last
+        while len(self._caches) > MAX_COST_WEIGHTS:
+            del self._caches[next(iter(self._caches))]
         return found
 
     def cost_weight(self, history_rps: FloatArray, load_rps: float) -> float:
