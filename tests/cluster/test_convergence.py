@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -79,3 +80,26 @@ def test_the_history_has_data_at_the_charts_scrape_interval(exporter: ArrivalExp
     finally:
         observer.close()
     assert not math.isnan(started)
+
+
+def test_the_operators_listings_leave_out_managed_fields(control_plane: ControlPlane, admin: Admin, namespace: str) -> None:
+    """What the operator keeps between steps (one listing per kind per service) holds no ``managedFields``."""
+    import asyncio
+
+    from infadapter.runtime.kube.client import Connection, KubeApi, api_path
+    from tests.cluster.controlplane import ADMIN_TOKEN
+
+    admin.core.create_namespaced_config_map(namespace, {"metadata": {"name": "listed", "labels": {"k": "v"}}, "data": {"a": "b"}})
+    stored = admin.core.list_namespaced_config_map(namespace, label_selector="k=v").items
+    assert stored and stored[0].metadata.managed_fields, "the apiserver records managedFields (the test would prove nothing)"
+    api = KubeApi(Connection(server=control_plane.server, token=ADMIN_TOKEN, ca_path=str(control_plane.ca_file)), retries=0)
+
+    async def listed() -> list[dict[str, Any]]:
+        try:
+            return await api.list(api_path("v1", "configmaps", namespace), label_selector="k=v")
+        finally:
+            await api.close()
+
+    items = asyncio.run(listed())
+    assert [i["metadata"]["name"] for i in items] == ["listed"]
+    assert "managedFields" not in items[0]["metadata"]

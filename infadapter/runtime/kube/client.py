@@ -194,9 +194,14 @@ class KubeApi:
         return result
 
     async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """The items, without ``metadata.managedFields``: the operator never reads them, and they are often
+        the larger part of an object; a listed view is kept between steps for every service."""
         params = {"labelSelector": label_selector} if label_selector else None
         result = await self.request("GET", path, params=params)
-        return list(result.get("items", []))
+        items = list(result.get("items", []))
+        for item in items:
+            item.get("metadata", {}).pop("managedFields", None)
+        return items
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", path, dict(body), params={"fieldManager": FIELD_MANAGER})
