@@ -207,9 +207,20 @@ class Adaptation(_Model):
     burst_replan: Flag = True
 
 
+#: a Gateway API hostname: a DNS name, optionally with one leading wildcard label (RFC 1123, lower case)
+_HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
 class Routing(_Model):
     kind: Literal["Envoy", "GatewayAPI"] = "Envoy"
     gateway_ref: str | None = None
+    #: GatewayAPI: the HTTPRoute's hostnames (none: every hostname of the Gateway's listener); its path is
+    #: always ``/v2/models/<modelName>``, so services with different model names never collide on one Gateway
+    hostnames: list[
+        Annotated[
+            str, Field(max_length=253), AfterValidator(_pattern_check(_HOSTNAME, "a hostname", "use a DNS name, e.g. models.example.com or *.example.com"))
+        ]
+    ] = Field(default_factory=list, max_length=16)
 
 
 class InferenceServiceSpec(_Model):

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -60,8 +60,17 @@ def arrival_rate_query(namespace: str, name: str, window_s: float | str = 60) ->
     return f"sum(rate({ROUTER_REQUESTS}{{{selector(namespace, name, NOT_ADMIN)}}}[{_window(window_s)}]))"
 
 
-def arrival_history_query(namespace: str, name: str, lookback_s: float | str = 5) -> str:
+#: where the load is read: our router's downstream requests, or (behind a Gateway, whose metrics are its own)
+#: the requests the variants' Triton servers received, answered or failed — what reached no server is not seen
+LoadSource = Literal["router", "servers"]
+LOAD_SOURCES: dict[str, str] = {"router": "router arrival rate", "servers": "Triton request rate (behind a Gateway)"}
+
+
+def arrival_history_query(namespace: str, name: str, lookback_s: float | str = 5, source: LoadSource = "router") -> str:
     """Per-step arrival rate for a range query: ``irate`` over the last two scrapes at each step."""
+    if source == "servers":
+        counters = f'__name__=~"{SERVER_SUCCESS}|{SERVER_FAILURE}",{selector(namespace, name)}'
+        return f"sum(irate({{{counters}}}[{_window(lookback_s)}]))"
     return f"sum(irate({ROUTER_REQUESTS}{{{selector(namespace, name, NOT_ADMIN)}}}[{_window(lookback_s)}]))"
 
 
@@ -250,7 +259,9 @@ class Observer:
             raise MetricsUnavailable(f"no router latency histogram for {namespace}/{name}")
         return sorted((float(le), value) for le, value in raw.items())
 
-    def arrival_history_rps(self, namespace: str, name: str, start_s: float, end_s: float, lookback_s: float | None = None) -> npt.NDArray[np.float64]:
+    def arrival_history_rps(
+        self, namespace: str, name: str, start_s: float, end_s: float, lookback_s: float | None = None, source: LoadSource = "router"
+    ) -> npt.NDArray[np.float64]:
         """Per-second arrivals from ``start_s`` to ``end_s`` (both included), oldest first, NaN where unknown.
 
         This is the forecaster's input (``Observation.history_rps``). A gap in scraping (target down,
@@ -261,7 +272,7 @@ class Observer:
         """
         # irate needs two samples inside the lookback: four scrape intervals survive a missed scrape
         lookback = lookback_s if lookback_s is not None else max(5.0, 4.0 * self.scrape_interval_s)
-        query = arrival_history_query(namespace, name, lookback)
+        query = arrival_history_query(namespace, name, lookback, source)
         start, end = math.floor(start_s), math.floor(end_s)
         history = np.full(end - start + 1, np.nan)
         for chunk_start in range(start, end + 1, HISTORY_CHUNK_S):

@@ -13,18 +13,22 @@ from typing import Any, Protocol
 import numpy as np
 
 from infadapter.errors import MetricsUnavailable
+from infadapter.metrics.prometheus import LoadSource
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 
 class ArrivalSource(Protocol):
-    def arrival_history_rps(self, namespace: str, name: str, start_s: float, end_s: float) -> FloatArray: ...
+    def arrival_history_rps(
+        self, namespace: str, name: str, start_s: float, end_s: float, lookback_s: float | None = None, source: LoadSource = "router"
+    ) -> FloatArray: ...
 
 
 class History:
     """The last ``window_s`` seconds (NaN = unknown), the last element the second that ends at ``end_s``."""
 
-    def __init__(self, window_s: float, scrape_interval_s: float) -> None:
+    def __init__(self, window_s: float, scrape_interval_s: float, source: LoadSource = "router") -> None:
+        self.source: LoadSource = source  # the router's requests, or the Triton servers' (behind a Gateway)
         self.window_s = max(1, int(window_s))
         self.overlap_s = math.ceil(4 * scrape_interval_s) + 2
         self.end_s: int | None = None
@@ -35,11 +39,12 @@ class History:
         now = math.floor(now_s)
         start = now - self.window_s + 1
         fetch_from = start if self.end_s is None or self.end_s < start else max(start, self.end_s - self.overlap_s)
-        fetched = source.arrival_history_rps(namespace, name, fetch_from, now)
+        fetched = source.arrival_history_rps(namespace, name, fetch_from, now, source=self.source)
         if fetched.size == 0 or bool(np.all(np.isnan(fetched))):
-            # no series at all for the newest seconds: the router is not scraped (or not labelled) — say so
-            # now, while the controller holds the plan on what it saw before
-            raise MetricsUnavailable(f"no router traffic series for {namespace}/{name} since {fetch_from - now} s")
+            # no series at all for the newest seconds: the router (or the servers) is not scraped or not
+            # labelled — say so now, while the controller holds the plan on what it saw before
+            what = "router traffic" if self.source == "router" else "Triton request"
+            raise MetricsUnavailable(f"no {what} series for {namespace}/{name} since {fetch_from - now} s")
         self.values = self.window(now)
         tail = self.values[fetch_from - start :]
         known = ~np.isnan(fetched[: tail.size])

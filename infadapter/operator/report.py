@@ -42,6 +42,8 @@ class Seen:
     waiting: tuple[str, ...] = ()  # planned variants not fully ready
     applied: ApplyResult | None = None
     checkpoint: Mapping[str, Any] | None = None
+    route_problem: str | None = None  # GatewayAPI: why the Gateway does not route to the service yet
+    load_source: str = "router arrival rate"  # what the load is read from (the MetricsAvailable message)
 
 
 def iso(now_s: float) -> str:
@@ -71,7 +73,7 @@ def _conditions(seen: Seen) -> list[Condition]:
             "MetricsAvailable",
             metrics is None,
             "Observed" if metrics is None else "PrometheusUnavailable",
-            "router arrival rate read from Prometheus" if metrics is None else f"holding the last plan: {metrics}",
+            f"{seen.load_source} read from Prometheus" if metrics is None else f"holding the last plan: {metrics}",
         )
     ]
     if seen.plan is not None:
@@ -94,16 +96,19 @@ def _conditions(seen: Seen) -> list[Condition]:
         message = "rolling out" if seen.transitioning else "all variants ready, weights applied"
     out.append(Condition("Progressing", seen.transitioning, "Reconfiguring" if seen.transitioning else "Converged", message))
     out.append(resize_condition(seen.applied))
-    ready = bool(seen.serving) and not seen.error  # the service answers, even while a switch is under way
-    out.append(
-        Condition(
-            "Ready",
-            ready,
-            "Serving" if ready else "NoReadyVariant",
-            f"serving through {', '.join(sorted(seen.serving))}" if ready else "no variant has a ready replica yet",
-        )
-    )
+    out.append(_ready(seen))
     return out
+
+
+def _ready(seen: Seen) -> Condition:
+    """Ready: a variant serves and, through a Gateway, the Gateway routes to it (even while a switch is under way)."""
+    if seen.error:
+        return Condition("Ready", False, "NoReadyVariant" if not seen.serving else "ApplyFailed", seen.error)
+    if not seen.serving:
+        return Condition("Ready", False, "NoReadyVariant", "no variant has a ready replica yet")
+    if seen.route_problem is not None:
+        return Condition("Ready", False, "RouteNotAccepted", seen.route_problem)
+    return Condition("Ready", True, "Serving", f"serving through {', '.join(sorted(seen.serving))}")
 
 
 def desired_status(previous: Mapping[str, Any], seen: Seen, now_s: float) -> dict[str, Any]:

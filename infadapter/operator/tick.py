@@ -30,6 +30,7 @@ import yaml
 from infadapter.control import ActuatorState, Controller, ControlState, DecisionRecord, Latencies, Step, VariantState, policy_options
 from infadapter.errors import ApplyFailed, InfAdapterError, InvalidInput, InvalidProfile, MetricsUnavailable
 from infadapter.metrics import DecisionLog, InfAdapterMetrics, Observer, event_fields
+from infadapter.metrics.prometheus import LOAD_SOURCES, LoadSource
 from infadapter.operator.history import History
 from infadapter.operator.report import Seen, desired_status
 from infadapter.operator.settings import OperatorConfig
@@ -174,7 +175,7 @@ def ensure_controller(rt: Runtime, mem: Memory, res: Resource, profile: Profile)
         except (InfAdapterError, KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring the checkpoint of %s/%s: %s", res.owner.namespace, res.owner.name, exc)
     mem.controller, mem.state, mem.key = controller, state, key
-    mem.history = History(min(res.spec.forecast.window_s, rt.config.max_history_s), rt.config.scrape_interval_s)
+    mem.history = History(min(res.spec.forecast.window_s, rt.config.max_history_s), rt.config.scrape_interval_s, load_source(res.spec))
     if rt.metrics is not None:
         rt.metrics.describe_service(
             res.owner.namespace,
@@ -219,6 +220,11 @@ async def router_probe(ip: str) -> str:
 
 
 # --------------------------------------------------------------------------- the step
+
+
+def load_source(spec: InferenceServiceSpec) -> LoadSource:
+    """Behind a Gateway there is no router of ours to count requests: the servers' own counters are read."""
+    return "servers" if spec.routing.kind == "GatewayAPI" else "router"
 
 
 def due(mem: Memory, now_s: float) -> bool:
@@ -352,4 +358,6 @@ def _seen(mem: Memory, res: Resource, step: Step, actuator: ActuatorState, error
         waiting=waiting,
         applied=mem.applied if mem.transitioning else None,
         checkpoint=checkpoint,
+        route_problem=mem.view.route_problem if mem.view is not None and res.spec.mode == Mode.AUTO else None,
+        load_source=LOAD_SOURCES[load_source(res.spec)],
     )

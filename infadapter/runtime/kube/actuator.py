@@ -27,7 +27,7 @@ from infadapter.runtime.kube.client import KubeApi, api_path
 from infadapter.runtime.kube.desired import desired_objects
 from infadapter.runtime.kube.objects import ANNOTATION_CPU, LABEL_COMPONENT, LABEL_SERVICE, LABEL_VARIANT, Images, Owner, is_owned
 from infadapter.runtime.kube.resize import RESIZE_WAIT_S, ResizeReport, pod_size, resize_variant, running
-from infadapter.runtime.kube.router import applied_weights
+from infadapter.runtime.kube.router import applied_weights, route_problem
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 Known = dict[tuple[str, str], dict[str, Any]]
@@ -41,6 +41,8 @@ class KubeView:
     known: Known
     deployments: Mapping[str, dict[str, Any]]  # variant -> its live Deployment (ours)
     pods: Mapping[str, list[dict[str, Any]]]  # variant -> its live pods
+    #: GatewayAPI: why the Gateway does not route to the service yet (None: it does, or the router is ours)
+    route_problem: str | None = None
 
 
 @dataclass
@@ -118,7 +120,8 @@ async def read_state(api: KubeApi, owner: Owner, spec: InferenceServiceSpec, *, 
         shares = await _confirmed(confirm, listed[-1], spec, shares)
     in_place = spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE and await api.has_subresource("v1", "pods/resize")
     variants = tuple(_variant_state(name, d, pods.get(name, [])) for name, d in sorted(deployments.items()))
-    return KubeView(ActuatorState(variants, shares, in_place), known, deployments, pods)
+    route = route_problem(known.get(("HTTPRoute", owner.name)), spec, owner.namespace) if spec.routing.kind == "GatewayAPI" else None
+    return KubeView(ActuatorState(variants, shares, in_place), known, deployments, pods, route)
 
 
 async def execute(api: KubeApi, owner: Owner, spec: InferenceServiceSpec, action: Action, view: KubeView, options: ApplyOptions) -> ApplyResult:

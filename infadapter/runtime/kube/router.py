@@ -265,24 +265,54 @@ def router_disruption_budget(owner: Owner) -> Obj:
     }
 
 
-def http_route(owner: Owner, spec: InferenceServiceSpec, weights: Mapping[str, int]) -> Obj:
-    """Gateway API routing: one rule, a weighted backendRef per variant Service."""
-    gateway = spec.routing.gateway_ref or "gateway"
-    gw_name, _, gw_namespace = gateway.partition(".")
+def gateway_parent(spec: InferenceServiceSpec) -> Obj:
+    """The HTTPRoute's parentRef: ``routing.gatewayRef`` (``name`` or ``name.namespace``; default ``gateway``)."""
+    gw_name, _, gw_namespace = (spec.routing.gateway_ref or "gateway").partition(".")
     parent: Obj = {"name": gw_name}
     if gw_namespace:
         parent["namespace"] = gw_namespace
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": metadata(owner, owner.name, "route"),
-        "spec": {
-            "parentRefs": [parent],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [{"name": object_name(owner.name, v), "port": HTTP_PORT, "weight": int(weights.get(v, 0))} for v in spec.variant_names],
-                }
-            ],
-        },
+    return parent
+
+
+def http_route(owner: Owner, spec: InferenceServiceSpec, weights: Mapping[str, int]) -> Obj:
+    """Gateway API routing: one rule, a weighted backendRef per variant Service.
+
+    The rule matches the model's own paths (``/v2/models/<modelName>``: Triton's KServe v2 API, where each
+    variant serves the model under the service's name), never ``/``: two services on one Gateway then never
+    claim the same requests. ``routing.hostnames`` narrows it further (two services of one model name).
+    """
+    route_spec: Obj = {
+        "parentRefs": [gateway_parent(spec)],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": f"/v2/models/{spec.model_name}"}}],
+                "backendRefs": [{"name": object_name(owner.name, v), "port": HTTP_PORT, "weight": int(weights.get(v, 0))} for v in spec.variant_names],
+            }
+        ],
     }
+    if spec.routing.hostnames:
+        route_spec["hostnames"] = list(spec.routing.hostnames)
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": metadata(owner, owner.name, "route"), "spec": route_spec}
+
+
+def route_problem(route: Mapping[str, Any] | None, spec: InferenceServiceSpec, namespace: str) -> str | None:
+    """Why the Gateway does not route to the service yet (None: the HTTPRoute is Accepted with its refs resolved).
+
+    Read from the route's ``status.parents`` entry for our Gateway, as the Gateway's controller writes it.
+    """
+    if route is None:
+        return "the HTTPRoute does not exist yet"
+    parent = gateway_parent(spec)
+    want = (parent["name"], parent.get("namespace", namespace))
+    for entry in (route.get("status") or {}).get("parents") or []:
+        ref = entry.get("parentRef") or {}
+        if (ref.get("name"), ref.get("namespace") or namespace) != want:
+            continue
+        conditions = {c.get("type"): c for c in entry.get("conditions") or []}
+        for kind in ("Accepted", "ResolvedRefs"):
+            condition = conditions.get(kind)
+            if condition is None or condition.get("status") != "True":
+                detail = f" ({condition.get('reason')}: {condition.get('message')})" if condition else ""
+                return f"Gateway {want[1]}/{want[0]} has not set {kind}=True on the HTTPRoute{detail}"
+        return None
+    return f"Gateway {want[1]}/{want[0]} has not reported on the HTTPRoute yet (is its controller running?)"
