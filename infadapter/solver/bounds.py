@@ -73,12 +73,12 @@ def grid(served: FloatArray) -> IntArray:
     return result
 
 
-def rates(all_stages: Sequence[Stage], load: float, price: float) -> list[float]:
+def rates(all_stages: Sequence[Stage], load: float, price: float, weight: float = 1.0) -> list[float]:
     """``rates[k]``: an upper bound on what one more request earns from the variants after stage ``k``.
 
     For option ``o`` of variant ``m`` serving ``q ≤ min(th_o, R) ≤ min(th_o, L)``, its term
-    ``a_m·q/L − price·c_o`` is at most ``q·(a_m/L − price·c_o/min(th_o, L))``; the best such rate
-    (or 0) times the load still to route bounds the whole completion.
+    ``w·a_m·q/L − price·c_o`` is at most ``q·(w·a_m/L − price·c_o/min(th_o, L))``; the best such
+    rate (or 0) times the load still to route bounds the whole completion.
     """
     out = [0.0] * len(all_stages)
     best = 0.0
@@ -88,7 +88,7 @@ def rates(all_stages: Sequence[Stage], load: float, price: float) -> list[float]
         useful = np.minimum(stage.capacities, load)
         serving = useful > 0
         if serving.any():
-            best = max(best, float((stage.accuracy / load - price * stage.costs[serving] / useful[serving]).max()))
+            best = max(best, float((stage.accuracy / load * weight - price * stage.costs[serving] / useful[serving]).max()))
     return out
 
 
@@ -123,7 +123,7 @@ class Incumbents:
         self.served: IntArray = np.full(size, _NONE, dtype=np.int64)
         self.value: FloatArray = np.full(size, -np.inf)
 
-    def add_single_variant_plans(self, all_stages: Sequence[Stage], service: ServiceProblem, price: float) -> None:
+    def add_single_variant_plans(self, all_stages: Sequence[Stage], service: ServiceProblem, price: float, weight: float = 1.0) -> None:
         """Every option of every variant alone is a plan, unless some variant is required."""
         if any(stage.required for stage in all_stages) or not all_stages:
             return
@@ -132,7 +132,7 @@ class Incumbents:
         served = np.minimum(np.concatenate([stage.capacities for stage in all_stages]), load)
         accuracy = np.concatenate([np.full(stage.costs.shape[0], stage.accuracy) for stage in all_stages])
         weights = np.concatenate([stage.weights for stage in all_stages])
-        self.add(costs, grid(served), accuracy * served / load - service.transition_weight * weights - price * costs)
+        self.add(costs, grid(served), accuracy * served / load * weight - service.transition_weight * weight * weights - price * costs)
 
     def add(self, costs: IntArray, served: IntArray, values: FloatArray) -> None:
         """Record plans (cost, served on the grid, value); keep, per cost, the best at that cost or less.

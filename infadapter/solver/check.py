@@ -17,13 +17,13 @@ def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) ->
     total_cpu = 0.0
     total_gpu = 0
     total_objective = 0.0
-    for service in problem.services:
+    for service, weight in zip(problem.services, problem.weights(), strict=True):
         try:
             sol = solution.service(service.name)
         except KeyError:
             issues.append(f"{service.name}: no solution")
             continue
-        cpu, gpu, objective = _check_service(problem, service, sol, solution.status, tolerance, issues)
+        cpu, gpu, objective = _check_service(problem, service, weight, sol, solution.status, tolerance, issues)
         total_cpu += cpu
         total_gpu += gpu
         total_objective += objective
@@ -37,9 +37,9 @@ def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) ->
 
 
 def _check_service(
-    problem: Problem, service: ServiceProblem, sol: ServiceSolution, status: Status, tolerance: float, issues: list[str]
+    problem: Problem, service: ServiceProblem, weight: float, sol: ServiceSolution, status: Status, tolerance: float, issues: list[str]
 ) -> tuple[float, int, float]:
-    """Append the service's violations to ``issues``; its (CPU, GPUs, recomputed objective)."""
+    """Append the service's violations to ``issues``; its (CPU, GPUs, recomputed term of the joint objective)."""
     variants = {v.name: v for v in service.variants}
     seen: set[str] = set()
     served = weighted_accuracy = cpu = transition = 0.0
@@ -73,7 +73,10 @@ def _check_service(
     objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
     if abs(objective - sol.objective) > 1e-6:
         issues.append(f"{service.name}: reported objective {sol.objective:.9f}, recomputed {objective:.9f}")
-    return cpu, gpu, objective
+    term = weight * (accuracy - service.transition_weight * transition) - service.cost_weight * cost_term  # see problem.py
+    if abs(term - sol.joint_term) > 1e-6:
+        issues.append(f"{service.name}: reported contribution {sol.joint_term:.9f} (weight {sol.weight:g}), recomputed {term:.9f} (weight {weight:g})")
+    return cpu, gpu, term
 
 
 def _assignment_issues(service: str, a: Assignment, v: VariantOptions, tolerance: float) -> list[str]:

@@ -50,11 +50,11 @@ def cost_unit_millicores(problem: Problem) -> int:
     return unit
 
 
-def _item_values(service: ServiceProblem, items: Sequence[Label], price: float) -> tuple[IntArray, IntArray, FloatArray]:
-    """Each frontier item's cost (units), load served (on the integer grid) and objective."""
+def _item_values(service: ServiceProblem, items: Sequence[Label], price: float, weight: float) -> tuple[IntArray, IntArray, FloatArray]:
+    """Each frontier item's cost (units), load served (on the integer grid) and term of the objective."""
     costs = np.fromiter((x.cost for x in items), dtype=np.int64, count=len(items))
     served = np.fromiter((round(x.served * SERVED_SCALE) for x in items), dtype=np.int64, count=len(items))
-    values = np.fromiter((label_value(service, x) for x in items), dtype=np.float64, count=len(items)) - price * costs
+    values = np.fromiter((label_value(service, x, weight) for x in items), dtype=np.float64, count=len(items)) - price * costs
     return costs, served, values
 
 
@@ -122,13 +122,14 @@ def solve_dp(problem: Problem, max_work: int | None = None) -> Solution:
     if picked is None:
         return Solution("infeasible", (), float("-inf"), time.perf_counter() - started, "dp", ("no plan fits the budget",))
     solutions: list[ServiceSolution] = [
-        score(service, label.chosen(), problem.budget_cpu, problem.budget_gpu) for service, label in zip(problem.services, picked, strict=True)
+        score(service, label.chosen(), problem.budget_cpu, problem.budget_gpu, weight=w)
+        for service, label, w in zip(problem.services, picked, problem.weights(), strict=True)
     ]
     demand = sum(s.load_rps for s in problem.services)
     total = sum(s.served_rps for s in solutions)
     status: Status = "optimal" if total >= demand - TOLERANCE * max(1.0, demand) else "infeasible"
     notes = () if status == "optimal" else (f"the budget serves at most {total:.3f} of {demand:.3f} rps",)
-    return Solution(status, tuple(solutions), sum(s.objective for s in solutions), time.perf_counter() - started, "dp", notes)
+    return Solution(status, tuple(solutions), sum(s.joint_term for s in solutions), time.perf_counter() - started, "dp", notes)
 
 
 def _pick(problem: Problem, budget_units: int, unit: int, work: WorkMeter) -> list[Label] | None:
@@ -141,7 +142,7 @@ def _pick(problem: Problem, budget_units: int, unit: int, work: WorkMeter) -> li
     items = frontier(service, budget_units, unit, price, alone=True, work=work)
     if not items:
         return None
-    _, item_served, item_value = _item_values(service, items, price)
+    _, item_served, item_value = _item_values(service, items, price, 1.0)
     return [_best_alone(items, item_served, item_value)]
 
 
@@ -151,12 +152,12 @@ def _joint(problem: Problem, budget_units: int, unit: int, unit_price: float, wo
     value: FloatArray = np.full(budget_units + 1, -np.inf)
     served[0], value[0] = 0, 0.0
     choices: list[tuple[list[Label], IntArray]] = []
-    for service in problem.services:
+    for service, weight in zip(problem.services, problem.weights(), strict=True):
         price = service.cost_weight * unit_price
-        items = frontier(service, budget_units, unit, price, alone=False, work=work)
+        items = frontier(service, budget_units, unit, price, alone=False, work=work, weight=weight)
         if not items:
             return None
-        costs, item_served, item_value = _item_values(service, items, price)
+        costs, item_served, item_value = _item_values(service, items, price, weight)
         served, value, pick = _knapsack_pass(served, value, costs, item_served, item_value)
         choices.append((items, pick))
     reachable = np.flatnonzero(served >= 0)

@@ -33,8 +33,14 @@ def score(
     budget_cpu: float,
     budget_gpu: int,
     served_rps: float | None = None,
+    weight: float = 1.0,
 ) -> ServiceSolution:
-    """The service's solution for ``chosen`` options, routing ``served_rps`` (default: all it can)."""
+    """The service's solution for ``chosen`` options, routing ``served_rps`` (default: all it can).
+
+    ``weight`` is the service's share ``w_s`` of a joint problem's load (:meth:`Problem.weights`):
+    it scales the accuracy and transition terms of the service's ``contribution``, not its
+    ``objective`` (the service's own, as if alone).
+    """
     capacity = sum(o.capacity_rps for o in chosen.values())
     total = min(service.load_rps, capacity) if served_rps is None else served_rps
     shares = split_load(service, chosen, total)
@@ -50,6 +56,8 @@ def score(
     )
     cost_term = cost_cpu / budget_cpu + (cost_gpu / budget_gpu if budget_gpu > 0 else 0.0)
     objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
+    # the same operations in the same order as `objective`, so that for w = 1.0 it is bitwise the same
+    contribution = accuracy * weight - service.cost_weight * cost_term - service.transition_weight * weight * transition
     assignments = tuple(
         Assignment(v.name, chosen[v.name], shares.get(v.name, 0.0)) for v in sorted(service.variants, key=lambda v: (-v.accuracy, v.name)) if v.name in chosen
     )
@@ -63,4 +71,6 @@ def score(
         cost_gpu=cost_gpu,
         transition=transition,
         objective=objective,
+        weight=weight,
+        contribution=contribution,
     )

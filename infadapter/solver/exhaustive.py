@@ -49,6 +49,7 @@ def solve_exhaustive(problem: Problem) -> Solution:
         total *= max(1, len(combos))
     if total > MAX_COMBINATIONS:
         raise ValueError(f"{total} combinations: too many for exhaustive search")
+    weights = problem.weights()
     best: tuple[float, float, float] | None = None
     best_solutions: tuple[ServiceSolution, ...] = ()
     for pick in itertools.product(*per_service):
@@ -56,9 +57,11 @@ def solve_exhaustive(problem: Problem) -> Solution:
         gpu = sum(o.cost_gpu for chosen in pick for o in chosen.values())
         if cpu > problem.budget_cpu + 1e-9 or gpu > problem.budget_gpu:
             continue
-        solutions = tuple(score(svc, chosen, problem.budget_cpu, problem.budget_gpu) for svc, chosen in zip(problem.services, pick, strict=True))
+        solutions = tuple(
+            score(svc, chosen, problem.budget_cpu, problem.budget_gpu, weight=w) for svc, chosen, w in zip(problem.services, pick, weights, strict=True)
+        )
         served = sum(s.served_rps for s in solutions)
-        key = (round(served / TOLERANCE) * TOLERANCE, sum(s.objective for s in solutions), -cpu)
+        key = (round(served / TOLERANCE) * TOLERANCE, sum(s.joint_term for s in solutions), -cpu)
         if (
             best is None
             or key[0] > best[0] + TOLERANCE
@@ -69,4 +72,4 @@ def solve_exhaustive(problem: Problem) -> Solution:
         return Solution("infeasible", (), float("-inf"), time.perf_counter() - started, "exhaustive", ("no plan fits the budget",))
     demand = sum(s.load_rps for s in problem.services)
     status: Status = "optimal" if best[0] >= demand - TOLERANCE * max(1.0, demand) else "infeasible"
-    return Solution(status, best_solutions, sum(s.objective for s in best_solutions), time.perf_counter() - started, "exhaustive")
+    return Solution(status, best_solutions, sum(s.joint_term for s in best_solutions), time.perf_counter() - started, "exhaustive")

@@ -108,11 +108,11 @@ class _Labels:
         return _Labels(*(getattr(self, f)[index] for f in _Labels.__slots__))
 
 
-def _values(labels: _Labels, service: ServiceProblem, price: float) -> FloatArray:
-    """Each label's objective as a plan: accuracy minus transition minus cost."""
+def _values(labels: _Labels, service: ServiceProblem, price: float, weight: float) -> FloatArray:
+    """Each label's term of the objective as a plan: ``w·(accuracy − β·transition) − cost``."""
     load = service.load_rps
-    accuracy = labels.mass / load if load > 0 else np.zeros_like(labels.mass)
-    result: FloatArray = accuracy - service.transition_weight * labels.transition - price * labels.cost
+    accuracy = labels.mass / load * weight if load > 0 else np.zeros_like(labels.mass)
+    result: FloatArray = accuracy - service.transition_weight * weight * labels.transition - price * labels.cost
     return result
 
 
@@ -162,12 +162,12 @@ def _concat(parts: Sequence[_Labels]) -> _Labels:
     return _Labels(*(np.concatenate([getattr(x, f) for x in parts]) for f in _Labels.__slots__))
 
 
-def _bound(labels: _Labels, service: ServiceProblem, rate: float, caps: FloatArray, price: float, incumbents: Incumbents) -> _Labels:
+def _bound(labels: _Labels, service: ServiceProblem, rate: float, caps: FloatArray, price: float, weight: float, incumbents: Incumbents) -> _Labels:
     """The labels some completion of which may still beat their incumbent."""
     load = service.load_rps
     extra = np.maximum(0.0, np.minimum(load - labels.served, caps[caps.shape[0] - 1 - labels.cost]))
     noise = 1e-12 * max(1.0, load)  # float error of the served sums: keeps a label on a grid boundary
-    optimistic = _values(labels, service, price) + extra * max(0.0, rate)
+    optimistic = _values(labels, service, price, weight) + extra * max(0.0, rate)
     return labels.take(incumbents.keep(labels.cost, grid(labels.served + extra + noise), optimistic))
 
 
@@ -217,10 +217,11 @@ def _link(labels: _Labels, stage: Stage, picks: Sequence[Picks]) -> list[Picks]:
     ]
 
 
-def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, price: float, alone: bool, work: WorkMeter) -> list[Label]:
+def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, price: float, alone: bool, work: WorkMeter, weight: float = 1.0) -> list[Label]:
     """For every exact cost (in units), the best complete label: most load served, then best value.
 
-    Sorted by cost. ``price`` is the objective's price of one cost unit. ``alone``: the service is
+    Sorted by cost. ``price`` is the objective's price of one cost unit, ``weight`` the service's
+    share ``w_s`` of the load (its accuracy and transition terms are scaled by it). ``alone``: the service is
     solved by itself, so only its optimum matters; otherwise every cost level that can improve on
     the cheaper ones is kept for the knapsack across services. Bounding may leave out the rest.
     Raises :class:`TooLarge` when the work exceeds ``work``'s limit.
@@ -228,11 +229,11 @@ def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, price:
     load = service.load_rps
     all_stages = stages(service, unit_milli)
     bounding = load > TOLERANCE
-    rate = rates(all_stages, load, price) if bounding else []
+    rate = rates(all_stages, load, price, weight) if bounding else []
     caps = capacities(all_stages, budget_units) if bounding else []
     incumbents = Incumbents(budget_units, alone)
     if bounding:
-        incumbents.add_single_variant_plans(all_stages, service, price)
+        incumbents.add_single_variant_plans(all_stages, service, price, weight)
     last_required = max((k for k, stage in enumerate(all_stages) if stage.required), default=-1)
     zero_i, zero_f = np.zeros(1, dtype=np.int64), np.zeros(1)
     labels = _Labels(zero_i, zero_f, zero_f, zero_f, zero_i, zero_i, zero_i - 1)
@@ -245,18 +246,18 @@ def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, price:
             if bounding:
                 if k >= last_required:  # every label now holds every required variant: each is a plan
                     plans = part.take(part.count > 0)
-                    incumbents.add(plans.cost, grid(plans.served), _values(plans, service, price))
-                parts.append(_bound(part, service, rate[k], caps[k], price, incumbents))
+                    incumbents.add(plans.cost, grid(plans.served), _values(plans, service, price, weight))
+                parts.append(_bound(part, service, rate[k], caps[k], price, weight, incumbents))
             else:
                 parts.append(part)
         grown = _concat(parts)
         work.spend(_FILTER_COST * grown.cost.shape[0])
         labels = grown.take(_dominance_filter(grown, a_next))
         picks = _link(labels, stage, picks)
-    return _best_per_cost(service, labels, picks)
+    return _best_per_cost(service, labels, picks, weight)
 
 
-def _best_per_cost(service: ServiceProblem, labels: _Labels, picks: Sequence[Picks]) -> list[Label]:
+def _best_per_cost(service: ServiceProblem, labels: _Labels, picks: Sequence[Picks], weight: float) -> list[Label]:
     """The best label of every cost: the most served (on the grid), then the best value (by 1e-12)."""
     best: dict[int, Label] = {}
     rows = zip(labels.cost.tolist(), labels.served.tolist(), labels.mass.tolist(), labels.transition.tolist(), labels.count.tolist(), picks, strict=True)
@@ -265,23 +266,23 @@ def _best_per_cost(service: ServiceProblem, labels: _Labels, picks: Sequence[Pic
             continue
         label = Label(cost, served, mass, transition, count, chain)
         current = best.get(cost)
-        if current is None or _better(service, label, current):
+        if current is None or _better(service, label, current, weight):
             best[cost] = label
     return [best[cost] for cost in sorted(best)]
 
 
-def _value(service: ServiceProblem, mass: float, transition: float) -> float:
-    """Accuracy minus transition (the cost term is added by the caller, per unit)."""
-    accuracy = mass / service.load_rps if service.load_rps > 0 else 0.0
-    return accuracy - service.transition_weight * transition
+def _value(service: ServiceProblem, mass: float, transition: float, weight: float) -> float:
+    """``w·(accuracy − β·transition)`` (the cost term is added by the caller, per unit)."""
+    accuracy = mass / service.load_rps * weight if service.load_rps > 0 else 0.0
+    return accuracy - service.transition_weight * weight * transition
 
 
-def label_value(service: ServiceProblem, label: Label) -> float:
-    return _value(service, label.mass, label.transition)
+def label_value(service: ServiceProblem, label: Label, weight: float = 1.0) -> float:
+    return _value(service, label.mass, label.transition, weight)
 
 
-def _better(service: ServiceProblem, a: Label, b: Label) -> bool:
+def _better(service: ServiceProblem, a: Label, b: Label, weight: float) -> bool:
     sa, sb = round(a.served * SERVED_SCALE), round(b.served * SERVED_SCALE)
     if sa != sb:
         return sa > sb
-    return _value(service, a.mass, a.transition) > _value(service, b.mass, b.transition) + 1e-12
+    return _value(service, a.mass, a.transition, weight) > _value(service, b.mass, b.transition, weight) + 1e-12

@@ -134,10 +134,10 @@ def _extract(problem: Problem, model: Model | None) -> list[ServiceSolution]:
     if model is None:
         return []
     out: list[ServiceSolution] = []
-    for s, service in enumerate(problem.services):
+    for s, (service, weight) in enumerate(zip(problem.services, problem.weights(), strict=True)):
         chosen = {service.variants[m].name: option for m, option in model.chosen(s).items()}
         # for fixed choices, routing min(L, capacity) most-accurate-first is optimal in both phases
-        out.append(score(service, chosen, problem.budget_cpu, problem.budget_gpu))
+        out.append(score(service, chosen, problem.budget_cpu, problem.budget_gpu, weight=weight))
     return out
 
 
@@ -192,7 +192,7 @@ def solve_milp(problem: Problem, backend: Backend = "highs", time_limit_s: float
         services = _extract(scored, model)
         if status == "feasible" and not _serves_all(scored, services):
             status = "time_limit"  # an incumbent of the demand model always should; never claim it
-        objective = sum(s.objective for s in services) if services else float("-inf")
+        objective = sum(s.joint_term for s in services) if services else float("-inf")
         return Solution(status, tuple(services), objective, time.perf_counter() - started, backend, notes)
 
     model = build(problem, forms, None, maximise_served=False)

@@ -183,16 +183,18 @@ def _service_constraints(model: Model, s: int, service: ServiceProblem, all_load
 
 
 def _objective(problem: Problem, model: Model, lc: Sequence[pulp.LpVariable | None]) -> pulp.LpAffineExpression:
+    """Σ_s [w_s·(accuracy_s − β_s·LC_s) − α_s·cost_s] (see :mod:`.problem`)."""
     terms = []
-    for s, service in enumerate(problem.services):
+    for s, (service, weight) in enumerate(zip(problem.services, problem.weights(), strict=True)):
         row = model.vars[s]
-        if service.load_rps > 0:
-            terms.append(pulp.lpSum((v.accuracy / service.load_rps) * x.q for v, x in zip(service.variants, row, strict=True)))
+        if service.load_rps > 0 and weight > 0:
+            # (w·a)/L: for w = 1.0 exactly the coefficients a single service always had
+            terms.append(pulp.lpSum((weight * v.accuracy / service.load_rps) * x.q for v, x in zip(service.variants, row, strict=True)))
         cost = pulp.lpSum(x.cost() for x in row) / problem.budget_cpu
         if problem.budget_gpu > 0:
             cost = cost + pulp.lpSum(x.cost(gpu=True) for x in row) / problem.budget_gpu
         terms.append(-service.cost_weight * cost)
         transition = lc[s]
         if transition is not None:
-            terms.append(-service.transition_weight * transition)
+            terms.append(-(service.transition_weight * weight) * transition)
     return pulp.lpSum(terms)

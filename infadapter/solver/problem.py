@@ -4,9 +4,9 @@ For every service ``s`` with predicted load ``L_s``, every variant ``m`` (accura
 load time ``l_m``) and every resource option ``o`` of ``m`` (CPU and GPUs per replica,
 replicas, capacity ``th_mo`` in RPS at the SLO, cost ``c_mo``)::
 
-    maximise   Σ_s [ Σ_m a_m q_sm / L_s                    (request-weighted accuracy)
-                     − α_s · (cpu_s / B_cpu + gpu_s / B_gpu) (cost; the paper's α)
-                     − β_s · LC_s ]                         (transition; the paper's β)
+    maximise   Σ_s [ w_s · ( Σ_m a_m q_sm / L_s              (request-weighted accuracy)
+                             − β_s · LC_s )                  (transition; the paper's β)
+                     − α_s · (cpu_s / B_cpu + gpu_s / B_gpu) ] (cost; the paper's α)
     subject to Σ_m q_sm = L_s                               all predicted load is assigned
                q_sm ≤ Σ_o th_mo · y_smo                     nobody gets more than its capacity
                Σ_o y_smo ≤ 1                                one option per variant
@@ -14,6 +14,16 @@ replicas, capacity ``th_mo`` in RPS at the SLO, cost ``c_mo``)::
                Σ cpu · y ≤ B_cpu,  Σ gpu · y ≤ B_gpu        budgets shared by all services
                LC_s ≥ (l_m / max_m l_m) · y_smo             for every option o that creates or
                                                             resizes an instance of m
+
+``w_s = L_s / Σ_t L_t`` is the service's share of the load (``1/n`` each when no service has
+any), so ``Σ_s w_s Σ_m a_m q_sm / L_s = Σ_{s,m} a_m q_sm / Σ_t L_t``: the joint accuracy term is
+the accuracy of the average *request*, and a 5 rps service weighs a hundredth of a 500 rps one.
+The transition term is weighted the same way (a reload disturbs that service's share of the
+requests), so the quality terms of a joint problem are on the scale of one service's. The cost
+term is not weighted: a core costs the same whichever service holds it, so it stays the cores
+(and GPUs) used over the shared budget, each counted once, at its service's α. For one service
+``w = 1`` and this is the paper's objective. A :class:`ServiceSolution` reports the service's
+own objective (``w = 1``, what its plan shows) and its ``contribution`` to the joint one.
 
 ``LC`` is the paper's loading-cost term: the longest (normalised) load time among the
 variants the plan creates or resizes. When ``Σ th`` cannot reach ``L_s`` within the budget
@@ -117,6 +127,16 @@ class Problem:
     def single(service: ServiceProblem, budget_cpu: float, budget_gpu: int = 0) -> Problem:
         return Problem((service,), budget_cpu, budget_gpu)
 
+    def weights(self) -> tuple[float, ...]:
+        """Each service's share ``w_s`` of the load: the weight of its accuracy and transition terms.
+
+        ``1/n`` each when no service has any load. A single service's is exactly 1.0 (``L / L``).
+        """
+        total = sum(s.load_rps for s in self.services)
+        if total <= 0:
+            return tuple(1.0 / len(self.services) for _ in self.services)
+        return tuple(s.load_rps / total for s in self.services)
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -137,14 +157,21 @@ class ServiceSolution:
     cost_cpu: float
     cost_gpu: int
     transition: float
-    objective: float
+    objective: float  # the service's own objective (w = 1): what its plan reports
+    weight: float = 1.0  # w_s, its share of the load
+    contribution: float | None = None  # its term of the joint objective; None: ``objective`` (w = 1)
+
+    @property
+    def joint_term(self) -> float:
+        """``w_s·(accuracy − β_s·LC_s) − α_s·cost_s``: what the service adds to ``Solution.objective``."""
+        return self.objective if self.contribution is None else self.contribution
 
 
 @dataclass(frozen=True)
 class Solution:
     status: Status
     services: tuple[ServiceSolution, ...]
-    objective: float
+    objective: float  # the joint objective: Σ_s of each service's ``joint_term``
     solve_s: float = 0.0
     backend: str = ""  # the method that produced it: "dp", "highs", "cbc" or "exhaustive"
     notes: tuple[str, ...] = field(default_factory=tuple)
