@@ -169,14 +169,14 @@ def chart_values(**extra: Any) -> dict[str, Any]:
 
 
 class ArrivalExporter:
-    """Serves ``envoy_http_downstream_rq_total`` per service, growing at a rate the test sets (rps).
-
-    The counter is the integral of the rate over wall time, computed when scraped: no thread ticks it.
+    """Serves ``envoy_http_downstream_rq_total`` per service (our router's), or Triton's
+    ``nv_inference_request_success`` (``servers=True``: a service behind a Gateway), growing at a rate the test
+    sets (rps). The counter is the integral of the rate over wall time, computed when scraped: no thread ticks it.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._series: dict[tuple[str, str], tuple[float, float, float]] = {}  # -> (count at t0, t0, rps)
+        self._series: dict[tuple[str, str, bool], tuple[float, float, float]] = {}  # -> (count at t0, t0, rps)
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -198,20 +198,25 @@ class ArrivalExporter:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def set_rate(self, namespace: str, name: str, rps: float) -> None:
+    def set_rate(self, namespace: str, name: str, rps: float, *, servers: bool = False) -> None:
         now = time.time()
         with self._lock:
-            count, t0, old = self._series.get((namespace, name), (0.0, now, 0.0))
-            self._series[(namespace, name)] = (count + old * (now - t0), now, rps)
+            count, t0, old = self._series.get((namespace, name, servers), (0.0, now, 0.0))
+            self._series[(namespace, name, servers)] = (count + old * (now - t0), now, rps)
 
     def exposition(self) -> str:
         now = time.time()
-        lines = ["# TYPE envoy_http_downstream_rq_total counter"]
+        router, servers = ["# TYPE envoy_http_downstream_rq_total counter"], ["# TYPE nv_inference_request_success counter"]
         with self._lock:
-            for (namespace, name), (count, t0, rps) in sorted(self._series.items()):
-                labels = f'namespace="{namespace}",name="{name}",envoy_http_conn_manager_prefix="ingress"'
-                lines.append(f"envoy_http_downstream_rq_total{{{labels}}} {int(count + rps * (now - t0))}")
-        return "\n".join(lines) + "\n"
+            for (namespace, name, behind_gateway), (count, t0, rps) in sorted(self._series.items()):
+                value = int(count + rps * (now - t0))
+                if behind_gateway:  # one Triton pod's counter, labelled as the chart's PodMonitor labels it
+                    labels = f'namespace="{namespace}",name="{name}",variant="small",model="demo",version="1"'
+                    servers.append(f"nv_inference_request_success{{{labels}}} {value}")
+                else:
+                    labels = f'namespace="{namespace}",name="{name}",envoy_http_conn_manager_prefix="ingress"'
+                    router.append(f"envoy_http_downstream_rq_total{{{labels}}} {value}")
+        return "\n".join(router + servers) + "\n"
 
     def close(self) -> None:
         self.server.shutdown()
