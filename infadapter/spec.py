@@ -223,6 +223,23 @@ class Routing(_Model):
     ] = Field(default_factory=list, max_length=16)
 
 
+class ShadowVariant(_Model):
+    """One variant of the configuration a shadowed service runs now (cores per replica as a number)."""
+
+    variant: str = Field(min_length=1, max_length=63)
+    cpu: float = Field(gt=0, le=1024)
+    replicas: Whole = Field(default=1, ge=1, le=1000)
+    gpus: Whole = Field(default=0, ge=0, le=64)
+
+
+class Shadow(_Model):
+    """Recommend for a service the operator did not create: where its load is read and what it runs now."""
+
+    #: PromQL whose value is the service's arrival rate in requests per second (several series are summed)
+    load_query: str = Field(min_length=1, max_length=4096)
+    current: list[ShadowVariant] = Field(min_length=1, max_length=64)
+
+
 class InferenceServiceSpec(_Model):
     """The spec of an ``InferenceService`` (``infadapter.io/v1alpha1``)."""
 
@@ -238,6 +255,23 @@ class InferenceServiceSpec(_Model):
     adaptation: Adaptation = Adaptation()
     mode: Mode = Mode.AUTO
     routing: Routing = Routing()
+    #: Recommend mode only: compare with a service that runs elsewhere (its load query and configuration)
+    shadow: Shadow | None = None
+
+    @model_validator(mode="after")
+    def _shadowed(self) -> InferenceServiceSpec:
+        if self.shadow is None:
+            return self
+        if self.mode != Mode.RECOMMEND:
+            raise ValueError("shadow needs mode: Recommend (a shadowed service is not the operator's to change); set mode: Recommend")
+        seen: set[str] = set()
+        for i, running in enumerate(self.shadow.current):
+            if running.variant not in self.variant_names:
+                raise ValueError(f"shadow.current[{i}].variant {running.variant!r} is not a variant of the spec; use one of {', '.join(self.variant_names)}")
+            if running.variant in seen:
+                raise ValueError(f"shadow.current[{i}].variant {running.variant!r} appears twice; give each running variant once")
+            seen.add(running.variant)
+        return self
 
     @field_validator("variants")
     @classmethod

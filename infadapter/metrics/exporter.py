@@ -81,6 +81,13 @@ METRICS: tuple[MetricInfo, ...] = (
     MetricInfo("infadapter_planned_weight_ratio", "gauge", VARIANT_LABELS, "Share of requests routed to the variant."),
     MetricInfo("infadapter_planned_capacity_rps", "gauge", VARIANT_LABELS, "Capacity of the variant at the SLO, all replicas."),
     MetricInfo("infadapter_variant_accuracy_ratio", "gauge", VARIANT_LABELS, "Declared accuracy of the variant."),
+    MetricInfo("infadapter_shadow_current_cost_cpu_cores", "gauge", SERVICE_LABELS, "Shadow mode: CPU cores of the configuration the service runs now."),
+    MetricInfo(
+        "infadapter_shadow_current_accuracy_ratio", "gauge", SERVICE_LABELS, "Shadow mode: accuracy of the current configuration at the predicted load."
+    ),
+    MetricInfo(
+        "infadapter_shadow_current_capacity_rps", "gauge", SERVICE_LABELS, "Shadow mode: capacity of the current configuration at the SLO (by the profile)."
+    ),
 )
 
 _PLANNED = ("infadapter_planned_cpu_cores", "infadapter_planned_replicas", "infadapter_planned_weight_ratio", "infadapter_planned_capacity_rps")
@@ -182,6 +189,15 @@ class InfAdapterMetrics:
             if record.solve_s is not None:
                 self._histograms["infadapter_solver_duration_seconds"].labels(ns, name).observe(record.solve_s)
             self._set_plan(ns, name, record)
+
+    def observe_shadow(self, namespace: str, name: str, *, cost_cpu: float, accuracy: float, capacity_rps: float) -> None:
+        """Shadow mode: the configuration the service runs now (compare with the ``infadapter_*`` plan gauges)."""
+        g = self._gauges
+        with self._lock:
+            self._touch(namespace, name)
+            g["infadapter_shadow_current_cost_cpu_cores"].labels(namespace, name).set(cost_cpu)
+            g["infadapter_shadow_current_accuracy_ratio"].labels(namespace, name).set(accuracy)
+            g["infadapter_shadow_current_capacity_rps"].labels(namespace, name).set(capacity_rps)
 
     def _set_plan(self, ns: str, name: str, record: DecisionRecord) -> None:
         g = self._gauges

@@ -272,7 +272,11 @@ class Observer:
         """
         # irate needs two samples inside the lookback: four scrape intervals survive a missed scrape
         lookback = lookback_s if lookback_s is not None else max(5.0, 4.0 * self.scrape_interval_s)
-        query = arrival_history_query(namespace, name, lookback, source)
+        return self.query_history_rps(arrival_history_query(namespace, name, lookback, source), start_s, end_s)
+
+    def query_history_rps(self, query: str, start_s: float, end_s: float) -> npt.NDArray[np.float64]:
+        """``query`` (a rate in requests per second) at every second from ``start_s`` to ``end_s``, oldest first;
+        the series it returns are summed; NaN where none has a value (see :meth:`arrival_history_rps`)."""
         start, end = math.floor(start_s), math.floor(end_s)
         history = np.full(end - start + 1, np.nan)
         for chunk_start in range(start, end + 1, HISTORY_CHUNK_S):
@@ -280,7 +284,8 @@ class Observer:
             for _labels, times, values in self.query_range(query, chunk_start, chunk_end):
                 index = np.round(times - start).astype(int)
                 keep = (index >= 0) & (index < history.size)
-                history[index[keep]] = values[keep]
+                index, part = index[keep], values[keep]
+                history[index] = np.where(np.isnan(history[index]), part, history[index] + part)
         return history
 
 

@@ -23,12 +23,15 @@ class ArrivalSource(Protocol):
         self, namespace: str, name: str, start_s: float, end_s: float, lookback_s: float | None = None, source: LoadSource = "router"
     ) -> FloatArray: ...
 
+    def query_history_rps(self, query: str, start_s: float, end_s: float) -> FloatArray: ...
+
 
 class History:
     """The last ``window_s`` seconds (NaN = unknown), the last element the second that ends at ``end_s``."""
 
-    def __init__(self, window_s: float, scrape_interval_s: float, source: LoadSource = "router") -> None:
+    def __init__(self, window_s: float, scrape_interval_s: float, source: LoadSource = "router", query: str | None = None) -> None:
         self.source: LoadSource = source  # the router's requests, or the Triton servers' (behind a Gateway)
+        self.query = query  # or the spec's own load query (a shadowed service)
         self.window_s = max(1, int(window_s))
         self.overlap_s = math.ceil(4 * scrape_interval_s) + 2
         self.end_s: int | None = None
@@ -39,10 +42,15 @@ class History:
         now = math.floor(now_s)
         start = now - self.window_s + 1
         fetch_from = start if self.end_s is None or self.end_s < start else max(start, self.end_s - self.overlap_s)
-        fetched = source.arrival_history_rps(namespace, name, fetch_from, now, source=self.source)
+        if self.query is not None:
+            fetched = source.query_history_rps(self.query, fetch_from, now)
+        else:
+            fetched = source.arrival_history_rps(namespace, name, fetch_from, now, source=self.source)
         if fetched.size == 0 or bool(np.all(np.isnan(fetched))):
             # no series at all for the newest seconds: the router (or the servers) is not scraped or not
             # labelled — say so now, while the controller holds the plan on what it saw before
+            if self.query is not None:
+                raise MetricsUnavailable(f"the load query of {namespace}/{name} returned no value since {fetch_from - now} s: {self.query[:200]}")
             what = "router traffic" if self.source == "router" else "Triton request"
             raise MetricsUnavailable(f"no {what} series for {namespace}/{name} since {fetch_from - now} s")
         self.values = self.window(now)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infadapter.operator.shadow import Comparison
 from infadapter.operator.status import Condition, merge_conditions, rounded
 from infadapter.planning import Plan
 from infadapter.runtime.kube.actuator import ApplyResult
@@ -43,6 +44,7 @@ class Seen:
     applied: ApplyResult | None = None
     checkpoint: Mapping[str, Any] | None = None
     route_problem: str | None = None  # GatewayAPI: why the Gateway does not route to the service yet
+    shadow: Comparison | None = None  # spec.shadow: the current configuration beside the recommendation
     load_source: str = "router arrival rate"  # what the load is read from (the MetricsAvailable message)
 
 
@@ -138,7 +140,16 @@ def desired_status(previous: Mapping[str, Any], seen: Seen, now_s: float) -> dic
         status["reason"] = seen.reason
     if seen.checkpoint is not None:
         status["checkpoint"] = json_safe(seen.checkpoint)
+    if seen.shadow is not None and (seen.decided or _shadow_moved(previous.get("shadow"), seen.shadow.status())):
+        status["shadow"] = seen.shadow.status()
     return status
+
+
+def _shadow_moved(before: Any, now: Mapping[str, Any]) -> bool:
+    """Whether the shadow comparison says something new (the predicted load alone moves at every step: no write)."""
+    if not isinstance(before, Mapping):
+        return True
+    return any(before.get(key) != now.get(key) for key in ("recommended", "current", "currentServesPredictedLoad", "problem"))
 
 
 def json_safe(value: Any) -> Any:

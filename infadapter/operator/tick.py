@@ -34,6 +34,7 @@ from infadapter.metrics.prometheus import LOAD_SOURCES, LoadSource
 from infadapter.operator.history import History
 from infadapter.operator.report import Seen, desired_status
 from infadapter.operator.settings import OperatorConfig
+from infadapter.operator.shadow import Comparison, compare
 from infadapter.operator.status import status_changes
 from infadapter.planning import Plan
 from infadapter.policies import make_policy
@@ -95,6 +96,7 @@ class Memory:
     applied: ApplyResult | None = None
     record: DecisionRecord | None = None
     checkpointed: bool = False
+    shadow: Comparison | None = None  # spec.shadow: the current configuration beside the recommendation
     profile: Profile | None = None
     profile_read_s: float = -math.inf
 
@@ -175,7 +177,8 @@ def ensure_controller(rt: Runtime, mem: Memory, res: Resource, profile: Profile)
         except (InfAdapterError, KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring the checkpoint of %s/%s: %s", res.owner.namespace, res.owner.name, exc)
     mem.controller, mem.state, mem.key = controller, state, key
-    mem.history = History(min(res.spec.forecast.window_s, rt.config.max_history_s), rt.config.scrape_interval_s, load_source(res.spec))
+    shadow_query = res.spec.shadow.load_query if res.spec.shadow is not None else None
+    mem.history = History(min(res.spec.forecast.window_s, rt.config.max_history_s), rt.config.scrape_interval_s, load_source(res.spec), shadow_query)
     if rt.metrics is not None:
         rt.metrics.describe_service(
             res.owner.namespace,
@@ -275,6 +278,7 @@ def record(rt: Runtime, mem: Memory, res: Resource, step: Step, events: list[tup
     mem.record = step.record
     if rt.metrics is not None:
         rt.metrics.observe(step.record)
+    _compare_shadow(rt, mem, res, step.record)
     if step.record.reason == "metrics_unavailable":
         if mem.metrics_ok is not False:
             events.append(("Warning", "MetricsUnavailable", f"holding the last plan: {mem.metrics_error or 'no recent samples'}"))
@@ -285,6 +289,19 @@ def record(rt: Runtime, mem: Memory, res: Resource, step: Step, events: list[tup
         rt.decisions.log(step.record)
         event = event_fields(step.record)
         events.append((event.type, "PlanApplied" if res.spec.mode == Mode.AUTO else "PlanRecommended", event.message))
+        if mem.shadow is not None:
+            events.append(("Normal", "ShadowComparison", mem.shadow.message()))
+
+
+def _compare_shadow(rt: Runtime, mem: Memory, res: Resource, rec: DecisionRecord) -> None:
+    """spec.shadow: the current configuration beside the recommendation, at the predicted load (status, metrics)."""
+    mem.shadow = None
+    if res.spec.shadow is None or mem.profile is None or mem.state is None or mem.state.target is None or rec.reason == "metrics_unavailable":
+        return
+    mem.shadow = compare(res.spec, mem.profile, mem.state.target, rec.forecast_rps)
+    current = mem.shadow.current if mem.shadow is not None else None
+    if rt.metrics is not None and current is not None:
+        rt.metrics.observe_shadow(res.owner.namespace, res.owner.name, cost_cpu=current.cost_cpu, accuracy=current.accuracy, capacity_rps=current.capacity_rps)
 
 
 async def run_step(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome | None:
@@ -334,6 +351,7 @@ def _seen(mem: Memory, res: Resource, step: Step, actuator: ActuatorState, error
     assert mem.controller is not None and mem.state is not None
     target = mem.state.target
     rec = mem.record
+    shadow = mem.shadow if res.spec.shadow is not None else None
     checkpoint = None
     if step.reconfigured or not mem.checkpointed:  # with each new plan: the policy's state changes every step
         checkpoint = {"name": mem.controller.policy.name, "controller": mem.controller.state_to_dict(mem.state)}
@@ -359,5 +377,6 @@ def _seen(mem: Memory, res: Resource, step: Step, actuator: ActuatorState, error
         applied=mem.applied if mem.transitioning else None,
         checkpoint=checkpoint,
         route_problem=mem.view.route_problem if mem.view is not None and res.spec.mode == Mode.AUTO else None,
-        load_source=LOAD_SOURCES[load_source(res.spec)],
+        load_source="the spec's load query (shadow)" if res.spec.shadow is not None else LOAD_SOURCES[load_source(res.spec)],
+        shadow=shadow,
     )

@@ -55,6 +55,7 @@ def test_one_decision_exports_every_metric_with_its_value() -> None:
                              variant_accuracy={"resnet50": 0.7613, "resnet18": 0.69758})  # fmt: skip
     metrics.observe(_record())
     metrics.observe(_record(now_s=1030.0, observed_rps=130.0, reason="hold", previous_plan=PLAN))
+    metrics.observe_shadow("default", "resnet", cost_cpu=12.0, accuracy=0.75, capacity_rps=90.0)
     exported = _names(metrics)
     for info in METRICS:
         wanted = f"{info.name}_count" if info.kind == "histogram" else info.name
@@ -75,6 +76,7 @@ def test_one_decision_exports_every_metric_with_its_value() -> None:
     assert _value(metrics, "infadapter_reconfiguration_duration_seconds_sum", **svc) == 6.0
     assert _value(metrics, "infadapter_slo_latency_seconds", **svc) == 0.75
     assert _value(metrics, "infadapter_last_decision_timestamp_seconds", **svc) == 1030.0
+    assert _value(metrics, "infadapter_shadow_current_capacity_rps", **svc) == 90.0
 
 
 def test_every_reason_has_a_counter_from_the_first_decision() -> None:
