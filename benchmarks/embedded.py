@@ -72,19 +72,34 @@ def main() -> None:
         policy = names.get(label, label)
         console.print(f"== {label}: {policy}", highlight=False)
         started = time.monotonic()
-        run = EmbeddedRun(spec, profile, models, rates, policy=policy, namespace=resource.metadata.namespace or "default",
-                          name=resource.metadata.name, console=console, live=False)  # fmt: skip
+        run = EmbeddedRun(
+            spec,
+            profile,
+            models,
+            rates,
+            policy=policy,
+            namespace=resource.metadata.namespace or "default",
+            name=resource.metadata.name,
+            console=console,
+            live=False,
+        )
         summary = run.run()
         if args.report is not None:
             run.write_report(args.report / label, summary, notes=f"{described}, x{factor:.3g}; policy {policy}")
-        results[label] = {"policy": policy, **summary.to_json(), "accuracy_source": summary.accuracy_source,
-                          "wall_s": round(time.monotonic() - started, 1)}  # fmt: skip
+        results[label] = {"policy": policy, **summary.to_json(), "accuracy_source": summary.accuracy_source, "wall_s": round(time.monotonic() - started, 1)}
     out: dict[str, object] = {
-        "scenario": {"spec": str(args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file), "trace": described,
-                     "scale": round(factor, 4), "duration_s": args.duration, "mean_rps": round(float(rates.mean()), 1),
-                     "peak_rps": round(float(rates.max()), 1), "slo_ms": spec.slo.latency_ms, "budget_cpu": spec.budget.cpu},
+        "scenario": {
+            "spec": str(args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file),
+            "trace": described,
+            "scale": round(factor, 4),
+            "duration_s": args.duration,
+            "mean_rps": round(float(rates.mean()), 1),
+            "peak_rps": round(float(rates.max()), 1),
+            "slo_ms": spec.slo.latency_ms,
+            "budget_cpu": spec.budget.cpu,
+        },
         "results": results,
-    }  # fmt: skip
+    }
     if {"ours", "max-accuracy", "min-cost"} <= set(results):
         ours, high, low = results["ours"], results["max-accuracy"], results["min-cost"]
         out["checks"] = {

@@ -42,6 +42,20 @@ def ready_count(admin: Any, namespaces: list[str]) -> int:
     return ready
 
 
+def status_fields(events: list[dict[str, Any]]) -> dict[str, int]:
+    """What the steady-state status patches changed: top-level status keys, conditions by type."""
+    fields: dict[str, int] = {}
+    for event in events:
+        body = event.get("requestObject") or {}
+        if (event.get("objectRef") or {}).get("subresource") != "status" or not isinstance(body, dict):
+            continue
+        for key, value in (body.get("status") or {}).items():
+            names = [f"conditions.{c.get('type')}" for c in value] if key == "conditions" and isinstance(value, list) else [key]
+            for name in names:
+                fields[name] = fields.get(name, 0) + 1
+    return dict(sorted(fields.items()))
+
+
 def create_services(admin: Any, exporter: Any, count: int, interval_s: float) -> list[str]:
     from tests.cluster.kube import service_body
 
@@ -96,7 +110,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rss.append(rss_mib(operator.process.pid))
             time.sleep(2.0)
         window = time.monotonic() - steady_started
-        counts = count_requests(plane.audit_since(mark, operator.user))
+        events = plane.audit_since(mark, operator.user)
+        counts = count_requests(events)
     exporter.close()
     reads = sum(n for (_, verb), n in counts.items() if verb not in WRITE_VERBS)
     writes = sum(n for (_, verb), n in counts.items() if verb in WRITE_VERBS)
@@ -111,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steady_reads_per_s_per_service": per_service(reads),
         "steady_writes_per_s_per_service": per_service(writes),
         "steady_requests_by_resource_verb": {f"{r} {v}": round(n / window, 3) for (r, v), n in sorted(counts.items())},
+        "steady_status_patches_by_field": status_fields(events),
         "operator_rss_mib_peak": round(max(rss), 1) if rss else None,
         "operator_rss_mib_end": round(rss[-1], 1) if rss else None,
     }

@@ -40,21 +40,50 @@ def trivial_backend(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port, admin = free_port(), free_port()
     config = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {"listeners": [{
-            "name": "ok", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": "ok",
-                "route_config": {"virtual_hosts": [{"name": "ok", "domains": ["*"], "routes": [
-                    {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
-                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}],
-        }]},
-    }  # fmt: skip
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "ok",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                                        "stat_prefix": "ok",
+                                        "route_config": {
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "ok",
+                                                    "domains": ["*"],
+                                                    "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}],
+                                                }
+                                            ]
+                                        },
+                                        "http_filters": [
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                                            }
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        },
+    }
     path = workdir / "backend.json"
     path.write_text(json.dumps(config))
-    proc = subprocess.Popen([str(find_envoy()), "-c", str(path), "--disable-hot-restart", "--concurrency", "1", "--log-level", "error",
-                             "--base-id", "7"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(find_envoy()), "-c", str(path), "--disable-hot-restart", "--concurrency", "1", "--log-level", "error", "--base-id", "7"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -142,9 +171,17 @@ async def _open_loop(port: int, rate_rps: float, seconds: float, connections: in
     await asyncio.gather(*tasks)
     elapsed = loop.time() - t0
     lat = np.array(latencies)
-    return {"target_rps": rate_rps, "seconds": seconds, "sent": total, "ok": int(lat.size) - errors[0], "errors": errors[0],
-            "achieved_rps": round(total / elapsed, 1), "p50_ms": round(float(np.percentile(lat, 50)), 3),
-            "p99_ms": round(float(np.percentile(lat, 99)), 3), "max_ms": round(float(lat.max()), 1)}  # fmt: skip
+    return {
+        "target_rps": rate_rps,
+        "seconds": seconds,
+        "sent": total,
+        "ok": int(lat.size) - errors[0],
+        "errors": errors[0],
+        "achieved_rps": round(total / elapsed, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p99_ms": round(float(np.percentile(lat, 99)), 3),
+        "max_ms": round(float(lat.max()), 1),
+    }
 
 
 def router_side(stats: str) -> dict[str, object]:

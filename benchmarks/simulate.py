@@ -138,8 +138,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
             "serve_s": round(marks["done"] - marks["serving"], 2),
             **{k: (None if math.isnan(v) else round(v, 6)) for k, v in run.summary.items()},
         }
-    return {"requests": int(rates.sum()), "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2), "within_target": wall_s < TARGET_S,
-            "policies": policies}  # fmt: skip
+    return {"requests": int(rates.sum()), "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2), "within_target": wall_s < TARGET_S, "policies": policies}
 
 
 def main() -> None:
@@ -154,8 +153,13 @@ def main() -> None:
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         parser.error(f"unknown cases {unknown}: use some of {', '.join(CASES)}")
-    out = {"rps": args.rps, "duration_s": args.duration, "target_s": TARGET_S, "profile": "paper" if PAPER_PROFILE.is_file() else "synthetic",
-           "cases": {case: run_case(case, args) for case in cases}}  # fmt: skip
+    out = {
+        "rps": args.rps,
+        "duration_s": args.duration,
+        "target_s": TARGET_S,
+        "profile": "paper" if PAPER_PROFILE.is_file() else "synthetic",
+        "cases": {case: run_case(case, args) for case in cases},
+    }
     print(json.dumps(out))
 
 

@@ -160,8 +160,16 @@ class ControlPlane:
     def start_etcd(self) -> None:
         data = self.workdir / "etcd"
         url = f"http://127.0.0.1:{self.etcd_port}"
-        args = [str(self.bin_dir / "etcd"), f"--data-dir={data}", f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
-                f"--listen-peer-urls=http://127.0.0.1:{free_port()}", "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=4294967296"]  # fmt: skip
+        args = [
+            str(self.bin_dir / "etcd"),
+            f"--data-dir={data}",
+            f"--listen-client-urls={url}",
+            f"--advertise-client-urls={url}",
+            f"--listen-peer-urls=http://127.0.0.1:{free_port()}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+            "--quota-backend-bytes=4294967296",
+        ]
         proc = self._spawn("etcd", args)
         self._wait(lambda: _http_ok(f"{url}/health"), proc, 30, "etcd /health")
 
@@ -197,18 +205,34 @@ class ControlPlane:
         kubeconfig = str(self.kubeconfig(name))
         args: list[str]
         if name == "kube-controller-manager":
-            args = [str(self.bin_dir / name), f"--kubeconfig={kubeconfig}", "--use-service-account-credentials=true",
-                    f"--service-account-private-key-file={self.workdir / 'sa.key'}", f"--root-ca-file={self.ca_file}",
-                    "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-                    "--kube-api-qps=200", "--kube-api-burst=400", "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10"]  # fmt: skip
+            args = [
+                str(self.bin_dir / name),
+                f"--kubeconfig={kubeconfig}",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={self.workdir / 'sa.key'}",
+                f"--root-ca-file={self.ca_file}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+            ]
         elif name == "kube-scheduler":
             args = [str(self.bin_dir / name), f"--kubeconfig={kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}"]
         else:
             stages = self.bin_dir / "kwok-stages"
             configs = [str(p) for p in sorted(stages.glob("*.yaml")) if p.name != "pod-ready.yaml"] + [str(STAGES)]
-            args = [str(self.bin_dir / "kwok"), f"--kubeconfig={kubeconfig}", "--manage-all-nodes=false",
-                    f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake", "--cidr=10.244.0.0/16",
-                    "--node-ip=10.0.0.1", f"--server-address=127.0.0.1:{free_port()}"]  # fmt: skip
+            args = [
+                str(self.bin_dir / "kwok"),
+                f"--kubeconfig={kubeconfig}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=10.0.0.1",
+                f"--server-address=127.0.0.1:{free_port()}",
+            ]
             args += [f"--config={c}" for c in configs]
         self._spawn(name, args)
         time.sleep(0.2)

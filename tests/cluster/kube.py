@@ -232,8 +232,13 @@ class OperatorProcess:
     def __init__(self, plane: ControlPlane, admin: Admin, prometheus_url: str, workdir: Path, *, args: tuple[str, ...] = ("--standalone",), **env: str) -> None:
         self.plane, self.admin, self.workdir = plane, admin, workdir
         self.args = args
-        self.env = {"INFADAPTER_PROMETHEUS_URL": prometheus_url, "INFADAPTER_TIMER_RESOLUTION_S": "0.5",
-                    "INFADAPTER_SCRAPE_INTERVAL_S": "1", "INFADAPTER_PROMETHEUS_TIMEOUT_S": "2", **env}  # fmt: skip
+        self.env = {
+            "INFADAPTER_PROMETHEUS_URL": prometheus_url,
+            "INFADAPTER_TIMER_RESOLUTION_S": "0.5",
+            "INFADAPTER_SCRAPE_INTERVAL_S": "1",
+            "INFADAPTER_PROMETHEUS_TIMEOUT_S": "2",
+            **env,
+        }
         self.log = workdir / f"operator-{uuid.uuid4().hex[:6]}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -246,8 +251,15 @@ class OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("INFADAPTER_", "KUBECONFIG"))}
         env.update(self.env, KUBECONFIG=str(kubeconfig), PYTHONUNBUFFERED="1")
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "infadapter", "operator", *self.args], env=env, stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "infadapter", "operator", *self.args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                start_new_session=True,
+            )
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

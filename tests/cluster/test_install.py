@@ -14,8 +14,14 @@ from tests.cluster.kube import CHART, ROOT, Admin, chart_values, helm_config, se
 
 
 def kubectl(plane: ControlPlane, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(plane.bin_dir / "kubectl"), f"--kubeconfig={plane.kubeconfig('admin')}", *args],
-                          capture_output=True, text=True, input=input_text, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [str(plane.bin_dir / "kubectl"), f"--kubeconfig={plane.kubeconfig('admin')}", *args],
+        capture_output=True,
+        text=True,
+        input=input_text,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_the_server_reports_the_stamped_version(control_plane: ControlPlane) -> None:
@@ -41,9 +47,13 @@ def test_an_example_applied_with_kubectl_shows_the_printer_columns(control_plane
     out = kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump(body))
     assert out.returncode == 0, out.stderr
     admin.custom.patch_namespaced_custom_object_status(
-        "infadapter.io", "v1alpha1", namespace, "inferenceservices", "shown",
+        "infadapter.io",
+        "v1alpha1",
+        namespace,
+        "inferenceservices",
+        "shown",
         {"status": {"summary": "small:2c/1.00", "observedLoadRps": 12.5, "costCpu": 2, "conditions": [{"type": "Ready", "status": "True"}]}},
-    )  # fmt: skip
+    )
     # the Table API, as kubectl get asks for it: columns and cells are the apiserver's, from the CRD's jsonPaths
     table = wait_for(lambda: kubectl(control_plane, "get", "inferenceservices.infadapter.io", "-n", namespace), 10, what="kubectl get")
     header, row = table.stdout.splitlines()[:2]
@@ -122,10 +132,11 @@ def _stub_crd(admin: Admin, group: str, kind: str, plural: str) -> None:
             "group": group,
             "scope": "Namespaced",
             "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [{"name": "v1", "served": True, "storage": True,
-                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}
+            ],
         },
-    }  # fmt: skip
+    }
     api = client.ApiextensionsV1Api(admin.api)
     try:
         api.create_custom_resource_definition(body)

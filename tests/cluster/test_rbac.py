@@ -21,8 +21,11 @@ def test_the_operator_brings_a_service_to_ready_with_no_forbidden_request(
     mark = control_plane.audit_mark()
     operator = start_operator()
     admin.create_service(namespace, service_body("svc"))
-    wait_for(lambda: (admin.condition(namespace, "svc", "Ready") or {}).get("status") == "True", 90,
-             what=lambda: f"Ready; status: {status_json(admin.get_service(namespace, 'svc'))}\n{operator.output()[-3000:]}")  # fmt: skip
+    wait_for(
+        lambda: (admin.condition(namespace, "svc", "Ready") or {}).get("status") == "True",
+        90,
+        what=lambda: f"Ready; status: {status_json(admin.get_service(namespace, 'svc'))}\n{operator.output()[-3000:]}",
+    )
     deployments = admin.deployments(namespace, "svc")
     assert {"svc-small", "svc-large", "svc-router"} <= set(deployments)
     events = control_plane.audit_since(mark, operator.user)

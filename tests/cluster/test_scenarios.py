@@ -129,8 +129,10 @@ class Recorder:
 
     def deployments(self) -> list[tuple[float, str, int, int]]:
         """(time, name, spec.replicas, status.readyReplicas) of every Deployment state seen."""
-        return [(t, o["metadata"]["name"], int(o["spec"].get("replicas") or 0), int(o.get("status", {}).get("readyReplicas") or 0))
-                for t, o in zip(self.times, self.objects, strict=True)]  # fmt: skip
+        return [
+            (t, o["metadata"]["name"], int(o["spec"].get("replicas") or 0), int(o.get("status", {}).get("readyReplicas") or 0))
+            for t, o in zip(self.times, self.objects, strict=True)
+        ]
 
 
 def test_a_variant_switch_keeps_the_old_pods_until_the_new_ones_carry_the_load(

@@ -37,8 +37,7 @@ PROFILE = Profile(
 
 def plan(*items: tuple[str, float, float], load_rps: float = 0.0) -> Plan:
     """``plan(("fast", cores, weight), ...)``: one replica each, capacity from :data:`PROFILE`."""
-    variants = tuple(VariantPlan(n, c, weight=w, capacity_rps=PROFILE.capacity_rps(n, c), accuracy=SPEC.variant(n).accuracy)
-                     for n, c, w in items)  # fmt: skip
+    variants = tuple(VariantPlan(n, c, weight=w, capacity_rps=PROFILE.capacity_rps(n, c), accuracy=SPEC.variant(n).accuracy) for n, c, w in items)
     return Plan(variants, load_rps=load_rps, cost_cpu=sum(c for _, c, _ in items))
 
 

@@ -81,8 +81,7 @@ def test_the_resize_kind_is_the_decisions_unless_the_actuator_cannot_resize_in_p
     grow = plan(("fast", 4.0, 1.0), load_rps=60.0)
     for resize, can, expected in (("in_place", True, True), ("recreate", True, False), ("in_place", False, False)):
         controller = Controller(SPEC, PROFILE, Scripted(plans=[grow], resize=resize))
-        step, _ = controller.step(controller.initial_state(), T0, steady(60.0),
-                                  running(("fast", 2.0, True), weights={"fast": 1.0}, in_place=can))  # fmt: skip
+        step, _ = controller.step(controller.initial_state(), T0, steady(60.0), running(("fast", 2.0, True), weights={"fast": 1.0}, in_place=can))
         assert step.action is not None and step.action.variants[0].in_place is expected, (resize, can)
 
 

@@ -31,8 +31,9 @@ def peak_cores(timeline: Timeline, until_s: float) -> float:
     return float(allocated_cores(timeline, times).max())
 
 
-def switch(plans: list[Plan | None], start: Plan, rps: float, *, resize: str = "in_place", surge_ratio: float = 0.0,
-           seconds: int = 90) -> tuple[Timeline, SimActuator]:  # fmt: skip
+def switch(
+    plans: list[Plan | None], start: Plan, rps: float, *, resize: str = "in_place", surge_ratio: float = 0.0, seconds: int = 90
+) -> tuple[Timeline, SimActuator]:
     """Run the controller against the simulated actuator from ``start`` through the scripted ``plans``."""
     timeline = Timeline()
     actuator = SimActuator(SPEC, Latencies(), timeline)
@@ -147,8 +148,9 @@ def test_every_transition_of_the_paper_scenario_stays_within_the_budget_and_its_
     series = load_trace(DEFAULT_TRACE)
     window = series[PAPER_START_S : PAPER_START_S + PAPER_DURATION_S]
     names = ["ours", "oracle", "infadapter-paper", "msplus", *(f"vpa:{v}" for v in spec.variant_names)]
-    runs = simulate(spec, profile, window, names, pre_history_rps=series[PAPER_START_S - PRE_HISTORY_S:PAPER_START_S],
-                    options={"ours": recommended_options()})  # fmt: skip
+    runs = simulate(
+        spec, profile, window, names, pre_history_rps=series[PAPER_START_S - PRE_HISTORY_S : PAPER_START_S], options={"ours": recommended_options()}
+    )
     from infadapter.sim.run import BASELINE_SURGE, OWN_POLICIES
 
     peaks = {name: peak_cores(run.timeline, float(PAPER_DURATION_S)) for name, run in runs.items()}

@@ -16,8 +16,9 @@ from .fixtures import PROFILE, SPEC, Scripted, plan, running, steady
 T0 = 1_700_000_000.0
 
 
-def _run(controller: Controller, seconds: range, actuator: ActuatorState, history: np.ndarray,
-         state: ControlState | None = None) -> tuple[list[Step], ControlState]:  # fmt: skip
+def _run(
+    controller: Controller, seconds: range, actuator: ActuatorState, history: np.ndarray, state: ControlState | None = None
+) -> tuple[list[Step], ControlState]:
     state = state or controller.initial_state()
     steps = []
     for second in seconds:

@@ -44,8 +44,12 @@ def tiny_profile(tiny_profile_path: Path) -> Profile:
 @pytest.fixture
 def tiny_spec_file(tmp_path: Path, tiny_models: dict[str, Path]) -> Path:  # noqa: F811
     path = tmp_path / "service.yaml"
-    resource = {"apiVersion": "infadapter.io/v1alpha1", "kind": "InferenceService",
-                "metadata": {"name": "tiny", "namespace": "default"}, "spec": tiny_spec_dict(tiny_models)}  # fmt: skip
+    resource = {
+        "apiVersion": "infadapter.io/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "tiny", "namespace": "default"},
+        "spec": tiny_spec_dict(tiny_models),
+    }
     path.write_text(yaml.safe_dump(resource), encoding="utf-8")
     return path
 

@@ -28,8 +28,23 @@ def _comm(pid: int) -> str:
 
 def _start_run(spec_file: Path, profile_path: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
     """``infadapter run`` in a subprocess, once its servers, router and Prometheus run and the load flows."""
-    command = [sys.executable, "-m", "infadapter", "run", "-f", str(spec_file), "--profile", str(profile_path),
-               "--duration", "60", "--scale", "30", "--no-live", "--report", str(tmp_path / "report")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "infadapter",
+        "run",
+        "-f",
+        str(spec_file),
+        "--profile",
+        str(profile_path),
+        "--duration",
+        "60",
+        "--scale",
+        "30",
+        "--no-live",
+        "--report",
+        str(tmp_path / "report"),
+    ]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
@@ -44,8 +59,7 @@ def _start_run(spec_file: Path, profile_path: Path, tmp_path: Path) -> tuple[sub
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_every_child_and_removes_every_cgroup(sig: signal.Signals, tiny_spec_file: Path, tiny_profile_path: Path,
-                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_signal_stops_every_child_and_removes_every_cgroup(sig: signal.Signals, tiny_spec_file: Path, tiny_profile_path: Path, tmp_path: Path) -> None:
     proc, children = _start_run(tiny_spec_file, tiny_profile_path, tmp_path)
     try:
         groups = list(CGROUP_V1_CPU.glob(f"infadapter/run{proc.pid}x*"))
@@ -65,8 +79,7 @@ def test_signal_stops_every_child_and_removes_every_cgroup(sig: signal.Signals, 
     assert "interrupted" in output
 
 
-def test_after_a_sigkill_the_next_runtime_removes_orphans_and_cgroups(tiny_spec_file: Path, tiny_profile_path: Path,
-                                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_after_a_sigkill_the_next_runtime_removes_orphans_and_cgroups(tiny_spec_file: Path, tiny_profile_path: Path, tmp_path: Path) -> None:
     from infadapter.runtime.local.servers import remove_stale_cgroups
 
     proc, children = _start_run(tiny_spec_file, tiny_profile_path, tmp_path)

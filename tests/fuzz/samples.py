@@ -48,9 +48,22 @@ PROFILE_PATHS = [p for p in leaf_paths(FULL_PROFILE) if p]
 
 #: the paper CSV's header, as in ../shared/data/capacity_result_Feb_21.csv
 PAPER_COLUMNS = [
-    "REPLICA", "HARDWARE", "CPU", "MEM", "ARCH", "BATCH", "NUM_BATCH_THREADS", "MAX_ENQUEUED_BATCHES",
-    "INTRA_OP_PARALLELISM", "INTER_OP_PARALLELISM", "SLA", "p99_latency", "capacity", "saturation_tp", "timestamp",
-]  # fmt: skip
+    "REPLICA",
+    "HARDWARE",
+    "CPU",
+    "MEM",
+    "ARCH",
+    "BATCH",
+    "NUM_BATCH_THREADS",
+    "MAX_ENQUEUED_BATCHES",
+    "INTRA_OP_PARALLELISM",
+    "INTER_OP_PARALLELISM",
+    "SLA",
+    "p99_latency",
+    "capacity",
+    "saturation_tp",
+    "timestamp",
+]
 
 
 def synthetic_paper_rows() -> list[dict[str, str]]:
@@ -59,10 +72,31 @@ def synthetic_paper_rows() -> list[dict[str, str]]:
     for arch, per_core in (("18", 19), ("50", 7), ("152", 3)):
         for cpu in (1, 2, 4):
             for sla in (500, 750):
-                rows.append(dict(zip(PAPER_COLUMNS, [
-                    "1", "cpu", str(cpu), "1G", arch, "1", "1", "1000000", "1", "1", str(sla),
-                    f"{sla * 0.5:.2f}", str(per_core * cpu * sla // 750), str(per_core * cpu + 3), "2023-02-21T08:00:00",
-                ], strict=True)))  # fmt: skip
+                rows.append(
+                    dict(
+                        zip(
+                            PAPER_COLUMNS,
+                            [
+                                "1",
+                                "cpu",
+                                str(cpu),
+                                "1G",
+                                arch,
+                                "1",
+                                "1",
+                                "1000000",
+                                "1",
+                                "1",
+                                str(sla),
+                                f"{sla * 0.5:.2f}",
+                                str(per_core * cpu * sla // 750),
+                                str(per_core * cpu + 3),
+                                "2023-02-21T08:00:00",
+                            ],
+                            strict=True,
+                        )
+                    )
+                )
     return rows
 
 

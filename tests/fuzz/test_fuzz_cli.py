@@ -134,9 +134,8 @@ def _spec(model_dir: Path) -> dict[str, Any]:
         "apiVersion": "infadapter.io/v1alpha1",
         "kind": "InferenceService",
         "metadata": {"name": "fuzz"},
-        "spec": {"modelName": "resnet", "variants": variants, "slo": {"latencyMs": 750}, "budget": {"cpu": 8},
-                 "resources": {"minCpu": 1, "maxCpu": 4}},
-    }  # fmt: skip
+        "spec": {"modelName": "resnet", "variants": variants, "slo": {"latencyMs": 750}, "budget": {"cpu": 8}, "resources": {"minCpu": 1, "maxCpu": 4}},
+    }
 
 
 @dataclass
@@ -216,9 +215,18 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Files:
         "out": tmp_path / "out" / "profile.yaml",
     }
     paths["spec"].write_text(yaml.safe_dump(_spec(models)), encoding="utf-8")
-    paths["profile"].write_text(yaml.safe_dump({**FULL_PROFILE, "variants": {
-        "resnet18": [{"cpu": c, "capacityRps": 19 * c} for c in (1, 2, 4)],
-        "resnet50": [{"cpu": c, "capacityRps": 7 * c} for c in (1, 2, 4)]}}), encoding="utf-8")  # fmt: skip
+    paths["profile"].write_text(
+        yaml.safe_dump(
+            {
+                **FULL_PROFILE,
+                "variants": {
+                    "resnet18": [{"cpu": c, "capacityRps": 19 * c} for c in (1, 2, 4)],
+                    "resnet50": [{"cpu": c, "capacityRps": 7 * c} for c in (1, 2, 4)],
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
     paths["paper"].write_text(csv_text(synthetic_paper_rows()), encoding="utf-8")
     paths["trace"].write_text(" ".join(str(5 + i % 7) for i in range(120)), encoding="utf-8")
     paths["trace_csv"].write_text("t_sec,rps\n" + "".join(f"{i},{3 + i % 4}\n" for i in range(120)), encoding="utf-8")
@@ -267,8 +275,13 @@ GOOD: dict[str, list[str]] = {
 _PATH_KEYS = ["spec", "profile", "paper", "trace", "trace_csv", "bad_yaml", "bad_spec", "binary", "empty", "markup", "dir", "missing", "out"]
 #: good files for an option, put first so that generated arguments reach the deeper code
 DEFAULTS: dict[str, list[str]] = {
-    "--spec": ["spec"], "--file": ["spec"], "--profile": ["profile", "paper"], "--trace": ["trace", "trace_csv"], "--url": [], "--load": [],
-}  # fmt: skip
+    "--spec": ["spec"],
+    "--file": ["spec"],
+    "--profile": ["profile", "paper"],
+    "--trace": ["trace", "trace_csv"],
+    "--url": [],
+    "--load": [],
+}
 
 
 def _value(option: Option, files: Files) -> st.SearchStrategy[str]:

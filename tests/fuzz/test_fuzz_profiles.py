@@ -204,12 +204,28 @@ def test_the_real_paper_csv_with_a_corrupted_cell(tmp_path: Path, row: int, colu
 
 
 @fuzz(40)
-@given(raw=st.fixed_dictionaries({
-    "sloMs": st.floats(0.001, 1e6), "percentile": st.floats(0.1, 99.9),
-    "variants": st.dictionaries(st.text(min_size=1, max_size=8).filter(str.strip), st.lists(st.fixed_dictionaries(
-        {"cpu": st.floats(0.01, 512), "capacityRps": st.floats(0, 1e6)}, optional={"gpus": st.integers(0, 8), "p99Ms": st.floats(0, 1e5)}),
-        min_size=1, max_size=3, unique_by=lambda r: (r["cpu"], r.get("gpus", 0))), min_size=1, max_size=3)}),
-    suffix=st.sampled_from([".yaml", ".json"]))  # fmt: skip
+@given(
+    raw=st.fixed_dictionaries(
+        {
+            "sloMs": st.floats(0.001, 1e6),
+            "percentile": st.floats(0.1, 99.9),
+            "variants": st.dictionaries(
+                st.text(min_size=1, max_size=8).filter(str.strip),
+                st.lists(
+                    st.fixed_dictionaries(
+                        {"cpu": st.floats(0.01, 512), "capacityRps": st.floats(0, 1e6)}, optional={"gpus": st.integers(0, 8), "p99Ms": st.floats(0, 1e5)}
+                    ),
+                    min_size=1,
+                    max_size=3,
+                    unique_by=lambda r: (r["cpu"], r.get("gpus", 0)),
+                ),
+                min_size=1,
+                max_size=3,
+            ),
+        }
+    ),
+    suffix=st.sampled_from([".yaml", ".json"]),
+)
 def test_saved_profiles_load_back_equal(tmp_path: Path, raw: dict[str, Any], suffix: str) -> None:
     profile = profile_from_dict(raw)
     out_dir = Path(tempfile.mkdtemp(dir=tmp_path))

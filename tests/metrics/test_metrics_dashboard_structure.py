@@ -13,11 +13,28 @@ from infadapter.metrics.exporter import METRICS
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "manifests" / "dashboards" / "infadapter.json"
 # series of the servers that the dashboard may read (our metrics come from METRICS)
-EXTERNAL = {q.ROUTER_REQUESTS, q.ROUTER_LATENCY_MS_BUCKET, q.CLUSTER_REQUESTS, q.CLUSTER_LATENCY_MS_BUCKET,
-            q.SERVER_SUCCESS, q.ROUTER_RESPONSES_BY_CLASS}  # fmt: skip
-PROMQL_WORDS = {"sum", "by", "rate", "irate", "increase", "histogram_quantile", "on", "max", "min", "le", "variant",
-                "reason", "group_left", "avg_over_time", "namespace", "name", "envoy_http_conn_manager_prefix",
-                "envoy_response_code_class", "admin"}  # fmt: skip
+EXTERNAL = {q.ROUTER_REQUESTS, q.ROUTER_LATENCY_MS_BUCKET, q.CLUSTER_REQUESTS, q.CLUSTER_LATENCY_MS_BUCKET, q.SERVER_SUCCESS, q.ROUTER_RESPONSES_BY_CLASS}
+PROMQL_WORDS = {
+    "sum",
+    "by",
+    "rate",
+    "irate",
+    "increase",
+    "histogram_quantile",
+    "on",
+    "max",
+    "min",
+    "le",
+    "variant",
+    "reason",
+    "group_left",
+    "avg_over_time",
+    "namespace",
+    "name",
+    "envoy_http_conn_manager_prefix",
+    "envoy_response_code_class",
+    "admin",
+}
 
 
 def test_the_committed_dashboard_is_the_generated_one() -> None:
@@ -57,8 +74,7 @@ def test_the_panels_the_issue_asks_for_are_there() -> None:
     titles = {p["title"] for p in iter_panels(build_dashboard())}
     for key in ("load", "cores", "weights", "accuracy", "latency", "violations", "cost", "solver", "decisions"):
         assert PANEL_TITLES[key] in titles
-    stacked = {p["title"] for p in iter_panels(build_dashboard())
-               if p["fieldConfig"]["defaults"].get("custom", {}).get("stacking", {}).get("mode") == "normal"}  # fmt: skip
+    stacked = {p["title"] for p in iter_panels(build_dashboard()) if p["fieldConfig"]["defaults"].get("custom", {}).get("stacking", {}).get("mode") == "normal"}
     assert {PANEL_TITLES["cores"], PANEL_TITLES["weights"]} <= stacked
 
 

@@ -26,9 +26,19 @@ OLD = {"resnet152": VariantRecord(20, 1, 1.0, 100.0)}
 
 def _record(**changes: object) -> DecisionRecord:
     fields = {
-        "namespace": "default", "name": "resnet", "now_s": 1000.0, "reason": "scale_down", "observed_rps": 123.0,
-        "forecast_rps": 140.0, "plan": NEW, "previous_plan": OLD, "accuracy": 0.733, "cost_cpu": 6.0, "objective": 0.7, "solve_s": 0.003,
-    }  # fmt: skip
+        "namespace": "default",
+        "name": "resnet",
+        "now_s": 1000.0,
+        "reason": "scale_down",
+        "observed_rps": 123.0,
+        "forecast_rps": 140.0,
+        "plan": NEW,
+        "previous_plan": OLD,
+        "accuracy": 0.733,
+        "cost_cpu": 6.0,
+        "objective": 0.7,
+        "solve_s": 0.003,
+    }
     fields.update(changes)
     return DecisionRecord(**fields)  # type: ignore[arg-type]
 

@@ -18,10 +18,21 @@ PLAN = {"resnet50": VariantRecord(4, 2, 0.6, 160.0), "resnet18": VariantRecord(2
 
 def _record(**changes: object) -> DecisionRecord:
     fields = {
-        "namespace": "default", "name": "resnet", "now_s": 1000.0, "reason": "scale_up", "observed_rps": 100.0, "forecast_rps": 120.0,
-        "plan": PLAN, "previous_plan": {}, "accuracy": 0.733, "cost_cpu": 10.0, "objective": 0.7, "solve_s": 0.003,
-        "slo_violation_ratio": 0.02, "reconfiguration_s": 3.0,
-    }  # fmt: skip
+        "namespace": "default",
+        "name": "resnet",
+        "now_s": 1000.0,
+        "reason": "scale_up",
+        "observed_rps": 100.0,
+        "forecast_rps": 120.0,
+        "plan": PLAN,
+        "previous_plan": {},
+        "accuracy": 0.733,
+        "cost_cpu": 10.0,
+        "objective": 0.7,
+        "solve_s": 0.003,
+        "slo_violation_ratio": 0.02,
+        "reconfiguration_s": 3.0,
+    }
     fields.update(changes)
     return DecisionRecord(**fields)  # type: ignore[arg-type]
 
@@ -51,8 +62,7 @@ def test_metric_names_follow_the_convention_and_labels_are_service_and_variant_o
 
 def test_one_decision_exports_every_metric_with_its_value() -> None:
     metrics = InfAdapterMetrics()
-    metrics.describe_service("default", "resnet", slo_latency_s=0.75, slo_target_ratio=0.99,
-                             variant_accuracy={"resnet50": 0.7613, "resnet18": 0.69758})  # fmt: skip
+    metrics.describe_service("default", "resnet", slo_latency_s=0.75, slo_target_ratio=0.99, variant_accuracy={"resnet50": 0.7613, "resnet18": 0.69758})
     metrics.observe(_record())
     metrics.observe(_record(now_s=1030.0, observed_rps=130.0, reason="hold", previous_plan=PLAN))
     metrics.observe_shadow("default", "resnet", cost_cpu=12.0, accuracy=0.75, capacity_rps=90.0)

@@ -13,8 +13,7 @@ BUCKETS = [(50.0, 30.0), (100.0, 60.0), (250.0, 85.0), (500.0, 90.0), (1000.0, 9
 
 def test_queries_select_the_service_and_exclude_envoys_admin_listener() -> None:
     query = q.arrival_rate_query("prod", "resnet", 30)
-    assert query == ('sum(rate(envoy_http_downstream_rq_total{namespace="prod",name="resnet",'
-                     'envoy_http_conn_manager_prefix!="admin"}[30s]))')  # fmt: skip
+    assert query == ('sum(rate(envoy_http_downstream_rq_total{namespace="prod",name="resnet",envoy_http_conn_manager_prefix!="admin"}[30s]))')
     assert "[$__rate_interval]" in q.variant_rate_query("$namespace", "$name", "$__rate_interval")
     assert q.latency_quantile_query("a", "b", 0.99).startswith("histogram_quantile(0.99, sum by (le) (")
 

@@ -21,10 +21,27 @@ from infadapter.runtime.local.prometheus import find_prometheus
 def _certificate(directory: Path) -> tuple[Path, Path]:
     key, cert = directory / "tls.key", directory / "tls.crt"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return key, cert
 
 
@@ -38,8 +55,7 @@ def test_an_https_prometheus_is_read_with_its_ca_bundle_and_refused_without(tmp_
     web.write_text(json.dumps({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}}))
     config.write_text("global: {}\n")
     port = free_port()
-    args = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web}",
-            f"--storage.tsdb.path={tmp_path / 'data'}"]  # fmt: skip
+    args = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web}", f"--storage.tsdb.path={tmp_path / 'data'}"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"https://127.0.0.1:{port}"
     good = Observer(url, ca_file=str(cert), timeout_s=5, retries=0)

@@ -29,8 +29,7 @@ LOAD_RPS = 100.0
 SHARES = {"resnet50": 0.6, "resnet18": 0.4}
 ACCURACY = {"resnet50": 0.7613, "resnet18": 0.69758}
 # Envoy's default histogram buckets (ms) and the share of requests at or below each one
-ENVOY_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
-                    1800000, 3600000)  # fmt: skip
+ENVOY_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000)
 _CUMULATIVE_SHARE = {0.5: 0.0, 1: 0.0, 5: 0.0, 10: 0.0, 25: 0.05, 50: 0.3, 100: 0.6, 250: 0.85, 500: 0.9, 1000: 0.95}
 ERROR_SHARE = 0.01  # 5xx
 SLO_MS = 500.0  # a bucket boundary: 10 % of requests are slower, 1 % fail
@@ -88,8 +87,7 @@ def triton_metrics(elapsed_s: float, variant: str) -> str:
         ("nv_inference_queue_duration_us", served * 20_000.0),
     ):
         lines += [f"# TYPE {metric} counter", _line(metric, model, value)]
-    lines += ["# TYPE nv_inference_request_failure counter",
-              _line("nv_inference_request_failure", {**model, "reason": "REJECTED"}, 0.0)]  # fmt: skip
+    lines += ["# TYPE nv_inference_request_failure counter", _line("nv_inference_request_failure", {**model, "reason": "REJECTED"}, 0.0)]
     return "\n".join(lines) + "\n"
 
 
@@ -139,21 +137,53 @@ class DecisionFeeder:
         now = time.time()
         big = 4.0 if self.tick % 2 == 0 else 5.0
         was = 5.0 if self.tick % 2 == 0 else 4.0
-        self.metrics.observe(DecisionRecord(
-            NAMESPACE, NAME, now, "scale_down" if big < was else "scale_up",
-            observed_rps=LOAD_RPS + self.tick % 3, forecast_rps=LOAD_RPS * 1.1,
-            plan=_plan(big), previous_plan=_plan(was), accuracy=0.733, cost_cpu=big + 4, objective=0.61,
-            solve_s=0.002 + 0.001 * (self.tick % 5), slo_violation_ratio=0.2, reconfiguration_s=1.5 + self.tick % 3,
-        ))  # fmt: skip
+        self.metrics.observe(
+            DecisionRecord(
+                NAMESPACE,
+                NAME,
+                now,
+                "scale_down" if big < was else "scale_up",
+                observed_rps=LOAD_RPS + self.tick % 3,
+                forecast_rps=LOAD_RPS * 1.1,
+                plan=_plan(big),
+                previous_plan=_plan(was),
+                accuracy=0.733,
+                cost_cpu=big + 4,
+                objective=0.61,
+                solve_s=0.002 + 0.001 * (self.tick % 5),
+                slo_violation_ratio=0.2,
+                reconfiguration_s=1.5 + self.tick % 3,
+            )
+        )
         # a service whose load exceeds its budget, and one whose router metrics are missing
-        self.metrics.observe(DecisionRecord(
-            NAMESPACE, "tight", now, "infeasible", observed_rps=900.0, forecast_rps=1000.0,
-            plan={"resnet18": VariantRecord(20, 1, 1.0, 400.0)}, previous_plan={"resnet18": VariantRecord(20, 1, 1.0, 400.0)},
-            accuracy=0.69758, cost_cpu=20, objective=0.2, solve_s=0.004, status="infeasible", slo_violation_ratio=0.001,
-        ))  # fmt: skip
-        self.metrics.observe(DecisionRecord(
-            NAMESPACE, "blind", now, "metrics_unavailable", observed_rps=float("nan"), forecast_rps=float("nan"),
-        ))  # fmt: skip
+        self.metrics.observe(
+            DecisionRecord(
+                NAMESPACE,
+                "tight",
+                now,
+                "infeasible",
+                observed_rps=900.0,
+                forecast_rps=1000.0,
+                plan={"resnet18": VariantRecord(20, 1, 1.0, 400.0)},
+                previous_plan={"resnet18": VariantRecord(20, 1, 1.0, 400.0)},
+                accuracy=0.69758,
+                cost_cpu=20,
+                objective=0.2,
+                solve_s=0.004,
+                status="infeasible",
+                slo_violation_ratio=0.001,
+            )
+        )
+        self.metrics.observe(
+            DecisionRecord(
+                NAMESPACE,
+                "blind",
+                now,
+                "metrics_unavailable",
+                observed_rps=float("nan"),
+                forecast_rps=float("nan"),
+            )
+        )
         self.tick += 1
 
 

@@ -46,9 +46,12 @@ def test_every_alert_is_documented_and_reads_existing_metrics() -> None:
     groups = yaml.safe_load((ALERTS / "rules.yaml").read_text())["groups"]
     alerts = [rule for group in groups for rule in group["rules"]]
     assert {a["alert"] for a in alerts} == {
-        "InfAdapterSLOBurnRateFast", "InfAdapterSLOBurnRateSlow", "InfAdapterPlanInfeasible",
-        "InfAdapterMetricsUnavailable", "InfAdapterOperatorDown",
-    }  # fmt: skip
+        "InfAdapterSLOBurnRateFast",
+        "InfAdapterSLOBurnRateSlow",
+        "InfAdapterPlanInfeasible",
+        "InfAdapterMetricsUnavailable",
+        "InfAdapterOperatorDown",
+    }
     for alert in alerts:
         assert alert["labels"]["severity"] in {"warning", "critical"}
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]

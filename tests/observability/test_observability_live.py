@@ -77,8 +77,7 @@ def test_every_alert_expression_runs_and_the_expected_ones_fire(live_stack: Any)
         "InfAdapterMetricsUnavailable": 1,  # blind
         "InfAdapterOperatorDown": 0,  # the exporter is up
     }
-    expected = {("InfAdapterSLOBurnRateFast", NAME), ("InfAdapterPlanInfeasible", "tight"),
-                ("InfAdapterMetricsUnavailable", "blind")}  # fmt: skip
+    expected = {("InfAdapterSLOBurnRateFast", NAME), ("InfAdapterPlanInfeasible", "tight"), ("InfAdapterMetricsUnavailable", "blind")}
 
     def alerts() -> set[tuple[str, str | None]]:
         return {(s.labels["alertname"], s.labels.get("name")) for s in Observer(live_stack.url).query("ALERTS")}

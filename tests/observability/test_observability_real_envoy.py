@@ -55,31 +55,49 @@ def _backend(delay_s: float) -> ThreadingHTTPServer:
 
 
 def _envoy_config(listen: int, admin: int, backends: dict[str, int]) -> dict[str, object]:
-    router = {"name": "envoy.filters.http.router",
-              "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}  # fmt: skip
+    router = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
         "http_filters": [router],
-        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {
-            "weighted_clusters": {"clusters": [{"name": v, "weight": w} for v, w in WEIGHTS.items()]}}}]}]},
-    }  # fmt: skip
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [
+                        {"match": {"prefix": "/"}, "route": {"weighted_clusters": {"clusters": [{"name": v, "weight": w} for v, w in WEIGHTS.items()]}}}
+                    ],
+                }
+            ]
+        },
+    }
     clusters = [
-        {"name": v, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {"cluster_name": v, "endpoints": [
-            {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
+        {
+            "name": v,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": v,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}],
+            },
+        }
         for v, port in backends.items()
-    ]  # fmt: skip
+    ]
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "stats_config": {"histogram_bucket_settings": [
-            {"match": {"safe_regex": {"regex": ".*rq_time$"}}, "buckets": [1, 5, 10, 20, 30, 50, 100, 250, 1000]}]},
+        "stats_config": {"histogram_bucket_settings": [{"match": {"safe_regex": {"regex": ".*rq_time$"}}, "buckets": [1, 5, 10, 20, 30, 50, 100, 250, 1000]}]},
         "static_resources": {
-            "listeners": [{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
-                           "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                                            "typed_config": manager}]}]}],
+            "listeners": [
+                {
+                    "name": "ingress",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
+                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}],
+                }
+            ],
             "clusters": clusters,
         },
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +112,9 @@ def envoy_scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     config = workdir / "envoy.yaml"
     config.write_text(yaml.safe_dump(_envoy_config(listen, admin, {v: s.server_port for v, s in backends.items()})))
     with (workdir / "envoy.log").open("wb") as log:
-        envoy = subprocess.Popen([binary, "-c", str(config), "--disable-hot-restart", "--concurrency", "1", "-l", "warning"],
-                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        envoy = subprocess.Popen(
+            [binary, "-c", str(config), "--disable-hot-restart", "--concurrency", "1", "-l", "warning"], stdout=log, stderr=subprocess.STDOUT
+        )
     prom = PrometheusProcess()
     try:
         deadline = time.monotonic() + 20

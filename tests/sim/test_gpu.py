@@ -99,8 +99,7 @@ def test_a_variant_profiled_only_on_gpu_is_planned_and_its_gpu_cost_printed(file
 
 def test_simulate_end_to_end_on_a_gpu_only_variant(files: dict[str, Path]) -> None:
     """The oracle and ours serve a load the GPU plan covers with no violation; GPU cost in JSON and table."""
-    args = ["simulate", "--trace", str(files["trace"]), "--format", "counts", "--spec", str(files["vit"]),
-            "--profile", str(files["profile"]), "--history", "0"]  # fmt: skip
+    args = ["simulate", "--trace", str(files["trace"]), "--format", "counts", "--spec", str(files["vit"]), "--profile", str(files["profile"]), "--history", "0"]
     result = runner.invoke(app, [*args, "--policies", "ours,oracle,msplus,vpa", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -126,8 +125,21 @@ def test_gpu_true_without_a_gpu_budget_is_a_warning_not_silence(files: dict[str,
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["warnings"] == warnings  # stdout stays one JSON object
     assert "warning: spec.variants[1] (big) has gpu: true but spec.budget.gpu is 0" in result.stderr
-    args = ["simulate", "--trace", str(files["trace"]), "--format", "counts", "--spec", str(files["nogpu"]),
-            "--profile", str(files["profile"]), "--history", "0", "--policies", "ours"]  # fmt: skip
+    args = [
+        "simulate",
+        "--trace",
+        str(files["trace"]),
+        "--format",
+        "counts",
+        "--spec",
+        str(files["nogpu"]),
+        "--profile",
+        str(files["profile"]),
+        "--history",
+        "0",
+        "--policies",
+        "ours",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "budget.gpu is 0" in result.stderr
@@ -162,8 +174,23 @@ def test_gpu_series_and_cost_count_starting_and_draining_instances(files: dict[s
 
 def test_the_report_shows_gpu_cost(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    args = ["simulate", "--trace", str(files["trace"]), "--format", "counts", "--spec", str(files["vit"]),
-            "--profile", str(files["profile"]), "--history", "0", "--policies", "ours", "--report", str(out)]  # fmt: skip
+    args = [
+        "simulate",
+        "--trace",
+        str(files["trace"]),
+        "--format",
+        "counts",
+        "--spec",
+        str(files["vit"]),
+        "--profile",
+        str(files["profile"]),
+        "--history",
+        "0",
+        "--policies",
+        "ours",
+        "--report",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     text = (out / "report.md").read_text(encoding="utf-8")

@@ -148,8 +148,7 @@ def test_the_base_install_has_no_torch_and_no_serving_stack(bare_venv: Path, tmp
 
 
 def test_plan_works_from_a_base_install(bare_venv: Path, small_inputs: Path) -> None:
-    done = _run(bare_venv / "infadapter", "plan", "--spec", "spec.yaml", "--profile", "profile.yaml", "--load", "50", "--json",
-                cwd=small_inputs, env=_env())  # fmt: skip
+    done = _run(bare_venv / "infadapter", "plan", "--spec", "spec.yaml", "--profile", "profile.yaml", "--load", "50", "--json", cwd=small_inputs, env=_env())
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert plan["status"] == "optimal"
@@ -158,8 +157,23 @@ def test_plan_works_from_a_base_install(bare_venv: Path, small_inputs: Path) -> 
 
 
 def test_simulate_works_from_a_base_install(bare_venv: Path, small_inputs: Path) -> None:
-    done = _run(bare_venv / "infadapter", "simulate", "--spec", "spec.yaml", "--profile", "profile.yaml", "--trace", "trace.txt",
-                "--policies", "ours,infadapter-paper,msplus,oracle", "--history", "0", "--json", cwd=small_inputs, env=_env())  # fmt: skip
+    done = _run(
+        bare_venv / "infadapter",
+        "simulate",
+        "--spec",
+        "spec.yaml",
+        "--profile",
+        "profile.yaml",
+        "--trace",
+        "trace.txt",
+        "--policies",
+        "ours,infadapter-paper,msplus,oracle",
+        "--history",
+        "0",
+        "--json",
+        cwd=small_inputs,
+        env=_env(),
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert set(out["policies"]) == {"ours", "infadapter-paper", "msplus", "oracle"}

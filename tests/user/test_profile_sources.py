@@ -44,8 +44,22 @@ def csvs(tmp_path: Path) -> dict[str, Path]:
 
 def test_perf_analyzer_csv_gives_the_best_rate_within_the_slo(cli: Cli, csvs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "profile.yaml"
-    code, stdout, err = cli("profile", "import", str(csvs["perf-analyzer"]), "--format", "perf-analyzer", "--variant", "resnet50",
-                            "--cpu", "4", "--slo-ms", "50", "--out", str(out), "--json")  # fmt: skip
+    code, stdout, err = cli(
+        "profile",
+        "import",
+        str(csvs["perf-analyzer"]),
+        "--format",
+        "perf-analyzer",
+        "--variant",
+        "resnet50",
+        "--cpu",
+        "4",
+        "--slo-ms",
+        "50",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert code == 0, err
     point = json.loads(stdout)["points"][0]
     assert (point["capacityRps"], point["p99Ms"], point["saturationRps"]) == (199.5, 41.0, 281.0)  # 41 ms <= 50 < 250 ms
@@ -55,10 +69,41 @@ def test_perf_analyzer_csv_gives_the_best_rate_within_the_slo(cli: Cli, csvs: di
 
 def test_model_analyzer_csv_picks_the_best_configuration_and_merges_beside_cpu_points(cli: Cli, csvs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "profile.yaml"
-    assert cli("profile", "import", str(csvs["perf-analyzer"]), "--format", "perf-analyzer", "--variant", "resnet50", "--cpu", "4",
-               "--slo-ms", "50", "--out", str(out))[0] == 0  # fmt: skip
-    code, _, err = cli("profile", "import", str(csvs["model-analyzer"]), "--format", "model-analyzer", "--variant", "resnet50",
-                       "--cpu", "4", "--gpus", "1", "--slo-ms", "50", "--out", str(out))  # fmt: skip
+    assert (
+        cli(
+            "profile",
+            "import",
+            str(csvs["perf-analyzer"]),
+            "--format",
+            "perf-analyzer",
+            "--variant",
+            "resnet50",
+            "--cpu",
+            "4",
+            "--slo-ms",
+            "50",
+            "--out",
+            str(out),
+        )[0]
+        == 0
+    )
+    code, _, err = cli(
+        "profile",
+        "import",
+        str(csvs["model-analyzer"]),
+        "--format",
+        "model-analyzer",
+        "--variant",
+        "resnet50",
+        "--cpu",
+        "4",
+        "--gpus",
+        "1",
+        "--slo-ms",
+        "50",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     assert "resnet50_config_1 has the highest capacity" in err and "1 rows with client batch > 1 skipped" in err
     profile = load_profile(out, slo_ms=50)
@@ -85,18 +130,19 @@ def test_importing_the_same_size_again_replaces_its_point(cli: Cli, csvs: dict[s
     [
         ([], "--format: missing (hint: perf-analyzer or model-analyzer)"),
         (["--format", "csv"], "--format: unknown format 'csv' (hint: perf-analyzer or model-analyzer)"),
-        (["--format", "perf-analyzer", "--percentile", "97"],
-         "--percentile: the CSV has no 'p97 latency' column (it has p50 latency, p90 latency, p95 latency, p99 latency)"),
+        (
+            ["--format", "perf-analyzer", "--percentile", "97"],
+            "--percentile: the CSV has no 'p97 latency' column (it has p50 latency, p90 latency, p95 latency, p99 latency)",
+        ),
         (["--format", "perf-analyzer", "--model", "x"], "--model: applies to --format model-analyzer only (hint: drop it)"),
         (["--format", "model-analyzer", "--config", "nope"], "--config: no model configuration 'nope' (the CSV has resnet50_config_0, resnet50_config_1)"),
         (["--format", "model-analyzer", "--model", "resnet18"], "--model: the CSV holds no model 'resnet18' (resnet50) (hint: pick one with --model NAME)"),
     ],
-)  # fmt: skip
+)
 def test_import_mistakes_exit_2_naming_the_option(cli: Cli, csvs: dict[str, Path], tmp_path: Path, args: list[str], message: str) -> None:
     fmt = args[args.index("--format") + 1] if "--format" in args else "perf-analyzer"
     file = csvs.get(fmt, csvs["perf-analyzer"])
-    code, _, err = cli("profile", "import", str(file), "--variant", "resnet50", "--cpu", "4", "--slo-ms", "50",
-                       "--out", str(tmp_path / "p.yaml"), *args)  # fmt: skip
+    code, _, err = cli("profile", "import", str(file), "--variant", "resnet50", "--cpu", "4", "--slo-ms", "50", "--out", str(tmp_path / "p.yaml"), *args)
     assert code == 2 and message in " ".join(err.split()), err
     assert not (tmp_path / "p.yaml").exists()
 
@@ -117,14 +163,14 @@ def test_import_without_a_size_or_slo_says_what_is_missing(cli: Cli, csvs: dict[
 
 
 def test_options_of_another_source_are_refused_not_ignored(cli: Cli, csvs: dict[str, Path]) -> None:
-    code, _, err = cli("profile", "import", str(csvs["perf-analyzer"]), "--format", "perf-analyzer", "--variant", "resnet50",
-                       "--cpu", "4", "--slo-ms", "50", "--cpus", "1,2")  # fmt: skip
+    code, _, err = cli(
+        "profile", "import", str(csvs["perf-analyzer"]), "--format", "perf-analyzer", "--variant", "resnet50", "--cpu", "4", "--slo-ms", "50", "--cpus", "1,2"
+    )
     assert code == 2 and "--cpus: does not apply to `profile import` (hint: it is for local: drop it)" in err
 
 
 def test_an_unreachable_url_is_refused_before_any_load(cli: Cli, tmp_path: Path) -> None:
-    code, _, err = cli("profile", "--url", "http://127.0.0.1:9", "--variant", "resnet18", "--cpu", "1", "--slo-ms", "200",
-                       "--out", str(tmp_path / "p.yaml"))  # fmt: skip
+    code, _, err = cli("profile", "--url", "http://127.0.0.1:9", "--variant", "resnet18", "--cpu", "1", "--slo-ms", "200", "--out", str(tmp_path / "p.yaml"))
     flat = " ".join(err.split())
     assert code == 2 and "--url: no Triton answers at http://127.0.0.1:9" in flat and "(hint: start the server, or check the host and HTTP port)" in flat
     code, _, err = cli("profile", "--url", "http://host", "--variant", "resnet18", "--cpu", "1", "--slo-ms", "200")

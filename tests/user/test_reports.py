@@ -48,8 +48,26 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 def _simulate(cli: Cli, files: dict[str, Path], *extra: str) -> tuple[int, str, str]:
-    return cli("simulate", "--spec", str(files["spec"]), "--profile", str(files["profile"]), "--trace", str(files["trace"]),
-               "--start", "20", "--duration", "200", "--policies", ",".join(POLICIES), "--history", "0", "--seed", "3", *extra)  # fmt: skip
+    return cli(
+        "simulate",
+        "--spec",
+        str(files["spec"]),
+        "--profile",
+        str(files["profile"]),
+        "--trace",
+        str(files["trace"]),
+        "--start",
+        "20",
+        "--duration",
+        "200",
+        "--policies",
+        ",".join(POLICIES),
+        "--history",
+        "0",
+        "--seed",
+        "3",
+        *extra,
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -81,9 +99,17 @@ def test_report_md_records_the_inputs_and_prints_ratios_as_percentages(cli: Cli,
     assert code == 0, err
     text = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     inputs_section = text.split("## Inputs", 1)[1].split("## Summary", 1)[0]
-    for needle in (f"| spec.sha256 | {_sha256(inputs['spec'])} |", f"| profile.sha256 | {_sha256(inputs['profile'])} |",
-                   "| seed | 3 |", "| window.start_s | 20 |", "| window.duration_s | 200 |", "| slo.latency_ms | 750 |",
-                   "| budget.cpu | 8 |", f"| infadapter_version | {__version__} |", "| policies | ours, msplus |"):  # fmt: skip
+    for needle in (
+        f"| spec.sha256 | {_sha256(inputs['spec'])} |",
+        f"| profile.sha256 | {_sha256(inputs['profile'])} |",
+        "| seed | 3 |",
+        "| window.start_s | 20 |",
+        "| window.duration_s | 200 |",
+        "| slo.latency_ms | 750 |",
+        "| budget.cpu | 8 |",
+        f"| infadapter_version | {__version__} |",
+        "| policies | ours, msplus |",
+    ):
         assert needle in inputs_section
     summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
     assert "e-0" not in summary and "e+0" not in summary

@@ -87,8 +87,13 @@ def test_the_benchmark_prints_one_json_object_and_nothing_else() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, str(root / "benchmarks" / "simulate.py"), "--rps", "200", "--duration", "20", "--policies", "ours,msplus"],
-                          capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "simulate.py"), "--rps", "200", "--duration", "20", "--policies", "ours,msplus"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     result = json.loads(done.stdout)
     assert set(result["cases"]) == {"paper_spec", "fleet"}
     for case in result["cases"].values():

@@ -78,9 +78,11 @@ def test_a_profile_without_a_variant_of_the_spec_is_named_by_its_option(cli: Cli
     paper_like_profile.write_text(yaml.safe_dump(raw), encoding="utf-8")
     code, _, err = cli("simulate", "--trace", str(trace), "--profile", str(paper_like_profile), "--spec", str(PAPER_SPEC), "--policies", "ours")
     assert code == 2
-    assert flat(err) == (f"error: invalid --profile {paper_like_profile}: - spec.variants[1].name: variant 'resnet34' has no capacity in the "
-                         "profile (it has resnet101, resnet152, resnet18, resnet50) "
-                         "(hint: profile it with `infadapter profile` or rename the variant)")  # fmt: skip
+    assert flat(err) == (
+        f"error: invalid --profile {paper_like_profile}: - spec.variants[1].name: variant 'resnet34' has no capacity in the "
+        "profile (it has resnet101, resnet152, resnet18, resnet50) "
+        "(hint: profile it with `infadapter profile` or rename the variant)"
+    )
 
 
 def test_a_variant_measured_only_on_gpus_is_a_warning_not_an_internal_error(cli: Cli, trace: Path, paper_like_profile: Path) -> None:
@@ -92,16 +94,17 @@ def test_a_variant_measured_only_on_gpus_is_a_warning_not_an_internal_error(cli:
     assert "warning: spec.variants[1] (resnet34) was profiled only on GPUs" in flat(err)
 
 
-def test_report_pointing_at_a_file_is_refused_before_the_simulation(cli: Cli, trace: Path, paper_like_profile: Path, tmp_path: Path,
-                                                                    no_run: None) -> None:  # fmt: skip
+def test_report_pointing_at_a_file_is_refused_before_the_simulation(cli: Cli, trace: Path, paper_like_profile: Path, tmp_path: Path, no_run: None) -> None:
     """Before: the whole simulation ran, then `internal error (FileExistsError: [Errno 17] File exists: 'existing.md')`."""
     existing = tmp_path / "existing.md"
     existing.write_text("mine\n", encoding="utf-8")
     base = ["simulate", "--trace", str(trace), "--profile", str(paper_like_profile), "--spec", str(PAPER_SPEC), "--policies", "ours"]
     code, _, err = cli(*base, "--report", str(existing))
     assert code == 2 and existing.read_text(encoding="utf-8") == "mine\n"
-    assert flat(err) == (f"error: invalid arguments: - --report: {existing} is a file, not a directory "
-                         "(hint: give a directory for report.md and the plots, e.g. --report reports/sim)")  # fmt: skip
+    assert flat(err) == (
+        f"error: invalid arguments: - --report: {existing} is a file, not a directory "
+        "(hint: give a directory for report.md and the plots, e.g. --report reports/sim)"
+    )
     code, _, err = cli(*base, "--report", str(existing / "sub"))
     assert code == 2 and f"--report: cannot make {existing / 'sub'}: {existing} is a file" in flat(err)
 
@@ -111,16 +114,20 @@ def test_no_policy_is_an_error_not_an_empty_table(cli: Cli, trace: Path, paper_l
     """Before: an empty table and exit 0."""
     code, out, err = cli("simulate", "--trace", str(trace), "--profile", str(paper_like_profile), "--spec", str(PAPER_SPEC), "--policies", policies)
     assert code == 2 and out == ""
-    assert flat(err) == (f"error: invalid arguments: - --policies: no policy given ({policies!r}) (hint: name at least one, e.g. "
-                         "--policies ours,msplus,oracle (default: ours,infadapter-paper,msplus,vpa,oracle))")  # fmt: skip
+    assert flat(err) == (
+        f"error: invalid arguments: - --policies: no policy given ({policies!r}) (hint: name at least one, e.g. "
+        "--policies ours,msplus,oracle (default: ours,infadapter-paper,msplus,vpa,oracle))"
+    )
 
 
 def test_a_bad_policy_late_in_the_list_stops_the_run_before_the_first(cli: Cli, trace: Path, paper_like_profile: Path, no_run: None) -> None:
     """Before: `ours` was simulated in full, then `invalid policy: policy: 'bogus': unknown policy`."""
     code, _, err = cli("simulate", "--trace", str(trace), "--profile", str(paper_like_profile), "--spec", str(PAPER_SPEC), "--policies", "ours,bogus")
     assert code == 2
-    assert flat(err) == ("error: invalid arguments: - --policies: 'bogus': unknown policy (hint: one of ours, infadapter-paper, msplus, "
-                         "oracle, vpa:<variant>, static:<variant>@<cores>)")  # fmt: skip
+    assert flat(err) == (
+        "error: invalid arguments: - --policies: 'bogus': unknown policy (hint: one of ours, infadapter-paper, msplus, "
+        "oracle, vpa:<variant>, static:<variant>@<cores>)"
+    )
 
 
 def test_forgetting_spec_names_the_spec_that_was_used(cli: Cli, trace: Path, paper_like_profile: Path) -> None:
@@ -134,21 +141,24 @@ def test_forgetting_spec_names_the_spec_that_was_used(cli: Cli, trace: Path, pap
     assert code == 0 and note in flat(err)
 
 
-def test_forgetting_spec_outside_the_source_checkout_asks_for_it(cli: Cli, paper_like_profile: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_forgetting_spec_outside_the_source_checkout_asks_for_it(cli: Cli, paper_like_profile: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("infadapter.cli.defaults.PAPER_SPEC", tmp_path / "not-installed.yaml")
     code, _, err = cli("plan", "--profile", str(paper_like_profile), "--load", "50")
     assert code == 2
-    assert flat(err) == (f"error: invalid arguments: - --spec: missing, and the default (the paper's service, {tmp_path / 'not-installed.yaml'}) "
-                         "is not there: it ships with the source checkout only (hint: pass --spec FILE, your InferenceService YAML)")  # fmt: skip
+    assert flat(err) == (
+        f"error: invalid arguments: - --spec: missing, and the default (the paper's service, {tmp_path / 'not-installed.yaml'}) "
+        "is not there: it ships with the source checkout only (hint: pass --spec FILE, your InferenceService YAML)"
+    )
 
 
 def test_backend_dp_with_gpu_options_names_the_backend(cli: Cli, gpu_files: dict[str, Path]) -> None:
     """Before: `internal error (NotApplicable: GPU options); this is a bug`."""
     code, _, err = cli("plan", "--spec", str(gpu_files["spec"]), "--profile", str(gpu_files["profile"]), "--load", "500", "--backend", "dp")
     assert code == 2
-    assert flat(err) == ("error: invalid arguments: - --backend: the dynamic program (dp) solves CPU-only problems on a core grid, and this "
-                         "spec offers GPU options (gpu: true and budget.gpu) (hint: use --backend auto (it picks HiGHS here), highs or cbc)")  # fmt: skip
+    assert flat(err) == (
+        "error: invalid arguments: - --backend: the dynamic program (dp) solves CPU-only problems on a core grid, and this "
+        "spec offers GPU options (gpu: true and budget.gpu) (hint: use --backend auto (it picks HiGHS here), highs or cbc)"
+    )
 
 
 def test_current_takes_replicas_and_gpus(cli: Cli, gpu_files: dict[str, Path]) -> None:
@@ -170,12 +180,14 @@ EXAMPLES = "(hint: e.g. resnet152=20, resnet50=2x3 or resnet50=2x3:gpu=1)"
     ("current", "message"),
     [
         ("effnet-b3=8x0", f"--current: 'effnet-b3=8x0': replicas must be a whole number 1..10000, got '0' {EXAMPLES}"),
-        ("resnet50=2x3:gpu=2", "--current: resnet50 was not measured with 2 GPU(s) (the profile has: 1) "
-                               "(hint: profile that size, or give a measured GPU count)"),
+        (
+            "resnet50=2x3:gpu=2",
+            "--current: resnet50 was not measured with 2 GPU(s) (the profile has: 1) (hint: profile that size, or give a measured GPU count)",
+        ),
         ("resnet50=2:tpu=1", f"--current: 'resnet50=2:tpu=1': 'tpu=1' is not gpu=N (N GPUs per replica, 0..64) {EXAMPLES}"),
         ("effnet-b3", f"--current: 'effnet-b3' is not VARIANT=CORES[xREPLICAS][:gpu=N] {EXAMPLES}"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_current_names_the_part(cli: Cli, gpu_files: dict[str, Path], current: str, message: str) -> None:
     code, _, err = cli("plan", "--spec", str(gpu_files["spec"]), "--profile", str(gpu_files["profile"]), "--load", "100", "--current", current)
     assert code == 2 and flat(err) == f"error: invalid arguments: - {message}"
@@ -186,8 +198,10 @@ def test_start_plan_sets_and_shows_what_runs_when_the_window_begins(cli: Cli, tr
     base = ["simulate", "--trace", str(trace), "--profile", str(paper_like_profile), "--spec", str(PAPER_SPEC), "--policies", "ours"]
     code, out, _ = cli(*base)
     assert code == 0
-    assert ("start: resnet152:20c/1.00 (default: the most accurate variant at its largest size; --start-plan to change; static and vpa "
-            "policies start on their own plan)") in out  # fmt: skip
+    assert (
+        "start: resnet152:20c/1.00 (default: the most accurate variant at its largest size; --start-plan to change; static and vpa "
+        "policies start on their own plan)"
+    ) in out
     code, out, _ = cli(*base, "--start-plan", "resnet50=4x2", "--json")
     assert code == 0
     start = json.loads(out)["start"]
@@ -197,8 +211,9 @@ def test_start_plan_sets_and_shows_what_runs_when_the_window_begins(cli: Cli, tr
 
 
 def test_a_start_plan_the_spec_cannot_run_is_refused_before_the_run(cli: Cli, trace: Path, paper_like_profile: Path, no_run: None) -> None:
-    code, _, err = cli("simulate", "--trace", str(trace), "--profile", str(paper_like_profile), "--spec", str(PAPER_SPEC), "--policies", "ours",
-                       "--start-plan", "resnet9=4")  # fmt: skip
+    code, _, err = cli(
+        "simulate", "--trace", str(trace), "--profile", str(paper_like_profile), "--spec", str(PAPER_SPEC), "--policies", "ours", "--start-plan", "resnet9=4"
+    )
     assert code == 2
     assert flat(err) == (
         "error: invalid arguments: - --start-plan: unknown variant 'resnet9' (hint: use one of resnet18, resnet34, resnet50, resnet101, resnet152)"
