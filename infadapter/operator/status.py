@@ -65,13 +65,17 @@ def _without_times(conditions: Any) -> Any:
 
 #: measured loads move a little at every tick (counters sampled by scrapes): the status shows them to people,
 #: so a change within this share (or 0.5 rps) is not worth a write; the metrics exporter has the exact values
-NOISY = {"observedLoadRps": 0.1, "predictedLoadRps": 0.1}
+#: status loads rewritten only past (share of the written value, rps): the forecast is a calibrated upper quantile
+#: of the next interval's peak and moves with every second of history, so it gets the wider band; the plan it
+#: drives is written whenever it changes, and the exporter's gauges carry every value
+NOISY: dict[str, tuple[float, float]] = {"observedLoadRps": (0.1, 0.5), "predictedLoadRps": (0.25, 1.0)}
 
 
-def _close(old: Any, new: Any, share: float) -> bool:
+def _close(old: Any, new: Any, band: tuple[float, float]) -> bool:
     if not isinstance(old, int | float) or not isinstance(new, int | float):
         return False
-    return abs(float(old) - float(new)) <= max(0.5, share * abs(float(old)))
+    share, floor = band
+    return abs(float(old) - float(new)) <= max(floor, share * abs(float(old)))
 
 
 def status_changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
