@@ -47,8 +47,10 @@ from infadapter.spec import InferenceServiceSpec, Mode
 log = logging.getLogger(__name__)
 
 PROFILE_KEY = "profile.yaml"
-#: how long a looked-up profile ConfigMap (or its absence) is trusted before it is read again
-PROFILE_TTL_S = 30.0
+#: how long a profile read from its ConfigMap is trusted before it is read again (a missing one is looked for at
+#: every step): profiles change rarely, and at the default 30 s interval a re-read each interval was a sixth of a
+#: steady service's requests, taking it to the 0.2 requests/s limit
+PROFILE_TTL_S = 120.0
 #: what a change costs on Kubernetes, as the controller plans with it: a new pod serves its variant's load time
 #: plus scheduling and container start after it is asked for; a resize is acknowledged by the kubelet in
 #: about a second; the router's weights are written at once (their propagation is confirmed from the router)
