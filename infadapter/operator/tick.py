@@ -99,6 +99,8 @@ class Memory:
     record: DecisionRecord | None = None
     checkpointed: bool = False
     shadow: Comparison | None = None  # spec.shadow: the current configuration beside the recommendation
+    #: GatewayAPI: why the Gateway does not route to the service, as last read (kept while a write clears the view)
+    route_problem: str | None = None
     profile: Profile | None = None
     profile_read_s: float = -math.inf
 
@@ -244,7 +246,7 @@ async def actuator_view(rt: Runtime, mem: Memory, res: Resource, now_s: float) -
     stale = mem.view is None or mem.transitioning or now_s >= mem.wake_s - 1e-3 or now_s - mem.view_read_s >= res.spec.adaptation.interval_s
     if stale:
         mem.view = await read_state(rt.api, res.owner, res.spec, confirm=router_probe if rt.config.confirm_weights else None)
-        mem.view_read_s = now_s
+        mem.view_read_s, mem.route_problem = now_s, mem.view.route_problem
     assert mem.view is not None
     return mem.view.state
 
@@ -378,7 +380,7 @@ def _seen(mem: Memory, res: Resource, step: Step, actuator: ActuatorState, error
         waiting=waiting,
         applied=mem.applied if mem.transitioning else None,
         checkpoint=checkpoint,
-        route_problem=mem.view.route_problem if mem.view is not None and res.spec.mode == Mode.AUTO else None,
+        route_problem=mem.route_problem if res.spec.mode == Mode.AUTO else None,
         load_source="the spec's load query (shadow)" if res.spec.shadow is not None else LOAD_SOURCES[load_source(res.spec)],
         shadow=shadow,
     )
