@@ -253,9 +253,11 @@ async def actuator_view(rt: Runtime, mem: Memory, res: Resource, now_s: float) -
 
 async def act(rt: Runtime, mem: Memory, res: Resource, step: Step, events: list[tuple[str, str, str]]) -> str | None:
     """Execute the step's action (Auto mode); an ApplyFailed becomes an error (and one Warning event per distinct error)."""
-    # during a transition the last action is executed again (idempotent: what holds is not written), so pods
-    # that started since, or resizes the kubelet deferred past the wait, are taken care of
-    action = step.action or (mem.state.sent if mem.transitioning and mem.state is not None else None)
+    # during a transition, or after a failed write, the last action is executed again (idempotent: what holds is
+    # not written), so pods that started since, resizes the kubelet deferred past the wait, or a write the
+    # apiserver refused (a 409 on the weights after the Deployments went through) are taken care of
+    retry = mem.transitioning or bool(mem.last_error)
+    action = step.action or (mem.state.sent if retry and mem.state is not None else None)
     if action is None or res.spec.mode != Mode.AUTO or mem.view is None:
         return mem.last_error or None
     try:
