@@ -49,10 +49,11 @@ def test_two_replicas_one_leads_and_the_other_takes_over_when_it_is_killed(
     assert "PlanApplied" in leader.output()
     if paused:
         assert "PlanApplied" not in follower.output(), "only the leader acts"
+    before = cores(admin, namespace)
     leader.stop(signal.SIGKILL)
     exporter.set_rate(namespace, "svc", 12.0)
     # kopf peering: the follower resumes once the dead leader's lease (60 s by default) expires
-    wait_for(lambda: grown(admin, namespace), 120, what=explain(admin, namespace, follower))
+    wait_for(lambda: grown(admin, namespace, before), 120, what=explain(admin, namespace, follower))
     wait_for(lambda: converged(admin, namespace), 60, what=explain(admin, namespace, follower))
     assert "PlanApplied" in follower.output()
 
@@ -63,10 +64,11 @@ def test_the_operator_rides_out_an_apiserver_and_etcd_restart(
     operator = start_operator()
     _start_service(admin, exporter, namespace)
     wait_for(lambda: converged(admin, namespace) and "large" in plan_of(admin, namespace), 90, what=explain(admin, namespace, operator))
+    before = cores(admin, namespace)
     control_plane.restart_apiserver_and_etcd(down_s=3.0)
     assert operator.process is not None and operator.process.poll() is None, "the operator died with the apiserver"
     exporter.set_rate(namespace, "svc", 12.0)
-    wait_for(lambda: grown(admin, namespace), 90, what=explain(admin, namespace, operator))
+    wait_for(lambda: grown(admin, namespace, before), 90, what=explain(admin, namespace, operator))
     wait_for(lambda: converged(admin, namespace) and at_plan(admin, namespace), 60, what=lambda: str(pod_cpus(admin, namespace, "large")))
 
 
@@ -102,10 +104,15 @@ def _eventually(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return True
 
 
-def grown(admin: Admin, namespace: str) -> bool:
-    """The plan gave ``large`` more than one core (the load went up; the policy picks how much)."""
+def grown(admin: Admin, namespace: str, than: float) -> bool:
+    """The plan gave ``large`` more cores in all than ``than`` (the load went up; the policy picks how much)."""
     plan = plan_of(admin, namespace)
-    return "large" in plan and plan["large"][0] > 1.0
+    return "large" in plan and plan["large"][0] * plan["large"][1] > than
+
+
+def cores(admin: Admin, namespace: str) -> float:
+    cpu, replicas = plan_of(admin, namespace)["large"]
+    return cpu * replicas
 
 
 def at_plan(admin: Admin, namespace: str) -> bool:

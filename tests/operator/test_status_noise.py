@@ -8,10 +8,10 @@ from infadapter.operator.status import status_changes
 
 def test_load_jitter_is_not_written_and_a_real_move_is() -> None:
     written = {"observedLoadRps": 5.0, "predictedLoadRps": 8.0, "summary": "large:1cx2/1.00"}
-    jitter = {"observedLoadRps": 5.4, "predictedLoadRps": 9.9, "summary": "large:1cx2/1.00"}  # forecast +24 %: inside its 25 % band
+    jitter = {"observedLoadRps": 6.0, "predictedLoadRps": 9.9, "summary": "large:1cx2/1.00"}  # forecast +24 %: inside its 25 % band
     assert status_changes(written, jitter) == {}
-    moved = status_changes(written, {"observedLoadRps": 6.0, "predictedLoadRps": 11.0, "summary": "large:1cx2/1.00"})
-    assert moved == {"observedLoadRps": 6.0, "predictedLoadRps": 11.0}
+    moved = status_changes(written, {"observedLoadRps": 7.0, "predictedLoadRps": 11.0, "summary": "large:1cx2/1.00"})
+    assert moved == {"observedLoadRps": 7.0, "predictedLoadRps": 11.0}
     assert status_changes(written, written | {"summary": "small:2c/1.00"}) == {"summary": "small:2c/1.00"}
 
 
