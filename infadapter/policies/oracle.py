@@ -6,18 +6,17 @@ reference at the same tick rate (not a strict lower bound: it cannot re-weight w
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from infadapter.policies.base import Decision, FloatArray, Observation, Resize
 from infadapter.policies.exact import PlanCache, loading_cost, objective_of, resize_mode, serves
-from infadapter.policies.ours import OursState
+from infadapter.policies.ours import NoReactiveLayer, OursState
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
 
-class OraclePolicy:
+class OraclePolicy(NoReactiveLayer):
     """``oracle``: exact plans for the true peak of the next window (see the module docstring)."""
 
     def __init__(
@@ -48,15 +47,6 @@ class OraclePolicy:
         self.resize: Resize = resize_mode(spec)
         self.plans = PlanCache(spec, profile)
         self.notes: list[str] = []
-
-    def initial_state(self) -> OursState:
-        return OursState()
-
-    def state_from_dict(self, raw: dict[str, Any]) -> OursState:
-        return OursState.from_dict(raw)
-
-    def between_ticks(self, obs: Observation, state: OursState) -> bool:
-        return False
 
     def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
         begin = max(0, int(obs.now_s))

@@ -71,6 +71,19 @@ class OursState(StateDict):
         return cls(tuple((float(t), float(v)) for t, v in raw.get("targets", [])), float(raw.get("planned_rps", 0.0)), float(raw.get("last_full_s", -1e18)))
 
 
+class NoReactiveLayer:
+    """What the oracle and the static policies share: the state ``ours`` keeps, and no reaction between ticks."""
+
+    def initial_state(self) -> OursState:
+        return OursState()
+
+    def state_from_dict(self, raw: dict[str, Any]) -> OursState:
+        return OursState.from_dict(raw)
+
+    def between_ticks(self, obs: Observation, state: OursState) -> bool:
+        return False
+
+
 def split_weights(plan: Plan, load_rps: float) -> Plan:
     """``plan`` with its weights re-split for ``load_rps``: most accurate first up to each capacity,
     any excess spread by capacity (the solver's split, for the load expected now rather than planned)."""

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from infadapter.planning import Plan, static_plan
 from infadapter.policies.base import Decision, Observation
-from infadapter.policies.ours import OursState
+from infadapter.policies.ours import NoReactiveLayer, OursState
 from infadapter.policies.sizes import Rung, ladder, rung_for
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
 
-class StaticPolicy:
+class StaticPolicy(NoReactiveLayer):
     """``static:<variant>@<cores>``: one fixed plan, never changed.
 
     The cores are a total within the spec's bounds: the smallest size of the variant's ladder
@@ -34,15 +33,6 @@ class StaticPolicy:
 
     def initial_plan(self) -> Plan:
         return self.plan
-
-    def initial_state(self) -> OursState:
-        return OursState()
-
-    def state_from_dict(self, raw: dict[str, Any]) -> OursState:
-        return OursState.from_dict(raw)
-
-    def between_ticks(self, obs: Observation, state: OursState) -> bool:
-        return False
 
     def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
         return Decision(None), state
