@@ -8,6 +8,11 @@ i.e. at most ``(100 - percentile)`` % of requests are over the SLO or failed. Th
 a guess (a few serial requests, or the previous CPU size's capacity scaled), grows (x2 far below
 the SLO, x1.5 near it) while the SLO holds, then bisects until the bracket is within ``tolerance``.
 
+Every size of a variant is measured with the serving configuration its deployed servers run with
+(:func:`~infadapter.serving.repository.serving_for` of the variant's largest planned size, capped at this
+machine's cores: the same instances at every size, as after an in-place resize), and the profile records
+it per size (its ``serving`` section).
+
 The result is a :class:`~infadapter.profiles.Profile` (``save_profile`` writes the YAML the solver
 reads). Measured figures are written as measured; the Profile makes them monotone in CPU.
 """
@@ -21,16 +26,17 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.loadgen import LoadGenerator, LoadReport
+from infadapter.planning import cpu_grid
 from infadapter.profiles import Profile, ProfilePoint
 from infadapter.serving.cpulimit import CpuCgroup, cgroup_v1_writable, taskset_prefix, weighted_self
 from infadapter.serving.models import ensure_demo_models, resolve_model_uri
-from infadapter.serving.repository import instances_for_cpu, write_repository
+from infadapter.serving.repository import Serving, serving_for, write_repository
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import InferenceServiceSpec
 
@@ -57,6 +63,7 @@ class PointResult:
     start_s: float  # seconds until Triton was ready
     steps: tuple[RateStep, ...] = field(default=())
     limiter: str = "cgroup"
+    serving: Serving = field(default_factory=Serving)  # how the measured server ran (instances, threads)
 
 
 StepCallback = Callable[[str, float, RateStep], None]
@@ -173,9 +180,14 @@ class Profiler:
         if not self.use_cgroup:
             log.warning("cgroup v1 cpu controller not writable: CPU limits fall back to taskset (whole cores only)")
 
-    def measure_point(self, variant: str, onnx_path: Path, model_name: str, cpu_cores: float, guess_rps: float | None = None) -> PointResult:
+    def measure_point(
+        self, variant: str, onnx_path: Path, model_name: str, cpu_cores: float, guess_rps: float | None = None, serving: Serving | None = None
+    ) -> PointResult:
+        """Capacity of one server of ``variant`` under a ``cpu_cores`` quota, run with ``serving`` (default: the
+        configuration of a variant whose largest size is ``cpu_cores``)."""
+        serving = serving if serving is not None else deployed_serving(cpu_cores)
         repo = self.work_dir / f"{variant}-{cpu_cores:g}"
-        write_repository(repo, model_name, onnx_path, instances_for_cpu(cpu_cores))
+        write_repository(repo, model_name, onnx_path, serving)
         cgroup = CpuCgroup(f"profile-{os.getpid()}-{variant}-{cpu_cores:g}").create(cpu_cores) if self.use_cgroup else None
         triton = TritonProcess(
             repo,
@@ -184,13 +196,14 @@ class Profiler:
             allow_grpc=False,
             log_path=self.work_dir / f"{variant}-{cpu_cores:g}.log",
             name=f"triton-{variant}",
+            env=serving.env(),
         )
         try:
             start_s = triton.start(timeout_s=180.0)
             serial_ms = serial_latency_ms(triton.url, model_name)
             if guess_rps is None:
                 # back-to-back requests already run at the quota's pace; parallel instances add up to the quota
-                parallel = max(1.0, min(cpu_cores, instances_for_cpu(cpu_cores).instance_count))
+                parallel = max(1.0, min(cpu_cores, serving.instance_count))
                 guess_rps = 0.8 * parallel * 1000.0 / serial_ms
             timeout_s = max(10.0, 2.0 * self.duration_s + self.slo_ms / 1000.0)
             gen = LoadGenerator(triton.url, model_name, slo_ms=self.slo_ms, timeout_s=timeout_s)
@@ -210,36 +223,59 @@ class Profiler:
             if cgroup is not None:
                 cgroup.remove()
         tail = None if best is None else _tail(best.report, self.percentile)
-        return PointResult(variant, cpu_cores, round(capacity, 2), tail, round(start_s, 3), tuple(steps), "cgroup" if cgroup else "taskset")
+        limiter = "cgroup" if cgroup else "taskset"
+        return PointResult(variant, cpu_cores, round(capacity, 2), tail, round(start_s, 3), tuple(steps), limiter, serving)
 
-    def profile(self, models: dict[str, Path], model_name: str, cpus: Sequence[float]) -> tuple[Profile, list[PointResult]]:
-        """Measure every variant (name -> ONNX file) at every CPU size (ascending)."""
+    def profile(
+        self, models: dict[str, Path], model_name: str, cpus: Sequence[float], largest_cores: Mapping[str, float] | None = None
+    ) -> tuple[Profile, list[PointResult]]:
+        """Measure every variant (name -> ONNX file) at every CPU size (ascending).
+
+        ``largest_cores``: per variant, the largest size it may be planned at (the spec's CPU grid), which
+        fixes the instances of its servers at every size; a variant not in it: the largest of ``cpus``.
+        """
         try:
             if not self.use_cgroup:
-                return self._profile(models, model_name, cpus)
+                return self._profile(models, model_name, cpus, largest_cores or {})
             with weighted_self(f"profiler-{os.getpid()}"):
-                return self._profile(models, model_name, cpus)
+                return self._profile(models, model_name, cpus, largest_cores or {})
         finally:
             if self._own_work_dir:  # repositories are symlinks; the logs went into failures' messages
                 shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    def _profile(self, models: dict[str, Path], model_name: str, cpus: Sequence[float]) -> tuple[Profile, list[PointResult]]:
+    def _profile(
+        self, models: dict[str, Path], model_name: str, cpus: Sequence[float], largest_cores: Mapping[str, float]
+    ) -> tuple[Profile, list[PointResult]]:
         results: list[PointResult] = []
         points: dict[str, tuple[ProfilePoint, ...]] = {}
+        records: dict[str, tuple[dict[str, object], ...]] = {}
         for variant, path in models.items():
+            serving = deployed_serving(largest_cores.get(variant, max(cpus)))
             previous: PointResult | None = None
             row: list[ProfilePoint] = []
             for cpu in sorted(cpus):
                 guess = None
                 if previous is not None and previous.capacity_rps > 0:
                     guess = previous.capacity_rps * min(cpu / previous.cpu_cores, 1.8) * 0.9
-                result = self.measure_point(variant, path, model_name, cpu, guess)
+                result = self.measure_point(variant, path, model_name, cpu, guess, serving)
                 results.append(result)
                 row.append(ProfilePoint(cpu, result.capacity_rps, 0, None if result.p99_ms is None else round(result.p99_ms, 1)))
                 previous = result
             points[variant] = tuple(row)
+            records[variant] = serving_records(serving, sorted(cpus))
         source = f"infadapter profile: local tritonserver (python backend + ONNX Runtime), {os.cpu_count()} cores"
-        return Profile(self.slo_ms, points, self.percentile, source), results
+        return Profile(self.slo_ms, points, self.percentile, source, records), results
+
+
+def deployed_serving(largest_cores: float) -> Serving:
+    """The serving configuration of a variant's servers on this machine: the embedded runtime's rule
+    (:func:`serving_for` of its largest size, capped at this machine's cores)."""
+    return serving_for(largest_cores, float(os.cpu_count() or 1))
+
+
+def serving_records(serving: Serving, cpus: Sequence[float]) -> tuple[dict[str, object], ...]:
+    """The profile's ``serving`` entries of one variant: per measured size, how its server ran."""
+    return tuple({"cpu": cpu, "gpus": 0, **serving.record("python")} for cpu in cpus)
 
 
 def _tail(report: LoadReport, percentile: float) -> float:
@@ -281,7 +317,12 @@ def profile_spec(
     """Profile a spec's variants (building missing demo models) — what ``infadapter profile`` does, in-process."""
     models = spec_models(spec, variants, models_dir)
     profiler = Profiler(slo_ms if slo_ms is not None else spec.slo.latency_ms, spec.slo.percentile, duration_s=duration_s, max_steps=max_steps, on_step=on_step)
-    return profiler.profile(models, spec.model_name, cpus)
+    return profiler.profile(models, spec.model_name, cpus, largest_planned_cores(spec))
+
+
+def largest_planned_cores(spec: InferenceServiceSpec) -> dict[str, float]:
+    """Per variant, the largest size the solver may plan (its CPU grid's), as the runtimes size servers by."""
+    return {v: max(cpu_grid(spec, v), default=1.0) for v in spec.variant_names}
 
 
 def profile_cache_path(

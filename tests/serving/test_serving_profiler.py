@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,10 @@ from typer.testing import CliRunner
 from infadapter.cli import app
 from infadapter.errors import InvalidInput
 from infadapter.loadgen import LoadReport, RequestRecord, summarize
-from infadapter.profiles import load_profile
-from infadapter.serving.profiler import parse_cpus, search_capacity, slo_holds
+from infadapter.profiles import load_profile, save_profile
+from infadapter.serving.profiler import PointResult, Profiler, largest_planned_cores, parse_cpus, search_capacity, slo_holds
+from infadapter.serving.repository import Serving, serving_for
+from infadapter.spec import parse_spec
 
 from .conftest import MODEL_NAME
 
@@ -143,3 +146,80 @@ def test_profile_cli_refuses_bad_values_naming_the_option(args: list[str], optio
     spec = str(Path(__file__).parents[2] / "examples" / "demo.yaml")
     result = CliRunner().invoke(app, ["profile", "--spec", spec, "--out", str(tmp_path / "p.yaml"), *args])
     assert result.exit_code == 2 and option in result.output, result.output
+
+
+class _RecordingProfiler(Profiler):
+    """Measures nothing: records the serving configuration each point would be measured with."""
+
+    def __init__(self, work_dir: Path) -> None:
+        super().__init__(200.0, work_dir=work_dir, use_cgroup=False)
+        self.asked: list[tuple[str, float, Serving | None]] = []
+
+    def measure_point(
+        self, variant: str, onnx_path: Path, model_name: str, cpu_cores: float, guess_rps: float | None = None, serving: Serving | None = None
+    ) -> PointResult:
+        self.asked.append((variant, cpu_cores, serving))
+        return PointResult(variant, cpu_cores, 10.0 * cpu_cores, 50.0, 1.0, serving=serving or Serving())
+
+
+def test_every_size_is_measured_with_the_serving_of_the_variants_largest_planned_size(tmp_path: Path) -> None:
+    spec = parse_spec(
+        {
+            "modelName": "resnet",
+            "variants": [{"name": "a", "accuracy": 0.7}, {"name": "b", "accuracy": 0.8, "resources": {"maxCpu": 0.75}}],
+            "budget": {"cpu": 2},
+            "resources": {"cpuStep": 0.25, "minCpu": 0.25, "maxCpu": 1.5},
+        }
+    )
+    largest = largest_planned_cores(spec)
+    assert largest == {"a": 1.5, "b": 0.75}
+    profiler = _RecordingProfiler(tmp_path)
+    profile, results = profiler.profile({"a": tmp_path / "a.onnx", "b": tmp_path / "b.onnx"}, "resnet", [1.0, 0.25, 0.5], largest)
+    cores = float(os.cpu_count() or 1)
+    # what the embedded runtime's servers run with, at every size (so an in-place resize keeps the profiled stack)
+    assert [(v, c, s) for v, c, s in profiler.asked] == [(v, c, serving_for(largest[v], cores)) for v in ("a", "b") for c in (0.25, 0.5, 1.0)]
+    assert [r.serving for r in results] == [s for _, _, s in profiler.asked]
+    for variant in ("a", "b"):
+        for cpu in (0.25, 0.5, 1.0):
+            assert profile.serving_at(variant, cpu) == {"cpu": cpu, "gpus": 0, **serving_for(largest[variant], cores).record("python")}
+    assert profile.serving_at("a", 0.75) is None  # not measured: not recorded
+
+
+def test_without_the_spec_the_largest_measured_size_fixes_the_serving(tmp_path: Path) -> None:
+    profiler = _RecordingProfiler(tmp_path)
+    profile, _ = profiler.profile({"a": tmp_path / "a.onnx"}, "resnet", [0.25, 2.0])
+    expected = serving_for(2.0, float(os.cpu_count() or 1))
+    assert {s for _, _, s in profiler.asked} == {expected}
+    saved = tmp_path / "profile.yaml"
+    save_profile(profile, saved)
+    assert load_profile(saved).serving_at("a", 0.25) == {"cpu": 0.25, "gpus": 0, **expected.record("python")}
+
+
+def test_a_measured_server_runs_the_serving_configuration_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repository and environment of the measured server (up to its start; no Triton needed)."""
+    import infadapter.serving.profiler as profiler_module
+
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not read: the manifest describes it")
+    tensor = {"name": "input", "datatype": "FP32", "shape": [-1, 3, 32, 32]}
+    onnx.with_suffix(".json").write_text(json.dumps({"input": tensor, "output": {"name": "output", "datatype": "FP32", "shape": [-1, 1000]}}))
+    started: list[tuple[Path, dict[str, str]]] = []
+
+    class FakeTriton:
+        def __init__(self, repo: Path, **kwargs: object) -> None:
+            started.append((repo, dict(kwargs["env"])))  # type: ignore[call-overload]
+
+        def start(self, timeout_s: float) -> float:
+            raise RuntimeError("no server in a unit test")
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(profiler_module, "TritonProcess", FakeTriton)
+    profiler = Profiler(200.0, work_dir=tmp_path / "work", use_cgroup=False)
+    with pytest.raises(RuntimeError, match="no server"):
+        profiler.measure_point("a", onnx, "resnet", 0.5, serving=Serving(instance_count=2))
+    ((repo, env),) = started
+    config = (repo / "resnet" / "config.pbtxt").read_text()
+    assert "count: 2 kind: KIND_CPU" in config and 'key: "intra_op_threads" value: { string_value: "1" }' in config
+    assert env == {"OMP_NUM_THREADS": "1"}
