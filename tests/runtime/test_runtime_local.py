@@ -75,24 +75,16 @@ PLANS = [
 
 
 def _reconfigure_under_load(rt: Any, count: int, rate_rps: float = 40.0, gap_s: float = 0.5) -> tuple[Any, list[Any]]:
+    from infadapter.runtime.local.reconfigure import reconfigure
+
     rt.apply(PLANS[0])
-    pids = {}
     gen = LoadGenerator(rt.url, "resnet", slo_ms=1000, timeout_s=20)
     gen.start([rate_rps] * 600)
-    time.sleep(1.0)
-    results = []
-    for k in range(count):
-        plan = PLANS[1 + k % (len(PLANS) - 1)]
-        for inst in rt.ready_instances():
-            pids[inst.key] = inst.triton.pid
-        results.append(rt.apply(plan))
-        resized_running = [key for key in results[-1].resized if key in pids]  # (a replica started meanwhile may shrink too)
-        for key in resized_running:  # resized in place: same process
-            assert next(i for i in rt.ready_instances() if i.key == key).triton.pid == pids[key]
-        time.sleep(gap_s)
-    rt.wait_retired()
+    time.sleep(1.0)  # the load runs before the first change
+    results = reconfigure(rt, [PLANS[1 + k % (len(PLANS) - 1)] for k in range(count)], gap_s=gap_s)
     gen.stop()
-    return gen.join(), results
+    assert not [r.restarted for r in results if r.restarted], "an in-place resize must keep the server's process"
+    return gen.join(), [r.changes for r in results]
 
 
 def test_five_reconfigurations_under_steady_load_lose_no_request(runtime_factory: Any) -> None:
@@ -158,3 +150,39 @@ def test_prometheus_scrapes_router_and_every_server(runtime_factory: Any) -> Non
         variants = {s["metric"].get("variant") for s in r.json()["data"]["result"] if float(s["value"][1]) > 0}
         time.sleep(0.5)
     assert variants == {"resnet18", "resnet34"}
+
+
+class _FakeRuntime:
+    """Applies plans by changing pids as told: a stand-in for LocalRuntime in :func:`reconfigure`."""
+
+    def __init__(self) -> None:
+        self.pid = 100
+        self.retired = False
+
+    def ready_instances(self) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(key="resnet18#0.1", triton=SimpleNamespace(pid=self.pid))]
+
+    def apply(self, plan: Any, timeout_s: float) -> Any:
+        from infadapter.runtime.local.servers import LocalChanges
+
+        if plan.variants[0].cpu_cores == 1.0:  # this "resize" restarts the server: what the check must catch
+            self.pid += 1
+        return LocalChanges(0.5, resized=("resnet18#0.1",))
+
+    def wait_retired(self) -> None:
+        self.retired = True
+
+
+def test_reconfigure_records_each_plan_on_the_callers_clock_and_catches_a_resize_that_restarted() -> None:
+    from infadapter.runtime.local.reconfigure import reconfigure
+
+    ticks = iter(range(100))
+    waited: list[float] = []
+    rt = _FakeRuntime()
+    plans = [make_plan(resnet18=(0.5, 1, 1.0)), make_plan(resnet18=(1.0, 1, 1.0)), make_plan(resnet18=(0.75, 1, 1.0))]
+    done = reconfigure(rt, plans, gap_s=0.3, clock=lambda: float(next(ticks)), wait=waited.append)  # type: ignore[arg-type]
+    assert [(r.began_s, r.ended_s) for r in done] == [(0.0, 1.0), (2.0, 3.0), (4.0, 5.0)]
+    assert [r.restarted for r in done] == [(), ("resnet18#0.1",), ()]
+    assert [r.plan for r in done] == plans and waited == [0.3, 0.3, 0.3] and rt.retired
