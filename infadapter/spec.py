@@ -169,12 +169,18 @@ class Objective(_Model):
     transition_weight: Number = Field(default=0.001, ge=0, le=100)
 
 
+_POOL_NAME = AfterValidator(_pattern_check(_SUBDOMAIN, "an InferenceBudget name", "use lower-case letters, digits, '-' and '.' (e.g. team-a)"))
+
+
 class Budget(_Model):
     cpu: Cores = Field(default=20.0, gt=0, le=100_000)
     gpu: Whole = Field(default=0, ge=0, le=10_000)
     #: what a transition (make-before-break) may hold on top of the budget, as a fraction of it: a ResourceQuota
     #: for the service needs budget x (1 + surge)
     surge: float = Field(default=0.25, ge=0, le=1, allow_inf_nan=False)
+    #: the name of an InferenceBudget in the service's namespace: the operator then plans the service within its
+    #: share of that pool (``cpu`` and ``gpu`` above are not used), solved jointly with the pool's other members
+    pool: Annotated[str, _POOL_NAME] | None = Field(default=None, min_length=1, max_length=253)
 
 
 class ResourceGrid(_Model):

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/render-manifests.py          # write
     .venv/bin/python scripts/render-manifests.py --check  # exit 1 when anything is out of date
 
-Copies: crds/inferenceservice.yaml -> manifests/chart/crds/, manifests/dashboards/infadapter.json and
+Copies: crds/inferenceservice.yaml and crds/inferencebudget.yaml -> manifests/chart/crds/, manifests/dashboards/infadapter.json and
 manifests/alerts/prometheusrule.yaml -> manifests/chart/files/. Renders (helm-python-sdk, no cluster):
 manifests/rendered/infadapter.yaml (default values: CRDs + operator) and
 manifests/rendered/infadapter-monitoring.yaml (ServiceMonitor, PodMonitor, PrometheusRule, dashboard).
@@ -23,6 +23,7 @@ CHART = ROOT / "manifests" / "chart"
 RENDERED = ROOT / "manifests" / "rendered"
 COPIES = {
     ROOT / "crds" / "inferenceservice.yaml": CHART / "crds" / "inferenceservice.yaml",
+    ROOT / "crds" / "inferencebudget.yaml": CHART / "crds" / "inferencebudget.yaml",
     ROOT / "manifests" / "dashboards" / "infadapter.json": CHART / "files" / "dashboard.json",
     ROOT / "manifests" / "alerts" / "prometheusrule.yaml": CHART / "files" / "prometheusrule.yaml",
 }

@@ -130,6 +130,7 @@ class Controller:
         stale_s: float = 30.0,
         settle_timeout_s: float = 120.0,
         surge_ratio: float | None = None,
+        cap: Cap | None = None,
     ) -> None:
         self.spec = spec
         self.profile = profile
@@ -142,7 +143,8 @@ class Controller:
         # the spec's budget.surge (docs/INTERFACES.md), the default where a spec predates it
         spec_surge = getattr(spec.budget, "surge", None)
         surge = surge_ratio if surge_ratio is not None else float(spec_surge if spec_surge is not None else DEFAULT_SURGE_RATIO)
-        self.cap = Cap.of(spec, surge)
+        # a pool member's cap comes from its pool (infadapter.operator.pool: room to give cores back)
+        self.cap = cap if cap is not None else Cap.of(spec, surge)
 
     def initial_state(self) -> ControlState:
         return ControlState(policy=self.policy.initial_state(), next_tick_s=float(self.policy.first_tick_s))

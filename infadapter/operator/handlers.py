@@ -22,9 +22,10 @@ import kopf
 from infadapter.errors import InvalidSpec
 from infadapter.metrics.exporter import InfAdapterMetrics
 from infadapter.metrics.prometheus import Observer
+from infadapter.operator.memory import Memory, Resource, Runtime
 from infadapter.operator.settings import OperatorConfig
 from infadapter.operator.status import Condition, merge_conditions, status_changes
-from infadapter.operator.tick import Memory, Resource, Runtime, run_step
+from infadapter.operator.tick import run_step
 from infadapter.runtime.kube.client import Connection, KubeApi
 from infadapter.runtime.kube.objects import GROUP, PLURAL, VERSION, Owner
 from infadapter.spec import parse_resource
@@ -178,6 +179,8 @@ def _object_memory(memo: kopf.Memo) -> Memory:
 @kopf.on.delete(*RESOURCE, optional=True)
 def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        runtime.pools.forget(str(body.metadata.namespace), str(body.metadata.name))  # its share returns to the pool
     if runtime is not None and runtime.metrics is not None:
         runtime.metrics.forget(str(body.metadata.namespace), str(body.metadata.name))
 

@@ -46,6 +46,8 @@ class Seen:
     route_problem: str | None = None  # GatewayAPI: why the Gateway does not route to the service yet
     shadow: Comparison | None = None  # spec.shadow: the current configuration beside the recommendation
     load_source: str = "router arrival rate"  # what the load is read from (the MetricsAvailable message)
+    budget: Mapping[str, Any] | None = None  # spec.budget.pool: the share of the pool planned with, and why
+    blocked: tuple[str, str] | None = None  # (reason, message): no share of the pool now, nothing is planned
 
 
 def iso(now_s: float) -> str:
@@ -87,6 +89,10 @@ def _conditions(seen: Seen) -> list[Condition]:
         )
         out.append(Condition("PlanFeasible", feasible, "Optimal" if feasible else "Infeasible", message))
     out.append(Condition("Degraded", True, "ApplyFailed", seen.error) if seen.error else Condition("Degraded", False, "AsExpected", ""))
+    if seen.blocked is not None:
+        reason, message = seen.blocked
+        degraded = Condition("Degraded", reason != "WaitingForPool", reason, message)
+        return [*out[:-1], degraded, Condition("Progressing", False, reason, message), Condition("Ready", False, reason, message)]
     if seen.mode != "Auto":
         why = WHY_NOT_ACTING[seen.mode]
         return [*out, Condition("Progressing", False, seen.mode, why), Condition("Ready", None, seen.mode, why)]
@@ -140,6 +146,8 @@ def desired_status(previous: Mapping[str, Any], seen: Seen, now_s: float) -> dic
         status["reason"] = seen.reason
     if seen.checkpoint is not None:
         status["checkpoint"] = json_safe(seen.checkpoint)
+    if seen.budget is not None:
+        status["budget"] = dict(seen.budget)
     if seen.shadow is not None and (seen.decided or _shadow_moved(previous.get("shadow"), seen.shadow.status())):
         status["shadow"] = seen.shadow.status()
     return status

@@ -20,28 +20,31 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import yaml
 
-from infadapter.control import ActuatorState, Controller, ControlState, DecisionRecord, Latencies, Step, VariantState, policy_options
+from infadapter.control import ActuatorState, Controller, DecisionRecord, Latencies, Step, VariantState, policy_options
+from infadapter.control.budget import Cap, held
 from infadapter.errors import ApplyFailed, InfAdapterError, InvalidInput, InvalidProfile, MetricsUnavailable
-from infadapter.metrics import DecisionLog, InfAdapterMetrics, Observer, event_fields
+from infadapter.metrics import event_fields
 from infadapter.metrics.prometheus import LOAD_SOURCES, LoadSource
 from infadapter.operator.history import History
+from infadapter.operator.memory import Memory, Resource, Runtime, TickOutcome
+from infadapter.operator.pool import Grant, Refusal
 from infadapter.operator.report import Seen, desired_status
-from infadapter.operator.settings import OperatorConfig
-from infadapter.operator.shadow import Comparison, compare
+from infadapter.operator.shadow import compare
 from infadapter.operator.status import status_changes
 from infadapter.planning import Plan
+from infadapter.planning.pool import with_budget
 from infadapter.policies import make_policy
 from infadapter.profiles import Profile, load_profile, profile_from_dict
-from infadapter.runtime.kube.actuator import ApplyOptions, ApplyResult, KubeView, execute, read_state
-from infadapter.runtime.kube.client import KubeApi, api_path
-from infadapter.runtime.kube.objects import ANNOTATION_PAUSED, ANNOTATION_PROFILE, ROUTER_STATUS_PORT, Owner
+from infadapter.runtime.kube.actuator import ApplyOptions, execute, read_state
+from infadapter.runtime.kube.client import api_path
+from infadapter.runtime.kube.objects import ROUTER_STATUS_PORT
 from infadapter.spec import InferenceServiceSpec, Mode
 
 log = logging.getLogger(__name__)
@@ -55,84 +58,6 @@ PROFILE_TTL_S = 120.0
 #: plus scheduling and container start after it is asked for; a resize is acknowledged by the kubelet in
 #: about a second; the router's weights are written at once (their propagation is confirmed from the router)
 KUBE_LATENCIES = Latencies(startup_s=15.0, in_place_s=2.0, weights_s=0.0)
-
-
-@dataclass(frozen=True)
-class Resource:
-    """The parts of the custom resource a step reads."""
-
-    owner: Owner
-    generation: int
-    annotations: Mapping[str, str]
-    spec: InferenceServiceSpec
-    status: Mapping[str, Any]
-
-    @property
-    def paused(self) -> bool:
-        return str(self.annotations.get(ANNOTATION_PAUSED, "")).lower() in ("true", "1", "yes")
-
-    @property
-    def profile_configmap(self) -> str:
-        return self.annotations.get(ANNOTATION_PROFILE) or f"{self.owner.name}-profile"
-
-    @property
-    def mode(self) -> str:
-        return "Paused" if self.paused else self.spec.mode.value
-
-
-@dataclass
-class Memory:
-    """Per-resource state kept in the operator's memory (rebuilt from the status after a restart)."""
-
-    key: str = ""
-    controller: Controller | None = None
-    state: ControlState | None = None
-    history: History | None = None
-    view: KubeView | None = None
-    view_read_s: float = -math.inf
-    next_step_s: float = -math.inf
-    wake_s: float = math.inf
-    metrics_ok: bool | None = None
-    metrics_error: str | None = None
-    last_error: str = ""
-    applied: ApplyResult | None = None
-    record: DecisionRecord | None = None
-    checkpointed: bool = False
-    shadow: Comparison | None = None  # spec.shadow: the current configuration beside the recommendation
-    #: GatewayAPI: why the Gateway does not route to the service, as last read (kept while a write clears the view)
-    route_problem: str | None = None
-    profile: Profile | None = None
-    profile_read_s: float = -math.inf
-
-    @property
-    def transitioning(self) -> bool:
-        return self.state is not None and self.state.since_s is not None
-
-
-@dataclass
-class Runtime:
-    config: OperatorConfig
-    api: KubeApi
-    observer: Observer
-    metrics: InfAdapterMetrics | None = None
-    decisions: DecisionLog = field(default_factory=DecisionLog)
-    clock: Callable[[], float] = time.time
-    _profiles: dict[tuple[str, str, str], Profile] = field(default_factory=dict)
-    #: per named step (observe, decide, act), the last durations in seconds (bounded)
-    step_seconds: dict[str, list[float]] = field(default_factory=dict)
-
-    def timed(self, step: str, started: float) -> None:
-        samples = self.step_seconds.setdefault(step, [])
-        samples.append(time.perf_counter() - started)
-        if len(samples) > 10_000:
-            del samples[:5_000]
-
-
-@dataclass
-class TickOutcome:
-    status: dict[str, Any]  # only the keys that changed
-    events: list[tuple[str, str, str]]  # (type Normal|Warning, reason, message)
-    plan: Plan | None = None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -165,22 +90,27 @@ async def load_service_profile(rt: Runtime, res: Resource) -> Profile:
 
 def ensure_controller(rt: Runtime, mem: Memory, res: Resource, profile: Profile) -> None:
     """(Re)build the controller when the spec or profile changed; restore its state from the checkpoint."""
-    key = f"{res.generation}:{id(profile)}"
+    cap = Cap(mem.grant.cap_cpu, mem.grant.cap_gpu) if mem.grant is not None and res.spec.budget.pool is not None else None
+    key = f"{res.generation}:{id(profile)}:{res.spec.budget.cpu:g}:{res.spec.budget.gpu}:{cap}"
     if mem.controller is not None and mem.key == key:
         return
+    # a pool member whose share changed keeps its state and history: only the budget it plans with is new
+    rebudget = mem.controller is not None and mem.key.split(":")[:2] == key.split(":")[:2] and mem.state is not None
     name = rt.config.policy
     policy = make_policy(name, res.spec, profile, **policy_options(name, KUBE_LATENCIES))
     stale_s = max(30.0, 4 * rt.config.scrape_interval_s)
-    controller = Controller(res.spec, profile, policy, latencies=KUBE_LATENCIES, namespace=res.owner.namespace, name=res.owner.name, stale_s=stale_s)
-    state = controller.initial_state()
+    controller = Controller(res.spec, profile, policy, latencies=KUBE_LATENCIES, namespace=res.owner.namespace, name=res.owner.name, stale_s=stale_s, cap=cap)
+    state = mem.state if rebudget and mem.state is not None else controller.initial_state()
     checkpoint = res.status.get("checkpoint") or {}
     raw = checkpoint.get("controller") if isinstance(checkpoint, Mapping) else None
-    if isinstance(raw, Mapping) and checkpoint.get("name") == policy.name:
+    if not rebudget and isinstance(raw, Mapping) and checkpoint.get("name") == policy.name:
         try:
             state = controller.state_from_dict(raw)
         except (InfAdapterError, KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring the checkpoint of %s/%s: %s", res.owner.namespace, res.owner.name, exc)
     mem.controller, mem.state, mem.key = controller, state, key
+    if rebudget:
+        return
     shadow_query = res.spec.shadow.load_query if res.spec.shadow is not None else None
     mem.history = History(min(res.spec.forecast.window_s, rt.config.max_history_s), rt.config.scrape_interval_s, load_source(res.spec), shadow_query)
     if rt.metrics is not None:
@@ -224,6 +154,30 @@ async def router_probe(ip: str) -> str:
     async with aiohttp.ClientSession(timeout=timeout) as session, session.get(f"http://{ip}:{ROUTER_STATUS_PORT}/runtime") as answer:
         answer.raise_for_status()
         return await answer.text()
+
+
+# --------------------------------------------------------------------------- shared budgets
+
+
+async def pool_grant(rt: Runtime, mem: Memory, res: Resource, profile: Profile, now_s: float) -> Grant | Refusal:
+    """The share of its pool the service plans with: asked for when a step is due, kept between steps."""
+    if mem.grant is not None and not due(mem, now_s) and mem.grant.pool == res.spec.budget.pool:
+        return mem.grant
+    rec = mem.record
+    demand = next((x for x in ((rec.forecast_rps, rec.observed_rps) if rec is not None else ()) if math.isfinite(x)), 0.0)
+    holding = held(mem.view.state, mem.view.state.in_place) if mem.view is not None else None
+    granted = await rt.pools.grant(rt.api, res.owner.namespace, res.owner.name, res.spec, profile, demand, holding, now_s, mem.transitioning)
+    mem.grant = granted if isinstance(granted, Grant) else None
+    return granted
+
+
+def _refused(mem: Memory, res: Resource, refusal: Refusal, now_s: float, events: list[tuple[str, str, str]]) -> TickOutcome:
+    """No share of the pool now: nothing is planned or changed; the status and one event say why."""
+    if mem.last_error != refusal.message:
+        events.append(("Warning" if refusal.reason != "WaitingForPool" else "Normal", refusal.reason, refusal.message))
+    mem.last_error = refusal.message
+    seen = Seen(res.mode, res.generation, plan=mem.state.target if mem.state is not None else None, blocked=(refusal.reason, refusal.message))
+    return TickOutcome(status_changes(res.status, desired_status(res.status, seen, now_s)), events)
 
 
 # --------------------------------------------------------------------------- the step
@@ -319,6 +273,11 @@ async def run_step(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome | Non
     try:
         if mem.profile is None or now_s - mem.profile_read_s >= PROFILE_TTL_S or mem.key.split(":")[0] != str(res.generation):
             mem.profile, mem.profile_read_s = await load_service_profile(rt, res), now_s
+        if res.spec.budget.pool is not None:
+            granted = await pool_grant(rt, mem, res, mem.profile, now_s)
+            if isinstance(granted, Refusal):
+                return _refused(mem, res, granted, now_s, events)
+            res = replace(res, spec=with_budget(res.spec, granted.cpu, granted.gpu))
         ensure_controller(rt, mem, res, mem.profile)
     except InvalidInput as exc:
         mem.profile = None
@@ -385,4 +344,5 @@ def _seen(mem: Memory, res: Resource, step: Step, actuator: ActuatorState, error
         route_problem=mem.route_problem if res.spec.mode == Mode.AUTO else None,
         load_source="the spec's load query (shadow)" if res.spec.shadow is not None else LOAD_SOURCES[load_source(res.spec)],
         shadow=shadow,
+        budget=mem.grant.status() if mem.grant is not None and res.spec.budget.pool is not None else None,
     )

@@ -65,6 +65,11 @@ def serves(plan: Plan | None, load_rps: float) -> bool:
     return plan is not None and plan.status == "optimal" and plan.capacity_rps >= load_rps - 1e-9
 
 
+def fits(plan: Plan, spec: InferenceServiceSpec) -> bool:
+    """``plan`` is within the spec's budget (it may not be once the budget shrank: an edit, a pool's new division)."""
+    return plan.cost_cpu <= spec.budget.cpu + 1e-9 and plan.cost_gpu <= spec.budget.gpu + 1e-9
+
+
 def objective_of(spec: InferenceServiceSpec, profile: Profile, plan: Plan, load_rps: float) -> float:
     """The objective the running ``plan`` reaches at ``load_rps`` (no transition)."""
     names = [v.name for v in plan.variants]

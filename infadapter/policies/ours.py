@@ -45,7 +45,7 @@ import numpy as np
 from infadapter.forecast import detect_burst, make_forecaster
 from infadapter.planning import Plan
 from infadapter.policies.base import Decision, FloatArray, Observation, Resize, StateDict, recent_observed
-from infadapter.policies.exact import PlanCache, loading_cost, objective_of, resize_mode, serves
+from infadapter.policies.exact import PlanCache, fits, loading_cost, objective_of, resize_mode, serves
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
 
@@ -286,7 +286,7 @@ class OursPolicy:
             return best, False
         best = plans.plan(load_rps, current)
         warm = self.keep_warm is None or (current is not None and current.variant(self.keep_warm) is not None)
-        if current is not None and warm and serves(current, load_rps) and best.status == "optimal":
+        if current is not None and warm and serves(current, load_rps) and fits(current, plans.spec) and best.status == "optimal":
             # a change that loads a new variant must be worth it; an in-place resize is cheap
             tolerance = self.resize_tolerance + self.loading_cost(best, current, plans.spec)
             if objective_of(plans.spec, self.profile, current, load_rps) >= best.objective - tolerance:

@@ -12,6 +12,7 @@ from infadapter.errors import InvalidInput
 from infadapter.planning import static_plan
 from infadapter.policies import Observation, make_policy, parse_policies
 from infadapter.policies.ours import OursState, split_weights
+from infadapter.spec import parse_spec
 
 from .fixtures import linear_profile, paper_spec
 
@@ -119,3 +120,23 @@ def test_loading_a_new_variant_is_priced_by_its_make_before_break_cores() -> Non
     assert policy.loading_cost(resized, current, spec) == 0.0
     expected = 0.05 / 20 * 4 * (spec.variant("resnet18").load_time_s + 4.0) / 60.0
     assert policy.loading_cost(added, current, spec) == pytest.approx(expected)
+
+
+def test_a_plan_past_a_budget_that_shrank_is_replaced_even_when_it_still_scores_best() -> None:
+    # a pool's new division (or an edit) gave the service 1 core while it runs 2 of its accurate variant, which
+    # would still score best (accuracy 0.8 - 0.05 x 2 against 0.7 - 0.05 x 1): it must go all the same
+    spec = parse_spec(
+        {
+            "variants": [{"name": "small", "accuracy": 0.7}, {"name": "large", "accuracy": 0.8}],
+            "budget": {"cpu": 1},
+            "resources": {"cpuStep": 1, "minCpu": 1, "maxCpu": 4},
+            "adaptation": {"scaleDownStabilizationSeconds": 0},
+            "forecast": {"model": "last"},
+        }
+    )
+    profile = linear_profile({"small": 10.0, "large": 4.0}, max_cpu=4)
+    current = static_plan(spec, profile, {"large": 2})  # serves 8 rps
+    policy = make_policy("ours", spec, profile, reweight=False)
+    decision, _ = policy.decide(Observation(0.0, np.full(600, 4.5), current, 8.0), policy.initial_state())
+    assert decision.plan is not None and decision.plan.cost_cpu <= 1.0, decision
+    assert [v.name for v in decision.plan.variants] == ["small"]
