@@ -1,6 +1,7 @@
 """The operator at scale on a real control plane (tests/cluster): N InferenceServices. Prints one JSON object.
 
     .venv/bin/python benchmarks/operator.py [--services 100] [--steady-s 60] [--interval-s 30]
+    .venv/bin/python benchmarks/operator.py --baseline --services 1000   # the control plane alone, for comparison
 
 etcd, kube-apiserver, controller-manager, scheduler and kwok (scripts/build-control-plane.sh) run on loopback,
 a real Prometheus scrapes a router-shaped exporter (5 rps per service), and the operator runs as its own
@@ -54,6 +55,19 @@ def status_fields(events: list[dict[str, Any]]) -> dict[str, int]:
             for name in names:
                 fields[name] = fields.get(name, 0) + 1
     return dict(sorted(fields.items()))
+
+
+def condition_states(events: list[dict[str, Any]]) -> dict[str, int]:
+    """What the steady-state status patches said: how often each (condition, status, reason) was written."""
+    said: dict[str, int] = {}
+    for event in events:
+        body = event.get("requestObject") or {}
+        if (event.get("objectRef") or {}).get("subresource") != "status" or not isinstance(body, dict):
+            continue
+        for cond in (body.get("status") or {}).get("conditions") or []:
+            key = f"{cond.get('type')}={cond.get('status')}/{cond.get('reason')}"
+            said[key] = said.get(key, 0) + 1
+    return dict(sorted(said.items()))
 
 
 def create_services(admin: Any, exporter: Any, count: int, interval_s: float) -> list[str]:
@@ -127,9 +141,72 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steady_writes_per_s_per_service": per_service(writes),
         "steady_requests_by_resource_verb": {f"{r} {v}": round(n / window, 3) for (r, v), n in sorted(counts.items())},
         "steady_status_patches_by_field": status_fields(events),
+        "steady_conditions_written": condition_states(events),
         "operator_rss_mib_peak": round(max(rss), 1) if rss else None,
         "operator_rss_mib_end": round(rss[-1], 1) if rss else None,
     }
+
+
+def first_objects(namespace: str, name: str) -> list[dict[str, Any]]:
+    """What the operator creates for a new service (its plan for no load), without the owner reference (no custom
+    resource owns them here: the garbage collector would delete them)."""
+    from infadapter.planning import plan_for_load
+    from infadapter.profiles import profile_from_dict
+    from infadapter.runtime.kube.desired import desired_objects
+    from infadapter.runtime.kube.objects import Images, Owner
+    from infadapter.spec import parse_spec
+    from tests.cluster.kube import PROFILE, service_body
+
+    spec = parse_spec(service_body(name)["spec"])
+    plan = plan_for_load(spec, profile_from_dict(PROFILE, "profile"), 0.0)
+    sizes = {v.name: (plan.variant(v.name).cpu_cores, 0, plan.variant(v.name).replicas) if plan.variant(v.name) else (1.0, 0, 0) for v in spec.variants}
+    weights = {v.name: (10_000 if plan.variant(v.name) else 0) for v in spec.variants}
+    objects = desired_objects(Owner(name, namespace, "0"), spec, sizes, weights, Images(), disruption_budget=True)
+    for obj in objects:
+        obj["metadata"].pop("ownerReferences", None)
+    return objects
+
+
+def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    """The control plane alone: the same objects for N services created directly (8 threads, as the benchmark
+    creates its services), timed until every Deployment that asks for replicas has them all ready."""
+    from kubernetes import utils
+
+    from tests.cluster.controlplane import running_control_plane
+    from tests.cluster.kube import Admin
+
+    work = Path(tempfile.mkdtemp(prefix="infadapter-bench-"))
+    with running_control_plane(work / "cp") as plane:
+        admin = Admin(plane)
+        admin.create_fake_nodes(count=max(3, args.services // 100), cpu="1000", memory="4Ti", gpus=0)
+        namespaces = [admin.namespace("base") for _ in range(max(1, args.services // 100))]
+        started = time.monotonic()
+
+        def one(i: int) -> None:
+            namespace = namespaces[i % len(namespaces)]
+            for obj in first_objects(namespace, f"svc-{i}"):
+                utils.create_from_dict(admin.api, obj, namespace=namespace)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(args.services)))
+        created_s = time.monotonic() - started
+        ready_s = None
+        while time.monotonic() - started < args.timeout_s:
+            if all(_deployments_ready(admin, n) for n in namespaces):
+                ready_s = time.monotonic() - started
+                break
+            time.sleep(1.0)
+    return {
+        "services": args.services,
+        "baseline": "control plane alone",
+        "created_s": round(created_s, 1),
+        "all_ready_s": round(ready_s, 1) if ready_s else None,
+    }
+
+
+def _deployments_ready(admin: Any, namespace: str) -> bool:
+    items = admin.apps.list_namespaced_deployment(namespace).items
+    return all((d.status.ready_replicas or 0) >= (d.spec.replicas or 0) for d in items)
 
 
 def main() -> int:
@@ -139,8 +216,9 @@ def main() -> int:
     parser.add_argument("--interval-s", type=float, default=30.0)
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--settle-s", type=float, default=None, help="wait after all Ready before measuring (default: 3 intervals)")
+    parser.add_argument("--baseline", action="store_true", help="no operator: the same objects created directly, timed until ready")
     args = parser.parse_args()
-    print(json.dumps(run(args)))
+    print(json.dumps(run_baseline(args) if args.baseline else run(args)))
     return 0
 
 

@@ -95,3 +95,28 @@ def test_shares_never_sum_past_the_pool_and_always_cover_their_joint_part() -> N
 def test_members_with_no_load_share_the_pool_equally() -> None:
     shares = allocate(_members({"a": 0.0, "b": 0.0}), 5.0, 0)
     assert shares["a"].cpu == shares["b"].cpu == pytest.approx(2.5, abs=0.01)
+
+
+def _gpu_spec() -> InferenceServiceSpec:
+    return parse_spec(
+        {
+            "variants": [{"name": "fast", "accuracy": 0.7}, {"name": "slow", "accuracy": 0.8, "gpu": True}],
+            "budget": {"cpu": 6, "gpu": 1},
+            "resources": {"cpuStep": 1, "minCpu": 1, "maxCpu": 4, "maxReplicas": 2},
+        }
+    )
+
+
+def _gpu_profile() -> Profile:
+    return Profile(750.0, {"fast": (ProfilePoint(1, 20), ProfilePoint(4, 80)), "slow": (ProfilePoint(1, 5), ProfilePoint(1, 200, gpus=1))})
+
+
+def test_gpus_of_a_pool_go_whole_to_the_members_whose_plans_use_them_and_never_past_the_pool() -> None:
+    members = {name: Member(_gpu_spec(), _gpu_profile(), load) for name, load in {"a": 150.0, "b": 150.0, "c": 10.0}.items()}
+    shares = allocate(members, 12.0, 2)
+    assert sum(s.gpu for s in shares.values()) <= 2 and sum(s.cpu for s in shares.values()) <= 12.0 + 1e-9
+    for name, share in shares.items():
+        plan = plan_for_load(with_budget(_gpu_spec(), share.cpu, share.gpu), _gpu_profile(), share.demand_rps)
+        assert plan.cost_gpu <= share.gpu and plan.served_rps >= share.served_fraction * share.demand_rps - 1e-6, (name, share, plan)
+    # the two busy members each serve their 150 rps on a GPU: the pool's two GPUs are theirs
+    assert shares["a"].gpu == shares["b"].gpu == 1 and shares["c"].gpu == 0
