@@ -89,6 +89,9 @@ def test_profile_cli_measures_more_capacity_with_more_cpu(tiny_models: dict[str,
     assert profile.slo_ms == 300 and profile.variants == ["resnet18"]
     assert profile.capacity_rps("resnet18", 1.0) == pytest.approx(high)
     assert profile.capacity_rps("resnet18", 0.5) < profile.capacity_rps("resnet18", 1.0)
+    # both sizes measured with the servers of the largest (1 core: one instance), and the file says so
+    for cpu in (0.1, 1.0):
+        assert profile.serving_at("resnet18", cpu) == {"cpu": cpu, "gpus": 0, **serving_for(1.0, float(os.cpu_count() or 1)).record("python")}
 
 
 def test_profile_cli_rejects_unknown_variant(tmp_path: Path) -> None:
