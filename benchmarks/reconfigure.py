@@ -8,8 +8,8 @@ tritonservers in cgroup quotas behind Envoy, no Prometheus) under a steady open-
 * ``switches``: ``--switches`` variant switches, alternating between the two ``--variants`` (each a new
   server started, the split moved once it is ready, the old one drained and stopped);
 * ``resizes``: ``--resizes`` in-place resizes of the variant serving then (the first after an even
-  number of switches), cycling through ``--sizes`` (a cgroup
-  quota write; the server's process must stay).
+  number of switches), cycling through ``--sizes`` with a size equal to the one before skipped (each a
+  cgroup quota write; the server's process must stay).
 
 Plans are applied by :func:`infadapter.runtime.local.reconfigure.reconfigure` (the slow test's code),
 ``--gap-s`` apart. Per phase (the requests sent within it): sent, succeeded, failed (by kind), p50/p99/max
@@ -22,6 +22,7 @@ on stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -56,6 +57,20 @@ def plan_of(variant: str, cores: float) -> Plan:
     return Plan((VariantPlan(variant, cores, 1, weight=1.0),))
 
 
+def resize_plans(variant: str, sizes: list[float], from_cores: float, count: int) -> list[Plan]:
+    """``count`` plans cycling through ``sizes``, each another size than the one before it (a real resize)."""
+    if not any(abs(size - from_cores) > 1e-9 for size in sizes) or (count > 1 and len(set(sizes)) < 2):
+        raise SystemExit(f"--sizes {sizes}: give at least two sizes, one of them other than {from_cores:g}")
+    plans: list[Plan] = []
+    current, cycle = from_cores, itertools.cycle(sizes)
+    while len(plans) < count:
+        size = next(cycle)
+        if abs(size - current) > 1e-9:
+            plans.append(plan_of(variant, size))
+            current = size
+    return plans
+
+
 def phase(report: LoadReport, steps: list[Reconfiguration]) -> dict[str, Any]:
     """One phase's figures: its requests (by send time) and its reconfigurations."""
     applied = [s.ended_s - s.began_s for s in steps]
@@ -84,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     models = spec_models(spec)
     switches = [plan_of(second if k % 2 == 0 else first, args.switch_cores) for k in range(args.switches)]
     resized_variant = switches[-1].variants[0].name if switches else first  # the one serving after the switches
-    resizes = [plan_of(resized_variant, sizes[k % len(sizes)]) for k in range(args.resizes)]
+    resizes = resize_plans(resized_variant, sizes, args.switch_cores, args.resizes)
     load_before = os.getloadavg()
     with LocalRuntime(spec, models, with_prometheus=False) as runtime:
         progress(f"starting {first} at {args.switch_cores:g} cores")
