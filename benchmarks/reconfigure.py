@@ -13,8 +13,9 @@ tritonservers in cgroup quotas behind Envoy, no Prometheus) under a steady open-
 
 Plans are applied by :func:`infadapter.runtime.local.reconfigure.reconfigure` (the slow test's code),
 ``--gap-s`` apart. Per phase (the requests sent within it): sent, succeeded, failed (by kind), p50/p99/max
-latency from the scheduled send time; per phase the reconfigurations' durations. Prints one JSON object
-on stdout; progress goes to stderr.
+latency from the scheduled send time; per phase the reconfigurations' durations; and Envoy's own counts
+over the run (answers by class, retries to another server). Prints one JSON object on stdout; progress
+goes to stderr.
 
     .venv/bin/python benchmarks/reconfigure.py [--rate 10] [--switches 20] [--resizes 20]
 """
@@ -71,6 +72,26 @@ def resize_plans(variant: str, sizes: list[float], from_cores: float, count: int
     return plans
 
 
+def router_counts(admin_url: str) -> dict[str, int]:
+    """Envoy's own counts: requests it answered by class, and retries (a reset or refused connection to a
+    server that was leaving is retried on another; a loss the client never sees is counted here)."""
+    import requests
+
+    text = requests.get(f"{admin_url}/stats", params={"filter": r"downstream_rq_(total|2xx|4xx|5xx|timeout)$|upstream_rq_retry(_success)?$"}, timeout=5.0).text
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if name.startswith("http.ingress.downstream_rq_"):
+            key = name.removeprefix("http.ingress.")
+        elif name.startswith("cluster.") and ".upstream_rq_retry" in name:
+            key = name[name.index(".upstream_rq_retry") + 1 :]
+        else:
+            continue
+        if value.strip().isdigit():
+            counts[key] = counts.get(key, 0) + int(value)
+    return counts
+
+
 def phase(report: LoadReport, steps: list[Reconfiguration]) -> dict[str, Any]:
     """One phase's figures: its requests (by send time) and its reconfigurations."""
     applied = [s.ended_s - s.began_s for s in steps]
@@ -123,6 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gen.stop()
         t_end = clock()
         total = gen.join()
+        router = router_counts(runtime.envoy.admin_url)
     progress("done")
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -140,6 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "resizes": phase(gen.report(t_resize, t_end), resized),
         },
         "total": {"sent": total.sent, "succeeded": total.ok, "failed": total.errors, "seconds": round(t_end, 1)},
+        "router": router,  # Envoy's counters over the whole run (the load generator's metadata request included)
     }
 
 
