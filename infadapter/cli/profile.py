@@ -143,7 +143,7 @@ def _check_mode(args: ProfileArgs, mode: str) -> None:
 def _local(args: ProfileArgs) -> None:
     """Serve each variant alone in a cgroup-limited tritonserver per CPU size; search the rate (docs/serving.md)."""
     from infadapter.profiles import save_profile
-    from infadapter.serving.profiler import Profiler, RateStep, parse_cpus, spec_models
+    from infadapter.serving.profiler import Profiler, RateStep, largest_planned_cores, parse_cpus, spec_models
     from infadapter.spec import load_spec
 
     duration_s = args.duration_s if args.duration_s is not None else 3.0
@@ -189,7 +189,7 @@ def _local(args: ProfileArgs) -> None:
                 console.print(f"  {line} {'[green]ok[/]' if step.passed else '[red]over[/]'}", highlight=False)
 
         profiler = Profiler(slo, spec.slo.percentile, duration_s=duration_s, max_steps=max_steps, on_step=on_step)
-        result, points = profiler.profile(models, spec.model_name, sizes)
+        result, points = profiler.profile(models, spec.model_name, sizes, largest_planned_cores(spec))
         bar.update(len(models) * len(sizes), "profile: done")
     try:
         save_profile(result, args.out)

@@ -112,7 +112,7 @@ def cached_profile(spec: InferenceServiceSpec, models: dict[str, Path], console:
     """The spec's profile from the cache, else measured now (short: a few seconds per point) and cached."""
     from infadapter.cache import cache_root
     from infadapter.profiles import load_profile, save_profile
-    from infadapter.serving.profiler import Profiler
+    from infadapter.serving.profiler import Profiler, largest_planned_cores
 
     cpus = cpus or profile_cpus(spec)
 
@@ -124,7 +124,7 @@ def cached_profile(spec: InferenceServiceSpec, models: dict[str, Path], console:
     console.print(f"profile: measuring {len(models)} variants x {len(cpus)} CPU sizes (once; cached in {path})", highlight=False)
     started = time.monotonic()
     profiler = Profiler(spec.slo.latency_ms, spec.slo.percentile, duration_s=2.0, max_steps=4, tolerance=0.15)
-    profile, points = profiler.profile(models, spec.model_name, cpus)
+    profile, points = profiler.profile(models, spec.model_name, cpus, largest_planned_cores(spec))
     for p in points:
         console.print(f"  {p.variant:10s} {p.cpu_cores:4g} cores  {p.capacity_rps:7.1f} rps", highlight=False)
     cache.mkdir(parents=True, exist_ok=True)

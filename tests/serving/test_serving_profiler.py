@@ -70,6 +70,7 @@ def test_profile_cli_measures_more_capacity_with_more_cpu(tiny_models: dict[str,
                     "modelName": MODEL_NAME,
                     "slo": {"latencyMs": 300, "percentile": 99},
                     "variants": [{"name": "resnet18", "accuracy": 0.69758, "source": {"uri": f"file://{tiny_models['resnet18']}"}}],
+                    "resources": {"minCpu": 0.1, "cpuStep": 0.1, "maxCpu": 2},
                 },
             }
         )
@@ -89,9 +90,10 @@ def test_profile_cli_measures_more_capacity_with_more_cpu(tiny_models: dict[str,
     assert profile.slo_ms == 300 and profile.variants == ["resnet18"]
     assert profile.capacity_rps("resnet18", 1.0) == pytest.approx(high)
     assert profile.capacity_rps("resnet18", 0.5) < profile.capacity_rps("resnet18", 1.0)
-    # both sizes measured with the servers of the largest (1 core: one instance), and the file says so
+    # both sizes measured with the servers the spec's largest planned size runs (2 cores, not the largest measured),
+    # and the file says so
     for cpu in (0.1, 1.0):
-        assert profile.serving_at("resnet18", cpu) == {"cpu": cpu, "gpus": 0, **serving_for(1.0, float(os.cpu_count() or 1)).record("python")}
+        assert profile.serving_at("resnet18", cpu) == {"cpu": cpu, "gpus": 0, **serving_for(2.0, float(os.cpu_count() or 1)).record("python")}
 
 
 def test_profile_cli_rejects_unknown_variant(tmp_path: Path) -> None:
