@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 
 from infadapter.solver.milp import prune
-from infadapter.solver.problem import ResourceOption, ServiceProblem
+from infadapter.solver.problem import TIE_TOLERANCE, ResourceOption, ServiceProblem
 
 SERVED_SCALE = 1e6  # routed load is compared on a 1e-6 rps grid, exactly, as integers
-_BOUND_SLACK = 1e-9  # labels this close to an incumbent are kept, so ties survive to the tie-break
+#: labels this close to an incumbent are kept: a plan within TIE_TOLERANCE of the optimum ties with it,
+#: and may win the tie-break (cheaper, fewer replicas), so its labels must survive to it
+_BOUND_SLACK = 2 * TIE_TOLERANCE
 _NONE = -1  # the served grid value of "no plan known at this cost yet"
 
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -52,6 +54,7 @@ class Stage:
     costs: IntArray  # in cost units
     capacities: FloatArray
     weights: FloatArray  # the transition the option causes (0 when it changes nothing)
+    replicas: IntArray
 
 
 def stages(service: ServiceProblem, unit_milli: int) -> list[Stage]:
@@ -64,7 +67,8 @@ def stages(service: ServiceProblem, unit_milli: int) -> list[Stage]:
         costs = np.array([round(o.cost_cpu * 1000.0) // unit_milli for o in options], dtype=np.int64)
         capacities = np.array([o.capacity_rps for o in options], dtype=np.float64)
         weights = np.array([weight if o.transition_from(variant.current) else 0.0 for o in options], dtype=np.float64)
-        out.append(Stage(variant.name, variant.accuracy, variant.required, options, costs, capacities, weights))
+        replicas = np.array([o.replicas for o in options], dtype=np.int64)
+        out.append(Stage(variant.name, variant.accuracy, variant.required, options, costs, capacities, weights, replicas))
     return out
 
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from infadapter.solver.bounds import SERVED_SCALE, FloatArray, IntArray, NotApplicable
 from infadapter.solver.evaluate import score
-from infadapter.solver.labels import Label, TooLarge, WorkMeter, frontier, label_value
-from infadapter.solver.problem import TOLERANCE, Problem, ServiceProblem, ServiceSolution, Solution, Status
+from infadapter.solver.labels import Label, Pricing, TooLarge, WorkMeter, frontier, rank_value
+from infadapter.solver.problem import TIE_TOLERANCE, TOLERANCE, Problem, ServiceProblem, ServiceSolution, Solution, Status
 
 __all__ = ["MAX_TABLE", "NotApplicable", "TooLarge", "cost_unit_millicores", "solve_dp"]
 
@@ -50,11 +50,21 @@ def cost_unit_millicores(problem: Problem) -> int:
     return unit
 
 
-def _item_values(service: ServiceProblem, items: Sequence[Label], price: float, weight: float) -> tuple[IntArray, IntArray, FloatArray]:
-    """Each frontier item's cost (units), load served (on the integer grid) and term of the objective."""
+def replica_price(problem: Problem) -> float:
+    """The DP's price of one replica in the tie-break: all the replicas a plan can hold cost at most a
+    quarter of ``TIE_TOLERANCE``, so the price never reorders plans whose objectives differ by more,
+    and ranks plans that tie (at one cost) by their replicas. ~1e-13 for 2,000 replicas: a hundred
+    times the float noise of the values (~1e-15), which is what :attr:`Pricing.noise` absorbs."""
+    most = sum(max((o.replicas for o in v.options), default=0) for s in problem.services for v in s.variants)
+    return TIE_TOLERANCE / (4.0 * (most + 1))
+
+
+def _item_values(service: ServiceProblem, items: Sequence[Label], pricing: Pricing) -> tuple[IntArray, IntArray, FloatArray]:
+    """Each frontier item's cost (units), load served (on the integer grid) and rank value."""
     costs = np.fromiter((x.cost for x in items), dtype=np.int64, count=len(items))
     served = np.fromiter((round(x.served * SERVED_SCALE) for x in items), dtype=np.int64, count=len(items))
-    values = np.fromiter((label_value(service, x, weight) for x in items), dtype=np.float64, count=len(items)) - price * costs
+    ranks = (rank_value(service, x.mass, x.transition, x.replicas, pricing) for x in items)
+    values = np.fromiter(ranks, dtype=np.float64, count=len(items)) - pricing.price * costs
     return costs, served, values
 
 
@@ -62,12 +72,13 @@ _CHUNK_CELLS = 1 << 20  # items x budgets compared at once: bounds the knapsack'
 
 
 def _knapsack_pass(
-    served: IntArray, value: FloatArray, costs: IntArray, item_served: IntArray, item_value: FloatArray
+    served: IntArray, value: FloatArray, costs: IntArray, item_served: IntArray, item_value: FloatArray, noise: float
 ) -> tuple[IntArray, FloatArray, IntArray]:
     """Add one service: for every budget, its best item on top of the best of the services before.
 
-    Lexicographic: most served, then the best value; of items within 1e-12, the cheapest (items
-    come by cost). Items are compared in chunks; a later chunk wins only by more than 1e-12.
+    Lexicographic: most served, then the best rank value (fewer replicas rank higher); of items
+    within ``noise``, the cheapest (items come by cost). Items are compared in chunks; a later
+    chunk wins only by more than ``noise``.
     """
     size = served.shape[0]
     best_served: IntArray = np.full(size, _NEG, dtype=np.int64)
@@ -86,8 +97,8 @@ def _knapsack_pass(
         top_served = cand_served.max(axis=0)
         at_top = cand_served == top_served[None, :]
         top_value = np.where(at_top, cand_value, -np.inf).max(axis=0)
-        top_pick = (at_top & (cand_value >= top_value[None, :] - 1e-12)).argmax(axis=0) + first
-        better = (top_served >= 0) & ((top_served > best_served) | ((top_served == best_served) & (top_value > best_value + 1e-12)))
+        top_pick = (at_top & (cand_value >= top_value[None, :] - noise)).argmax(axis=0) + first
+        better = (top_served >= 0) & ((top_served > best_served) | ((top_served == best_served) & (top_value > best_value + noise)))
         best_served = np.where(better, top_served, best_served)
         best_value = np.where(better, top_value, best_value)
         pick = np.where(better, top_pick, pick)
@@ -95,11 +106,12 @@ def _knapsack_pass(
 
 
 def _best_alone(items: Sequence[Label], item_served: IntArray, item_value: FloatArray) -> Label:
-    """One service alone: the most served, then the best value, then (ties of 1e-12) the cheapest."""
+    """One service alone: the most served, then the cheapest item within ``TIE_TOLERANCE`` of the best
+    value (items come by cost; each is the fewest-replica one of the best at its cost)."""
     top = item_served.max()
     at_top = item_served == top
     best = np.where(at_top, item_value, -np.inf).max()
-    return items[int(np.flatnonzero(at_top & (item_value >= best - 1e-12))[0])]
+    return items[int(np.flatnonzero(at_top & (item_value >= best - TIE_TOLERANCE))[0])]
 
 
 def solve_dp(problem: Problem, max_work: int | None = None) -> Solution:
@@ -135,30 +147,34 @@ def solve_dp(problem: Problem, max_work: int | None = None) -> Solution:
 def _pick(problem: Problem, budget_units: int, unit: int, work: WorkMeter) -> list[Label] | None:
     """Every service's chosen label; None when nothing fits."""
     unit_price = (unit / 1000.0) / problem.budget_cpu
+    replica = replica_price(problem)
+    pricings = [Pricing(s.cost_weight * unit_price, w, replica) for s, w in zip(problem.services, problem.weights(), strict=True)]
     if len(problem.services) > 1:
-        return _joint(problem, budget_units, unit, unit_price, work)
+        return _joint(problem, budget_units, unit, pricings, work)
     service = problem.services[0]
-    price = service.cost_weight * unit_price
-    items = frontier(service, budget_units, unit, price, alone=True, work=work)
+    items = frontier(service, budget_units, unit, pricings[0], alone=True, work=work)
     if not items:
         return None
-    _, item_served, item_value = _item_values(service, items, price, 1.0)
+    _, item_served, item_value = _item_values(service, items, pricings[0])
     return [_best_alone(items, item_served, item_value)]
 
 
-def _joint(problem: Problem, budget_units: int, unit: int, unit_price: float, work: WorkMeter) -> list[Label] | None:
-    """The multiple-choice knapsack over every service's frontier; None when nothing fits."""
+def _joint(problem: Problem, budget_units: int, unit: int, pricings: Sequence[Pricing], work: WorkMeter) -> list[Label] | None:
+    """The multiple-choice knapsack over every service's frontier; None when nothing fits.
+
+    Of the budgets whose plans serve the most, the lowest whose rank value lies within
+    ``TIE_TOLERANCE`` of the best: the cheapest of the tied plans (the table holds every exact cost).
+    """
     served: IntArray = np.full(budget_units + 1, _NEG, dtype=np.int64)
     value: FloatArray = np.full(budget_units + 1, -np.inf)
     served[0], value[0] = 0, 0.0
     choices: list[tuple[list[Label], IntArray]] = []
-    for service, weight in zip(problem.services, problem.weights(), strict=True):
-        price = service.cost_weight * unit_price
-        items = frontier(service, budget_units, unit, price, alone=False, work=work, weight=weight)
+    for service, pricing in zip(problem.services, pricings, strict=True):
+        items = frontier(service, budget_units, unit, pricing, alone=False, work=work)
         if not items:
             return None
-        costs, item_served, item_value = _item_values(service, items, price, weight)
-        served, value, pick = _knapsack_pass(served, value, costs, item_served, item_value)
+        costs, item_served, item_value = _item_values(service, items, pricing)
+        served, value, pick = _knapsack_pass(served, value, costs, item_served, item_value, pricing.noise)
         choices.append((items, pick))
     reachable = np.flatnonzero(served >= 0)
     if reachable.size == 0:
@@ -166,7 +182,7 @@ def _joint(problem: Problem, budget_units: int, unit: int, unit_price: float, wo
     best_served = served[reachable].max()
     candidates = reachable[served[reachable] == best_served]
     best_value = value[candidates].max()
-    b = int(candidates[np.flatnonzero(value[candidates] >= best_value - 1e-12)[0]])  # lowest cost among ties
+    b = int(candidates[np.flatnonzero(value[candidates] >= best_value - TIE_TOLERANCE)[0]])  # lowest cost among ties
     picked: list[Label] = []
     for items, pick in reversed(choices):
         label = items[int(pick[b])]

@@ -7,9 +7,9 @@ canonical: equal choices always give the same shares.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from infadapter.solver.problem import Assignment, ResourceOption, ServiceProblem, ServiceSolution
+from infadapter.solver.problem import Assignment, Problem, ResourceOption, ServiceProblem, ServiceSolution
 
 
 def split_load(service: ServiceProblem, chosen: Mapping[str, ResourceOption], total_rps: float) -> dict[str, float]:
@@ -74,3 +74,13 @@ def score(
         weight=weight,
         contribution=contribution,
     )
+
+
+def resources(problem: Problem, services: Iterable[ServiceSolution]) -> tuple[float, int]:
+    """A plan's keys in the tie-break: its cost term ``Σ cpu / B_cpu + Σ gpu / B_gpu`` and its replicas."""
+    cpu = gpu = replicas = 0.0
+    for s in services:
+        cpu += s.cost_cpu
+        gpu += s.cost_gpu
+        replicas += sum(a.option.replicas for a in s.assignments)
+    return cpu / problem.budget_cpu + (gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0), round(replicas)

@@ -42,7 +42,7 @@ from infadapter.solver.bounds import (
 )
 from infadapter.solver.problem import TOLERANCE, ResourceOption, ServiceProblem
 
-_EPS = 1e-12  # dominance slack: labels equal up to rounding dominate each other (the first kept wins)
+_EPS = 1e-12  # dominance slack on S and T: labels equal up to rounding dominate each other (the first kept wins)
 _FILTER_COST = 8  # work units per label scanned for dominance (Python) against 1 per label grown (numpy)
 
 
@@ -68,6 +68,26 @@ class WorkMeter:
             raise TooLarge(f"more than {self.limit} units of work")
 
 
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """How the service's plans are ranked: ``w·(accuracy − β·T) − price·cost − replica·R``.
+
+    ``price`` is the objective's price of one cost unit (``α·unit/B``), ``weight`` the service's share
+    ``w_s`` of the load. ``replica`` is the tie-break's price of one replica (:func:`.dp.replica_price`):
+    so small that all of a plan's replicas together cost a quarter of ``TIE_TOLERANCE`` (it orders
+    only plans whose objectives tie), and far above the float noise of the values (~1e-15).
+    """
+
+    price: float
+    weight: float = 1.0
+    replica: float = 0.0
+
+    @property
+    def noise(self) -> float:
+        """Rank values this close are equal (half a replica: one replica more always counts)."""
+        return self.replica / 2 if self.replica > 0 else 1e-12
+
+
 #: a chain of picks, newest first: (earlier picks, variant, option), or None for the empty plan
 Picks = tuple["Picks", str, ResourceOption] | None
 
@@ -81,6 +101,7 @@ class Label:
     mass: float
     transition: float
     count: int
+    replicas: int
     picks: Picks
 
     def chosen(self) -> dict[str, ResourceOption]:
@@ -101,6 +122,7 @@ class _Labels:
     mass: FloatArray
     transition: FloatArray
     count: IntArray
+    replicas: IntArray
     parent: IntArray
     option: IntArray
 
@@ -108,11 +130,11 @@ class _Labels:
         return _Labels(*(getattr(self, f)[index] for f in _Labels.__slots__))
 
 
-def _values(labels: _Labels, service: ServiceProblem, price: float, weight: float) -> FloatArray:
-    """Each label's term of the objective as a plan: ``w·(accuracy − β·transition) − cost``."""
-    load = service.load_rps
+def _values(labels: _Labels, service: ServiceProblem, pricing: Pricing) -> FloatArray:
+    """Each label's term of the objective as a plan: ``w·(accuracy − β·transition) − cost`` (no replicas)."""
+    load, weight = service.load_rps, pricing.weight
     accuracy = labels.mass / load * weight if load > 0 else np.zeros_like(labels.mass)
-    result: FloatArray = accuracy - service.transition_weight * weight * labels.transition - price * labels.cost
+    result: FloatArray = accuracy - service.transition_weight * weight * labels.transition - pricing.price * labels.cost
     return result
 
 
@@ -151,6 +173,7 @@ def _extend(part: _Labels, first: int, stage: Stage, load: float, budget_units: 
         part.mass[rows] + stage.accuracy * q,
         np.maximum(part.transition[rows], stage.weights[cols]),
         part.count[rows] + 1,
+        part.replicas[rows] + stage.replicas[cols],
         rows + first,
         cols,
     )
@@ -162,20 +185,26 @@ def _concat(parts: Sequence[_Labels]) -> _Labels:
     return _Labels(*(np.concatenate([getattr(x, f) for x in parts]) for f in _Labels.__slots__))
 
 
-def _bound(labels: _Labels, service: ServiceProblem, rate: float, caps: FloatArray, price: float, weight: float, incumbents: Incumbents) -> _Labels:
+def _bound(labels: _Labels, service: ServiceProblem, rate: float, caps: FloatArray, pricing: Pricing, incumbents: Incumbents) -> _Labels:
     """The labels some completion of which may still beat their incumbent."""
     load = service.load_rps
     extra = np.maximum(0.0, np.minimum(load - labels.served, caps[caps.shape[0] - 1 - labels.cost]))
     noise = 1e-12 * max(1.0, load)  # float error of the served sums: keeps a label on a grid boundary
-    optimistic = _values(labels, service, price, weight) + extra * max(0.0, rate)
+    optimistic = _values(labels, service, pricing) + extra * max(0.0, rate)
     return labels.take(incumbents.keep(labels.cost, grid(labels.served + extra + noise), optimistic))
 
 
-def _dominance_filter(labels: _Labels, a_next: float) -> IntArray:
-    """Indices of the labels that no other label dominates (of equal ones, the first in the scan order)."""
-    order = np.lexsort((labels.count, labels.transition, -labels.mass, -labels.served, labels.cost))
+def _dominance_filter(labels: _Labels, a_next: float, per_mass: float, pricing: Pricing) -> IntArray:
+    """Indices of the labels that no other label dominates (of equal ones, the first in the scan order).
+
+    ``A'`` is taken in value units less the replicas' price, ``per_mass·(A − a_next·S) − replica·R``
+    (``per_mass = w/L``, the value of one unit of accuracy mass): a label with more replicas than an
+    otherwise equal one is then dominated by it, so ties reach the end with their fewest replicas.
+    """
+    order = np.lexsort((labels.count, labels.replicas, labels.transition, -labels.mass, -labels.served, labels.cost))
     served_l = labels.served[order].tolist()
-    adjusted_l = (labels.mass - a_next * labels.served)[order].tolist()
+    adjusted_l = (per_mass * (labels.mass - a_next * labels.served) - pricing.replica * labels.replicas)[order].tolist()
+    slack = pricing.noise
     transition_l = labels.transition[order].tolist()
     count_l = labels.count[order].tolist()
     fronts: dict[float, tuple[list[float], list[float]]] = {}  # T -> S ascending, A' strictly descending
@@ -186,7 +215,7 @@ def _dominance_filter(labels: _Labels, a_next: float) -> IntArray:
         for level, (xs, ys) in fronts.items():
             if level <= transition + _EPS:
                 i = bisect_left(xs, served - _EPS)
-                if i < len(xs) and ys[i] >= adjusted - _EPS:  # ys[i] is the best A' among S ≥ this S
+                if i < len(xs) and ys[i] >= adjusted - slack:  # ys[i] is the best A' among S ≥ this S
                     dominated = True
                     break
         if dominated:
@@ -217,11 +246,10 @@ def _link(labels: _Labels, stage: Stage, picks: Sequence[Picks]) -> list[Picks]:
     ]
 
 
-def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, price: float, alone: bool, work: WorkMeter, weight: float = 1.0) -> list[Label]:
-    """For every exact cost (in units), the best complete label: most load served, then best value.
+def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, pricing: Pricing, alone: bool, work: WorkMeter) -> list[Label]:
+    """For every exact cost (in units), the best complete label: most load served, then best rank value.
 
-    Sorted by cost. ``price`` is the objective's price of one cost unit, ``weight`` the service's
-    share ``w_s`` of the load (its accuracy and transition terms are scaled by it). ``alone``: the service is
+    Sorted by cost. ``pricing`` ranks the plans (:class:`Pricing`). ``alone``: the service is
     solved by itself, so only its optimum matters; otherwise every cost level that can improve on
     the cheaper ones is kept for the knapsack across services. Bounding may leave out the rest.
     Raises :class:`TooLarge` when the work exceeds ``work``'s limit.
@@ -229,14 +257,15 @@ def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, price:
     load = service.load_rps
     all_stages = stages(service, unit_milli)
     bounding = load > TOLERANCE
-    rate = rates(all_stages, load, price, weight) if bounding else []
+    rate = rates(all_stages, load, pricing.price, pricing.weight) if bounding else []
     caps = capacities(all_stages, budget_units) if bounding else []
     incumbents = Incumbents(budget_units, alone)
     if bounding:
-        incumbents.add_single_variant_plans(all_stages, service, price, weight)
+        incumbents.add_single_variant_plans(all_stages, service, pricing.price, pricing.weight)
     last_required = max((k for k, stage in enumerate(all_stages) if stage.required), default=-1)
+    per_mass = pricing.weight / load if load > 0 else 0.0
     zero_i, zero_f = np.zeros(1, dtype=np.int64), np.zeros(1)
-    labels = _Labels(zero_i, zero_f, zero_f, zero_f, zero_i, zero_i, zero_i - 1)
+    labels = _Labels(zero_i, zero_f, zero_f, zero_f, zero_i, zero_i, zero_i, zero_i - 1)
     picks: list[Picks] = [None]
     for k, stage in enumerate(all_stages):
         a_next = all_stages[k + 1].accuracy if k + 1 < len(all_stages) else 0.0
@@ -246,43 +275,33 @@ def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, price:
             if bounding:
                 if k >= last_required:  # every label now holds every required variant: each is a plan
                     plans = part.take(part.count > 0)
-                    incumbents.add(plans.cost, grid(plans.served), _values(plans, service, price, weight))
-                parts.append(_bound(part, service, rate[k], caps[k], price, weight, incumbents))
+                    incumbents.add(plans.cost, grid(plans.served), _values(plans, service, pricing))
+                parts.append(_bound(part, service, rate[k], caps[k], pricing, incumbents))
             else:
                 parts.append(part)
         grown = _concat(parts)
         work.spend(_FILTER_COST * grown.cost.shape[0])
-        labels = grown.take(_dominance_filter(grown, a_next))
+        labels = grown.take(_dominance_filter(grown, a_next, per_mass, pricing))
         picks = _link(labels, stage, picks)
-    return _best_per_cost(service, labels, picks, weight)
+    return _best_per_cost(service, labels, picks, pricing)
 
 
-def _best_per_cost(service: ServiceProblem, labels: _Labels, picks: Sequence[Picks], weight: float) -> list[Label]:
-    """The best label of every cost: the most served (on the grid), then the best value (by 1e-12)."""
-    best: dict[int, Label] = {}
-    rows = zip(labels.cost.tolist(), labels.served.tolist(), labels.mass.tolist(), labels.transition.tolist(), labels.count.tolist(), picks, strict=True)
-    for cost, served, mass, transition, count, chain in rows:
+def _best_per_cost(service: ServiceProblem, labels: _Labels, picks: Sequence[Picks], pricing: Pricing) -> list[Label]:
+    """The best label of every cost: the most served (on the grid), then the best rank value (the
+    first of those within :attr:`Pricing.noise`: at one cost, fewer replicas rank higher)."""
+    best: dict[int, tuple[int, float, Label]] = {}
+    columns = (labels.cost, labels.served, labels.mass, labels.transition, labels.count, labels.replicas)
+    for (cost, served, mass, transition, count, replicas), chain in zip(zip(*(c.tolist() for c in columns), strict=True), picks, strict=True):
         if count == 0:
             continue
-        label = Label(cost, served, mass, transition, count, chain)
+        key = (round(served * SERVED_SCALE), rank_value(service, mass, transition, replicas, pricing))
         current = best.get(cost)
-        if current is None or _better(service, label, current, weight):
-            best[cost] = label
-    return [best[cost] for cost in sorted(best)]
+        if current is None or key[0] > current[0] or (key[0] == current[0] and key[1] > current[1] + pricing.noise):
+            best[cost] = (*key, Label(cost, served, mass, transition, count, replicas, chain))
+    return [best[cost][2] for cost in sorted(best)]
 
 
-def _value(service: ServiceProblem, mass: float, transition: float, weight: float) -> float:
-    """``w·(accuracy − β·transition)`` (the cost term is added by the caller, per unit)."""
-    accuracy = mass / service.load_rps * weight if service.load_rps > 0 else 0.0
-    return accuracy - service.transition_weight * weight * transition
-
-
-def label_value(service: ServiceProblem, label: Label, weight: float = 1.0) -> float:
-    return _value(service, label.mass, label.transition, weight)
-
-
-def _better(service: ServiceProblem, a: Label, b: Label, weight: float) -> bool:
-    sa, sb = round(a.served * SERVED_SCALE), round(b.served * SERVED_SCALE)
-    if sa != sb:
-        return sa > sb
-    return _value(service, a.mass, a.transition, weight) > _value(service, b.mass, b.transition, weight) + 1e-12
+def rank_value(service: ServiceProblem, mass: float, transition: float, replicas: int, pricing: Pricing) -> float:
+    """``w·(accuracy − β·transition) − replica·R``: the rank of a plan without its cost term (added per unit)."""
+    accuracy = mass / service.load_rps * pricing.weight if service.load_rps > 0 else 0.0
+    return accuracy - service.transition_weight * pricing.weight * transition - pricing.replica * replicas

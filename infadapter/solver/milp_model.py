@@ -15,6 +15,7 @@ Each variant's options are given to the model in one of two forms:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,12 @@ class VariantVars:
         single = [(o.cost_gpu if gpu else o.cost_cpu) * y for o, y in zip(self.singles, self.y, strict=True)]
         per = [(g.per_replica.gpus if gpu else g.per_replica.cpu_cores) * r for g, r in zip(self.ranges, self.r, strict=True)]
         return pulp.lpSum(single + per)
+
+    def replicas(self) -> pulp.LpAffineExpression:
+        return pulp.lpSum([o.replicas * y for o, y in zip(self.singles, self.y, strict=True)] + list(self.r))
+
+    def most_replicas(self) -> int:
+        return max([o.replicas for o in self.singles] + [g.hi for g in self.ranges], default=0)
 
     def changing(self, current: ResourceOption | None) -> list[pulp.LpVariable]:
         """The picks that create or resize an instance (see ``ResourceOption.transition_from``)."""
@@ -198,3 +205,38 @@ def _objective(problem: Problem, model: Model, lc: Sequence[pulp.LpVariable | No
         if transition is not None:
             terms.append(-(service.transition_weight * weight) * transition)
     return pulp.lpSum(terms)
+
+
+def cost_term(problem: Problem, model: Model) -> pulp.LpAffineExpression:
+    """``Σ cpu / B_cpu + Σ gpu / B_gpu`` over every service: the tie-break's first key."""
+    everything = [v for row in model.vars for v in row]
+    cost = pulp.lpSum(v.cost() for v in everything) / problem.budget_cpu
+    return cost + pulp.lpSum(v.cost(gpu=True) for v in everything) / problem.budget_gpu if problem.budget_gpu > 0 else cost
+
+
+def tie_break_objective(model: Model) -> pulp.LpAffineExpression | None:
+    """``(R + 1)·units + replicas`` to minimise, when every cost is a whole number of one CPU unit
+    (no GPUs; what the spec's ``cpuStep`` gives), else None.
+
+    ``R`` is the most replicas a plan can hold (every variant at its largest), so one cost unit
+    outweighs any difference in replicas: minimising it is the lexicographic (cost term, replicas)
+    order in one integer objective, which HiGHS resolves exactly (no tolerance to choose).
+    """
+    everything = [v for row in model.vars for v in row]
+    per_unit = [o.cost_cpu for v in everything for o in v.singles] + [g.per_replica.cpu_cores for v in everything for g in v.ranges]
+    if any(o.gpus for v in everything for o in v.singles) or any(g.per_replica.gpus for v in everything for g in v.ranges):
+        return None
+    milli = [c * 1000.0 for c in per_unit]
+    if not milli or any(abs(m - round(m)) > 1e-6 for m in milli):
+        return None
+    unit = 0
+    for m in milli:
+        unit = math.gcd(unit, round(m))
+    if unit == 0:
+        return None
+    units = pulp.lpSum(
+        [round(o.cost_cpu * 1000.0) // unit * y for v in everything for o, y in zip(v.singles, v.y, strict=True)]
+        + [round(g.per_replica.cpu_cores * 1000.0) // unit * r for v in everything for g, r in zip(v.ranges, v.r, strict=True)]
+    )
+    most = sum(v.most_replicas() for v in everything)
+    return (most + 1) * units + pulp.lpSum(v.replicas() for v in everything)

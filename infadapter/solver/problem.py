@@ -25,6 +25,14 @@ term is not weighted: a core costs the same whichever service holds it, so it st
 ``w = 1`` and this is the paper's objective. A :class:`ServiceSolution` reports the service's
 own objective (``w = 1``, what its plan shows) and its ``contribution`` to the joint one.
 
+Ties: plans whose objectives differ by at most :data:`TIE_TOLERANCE` are equally good (at α = 0
+plans from 10 to 40 cores often are). Among them every method returns one with the lowest cost
+term ``Σ_s (cpu_s / B_cpu + gpu_s / B_gpu)`` and, of that cost, the fewest replicas: the exhaustive
+oracle by filtering, the DP by its order of labels, the MILP by lexicographic phases where some cost
+weight is 0 (with every α > 0 the ties left are of one cost and differ only in replicas; the MILP
+leaves them as found, the DP, which ``auto`` uses for CPU-only problems, breaks them). Exact ties are
+broken alike by the oracle and the DP, and by the MILP where some α is 0 (``docs/formulation.md``).
+
 ``LC`` is the paper's loading-cost term: the longest (normalised) load time among the
 variants the plan creates or resizes. When ``Σ th`` cannot reach ``L_s`` within the budget
 the problem is *infeasible*; the solver then returns the plan that serves the most load and,
@@ -54,6 +62,11 @@ STATUSES: tuple[Status, ...] = ("optimal", "feasible", "infeasible", "time_limit
 
 #: numerical tolerance used by the solver, the checker and the oracle
 TOLERANCE = 1e-6
+
+#: objectives this close are equal: the tie-break (lowest cost, then fewest replicas) decides. Far
+#: below any difference the problem data make on purpose (accuracies and loads of 1e-3 make
+#: differences of ~1e-9/L), far above the float noise of the solvers' sums (~1e-15)
+TIE_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True, order=True)
