@@ -13,6 +13,7 @@ apiserver's audit log), and the operator's resident memory (VmRSS, sampled; peak
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import contextlib
 import json
@@ -43,31 +44,31 @@ def ready_count(admin: Any, namespaces: list[str]) -> int:
     return ready
 
 
-def status_fields(events: list[dict[str, Any]]) -> dict[str, int]:
-    """What the steady-state status patches changed: top-level status keys, conditions by type."""
-    fields: dict[str, int] = {}
+def status_patches(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The status each status patch of the audit log wrote."""
+    out = []
     for event in events:
         body = event.get("requestObject") or {}
-        if (event.get("objectRef") or {}).get("subresource") != "status" or not isinstance(body, dict):
-            continue
-        for key, value in (body.get("status") or {}).items():
-            names = [f"conditions.{c.get('type')}" for c in value] if key == "conditions" and isinstance(value, list) else [key]
-            for name in names:
-                fields[name] = fields.get(name, 0) + 1
-    return dict(sorted(fields.items()))
+        if (event.get("objectRef") or {}).get("subresource") == "status" and isinstance(body, dict):
+            out.append(body.get("status") or {})
+    return out
+
+
+def status_fields(events: list[dict[str, Any]]) -> dict[str, int]:
+    """What the steady-state status patches changed: top-level status keys, conditions by type."""
+    names = [
+        name
+        for status in status_patches(events)
+        for key, value in status.items()
+        for name in ([f"conditions.{c.get('type')}" for c in value] if key == "conditions" and isinstance(value, list) else [key])
+    ]
+    return dict(sorted(collections.Counter(names).items()))
 
 
 def condition_states(events: list[dict[str, Any]]) -> dict[str, int]:
     """What the steady-state status patches said: how often each (condition, status, reason) was written."""
-    said: dict[str, int] = {}
-    for event in events:
-        body = event.get("requestObject") or {}
-        if (event.get("objectRef") or {}).get("subresource") != "status" or not isinstance(body, dict):
-            continue
-        for cond in (body.get("status") or {}).get("conditions") or []:
-            key = f"{cond.get('type')}={cond.get('status')}/{cond.get('reason')}"
-            said[key] = said.get(key, 0) + 1
-    return dict(sorted(said.items()))
+    said = [f"{c.get('type')}={c.get('status')}/{c.get('reason')}" for status in status_patches(events) for c in status.get("conditions") or []]
+    return dict(sorted(collections.Counter(said).items()))
 
 
 def create_services(admin: Any, exporter: Any, count: int, interval_s: float) -> list[str]:

@@ -57,6 +57,8 @@ PROFILE_TTL_S = 120.0
 #: what a change costs on Kubernetes, as the controller plans with it: a new pod serves its variant's load time
 #: plus scheduling and container start after it is asked for; a resize is acknowledged by the kubelet in
 #: about a second; the router's weights are written at once (their propagation is confirmed from the router)
+#: marks a pool's refusal in ``Memory.last_error`` (cleared by the next grant, unlike a failed write)
+POOL_REFUSED = "pool: "
 KUBE_LATENCIES = Latencies(startup_s=15.0, in_place_s=2.0, weights_s=0.0)
 
 
@@ -168,14 +170,17 @@ async def pool_grant(rt: Runtime, mem: Memory, res: Resource, profile: Profile, 
     holding = held(mem.view.state, mem.view.state.in_place) if mem.view is not None else None
     granted = await rt.pools.grant(rt.api, res.owner.namespace, res.owner.name, res.spec, profile, demand, holding, now_s, mem.transitioning)
     mem.grant = granted if isinstance(granted, Grant) else None
+    if mem.grant is not None and mem.last_error.startswith(POOL_REFUSED):  # the pool's refusal is over, not a failed write
+        mem.last_error = ""
     return granted
 
 
 def _refused(mem: Memory, res: Resource, refusal: Refusal, now_s: float, events: list[tuple[str, str, str]]) -> TickOutcome:
     """No share of the pool now: nothing is planned or changed; the status and one event say why."""
-    if mem.last_error != refusal.message:
+    message = f"{POOL_REFUSED}{refusal.message}"
+    if mem.last_error != message:
         events.append(("Warning" if refusal.reason != "WaitingForPool" else "Normal", refusal.reason, refusal.message))
-    mem.last_error = refusal.message
+    mem.last_error = message
     seen = Seen(res.mode, res.generation, plan=mem.state.target if mem.state is not None else None, blocked=(refusal.reason, refusal.message))
     return TickOutcome(status_changes(res.status, desired_status(res.status, seen, now_s)), events)
 
