@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from infadapter.sim.engine import FloatArray
     from infadapter.sim.run import PolicyRun
 
+LATENCIES_HELP = (
+    "the control loop's delays of the mode to simulate: simulator (cold start = load time + 4 s, resize 1 s), embedded "
+    "(+1 s, at once, load seen 1 s late) or kubernetes (+15 s, 2 s, weights reach the router 31 s after a change, load seen 5 s late)"
+)
 START_HELP = "what runs when the window begins: VARIANT=CORES[xREPLICAS][:gpu=N],... or cold [default: the most accurate variant at its largest size; printed]"
 
 
@@ -50,12 +54,14 @@ def simulate(
     interval: IntervalOption = None,
     time_unit: TimeUnitOption = "auto",
     show_progress: ProgressOption = None,
+    latencies: Annotated[str, typer.Option("--latencies", help=LATENCIES_HELP)] = "simulator",
 ) -> None:
     """Simulate the policies over a trace: SLO violations, cores, accuracy, p99, drops, reconfigurations."""
     from infadapter.cli.trace import trace_options
+    from infadapter.control import MODE_LATENCIES
     from infadapter.sim.run import simulate as run_simulation
 
-    args = SimulateArgs(trace, start, duration, scenario, profile, spec_path, policies, arrivals, history, lstm_weights, as_json, report, start_plan)
+    args = SimulateArgs(trace, start, duration, scenario, profile, spec_path, policies, arrivals, history, lstm_weights, as_json, report, start_plan, latencies)
     errors: list[FieldError] = []
     check_arguments(args, errors)
     try:
@@ -79,10 +85,11 @@ def simulate(
             arrivals=arrivals,  # type: ignore[arg-type]
             start=setup.start,
             options=setup.options,
+            latencies=MODE_LATENCIES[latencies],
             with_series=report is not None or with_series,
             progress=lambda name, what, done: bar.update(index[name] + done, f"{name}: {what}"),
         )
-    _print_runs(setup, runs, seed=seed, arrivals=arrivals, as_json=as_json, report=report, with_series=with_series)
+    _print_runs(setup, runs, seed=seed, arrivals=arrivals, latencies=latencies, as_json=as_json, report=report, with_series=with_series)
 
 
 def _start_text(setup: Setup) -> str:
@@ -104,7 +111,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _inputs(setup: Setup, seed: int, arrivals: str) -> dict[str, Any]:
+def _inputs(setup: Setup, seed: int, arrivals: str, latencies: str) -> dict[str, Any]:
     """What the results were computed from, to tell two reports apart (and to rerun one)."""
     from infadapter import __version__
 
@@ -118,6 +125,7 @@ def _inputs(setup: Setup, seed: int, arrivals: str) -> dict[str, Any]:
         "budget": {"cpu": spec.budget.cpu, "gpu": spec.budget.gpu},
         "seed": seed,
         "arrivals": arrivals,
+        "latencies": latencies,
         "policies": list(setup.names),
         "infadapter_version": __version__,
     }
@@ -127,7 +135,9 @@ def _json_series(columns: dict[str, FloatArray]) -> dict[str, list[float | None]
     return {key: [None if math.isnan(v) else round(float(v), 6) for v in values] for key, values in columns.items()}
 
 
-def _print_runs(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str, as_json: bool, report: Path | None, with_series: bool) -> None:
+def _print_runs(
+    setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals: str, latencies: str, as_json: bool, report: Path | None, with_series: bool
+) -> None:
     import numpy as np
 
     from infadapter.metrics.report import decision_entries
@@ -138,7 +148,7 @@ def _print_runs(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals
 
     first, last = setup.first, setup.last
     table = {name: {k: clean(v) for k, v in run.summary.items()} for name, run in runs.items()}
-    inputs = _inputs(setup, seed, arrivals)
+    inputs = _inputs(setup, seed, arrivals, latencies)
     decisions = {name: run.timeline.records for name, run in runs.items()}
     warnings = gpu_warnings(setup.spec, setup.profile) + [w for run in runs.values() for w in run.warnings]
     for warning in warnings:  # on stderr: --json keeps stdout one JSON object
@@ -174,7 +184,7 @@ def _print_runs(setup: Setup, runs: dict[str, PolicyRun], *, seed: int, arrivals
     spec, profile = inputs["spec"], inputs["profile"]
     typer.echo(
         f"inputs: spec {spec['path']} (sha256 {spec['sha256'][:12]}), profile {profile['path']} (sha256 {profile['sha256'][:12]}), "
-        f"seed {seed}, infadapter {inputs['infadapter_version']}"
+        f"seed {seed}, latencies {latencies}, infadapter {inputs['infadapter_version']}"
     )
     for name, run in runs.items():
         for note in run.notes:

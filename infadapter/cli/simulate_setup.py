@@ -45,6 +45,7 @@ class SimulateArgs:
     as_json: bool
     report: Path | None
     start_plan: str | None
+    latencies: str = "simulator"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Setup:
 
 def check_arguments(args: SimulateArgs, errors: list[FieldError]) -> None:
     """The checks that need no file (appended to ``errors``)."""
+    from infadapter.control import MODE_LATENCIES
+
     if args.scenario not in (None, "paper"):
         errors.append(FieldError("--scenario", f"unknown scenario {args.scenario!r}", "use --scenario paper or --start/--duration"))
     if args.start is not None and args.start < 0:
@@ -87,6 +90,8 @@ def check_arguments(args: SimulateArgs, errors: list[FieldError]) -> None:
         errors.append(FieldError("--policies", f"no policy given ({args.policies!r})", hint))
     if args.start_plan is not None and not args.start_plan.strip():
         errors.append(FieldError("--start-plan", "empty", "VARIANT=CORES[xREPLICAS][:gpu=N],... or cold; leave it out for the default start"))
+    if args.latencies not in MODE_LATENCIES:
+        errors.append(FieldError("--latencies", f"unknown mode {args.latencies!r}", f"use one of {', '.join(MODE_LATENCIES)}"))
     if args.report is not None:
         errors.extend(report_errors(args.report))
 

@@ -37,6 +37,7 @@ holding, make-before-break, the reason classifier) are in :mod:`~infadapter.cont
 """
 
 from infadapter.control.actuation import (
+    MODE_LATENCIES,
     Action,
     ActuatorState,
     Latencies,
@@ -66,6 +67,7 @@ from infadapter.control.record import (
 __all__ = [
     "DECISION_REASONS",
     "DEFAULT_SURGE_RATIO",
+    "MODE_LATENCIES",
     "Action",
     "ActuatorState",
     "Cap",

@@ -232,7 +232,7 @@ class EmbeddedRun:
 
     def _on_event(self, event: RuntimeEvent) -> None:
         self.events.append(event)
-        if event.kind != "apply":
+        if event.kind not in ("apply", "ready"):  # routine: the decision lines say what changed
             self._say(f"t={self.elapsed_s:5.0f}s runtime: {event.kind} {event.detail}")
 
     def _say(self, line: str) -> None:

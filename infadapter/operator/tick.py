@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from infadapter.control import ActuatorState, Controller, DecisionRecord, Latencies, Step, VariantState, policy_options
+from infadapter.control import MODE_LATENCIES, ActuatorState, Controller, DecisionRecord, Step, VariantState, policy_options
 from infadapter.control.budget import Cap, held
 from infadapter.errors import ApplyFailed, InfAdapterError, InvalidInput, InvalidProfile, MetricsUnavailable
 from infadapter.metrics import event_fields
@@ -54,12 +54,10 @@ PROFILE_KEY = "profile.yaml"
 #: every step): profiles change rarely, and at the default 30 s interval a re-read each interval was a sixth of a
 #: steady service's requests, taking it to the 0.2 requests/s limit
 PROFILE_TTL_S = 120.0
-#: what a change costs on Kubernetes, as the controller plans with it: a new pod serves its variant's load time
-#: plus scheduling and container start after it is asked for; a resize is acknowledged by the kubelet in
-#: about a second; the router's weights are written at once (their propagation is confirmed from the router)
 #: marks a pool's refusal in ``Memory.last_error`` (cleared by the next grant, unlike a failed write)
 POOL_REFUSED = "pool: "
-KUBE_LATENCIES = Latencies(startup_s=15.0, in_place_s=2.0, weights_s=0.0)
+#: what a change costs on Kubernetes, as the controller plans with it (:data:`~infadapter.control.MODE_LATENCIES`)
+KUBE_LATENCIES = MODE_LATENCIES["kubernetes"]
 
 
 # --------------------------------------------------------------------------- inputs

@@ -110,6 +110,7 @@ def run_controller(
     ``on_second(t)`` is called every :data:`PROGRESS_EVERY_S` trace seconds (progress)."""
     timeline = actuator.timeline
     state = controller.initial_state()
+    lag = max(0, round(controller.latencies.observe_s))  # what the mode's observer reports is this late
     t, again, report_at = 0.0, 0, 0.0
     while t < duration_s:
         if on_second is not None and t >= report_at:
@@ -118,7 +119,7 @@ def run_controller(
         if again or not float(t).is_integer():
             step, state = controller.settle(state, t, actuator.state(t))
         else:
-            step, state = controller.step(state, t, history_rps[: pre_s + int(t)], actuator.state(t))
+            step, state = controller.step(state, t, history_rps[: max(0, pre_s + int(t) - lag)], actuator.state(t))
         if step.action is not None:
             actuator.execute(step.action, t)
         if step.record is not None:

@@ -77,6 +77,7 @@ def test_report_writes_plots_and_markdown(files: dict[str, Path], tmp_path: Path
         (["--policies", "magic"], "unknown policy"),
         (["--start", "99999999"], "past the trace"),
         (["--arrivals", "bursty"], "unknown mode"),
+        (["--latencies", "fast"], "--latencies: unknown mode 'fast'"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(files: dict[str, Path], args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,3 +100,18 @@ def test_bad_arguments_exit_2_with_a_message(files: dict[str, Path], args: list[
 def test_missing_default_data_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["simulate", "--trace", str(tmp_path / "absent.txt"), "--profile", str(tmp_path / "p.yaml")])
     assert result.exit_code != 0
+
+
+def test_the_mode_s_latencies_change_what_a_burst_costs(files: dict[str, Path]) -> None:
+    """Kubernetes' slower starts and weight propagation (MODE_LATENCIES) make the burst cost more than the embedded
+    mode's: its new replicas serve later and the replaced ones are held longer."""
+    outs = {}
+    for mode in ("embedded", "kubernetes"):
+        args = ["simulate", "--trace", str(files["trace"]), "--profile", str(files["profile"]), "--start", "800", "--duration", "400"]
+        result = runner.invoke(app, [*args, "--policies", "ours", "--latencies", mode, "--json"])
+        assert result.exit_code == 0, result.output
+        outs[mode] = json.loads(result.output)
+        assert outs[mode]["inputs"]["latencies"] == mode
+    fast, slow = outs["embedded"]["policies"]["ours"], outs["kubernetes"]["policies"]["ours"]
+    assert fast["reconfigurations"] >= 1  # the burst was acted on in both
+    assert slow["slo_violation_ratio"] > fast["slo_violation_ratio"]

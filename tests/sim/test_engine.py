@@ -185,3 +185,36 @@ def test_a_cold_window_starts_from_nothing_with_the_controllers_cold_start() -> 
     ready_s = min(i.serve_from_s for i in run.timeline.instances.values())
     assert ready_s == pytest.approx(min(v.load_time_s for v in SPEC.variants if v.name in first.plan) + 4.0)
     assert run.summary["dropped_ratio"] == pytest.approx(ready_s / 120.0, abs=0.02), "nothing serves until then"
+
+
+class _Seen:
+    """Holds; records the newest second of history each step was given."""
+
+    name = "seen"
+    interval_s = 1.0
+    first_tick_s = 0.0
+
+    def __init__(self) -> None:
+        self.newest: dict[float, float] = {}
+
+    def initial_state(self) -> OursState:
+        return OursState()
+
+    def between_ticks(self, obs: Observation, state: OursState) -> bool:
+        return False
+
+    def decide(self, obs: Observation, state: OursState) -> tuple[Decision, OursState]:
+        self.newest[obs.now_s] = float(obs.history_rps[-1]) if obs.history_rps.size else math.nan
+        return Decision(None), state
+
+
+@pytest.mark.parametrize("lag_s", [0, 5])
+def test_the_controller_sees_the_load_as_late_as_the_mode_s_observer(lag_s: int) -> None:
+    """``Latencies.observe_s``: at trace second t the controller's newest observation is second t - lag."""
+    policy = _Seen()
+    trace = np.arange(100, dtype=np.float64)  # second k carries k rps: the newest value names its second
+    _run(policy, trace, _plan(("fast", 2.0, 1.0)), Latencies(observe_s=lag_s))  # type: ignore[arg-type]
+    assert len(policy.newest) >= 90  # it ran every second
+    for now, newest in policy.newest.items():
+        if now > lag_s + 1:
+            assert newest == now - 1 - lag_s

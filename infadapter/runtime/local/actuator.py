@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infadapter.control import Action, ActuatorState, Latencies, VariantTarget, actuation, converged, same_weights, split
+from infadapter.control import MODE_LATENCIES, Action, ActuatorState, VariantTarget, actuation, converged, same_weights, split
 from infadapter.errors import ApplyFailed, InfAdapterError
 from infadapter.planning import Plan
 from infadapter.profiles import Profile
@@ -53,9 +53,8 @@ from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 log = logging.getLogger(__name__)
 
-#: what this actuator tells the controller: a server serves about 1 s after its model's load time
-#: (process start, readiness probes every 0.1 s), a quota write and Envoy's ``/runtime_modify`` act at once
-LATENCIES = Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0)
+#: what this actuator tells the controller (:data:`~infadapter.control.MODE_LATENCIES`, ``embedded``)
+LATENCIES = MODE_LATENCIES["embedded"]
 
 
 class LocalRuntime:
@@ -231,6 +230,8 @@ class LocalRuntime:
                 return
             inst.state, inst.routed = "ready", True
             self._route()
+        # the measured cold start (launch to first ready answer): what the simulator's start-up is checked against
+        self._event("ready", f"{inst.key} after {time.monotonic() - inst.created_s:.2f} s")
         self._retire_replaced(inst.variant)
 
     def _stop_instance(self, inst: TritonInstance) -> None:
