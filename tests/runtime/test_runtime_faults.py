@@ -38,6 +38,11 @@ def _load(rt: Any, rate_rps: float = 40.0) -> LoadGenerator:
 def test_killed_tritonserver_is_restarted_and_traffic_moves_to_healthy_instances(runtime_factory: Any) -> None:
     rt = runtime_factory(with_prometheus=False)
     rt.apply(make_plan(resnet18=(0.5, 1, 0.5), resnet34=(0.5, 1, 0.5)))
+    # each server's measured start (what benchmarks/fidelity.py checks the simulator's start-up against)
+    assert _wait(lambda: len([e for e in rt.events if e.kind == "ready"]) == 2, 5.0), rt.events  # said just after routing
+    starts = [e.detail for e in rt.events if e.kind == "ready"]
+    assert sorted(d.split("#")[0] for d in starts) == ["resnet18", "resnet34"], rt.events
+    assert all(0.0 < float(d.split(" after ")[1].removesuffix(" s")) < 120.0 for d in starts), starts
     gen = _load(rt)
     victim = next(i for i in rt.ready_instances() if i.variant == "resnet34")
     old_pid = victim.triton.pid
