@@ -7,12 +7,17 @@ way (no history before it). Each of ``--runs`` runs:
 * **measured**: :class:`~infadapter.embedded.EmbeddedRun` (real tritonservers in cgroups, Envoy, Prometheus,
   the open-loop load generator, the controller) with ``--policy``;
 * **simulated**: :func:`~infadapter.sim.run.simulate` over the same per-second rates with the embedded
-  mode's actuation latencies (``simulate --latencies embedded``), starting on the plan the measured run
+  mode's control-loop delays (``simulate --latencies embedded``), starting on the plan the measured run
   had when its load began (the embedded cold start settles before the load), arrivals seeded by the run.
 
-Besides the five measures of each side, every run reports what the simulator's calibration is checked
-against: the servers' measured cold starts (``ready`` events) beside the spec's load time + the mode's
-start-up, and the client's latency percentiles. Prints one JSON object on stdout (progress on stderr)::
+The simulator is calibrated from measurements, not assumptions: the profile is measured on this machine at
+every size of the spec's grid (``--sizes grid``: no interpolated capacity), and the CPU that the load
+generator, the controller, Envoy and Prometheus take beside the servers is measured once a second during the
+embedded runs and fitted as ``base + per_rps x load`` (:class:`~infadapter.sim.machine.Machine`), then every
+run is simulated on that machine, with servers that drop nothing (Triton as the runtime configures it has no
+queue limit: a late request is late, not dropped, and counts in the p99). Each run also reports the servers' measured cold starts (``ready`` events,
+to compare with the spec's load time + the mode's start-up) and the client's latency percentiles. Prints
+one JSON object on stdout (progress on stderr)::
 
     {"scenario": {...}, "simulated": {...}, "measured": {...}, "spread": {...}, "errors": {...},
      "targets": {...}, "runs": [...]}
@@ -28,18 +33,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import math
+import os
 import re
 import signal
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,6 +61,7 @@ from infadapter.embedded import EmbeddedRun  # noqa: E402
 from infadapter.planning import cpu_grid  # noqa: E402
 from infadapter.profiles import load_profile  # noqa: E402
 from infadapter.serving.profiler import spec_models  # noqa: E402
+from infadapter.sim.machine import Machine  # noqa: E402
 from infadapter.sim.run import simulate  # noqa: E402
 from infadapter.spec import load_resource  # noqa: E402
 
@@ -75,6 +85,61 @@ def _cold_starts(run: EmbeddedRun) -> dict[str, list[float]]:
         if match:
             out.setdefault(match["variant"], []).append(round(float(match["s"]), 2))
     return out
+
+
+class OthersCpu:
+    """Once a second during a run, the CPU every process but the servers took: this one (the load generator,
+    the controller, the observer), Envoy and Prometheus — what :class:`~infadapter.sim.machine.Machine` models."""
+
+    def __init__(self, run: EmbeddedRun) -> None:
+        self.run = run
+        self.samples: list[tuple[float, float]] = []  # (Unix time, CPU-seconds so far)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fidelity-cpu", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            rt = self.run.runtime
+            if rt is None or self.run.load_started_wall_s is None:
+                continue
+            pids = [rt.envoy.pid, rt.prometheus.process.pid if rt.prometheus and rt.prometheus.process else None]
+            self.samples.append((time.time(), time.process_time() + sum(_process_cpu_s(p) for p in pids if p)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def per_second(self, rates: npt.NDArray[np.float64]) -> tuple[list[float], list[float]]:
+        """(load, cores taken) for every second of the load the samples cover."""
+        start = self.run.load_started_wall_s or 0.0
+        loads, cores = [], []
+        for (t0, c0), (t1, c1) in itertools.pairwise(self.samples):
+            second = int((t0 + t1) / 2 - start)
+            if 0 <= second < rates.size and t1 > t0:
+                loads.append(float(rates[second]))
+                cores.append((c1 - c0) / (t1 - t0))
+        return loads, cores
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fit_machine(loads: list[float], cores: list[float]) -> Machine:
+    """``cores taken = base + per_rps x load`` by least squares over the runs' seconds (both kept >= 0)."""
+    x, y = np.asarray(loads), np.asarray(cores)
+    if x.size < 2 or np.ptp(x) == 0:
+        return Machine(float(len(os.sched_getaffinity(0))), float(y.mean()) if y.size else 0.0, 0.0)
+    per_rps, base = np.polyfit(x, y, 1)
+    if base < 0:
+        base, per_rps = 0.0, float(np.dot(x, y) / np.dot(x, x))
+    return Machine(float(len(os.sched_getaffinity(0))), round(max(0.0, float(base)), 4), round(max(0.0, float(per_rps)), 6))
 
 
 def _latency_quantiles(run: EmbeddedRun) -> dict[str, float]:
@@ -139,27 +204,43 @@ def main() -> None:
     rates = np.nan_to_num(raw * factor, nan=0.0)
     latencies = MODE_LATENCIES["embedded"]
 
-    runs: list[dict[str, Any]] = []
+    # the embedded runs first: the machine's other processes are measured over all of them, then simulated
+    measured_runs: list[dict[str, Any]] = []
+    loads: list[float] = []
+    taken: list[float] = []
     for k in range(args.runs):
         console.print(f"== run {k + 1}/{args.runs}: embedded", highlight=False)
         started = time.monotonic()
         run = EmbeddedRun(spec, profile, models, rates, policy=args.policy, name=resource.metadata.name, console=console, live=False)
-        measured = run.run().to_json()
+        others = OthersCpu(run)
+        try:
+            summary = run.run().to_json()
+        finally:
+            others.stop()
+        x, y = others.per_second(rates)
+        loads += x
+        taken += y
         start = next((s.plan for s in run.samples if s.plan is not None), None)
-        console.print(f"== run {k + 1}/{args.runs}: simulated from {start.describe() if start else 'nothing'}", highlight=False)
-        sim = simulate(spec, profile, rates, [args.policy], seed=k, start=start if start is not None else "cold", latencies=latencies)[args.policy]
-        runs.append(
+        measured_runs.append(
             {
-                "measured": _measures(measured),
-                "simulated": _measures(sim.summary),
-                "measured_requests": measured.get("requests"),
-                "measured_errors": measured.get("errors"),
+                "measured": _measures(summary),
+                "measured_requests": summary.get("requests"),
+                "measured_errors": summary.get("errors"),
                 "measured_latency": _latency_quantiles(run),
                 "cold_starts_s": _cold_starts(run),
-                "start_plan": start.describe() if start else None,
+                "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
+                "start": start,
                 "wall_s": round(time.monotonic() - started, 1),
             }
         )
+    machine = fit_machine(loads, taken)
+    runs: list[dict[str, Any]] = []
+    for k, row in enumerate(measured_runs):
+        start = row.pop("start")
+        console.print(f"== run {k + 1}/{args.runs}: simulated from {start.describe() if start else 'nothing'}", highlight=False)
+        begin = start if start is not None else "cold"
+        sim = simulate(spec, profile, rates, [args.policy], seed=k, start=begin, latencies=latencies, machine=machine, queue_factor=math.inf)
+        runs.append({**row, "simulated": _measures(sim[args.policy].summary), "start_plan": start.describe() if start else None})
     simulated, measured_mean = _mean([r["simulated"] for r in runs]), _mean([r["measured"] for r in runs])
     errors = _errors(simulated, measured_mean)
     out = {
@@ -173,6 +254,7 @@ def main() -> None:
             "policy": args.policy,
             "profile": str(args.profile) if args.profile is not None else f"measured here at {args.sizes} sizes",
             "latencies": dataclasses.asdict(latencies),
+            "machine": dataclasses.asdict(machine),
             "load_time_s": {v.name: v.load_time_s for v in spec.variants},
         },
         "simulated": simulated,

@@ -98,6 +98,16 @@ class EmbeddedRun:
         self._done = threading.Event()
 
     @property
+    def runtime(self) -> LocalRuntime | None:
+        """The servers, router and Prometheus while the run holds them (for measurements beside the run)."""
+        return self._runtime
+
+    @property
+    def load_started_wall_s(self) -> float | None:
+        """When the load began (Unix time); None before."""
+        return self._gen.started_wall_s if self._gen is not None else None
+
+    @property
     def metrics_unavailable_ticks(self) -> int:
         return sum(1 for r in self.records if r.reason == "metrics_unavailable")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,7 +138,9 @@ class Served:
     instance: IntArray
 
 
-def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceModel) -> Served:
+def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceModel, speeds: Sequence[tuple[float, float]] = ()) -> Served:
+    """Route and serve every request; ``speeds``: ``(from_s, speed)`` steps of the share of its quota every server
+    gets (a machine shared with other processes, :mod:`infadapter.sim.machine`); none: always all of it."""
     n = arrivals_s.size
     target = np.full(n, -1, dtype=np.int64)
     routing = epochs(timeline)
@@ -161,10 +163,11 @@ def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceMod
         lo, hi = int(first[iid]), int(first[iid + 1])
         times = grouped[lo:hi]
         free: FloatArray | None = None
-        cuts = [0, *np.searchsorted(times, [s for s, _ in inst.sizes[1:]], side="left").tolist(), times.size]
-        for (a, b), (_, cores) in zip(itertools.pairwise(cuts), inst.sizes, strict=True):
+        pieces = _pieces(inst, speeds)
+        cuts = [0, *np.searchsorted(times, [s for s, _, _ in pieces[1:]], side="left").tolist(), times.size]
+        for (a, b), (_, cores, speed) in zip(itertools.pairwise(cuts), pieces, strict=True):
             if b > a:
-                served[lo + a : lo + b], free = serve(times[a:b], model.size(inst.variant, cores, inst.gpus), free)
+                served[lo + a : lo + b], free = serve(times[a:b], model.size(inst.variant, cores, inst.gpus).at_speed(speed), free)
     latency = served if order is None else np.empty(n)
     if order is not None:
         latency[order] = served
@@ -172,6 +175,18 @@ def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceMod
     for inst in timeline.instances.values():
         by_id[inst.id + 1] = inst.accuracy
     return Served(latency, by_id[target + 1], target)
+
+
+def _pieces(inst: SimInstance, speeds: Sequence[tuple[float, float]]) -> list[tuple[float, float, float]]:
+    """``(from_s, cores, speed)``: where the instance's size or the machine's speed changes (the first from -inf)."""
+    changes = sorted({s for s, _ in inst.sizes[1:]} | {s for s, _ in speeds[1:]})
+    out = [(-math.inf, inst.sizes[0][1], speeds[0][1] if speeds else 1.0)]
+    for t in changes:
+        speed = next((v for s, v in reversed(speeds) if s <= t), 1.0)
+        piece = (t, inst.cores_at(t), speed)
+        if piece[1:] != out[-1][1:]:
+            out.append(piece)
+    return out
 
 
 def _group(target: IntArray) -> tuple[IntArray | None, IntArray]:

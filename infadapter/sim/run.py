@@ -39,7 +39,8 @@ from infadapter.sim.engine import (
     serve_requests,
     variant_cores,
 )
-from infadapter.sim.service import ServiceModel
+from infadapter.sim.machine import Machine, speeds
+from infadapter.sim.service import QUEUE_FACTOR, ServiceModel
 from infadapter.sim.traffic import ArrivalMode, arrival_times
 from infadapter.spec import InferenceServiceSpec
 
@@ -208,6 +209,8 @@ def simulate(
     start: Plan | Literal["cold"] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     latencies: Latencies | None = None,
+    machine: Machine | None = None,
+    queue_factor: float = QUEUE_FACTOR,
     with_series: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, PolicyRun]:
@@ -215,15 +218,18 @@ def simulate(
 
     ``start``: what runs, ready, when the window begins — by default the paper's start (the most
     accurate variant on the whole budget); ``"cold"``: nothing (the controller's cold start, as for a
-    new service). A policy that starts on its own plan (static, VPA) starts on it. ``progress``: see
-    :data:`Progress`.
+    new service). A policy that starts on its own plan (static, VPA) starts on it. ``machine``: the servers
+    share it with other processes (:mod:`infadapter.sim.machine`; none: they are alone). ``queue_factor``: a
+    server drops a request that would wait longer than this many capacity-seconds of work (the paper's
+    TF-Serving queue, 1.25); ``math.inf`` for servers without a queue limit (Triton as InfAdapter deploys it:
+    a late request is late, not dropped). ``progress``: see :data:`Progress`.
     """
     report: Progress = progress or (lambda name, what, done: None)
     trace = np.asarray(trace_rps, dtype=np.float64)
     pre = np.asarray(pre_history_rps if pre_history_rps is not None else np.empty(0), dtype=np.float64)
     history = np.concatenate((pre, trace))
     times = arrival_times(trace, np.random.default_rng(seed), arrivals)
-    model = ServiceModel(profile, spec.slo.latency_ms, spec.slo.percentile)
+    model = ServiceModel(profile, spec.slo.latency_ms, spec.slo.percentile, queue_factor)
     slo_s = spec.slo.latency_ms / 1000.0
     latencies = latencies or Latencies()
     begin = default_start(spec, profile) if start is None else start
@@ -245,7 +251,7 @@ def simulate(
         controller = Controller(spec, profile, policy, latencies=latencies, name=name, surge_ratio=surge)
         run_controller(controller, actuator, history, pre.size, trace.size, _loop_progress(report, name, trace.size))
         report(name, f"serving {times.size:,} requests", CONTROL_SHARE)
-        served = serve_requests(timeline, times, model)
+        served = serve_requests(timeline, times, model, speeds(timeline, profile, trace, machine) if machine is not None else ())
         summary = summarise(served, timeline, slo_s, float(trace.size))
         series = series_of(served, times, timeline, profile, trace, slo_s) if with_series else {}
         runs[name] = PolicyRun(

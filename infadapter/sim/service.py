@@ -49,6 +49,12 @@ class ServiceTime:
     def saturation_rps(self) -> float:
         return self.servers / self.service_s
 
+    def at_speed(self, speed: float) -> ServiceTime:
+        """The same workers and queue given ``speed`` of their CPU: each request takes ``1 / speed`` as long."""
+        if speed >= 1.0:
+            return self
+        return ServiceTime(self.servers, self.service_s / speed, self.capacity_rps * speed, self.queue_cap_s)
+
 
 def fifo_starts(arrivals_s: FloatArray, servers: int, service_s: float, free_at_s: FloatArray) -> FloatArray:
     """Start times of FIFO service for sorted ``arrivals_s`` (no drops); ``free_at_s``: sorted worker free times."""

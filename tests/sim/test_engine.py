@@ -218,3 +218,13 @@ def test_the_controller_sees_the_load_as_late_as_the_mode_s_observer(lag_s: int)
     for now, newest in policy.newest.items():
         if now > lag_s + 1:
             assert newest == now - 1 - lag_s
+
+
+def test_servers_without_a_queue_limit_serve_late_instead_of_dropping() -> None:
+    trace = np.concatenate((np.full(60, 30.0), np.full(30, 120.0), np.full(60, 30.0)))  # 30 s past fast@4's 80 rps
+    capped = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=2)["static:fast@4"].summary
+    unbounded = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=2, queue_factor=math.inf)["static:fast@4"].summary
+    assert capped["dropped_ratio"] > 0.05
+    assert unbounded["dropped_ratio"] == 0.0
+    assert unbounded["p99_latency_ms"] > 2 * capped["p99_latency_ms"]  # the late ones count in the p99
+    assert unbounded["slo_violation_ratio"] >= capped["slo_violation_ratio"] - 0.01
