@@ -15,6 +15,7 @@ import requests
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from infadapter.cache import CACHE_ENV
 from infadapter.errors import MetricsUnavailable
 from infadapter.metrics.prometheus import Observer
 from infadapter.runtime.local.prometheus import PrometheusProcess, find_prometheus
@@ -96,15 +97,13 @@ def test_a_busy_fixed_port_is_reported_with_prometheus_own_words(tmp_path) -> No
     assert prom.process is None
 
 
-def test_a_missing_binary_says_how_to_install_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    prom = PrometheusProcess(workdir=tmp_path, binary=None)
-    old = os.environ["PATH"]
-    os.environ["PATH"] = str(tmp_path)
-    try:
-        with pytest.raises(MetricsUnavailable, match="apt-get install"):
-            prom.start()
-    finally:
-        os.environ["PATH"] = old
+def test_a_missing_binary_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # neither on the PATH nor in the cache, where scripts/setup.sh unpacks Debian's package on a fresh machine
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    prom = PrometheusProcess(workdir=tmp_path / "work", binary=None)
+    with pytest.raises(MetricsUnavailable, match="apt-get install"):
+        prom.start()
 
 
 _CHILD = """
