@@ -18,7 +18,7 @@ fewer cores; on the 10 windows the same dominance over ``infadapter-paper`` and 
 all policies in ≤ 10 s.
 
 Usage: python benchmarks/paper.py [--trace PATH] [--profile PATH] [--seed N] [--windows N] [--no-vpa-windows]
-       [--lstm-weights PATH | --no-lstm]
+       [--lstm-weights PATH | --no-lstm] [--latencies simulator|embedded|kubernetes]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from infadapter.control import MODE_LATENCIES  # noqa: E402
 from infadapter.policies import recommended_options  # noqa: E402
 from infadapter.profiles import load_profile  # noqa: E402
 from infadapter.sim.run import simulate  # noqa: E402
@@ -92,6 +93,7 @@ def main() -> None:
         help="the paper's LSTM for infadapter-paper/msplus (trained on the first 14 days and cached if absent)",
     )
     parser.add_argument("--no-lstm", action="store_true", help="EWMA throughout for infadapter-paper/msplus")
+    parser.add_argument("--latencies", choices=sorted(MODE_LATENCIES), default="simulator", help="the control loop's delays of this mode")
     args = parser.parse_args()
     for path in (args.trace, args.profile):
         if not path.is_file():
@@ -123,6 +125,7 @@ def main() -> None:
             pre_history_rps=series[start - PRE_HISTORY_S : start],
             seed=args.seed,
             options=options,
+            latencies=MODE_LATENCIES[args.latencies],
         )
         return {name: r.summary for name, r in runs.items()}, time.perf_counter() - clock
 
@@ -130,6 +133,7 @@ def main() -> None:
     _, paper_wall_warm_s = run(PAPER_START_S, policies)
     ours = paper["ours"]
     out: dict[str, Any] = {
+        "latencies": args.latencies,
         "paper_forecaster": "lstm " + lstm["lstm_weights"] if lstm else "ewma (no trained LSTM weights)",
         "paper": {
             "window": [PAPER_START_S, PAPER_START_S + PAPER_DURATION_S],

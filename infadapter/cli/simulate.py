@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 LATENCIES_HELP = (
     "the control loop's delays of the mode to simulate: simulator (cold start = load time + 4 s, resize 1 s), embedded "
-    "(+1 s, at once, load seen 1 s late) or kubernetes (+15 s, 2 s, weights reach the router 31 s after a change, load seen 5 s late)"
+    "(+1 s, at once, load seen 1 s late) or kubernetes (+15 s, 2 s, weights reach the router 3 s after a change, load seen 5 s late)"
 )
 START_HELP = "what runs when the window begins: VARIANT=CORES[xREPLICAS][:gpu=N],... or cold [default: the most accurate variant at its largest size; printed]"
 

@@ -60,14 +60,15 @@ class Latencies:
 #:   second and the load is the rate between its last two samples, about a second late;
 #: * ``kubernetes``: the operator. A new pod serves its variant's load time plus scheduling and container
 #:   start (~15 s with the image present); the kubelet acknowledges a ``pods/resize`` in about 2 s; new
-#:   weights reach Envoy when the kubelet refreshes the router's ConfigMap volume, up to its 60 s sync
-#:   period plus the sidecar's 2 s poll after the write (31 s on average, what is used here), and the
-#:   controller waits for Envoy to confirm them before a leaving variant goes; the chart's PodMonitor scrapes
-#:   every 5 s, so the observed load is about 5 s late.
+#:   weights reach Envoy once the kubelet projects the router's ConfigMap volume — at once, because the
+#:   operator then annotates the router pods (a pod update makes the kubelet sync it), else at its next
+#:   periodic sync, up to a minute later — plus the sidecar's 2 s poll: 3 s is used here, and the controller
+#:   waits for Envoy to confirm them before a leaving variant goes; the chart's PodMonitor scrapes every 5 s,
+#:   so the observed load is about 5 s late.
 MODE_LATENCIES: Mapping[str, Latencies] = {
     "simulator": Latencies(),
     "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=1.0),
-    "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=31.0, observe_s=5.0),
+    "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=5.0),
 }
 
 

@@ -91,3 +91,40 @@ def _deployment() -> dict[str, Any]:
             "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
         },
     }
+
+
+def test_the_operator_may_annotate_its_router_pods_and_change_no_pod_otherwise(
+    control_plane: ControlPlane, admin: Admin, release: dict[str, Any], namespace: str
+) -> None:
+    """``patch pods`` is granted for one use (the weights' version on a router pod); the chart's admission policy
+    refuses every other pod change by the operator's ServiceAccount."""
+    token = admin.token(RELEASE_NAMESPACE, OPERATOR_SA)
+    configuration = client.Configuration()
+    configuration.host = control_plane.server
+    configuration.ssl_ca_cert = str(control_plane.ca_file)
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    core = client.CoreV1Api(client.ApiClient(configuration))
+    wait_for(lambda: _has_default_account(admin, namespace), 30, what="the namespace's default ServiceAccount")
+    for name, labels in (("router", {"infadapter.io/service": "svc", "infadapter.io/component": "router"}), ("plain", {"app": "x"})):
+        pod = {"metadata": {"name": name, "labels": labels}, "spec": {"containers": [{"name": "c", "image": "envoy"}], "automountServiceAccountToken": False}}
+        admin.core.create_namespaced_pod(namespace, pod)
+    patched = core.patch_namespaced_pod("router", namespace, {"metadata": {"annotations": {"infadapter.io/weights": "abc"}}})
+    assert patched.metadata.annotations["infadapter.io/weights"] == "abc"
+    refused = {
+        "annotate another pod": lambda: core.patch_namespaced_pod("plain", namespace, {"metadata": {"annotations": {"infadapter.io/weights": "abc"}}}),
+        "relabel a router pod": lambda: core.patch_namespaced_pod("router", namespace, {"metadata": {"labels": {"infadapter.io/component": "x"}}}),
+        "change a router pod's image": lambda: core.patch_namespaced_pod("router", namespace, {"spec": {"containers": [{"name": "c", "image": "evil"}]}}),
+    }
+    for what, call in refused.items():
+        with pytest.raises(ApiException) as denied:
+            call()
+        assert denied.value.status == 403, (what, denied.value)
+    assert admin.core.read_namespaced_pod("router", namespace).spec.containers[0].image == "envoy"
+
+
+def _has_default_account(admin: Admin, namespace: str) -> bool:
+    try:
+        admin.core.read_namespaced_service_account("default", namespace)
+    except ApiException:
+        return False
+    return True

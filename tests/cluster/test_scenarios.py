@@ -19,7 +19,8 @@ import pytest
 from kubernetes import client, watch
 from urllib3.exceptions import ProtocolError
 
-from infadapter.runtime.kube.objects import parse_cpu_quantity
+from infadapter.runtime.kube.actuator import weights_version
+from infadapter.runtime.kube.objects import ANNOTATION_WEIGHTS, parse_cpu_quantity
 from tests.cluster.kube import Admin, ArrivalExporter, OperatorProcess, service_body, status_json, wait_for
 
 Start = Callable[..., OperatorProcess]
@@ -170,6 +171,23 @@ def test_a_variant_switch_keeps_the_old_pods_until_the_new_ones_carry_the_load(
         small_ready_before = max((r for t, name, _, r in states if name == "svc-small" and t <= shrunk), default=0)
         assert small_ready_before >= planned, states
     assert max((r for _, name, _, r in states if name == "svc-small"), default=0) >= planned
+    # the new weights were pushed to the router pods' kubelets: each carries their version (a pod update makes
+    # the kubelet project the weights ConfigMap now, not at its next periodic sync)
+    assert _routers(admin, namespace)
+    wait_for(lambda: set(_router_versions(admin, namespace)) == {_weights_version(admin, namespace)}, 30, what=lambda: str(_router_versions(admin, namespace)))
+
+
+def _weights_version(admin: Admin, namespace: str) -> str:
+    data = admin.core.read_namespaced_config_map("svc-router-weights", namespace).data
+    return weights_version({k: int(v) for k, v in data.items()})
+
+
+def _router_versions(admin: Admin, namespace: str) -> list[str | None]:
+    return [(p.metadata.annotations or {}).get(ANNOTATION_WEIGHTS) for p in _routers(admin, namespace)]
+
+
+def _routers(admin: Admin, namespace: str) -> list[Any]:
+    return list(admin.core.list_namespaced_pod(namespace, label_selector="infadapter.io/service=svc,infadapter.io/component=router").items)
 
 
 def test_recommend_off_and_pause_change_nothing_in_the_cluster(admin: Admin, exporter: ArrivalExporter, running: tuple[str, OperatorProcess]) -> None:

@@ -16,6 +16,7 @@ the router's weights. The make-before-break rule is the controller's; nothing he
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +24,9 @@ from typing import Any
 from infadapter.control import Action, ActuatorState, VariantState, VariantTarget
 from infadapter.runtime.envoy_config import integer_weights
 from infadapter.runtime.kube.apply import collection_path, ensure, template_size, weights_from
-from infadapter.runtime.kube.client import KubeApi, api_path
+from infadapter.runtime.kube.client import KubeApi, NotFound, api_path
 from infadapter.runtime.kube.desired import desired_objects
-from infadapter.runtime.kube.objects import ANNOTATION_CPU, LABEL_COMPONENT, LABEL_SERVICE, LABEL_VARIANT, Images, Owner, is_owned
+from infadapter.runtime.kube.objects import ANNOTATION_CPU, ANNOTATION_WEIGHTS, LABEL_COMPONENT, LABEL_SERVICE, LABEL_VARIANT, Images, Owner, is_owned
 from infadapter.runtime.kube.resize import RESIZE_WAIT_S, ResizeReport, pod_size, resize_variant, running
 from infadapter.runtime.kube.router import applied_weights, route_problem
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
@@ -147,8 +148,31 @@ async def execute(api: KubeApi, owner: Owner, spec: InferenceServiceSpec, action
         if obj["kind"] == "Deployment" and name in targets:
             obj["metadata"]["annotations"][ANNOTATION_CPU] = f"{targets[name].cpu_cores:g}"
     await asyncio.gather(*(ensure(api, obj, owner, result.changes, view.known) for obj in desired))
+    if spec.routing.kind != "GatewayAPI":
+        await _nudge_routers(api, view, weights, result)
     await _retire_removed(api, spec, view, targets, result)
     return result
+
+
+def weights_version(weights: Mapping[str, int]) -> str:
+    """A short digest of the integer weights (what the router pods' annotation carries)."""
+    text = ",".join(f"{k}={v}" for k, v in sorted(weights.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+async def _nudge_routers(api: KubeApi, view: KubeView, weights: Mapping[str, int], result: ApplyResult) -> None:
+    """Annotate every router pod with the weights' version, so that its kubelet projects the new weights ConfigMap
+    now (:data:`ANNOTATION_WEIGHTS`); a pod that already carries it is not written (none at steady state)."""
+    version = weights_version(weights)
+    for pod in (p for pods in view.pods.values() for p in pods):
+        meta = pod.get("metadata", {})
+        if meta.get("labels", {}).get(LABEL_COMPONENT) != "router" or (meta.get("annotations") or {}).get(ANNOTATION_WEIGHTS) == version:
+            continue
+        try:
+            await api.merge_patch(api_path("v1", "pods", meta["namespace"], meta["name"]), {"metadata": {"annotations": {ANNOTATION_WEIGHTS: version}}})
+        except NotFound:  # a pod gone meanwhile needs nothing; its replacement mounts the new weights
+            continue
+        result.changes.append(f"annotated Pod/{meta['name']} with weights {version}")
 
 
 async def _template_cpu(

@@ -28,6 +28,10 @@ LABEL_COMPONENT = "infadapter.io/component"
 ANNOTATION_PAUSED = "infadapter.io/paused"
 ANNOTATION_PROFILE = "infadapter.io/profile"
 ANNOTATION_CPU = "infadapter.io/cpu-cores"
+#: on each router pod: the version of the weights the operator last wrote. Changing a pod's annotation makes the
+#: kubelet sync the pod at once, and with it the weights ConfigMap's volume, instead of at its next periodic sync
+#: (up to a minute): the Kubernetes documentation's way to refresh a mounted ConfigMap immediately
+ANNOTATION_WEIGHTS = "infadapter.io/weights"
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 ROUTER_PORT, ROUTER_METRICS_PORT, ENVOY_ADMIN_PORT = 8080, 9102, 9901
