@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -55,12 +55,13 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 
-from infadapter.cli.run import PEAK_SHARE, cached_profile, max_capacity_rps, pick_trace  # noqa: E402
+from infadapter.cache import cache_root  # noqa: E402
+from infadapter.cli.run import PEAK_SHARE, cached_profile, max_capacity_rps, pick_trace, profile_cpus, profile_key  # noqa: E402
 from infadapter.control import MODE_LATENCIES  # noqa: E402
 from infadapter.embedded import EmbeddedRun  # noqa: E402
-from infadapter.planning import cpu_grid  # noqa: E402
-from infadapter.profiles import load_profile  # noqa: E402
-from infadapter.serving.profiler import spec_models  # noqa: E402
+from infadapter.planning import Plan, cpu_grid  # noqa: E402
+from infadapter.profiles import Profile, load_profile, save_profile  # noqa: E402
+from infadapter.serving.profiler import Profiler, largest_planned_cores, spec_models  # noqa: E402
 from infadapter.sim.machine import Machine  # noqa: E402
 from infadapter.sim.run import simulate  # noqa: E402
 from infadapter.spec import load_resource  # noqa: E402
@@ -168,6 +169,22 @@ def _errors(sim: dict[str, float], real: dict[str, float]) -> dict[str, float]:
     }
 
 
+def _measured_profile(spec: Any, models: dict[str, Path], console: Console, sizes: tuple[float, ...] | None, seconds: float) -> Profile:
+    """The profile at ``sizes`` with ``seconds`` per load step (cached beside run's, keyed by both)."""
+    if seconds <= 2.0:
+        return cached_profile(spec, models, console, sizes)
+    cpus = sizes or profile_cpus(spec)
+    path = cache_root() / "profiles" / f"{spec.model_name}-{profile_key(spec, models, cpus)}-{seconds:g}s.yaml"
+    if path.is_file():
+        return load_profile(path)
+    console.print(f"profile: measuring {len(models)} variants x {len(cpus)} sizes, {seconds:g} s per step (cached in {path})", highlight=False)
+    profiler = Profiler(spec.slo.latency_ms, spec.slo.percentile, duration_s=seconds, max_steps=5, tolerance=0.1)
+    profile, _ = profiler.profile(models, spec.model_name, cpus, largest_planned_cores(spec))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_profile(profile, path)
+    return profile
+
+
 def _clean(value: Any) -> Any:
     """JSON without NaN: an unknown measure is null."""
     if isinstance(value, float):
@@ -185,6 +202,9 @@ def main() -> None:
     parser.add_argument("-f", "--file", type=Path, default=ROOT / "examples" / "demo.yaml")
     parser.add_argument("--profile", type=Path, default=None, help="profile file (default: measured here at --sizes, cached)")
     parser.add_argument("--sizes", choices=("grid", "ends"), default="grid", help="measure every size of the spec's grid, or its ends as run does")
+    parser.add_argument(
+        "--profile-seconds", type=float, default=6.0, help="seconds per load step when profiling (run's profile: 2, too short for a queue to build)"
+    )
     parser.add_argument("--duration", type=int, default=180, help="seconds of trace per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--policy", default="ours")
@@ -198,7 +218,7 @@ def main() -> None:
     models = spec_models(spec)
     # every planned size measured: the simulator then believes no interpolated capacity the servers do not have
     sizes = tuple(sorted({c for v in spec.variants for c in cpu_grid(spec, v.name)})) if args.sizes == "grid" else None
-    profile = load_profile(args.profile) if args.profile is not None else cached_profile(spec, models, console, sizes)
+    profile = load_profile(args.profile) if args.profile is not None else _measured_profile(spec, models, console, sizes, args.profile_seconds)
     raw, described = pick_trace(None, None, args.duration)
     factor = PEAK_SHARE * max_capacity_rps(spec, profile) / float(np.nanmax(raw))
     rates = np.nan_to_num(raw * factor, nan=0.0)
@@ -238,7 +258,7 @@ def main() -> None:
     for k, row in enumerate(measured_runs):
         start = row.pop("start")
         console.print(f"== run {k + 1}/{args.runs}: simulated from {start.describe() if start else 'nothing'}", highlight=False)
-        begin = start if start is not None else "cold"
+        begin: Plan | Literal["cold"] = start if start is not None else "cold"
         sim = simulate(spec, profile, rates, [args.policy], seed=k, start=begin, latencies=latencies, machine=machine, queue_factor=math.inf)
         runs.append({**row, "simulated": _measures(sim[args.policy].summary), "start_plan": start.describe() if start else None})
     simulated, measured_mean = _mean([r["simulated"] for r in runs]), _mean([r["measured"] for r in runs])
@@ -252,7 +272,7 @@ def main() -> None:
             "mean_rps": round(float(rates.mean()), 1),
             "peak_rps": round(float(rates.max()), 1),
             "policy": args.policy,
-            "profile": str(args.profile) if args.profile is not None else f"measured here at {args.sizes} sizes",
+            "profile": str(args.profile) if args.profile is not None else f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step",
             "latencies": dataclasses.asdict(latencies),
             "machine": dataclasses.asdict(machine),
             "load_time_s": {v.name: v.load_time_s for v in spec.variants},

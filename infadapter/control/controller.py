@@ -58,6 +58,9 @@ from infadapter.spec import InferenceServiceSpec, ResizePolicy
 
 #: times within this are the same instant
 EPS_S = 1e-6
+#: a staged switch looks again at least this long after its resize (with an instant resize, as in the embedded mode,
+#: a wake EPS_S later spun the loop a million times a second while a stage waited for a cold start)
+STAGE_POLL_S = 0.1
 
 
 def policy_options(policy_name: str, latencies: Latencies) -> dict[str, Any]:
@@ -226,7 +229,7 @@ class Controller:
         send = action if self._changed(action, state.sent, actuator) else None
         wake = self._wake_s(state, action, actuator, at_s)
         if action is not full:  # a staged switch goes on as soon as a resize has taken effect
-            wake = min(wake, at_s + max(self.latencies.in_place_s, EPS_S))
+            wake = min(wake, at_s + max(self.latencies.in_place_s, STAGE_POLL_S))
         state = replace(state, sent=action if send is not None else state.sent)
         return Step(send, record, reconfigured, wake + (state.started_s or 0.0)), state
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from infadapter.control import Action, ActuatorState, Controller, Latencies, VariantState, VariantTarget, actuation
 from infadapter.control.budget import DEFAULT_SURGE_RATIO, Cap, footprint, held, within_cap
+from infadapter.control.controller import STAGE_POLL_S
 from infadapter.planning import Plan
 from infadapter.sim.actuator import SimActuator
 from infadapter.sim.engine import Timeline, allocated_cores
-from infadapter.sim.run import run_controller
+from infadapter.sim.run import STEPS_PER_INSTANT, run_controller
 from infadapter.sim.scenario import DEFAULT_PROFILE, DEFAULT_TRACE
 
 from .fixtures import PROFILE, SPEC, Scripted, plan, running
@@ -74,6 +76,31 @@ def test_a_switch_on_the_whole_budget_is_staged_within_it() -> None:
     assert peak_cores(timeline, 90.0) <= CAP.cpu + 1e-9
     final = actuator.state(90.0)
     assert sorted((v.name, v.cpu_cores, v.ready_cores) for v in final.running) == [("fast", 3.0, (3.0,)), ("slow", 5.0, (5.0,))]
+
+
+def test_a_staged_switch_with_instant_resizes_looks_again_at_the_stage_poll_not_at_every_instant() -> None:
+    """The embedded mode resizes at once (in_place_s = 0): a stage waiting for a cold start is looked at every
+    STAGE_POLL_S, not every EPS_S (which spun the simulator a million steps per second of the wait)."""
+    timeline = Timeline()
+    instant = Latencies(in_place_s=0.0)
+    actuator = SimActuator(SPEC, instant, timeline)
+    actuator.deploy(plan(("slow", 8.0, 1.0), load_rps=30.0))  # the whole budget: the new variant's room is staged
+    target = plan(("fast", 6.0, 1.0), load_rps=30.0)
+    controller = Controller(SPEC, PROFILE, Scripted(plans=[target], resize="in_place"), latencies=instant, surge_ratio=0.0)
+    settles = 0
+    settle = controller.settle
+
+    def counted(*args: Any) -> Any:
+        nonlocal settles
+        settles += 1
+        assert settles < 20_000, "the staged switch spun"
+        return settle(*args)
+
+    controller.settle = counted  # type: ignore[method-assign]
+    run_controller(controller, actuator, np.full(690, 60.0), 600, 90)
+    final = actuator.state(90.0)
+    assert [(v.name, v.cpu_cores, v.ready_cores) for v in final.running] == [("fast", 6.0, (6.0,))]
+    assert 0 < settles <= 90 * (1 / STAGE_POLL_S + STEPS_PER_INSTANT)
 
 
 def test_without_a_cap_the_same_switch_holds_both_plans_at_once() -> None:
