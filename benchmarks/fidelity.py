@@ -64,7 +64,7 @@ from infadapter.profiles import Profile, load_profile, save_profile  # noqa: E40
 from infadapter.serving.profiler import Profiler, largest_planned_cores, spec_models  # noqa: E402
 from infadapter.sim.machine import Machine  # noqa: E402
 from infadapter.sim.run import simulate  # noqa: E402
-from infadapter.spec import load_resource  # noqa: E402
+from infadapter.spec import InferenceServiceSpec, load_resource  # noqa: E402
 
 MEASURES = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "reconfigurations")
 READY = re.compile(r"^(?P<variant>[^#]+)#\S+ after (?P<s>[0-9.]+) s$")
@@ -196,8 +196,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def main() -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """What both sides run: the spec, its models and profile, the scaled trace."""
+
+    name: str
+    spec: InferenceServiceSpec
+    models: dict[str, Path]
+    profile: Profile
+    rates: npt.NDArray[np.float64]
+    described: str
+    factor: float
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-f", "--file", type=Path, default=ROOT / "examples" / "demo.yaml")
     parser.add_argument("--profile", type=Path, default=None, help="profile file (default: measured here at --sizes, cached)")
@@ -211,8 +223,10 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.runs <= 20 or not 10 <= args.duration <= 3600:
         parser.error("--runs must be 1..20 and --duration 10..3600")
-    logging.basicConfig(level=logging.WARNING)
-    console = Console(stderr=True, width=200)
+    return args
+
+
+def _scenario(args: argparse.Namespace, console: Console) -> Scenario:
     resource = load_resource(args.file)
     spec = resource.spec
     models = spec_models(spec)
@@ -221,27 +235,27 @@ def main() -> None:
     profile = load_profile(args.profile) if args.profile is not None else _measured_profile(spec, models, console, sizes, args.profile_seconds)
     raw, described = pick_trace(None, None, args.duration)
     factor = PEAK_SHARE * max_capacity_rps(spec, profile) / float(np.nanmax(raw))
-    rates = np.nan_to_num(raw * factor, nan=0.0)
-    latencies = MODE_LATENCIES["embedded"]
+    return Scenario(resource.metadata.name, spec, models, profile, np.nan_to_num(raw * factor, nan=0.0), described, factor)
 
-    # the embedded runs first: the machine's other processes are measured over all of them, then simulated
-    measured_runs: list[dict[str, Any]] = []
+
+def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> tuple[list[dict[str, Any]], Machine]:
+    """The embedded runs, and the machine fitted to what the other processes took over all of them."""
+    rows: list[dict[str, Any]] = []
     loads: list[float] = []
     taken: list[float] = []
     for k in range(args.runs):
         console.print(f"== run {k + 1}/{args.runs}: embedded", highlight=False)
         started = time.monotonic()
-        run = EmbeddedRun(spec, profile, models, rates, policy=args.policy, name=resource.metadata.name, console=console, live=False)
+        run = EmbeddedRun(sc.spec, sc.profile, sc.models, sc.rates, policy=args.policy, name=sc.name, console=console, live=False)
         others = OthersCpu(run)
         try:
             summary = run.run().to_json()
         finally:
             others.stop()
-        x, y = others.per_second(rates)
+        x, y = others.per_second(sc.rates)
         loads += x
         taken += y
-        start = next((s.plan for s in run.samples if s.plan is not None), None)
-        measured_runs.append(
+        rows.append(
             {
                 "measured": _measures(summary),
                 "measured_requests": summary.get("requests"),
@@ -249,36 +263,46 @@ def main() -> None:
                 "measured_latency": _latency_quantiles(run),
                 "cold_starts_s": _cold_starts(run),
                 "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
-                "start": start,
+                "start": next((s.plan for s in run.samples if s.plan is not None), None),
                 "wall_s": round(time.monotonic() - started, 1),
             }
         )
-    machine = fit_machine(loads, taken)
+    return rows, fit_machine(loads, taken)
+
+
+def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str, Any]], machine: Machine, console: Console) -> list[dict[str, Any]]:
+    """Each measured run simulated from the plan it started on, with its own arrival seed."""
     runs: list[dict[str, Any]] = []
-    for k, row in enumerate(measured_runs):
-        start = row.pop("start")
+    for k, row in enumerate(rows):
+        start: Plan | None = row.pop("start")
         console.print(f"== run {k + 1}/{args.runs}: simulated from {start.describe() if start else 'nothing'}", highlight=False)
         begin: Plan | Literal["cold"] = start if start is not None else "cold"
-        sim = simulate(spec, profile, rates, [args.policy], seed=k, start=begin, latencies=latencies, machine=machine, queue_factor=math.inf)
+        latencies = MODE_LATENCIES["embedded"]
+        sim = simulate(sc.spec, sc.profile, sc.rates, [args.policy], seed=k, start=begin, latencies=latencies, machine=machine, queue_factor=math.inf)
         runs.append({**row, "simulated": _measures(sim[args.policy].summary), "start_plan": start.describe() if start else None})
-    simulated, measured_mean = _mean([r["simulated"] for r in runs]), _mean([r["measured"] for r in runs])
-    errors = _errors(simulated, measured_mean)
-    out = {
+    return runs
+
+
+def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], machine: Machine) -> dict[str, Any]:
+    simulated, measured = _mean([r["simulated"] for r in runs]), _mean([r["measured"] for r in runs])
+    errors = _errors(simulated, measured)
+    profile = str(args.profile) if args.profile is not None else f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step"
+    return {
         "scenario": {
             "spec": str(args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file),
-            "trace": described,
-            "scale": round(factor, 4),
+            "trace": sc.described,
+            "scale": round(sc.factor, 4),
             "duration_s": args.duration,
-            "mean_rps": round(float(rates.mean()), 1),
-            "peak_rps": round(float(rates.max()), 1),
+            "mean_rps": round(float(sc.rates.mean()), 1),
+            "peak_rps": round(float(sc.rates.max()), 1),
             "policy": args.policy,
-            "profile": str(args.profile) if args.profile is not None else f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step",
-            "latencies": dataclasses.asdict(latencies),
+            "profile": profile,
+            "latencies": dataclasses.asdict(MODE_LATENCIES["embedded"]),
             "machine": dataclasses.asdict(machine),
-            "load_time_s": {v.name: v.load_time_s for v in spec.variants},
+            "load_time_s": {v.name: v.load_time_s for v in sc.spec.variants},
         },
         "simulated": simulated,
-        "measured": measured_mean,
+        "measured": measured,
         "spread": {"simulated": _spread([r["simulated"] for r in runs]), "measured": _spread([r["measured"] for r in runs])},
         "errors": errors,
         "targets": {
@@ -288,7 +312,18 @@ def main() -> None:
         },
         "runs": runs,
     }
-    print(json.dumps(_clean(out), allow_nan=False))
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    args = _arguments()
+    logging.basicConfig(level=logging.WARNING)
+    console = Console(stderr=True, width=200)
+    scenario = _scenario(args, console)
+    # the embedded runs first: the machine's other processes are measured over all of them, then simulated
+    rows, machine = _measured_runs(args, scenario, console)
+    runs = _simulated_runs(args, scenario, rows, machine, console)
+    print(json.dumps(_clean(_output(args, scenario, runs, machine)), allow_nan=False))
 
 
 if __name__ == "__main__":
