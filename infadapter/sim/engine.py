@@ -11,6 +11,7 @@ variant), every request is routed (smooth WRR per epoch) and served by its insta
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -181,9 +182,10 @@ def _pieces(inst: SimInstance, speeds: Sequence[tuple[float, float]]) -> list[tu
     """``(from_s, cores, speed)``: where the instance's size or the machine's speed changes (the first from -inf)."""
     changes = sorted({s for s, _ in inst.sizes[1:]} | {s for s, _ in speeds[1:]})
     out = [(-math.inf, inst.sizes[0][1], speeds[0][1] if speeds else 1.0)]
+    step_starts = [s for s, _ in speeds]
     for t in changes:
-        speed = next((v for s, v in reversed(speeds) if s <= t), 1.0)
-        piece = (t, inst.cores_at(t), speed)
+        k = bisect.bisect_right(step_starts, t) - 1  # the step in force at t
+        piece = (t, inst.cores_at(t), speeds[k][1] if k >= 0 else 1.0)
         if piece[1:] != out[-1][1:]:
             out.append(piece)
     return out
@@ -258,12 +260,17 @@ def average_gpus(timeline: Timeline, duration_s: float) -> float:
     return area / duration_s if duration_s > 0 else 0.0
 
 
+def epoch_index(routing: list[Epoch], t_s: FloatArray) -> IntArray:
+    """For each time of ``t_s``, the index of the routing epoch in force (-1 before the first)."""
+    index: IntArray = np.searchsorted(np.array([e.start_s for e in routing]), t_s, side="right") - 1
+    return index
+
+
 def provisioned_capacity(timeline: Timeline, profile: Profile, t_s: FloatArray) -> FloatArray:
     """Capacity at the SLO (profile figures) of the instances the router sends to, at each time."""
     out = np.zeros(t_s.size)
     routing = epochs(timeline)
-    starts = np.array([e.start_s for e in routing])
-    index = np.searchsorted(starts, t_s, side="right") - 1
+    index = epoch_index(routing, t_s)
     for k, epoch in enumerate(routing):
         mask = index == k
         if not mask.any():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infadapter.profiles import Profile
-from infadapter.sim.engine import FloatArray, Timeline, epochs
+from infadapter.sim.engine import FloatArray, Timeline, epoch_index, epochs
 
 #: speeds are kept to this resolution (each distinct one splits the servers' queues once)
 SPEED_STEP = 0.01
@@ -49,7 +49,9 @@ def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray) -> F
     mid = np.arange(duration, dtype=np.float64) + 0.5
     busy = np.zeros(duration)
     shares = _routed_shares(timeline, mid)
+    unrouted = np.zeros(duration)
     for inst in timeline.instances.values():
+        share = shares.get(inst.id, unrouted)
         for k in np.flatnonzero((mid >= inst.cost_from_s) & (mid < inst.end_s)):
             t = float(mid[k])
             quota = inst.cores_at(t)
@@ -57,7 +59,7 @@ def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray) -> F
                 busy[k] += quota
                 continue
             capacity = profile.capacity_rps(inst.variant, quota, 1, inst.gpus)
-            routed = float(trace_rps[k]) * shares.get(inst.id, np.zeros(duration))[k]
+            routed = float(trace_rps[k]) * share[k]
             busy[k] += quota * (min(1.0, routed / capacity) if capacity > 0 else 1.0)
     return busy
 
@@ -65,8 +67,7 @@ def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray) -> F
 def _routed_shares(timeline: Timeline, t_s: FloatArray) -> dict[int, FloatArray]:
     """Per instance, its share of the requests at each time of ``t_s`` (the routing epochs')."""
     routing = epochs(timeline)
-    starts = np.array([e.start_s for e in routing])
-    index = np.searchsorted(starts, t_s, side="right") - 1
+    index = epoch_index(routing, t_s)
     out: dict[int, FloatArray] = {}
     for k, epoch in enumerate(routing):
         mask = index == k
