@@ -18,87 +18,35 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from infadapter.errors import FieldError, InvalidSpec
+from infadapter.hardware import DEFAULT_ACCELERATOR
 from infadapter.spec_errors import errors_from_validation
+from infadapter.spec_fields import (
+    _MODEL_NAME,
+    _NAME,
+    _SUBDOMAIN,
+    Accelerator,
+    Budget,
+    Flag,
+    Number,
+    ResourceGrid,
+    VariantResources,
+    Whole,
+    _Model,
+    _pattern_check,
+    placement_name,
+)
 from infadapter.yamlfile import read_text, yaml_documents, yaml_error_text
 
 API_GROUP = "infadapter.io"
 API_VERSION = "v1alpha1"
 KIND = "InferenceService"
-
-_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m?)\s*$")
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-#: RFC 1123 subdomain (Kubernetes object names)
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-#: a Triton model name is a directory name and a URL path segment: no '/', quotes, spaces or '..'
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-#: Kubernetes memory quantity (binary or decimal suffix)
-_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-
-
-def parse_cpu(value: Any) -> Any:
-    """Accept cores as a number or a Kubernetes quantity (``"500m"``, ``"2"``)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a CPU quantity; write cores (1.5) or millicores ('1500m')")
-    if isinstance(value, str):
-        match = _QUANTITY.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a CPU quantity; write cores (1.5) or millicores ('1500m')")
-        number = float(match.group(1))
-        return number / 1000.0 if match.group(2) == "m" else number
-    return value
-
-
-Cores = Annotated[float, BeforeValidator(parse_cpu)]
-
-
-def _plain_number(value: Any) -> Any:
-    """Numbers are numbers, as the CRD's ``type: number`` says: not ``true``, not ``"2"``."""
-    if isinstance(value, bool | str):
-        raise ValueError(f"{value!r} is not a number; write a number without quotes (true/false are not numbers)")
-    return value
-
-
-def _plain_bool(value: Any) -> Any:
-    if not isinstance(value, bool):
-        raise ValueError(f"{value!r} is not true or false; write true or false without quotes")
-    return value
-
-
-Number = Annotated[float, BeforeValidator(_plain_number)]
-Whole = Annotated[int, BeforeValidator(_plain_number)]
-Flag = Annotated[bool, BeforeValidator(_plain_bool)]
-
-
-def _pattern_check(pattern: re.Pattern[str], what: str, example: str) -> Any:
-    """A validator that explains a regex mismatch as "problem; fix" (the parser splits the hint off)."""
-
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"{value[:80]!r} is not {what}; {example}")
-        return value
-
-    return check
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        allow_inf_nan=False,
-    )
 
 
 class Mode(StrEnum):
@@ -119,23 +67,6 @@ class ModelSource(_Model):
     format: Literal["onnx", "python", "savedmodel", "torchscript"] = "onnx"
 
 
-class VariantResources(_Model):
-    """Per-variant overrides of the resource grid."""
-
-    min_cpu: Cores | None = Field(default=None, gt=0, alias="minCpu")
-    max_cpu: Cores | None = Field(default=None, gt=0, alias="maxCpu")
-    max_replicas: Whole | None = Field(default=None, ge=1, le=1000)
-    min_replicas: Whole = Field(default=0, ge=0, le=1000)
-    memory: str | None = Field(default=None, description="memory request = limit, a Kubernetes quantity")
-
-    @field_validator("memory")
-    @classmethod
-    def _memory_quantity(cls, value: str | None) -> str | None:
-        if value is not None and not _MEMORY.match(value):
-            raise ValueError(f"{value[:80]!r} is not a memory quantity; write e.g. 512Mi or 2Gi")
-        return value
-
-
 class Variant(_Model):
     """One model variant: a point on the accuracy/compute trade-off."""
 
@@ -145,6 +76,9 @@ class Variant(_Model):
     source: ModelSource = ModelSource()
     resources: VariantResources = VariantResources()
     gpu: Flag = Field(default=False, description="allow GPU options for this variant (profile must have them)")
+    #: the named accelerator types (the spec's ``accelerators``) it may also run on, each as its own
+    #: deployment ``<name>-<type>`` beside the variant's own; None: every declared type
+    accelerators: list[Annotated[str, Field(max_length=20)]] | None = Field(default=None, max_length=16)
 
     @field_validator("name")
     @classmethod
@@ -167,36 +101,6 @@ class Objective(_Model):
 
     cost_weight: Number = Field(default=0.05, ge=0, le=100)
     transition_weight: Number = Field(default=0.001, ge=0, le=100)
-
-
-_POOL_NAME = AfterValidator(_pattern_check(_SUBDOMAIN, "an InferenceBudget name", "use lower-case letters, digits, '-' and '.' (e.g. team-a)"))
-
-
-class Budget(_Model):
-    cpu: Cores = Field(default=20.0, gt=0, le=100_000)
-    gpu: Whole = Field(default=0, ge=0, le=10_000)
-    #: what a transition (make-before-break) may hold on top of the budget, as a fraction of it: a ResourceQuota
-    #: for the service needs budget x (1 + surge)
-    surge: float = Field(default=0.25, ge=0, le=1, allow_inf_nan=False)
-    #: the name of an InferenceBudget in the service's namespace: the operator then plans the service within its
-    #: share of that pool (``cpu`` and ``gpu`` above are not used), solved jointly with the pool's other members
-    pool: Annotated[str, _POOL_NAME] | None = Field(default=None, min_length=1, max_length=253)
-
-
-class ResourceGrid(_Model):
-    """The resource options the solver may choose from, for every variant."""
-
-    cpu_step: Cores = Field(default=1.0, gt=0, le=64, alias="cpuStep")
-    min_cpu: Cores = Field(default=1.0, gt=0, le=1024, alias="minCpu")
-    max_cpu: Cores = Field(default=20.0, gt=0, le=1024, alias="maxCpu")
-    max_replicas: Whole = Field(default=1, ge=1, le=1000)
-    gpus_per_replica: list[Annotated[Whole, Field(ge=1, le=64)]] = Field(default_factory=lambda: [1], max_length=16, alias="gpusPerReplica")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> ResourceGrid:
-        if self.min_cpu > self.max_cpu:
-            raise ValueError(f"minCpu ({self.min_cpu}) is larger than maxCpu ({self.max_cpu}); swap them")
-        return self
 
 
 class Forecast(_Model):
@@ -261,8 +165,60 @@ class InferenceServiceSpec(_Model):
     adaptation: Adaptation = Adaptation()
     mode: Mode = Mode.AUTO
     routing: Routing = Routing()
+    #: named accelerator types beside the default GPU (``budget.gpu``): each with its count, price and nodes
+    accelerators: list[Accelerator] = Field(default_factory=list, max_length=16)
     #: Recommend mode only: compare with a service that runs elsewhere (its load query and configuration)
     shadow: Shadow | None = None
+
+    @model_validator(mode="after")
+    def _accelerator_types(self) -> InferenceServiceSpec:
+        declared = [a.name for a in self.accelerators]
+        for i, name in enumerate(declared):
+            if name in declared[:i] or name in (DEFAULT_ACCELERATOR, "cpu"):
+                raise ValueError(f"accelerators[{i}].name {name!r} is used twice or reserved ('gpu' is budget.gpu's type); give each type its own name")
+        for v in self.variants:
+            unknown = sorted(set(v.accelerators or ()) - set(declared))
+            if unknown:
+                raise ValueError(f"variant {v.name!r} lists accelerator {unknown[0]!r}, which spec.accelerators does not declare; declare it or drop it")
+        names = {v.name for v in self.variants}
+        for v in self.variants:
+            for a in self.accelerators:
+                if placement_name(v.name, a.name) in names:
+                    raise ValueError(f"variant {placement_name(v.name, a.name)!r} has the name of {v.name}'s deployment on {a.name}; rename it")
+        return self
+
+    @property
+    def placements(self) -> dict[str, tuple[Variant, Accelerator | None]]:
+        """Every deployment of the service by name: ``(its variant, its named accelerator type or None)``.
+
+        A variant's own deployment (CPU, or the default GPU) has the variant's name; each named
+        accelerator type it may run on adds ``<variant>-<type>``, so one variant can serve from
+        several kinds of hardware at once. Not cached: ``model_copy(update=...)`` would carry a cache over.
+        """
+        out: dict[str, tuple[Variant, Accelerator | None]] = {v.name: (v, None) for v in self.variants}
+        for v in self.variants:
+            for a in self.accelerators:
+                if v.accelerators is None or a.name in v.accelerators:
+                    out.setdefault(placement_name(v.name, a.name), (v, a))
+        return out
+
+    @property
+    def units(self) -> list[Variant]:
+        """Every deployment as a variant (a named type's carries the name ``<variant>-<type>``)."""
+        return [v if a is None else v.model_copy(update={"name": name}) for name, (v, a) in self.placements.items()]
+
+    def accelerator(self, name: str) -> Accelerator | None:
+        """The named accelerator type the deployment ``name`` runs on (None: CPU or the default GPU)."""
+        return self.placements[name][1] if name in self.placements else None
+
+    def prices(self, name: str) -> tuple[float, float]:
+        """The deployment ``name``'s prices: per core and per device of its GPUs."""
+        named = self.accelerator(name)
+        return self.budget.cpu_price, named.price if named is not None else self.budget.gpu_price
+
+    def base_variant(self, name: str) -> str:
+        """The variant a deployment serves (its own name for a variant's own deployment)."""
+        return self.placements[name][0].name if name in self.placements else name
 
     @model_validator(mode="after")
     def _shadowed(self) -> InferenceServiceSpec:
@@ -290,14 +246,18 @@ class InferenceServiceSpec(_Model):
         return variants
 
     def variant(self, name: str) -> Variant:
+        """A variant, or a deployment of one on a named accelerator type (the variant, renamed)."""
         for v in self.variants:
             if v.name == name:
                 return v
+        if name in self.placements:
+            return self.placements[name][0].model_copy(update={"name": name})
         raise KeyError(name)
 
     @property
     def variant_names(self) -> list[str]:
-        return [v.name for v in self.variants]
+        """Every deployment's name: the variants', then each ``<variant>-<type>``."""
+        return list(self.placements)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the CRD's camelCase dict (defaults included)."""

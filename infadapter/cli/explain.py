@@ -71,16 +71,16 @@ def _candidate(problem: Problem, spec: InferenceServiceSpec) -> Candidate | None
         return None
     service: ServiceSolution = solution.services[0]
     sp = problem.services[0]
-    cost = sp.cost_weight * (service.cost_cpu / problem.budget_cpu + (service.cost_gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0))
-    plan = plan_from_solution(service, solution.status, {v.name: v.accuracy for v in spec.variants}, solution.solve_s, solution.notes, solution.backend)
+    cost = sp.cost_weight * problem.cost_term(a.option for a in service.assignments)
+    plan = plan_from_solution(service, solution.status, {v.name: v.accuracy for v in spec.units}, solution.solve_s, solution.notes, solution.backend)
     return Candidate(plan, service.accuracy, cost, sp.transition_weight * service.transition)
 
 
 def _problem(spec: InferenceServiceSpec, profile: Profile, load_rps: float, current: Plan | None) -> Problem:
     from infadapter.planning import service_problem
-    from infadapter.solver import Problem
+    from infadapter.planning.problem import spec_problem
 
-    return Problem.single(service_problem(spec, profile, load_rps, current), spec.budget.cpu, spec.budget.gpu)
+    return spec_problem(spec, service_problem(spec, profile, load_rps, current))
 
 
 def _rank(candidate: Candidate) -> tuple[bool, float]:

@@ -20,6 +20,7 @@ from infadapter.spec import InferenceServiceSpec, parse_spec
 
 if TYPE_CHECKING:
     from infadapter.planning import Plan
+    from infadapter.planning.hardware import HardwareChoice
     from infadapter.profiles import Profile
 
 #: beyond any real service; larger loads only stress the MILP's numerics
@@ -85,6 +86,9 @@ def plan(
     transition_weight: Annotated[float | None, typer.Option("--transition-weight", help="weight of reloads, the paper's beta")] = None,
     current: Annotated[str, typer.Option("--current", help="configuration now running: VARIANT=CORES[xREPLICAS][:gpu=N],... e.g. resnet152=20")] = "",
     backend: Annotated[str, typer.Option("--backend", help="auto (the faster exact method: DP or HiGHS), dp, highs or cbc (MILP)")] = "auto",
+    hardware: Annotated[
+        bool, typer.Option("--hardware", help="also say, per variant, what serving the whole load on each kind of hardware alone costs, cheapest first")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Solve one decision: which variants, how many cores each, what share of the load."""
@@ -102,15 +106,40 @@ def plan(
         prof = named_input("--profile", lambda p: load_profile(p, slo_ms=spec.slo.latency_ms), profile)
         now = configuration_plan(current, spec, prof, "--current") if current.strip() else None
         result = _solve(spec, prof, load, now, cast(SolveBackend, backend))
+        choices = _recommend(spec, prof, load) if hardware else None
     except InfAdapterError as exc:
         raise fail(str(exc), exc.exit_code) from None
     warnings = gpu_warnings(spec, prof) + unmeasured_sizes(result, prof)
     for warning in warnings:  # on stderr: --json keeps stdout one JSON object
         typer.echo(f"warning: {warning}", err=True)
     if as_json:
-        typer.echo(json.dumps(_plan_json(result, warnings)))
+        out = _plan_json(result, warnings)
+        if choices is not None:
+            out["hardware"] = {name: [c.to_dict() for c in kinds] for name, kinds in choices.items()}
+        typer.echo(json.dumps(out))
     else:
         _print_plan(result, load)
+        if choices is not None:
+            _print_hardware(choices, load)
+
+
+def _recommend(spec: InferenceServiceSpec, prof: Profile, load: float) -> dict[str, list[HardwareChoice]]:
+    from infadapter.planning.hardware import recommend
+
+    return recommend(spec, prof, load)
+
+
+def _print_hardware(choices: dict[str, list[HardwareChoice]], load: float) -> None:
+    """Per variant, each kind of hardware alone for the whole load; the first is the recommendation."""
+    table = Table(title=f"hardware for {load:g} rps, each variant alone (*: recommended)")
+    for col in ("variant", "hardware", "serves all", "cpu/replica", "gpus/replica", "replicas", "cost"):
+        table.add_column(col, justify="left" if col in ("variant", "hardware") else "right")
+    for name, kinds in choices.items():
+        for k, c in enumerate(kinds):
+            mark = " *" if k == 0 and c.serves_all else ""
+            served = "yes" if c.serves_all else f"no ({c.served_rps:.1f} rps)"
+            table.add_row(name if k == 0 else "", c.hardware + mark, served, f"{c.cpu_cores:g}", str(c.gpus), str(c.replicas), f"{c.cost:.4g}")
+    Console().print(table)
 
 
 def _plan_json(result: Plan, warnings: list[str]) -> dict[str, Any]:
@@ -120,6 +149,7 @@ def _plan_json(result: Plan, warnings: list[str]) -> dict[str, Any]:
         "variants": [
             {
                 "name": v.name,
+                "hardware": v.hardware,
                 "cpu": v.cpu_cores,
                 "gpus": v.gpus,
                 "replicas": v.replicas,
@@ -132,6 +162,7 @@ def _plan_json(result: Plan, warnings: list[str]) -> dict[str, Any]:
         "accuracy": round(result.accuracy, 9),
         "cost_cpu": result.cost_cpu,
         "cost_gpu": result.cost_gpu,
+        "cost": round(result.cost, 9),
         "served_rps": round(result.served_rps, 6),
         "solve_ms": round(result.solve_ms, 3),
         "backend": result.backend,
@@ -143,13 +174,13 @@ def _print_plan(result: Plan, load: float) -> None:
     """The plan as a table, then its totals and the solver's notes."""
     console = Console()
     table = Table(title=f"plan for {load:g} rps ({result.status})")
-    for col in ("variant", "cpu/replica", "replicas", "gpus", "weight", "capacity rps"):
-        table.add_column(col, justify="right" if col != "variant" else "left")
+    for col in ("variant", "hardware", "cpu/replica", "replicas", "gpus", "weight", "capacity rps"):
+        table.add_column(col, justify="left" if col in ("variant", "hardware") else "right")
     for v in result.variants:
-        table.add_row(v.name, f"{v.cpu_cores:g}", str(v.replicas), str(v.gpus), f"{v.weight:.3f}", f"{v.capacity_rps:.1f}")
+        table.add_row(v.name, v.hardware, f"{v.cpu_cores:g}", str(v.replicas), str(v.gpus), f"{v.weight:.3f}", f"{v.capacity_rps:.1f}")
     console.print(table)
     console.print(
-        f"accuracy {result.accuracy:.4f}  cost {result.cost_cpu:g} cores, {result.cost_gpu} GPUs  objective {result.objective:.6f}  "
+        f"accuracy {result.accuracy:.4f}  cost {result.cost:.4g} ({result.cost_cpu:g} cores, {result.cost_gpu} GPUs)  objective {result.objective:.6f}  "
         f"served {result.served_rps:.1f}/{load:g} rps  solve {result.solve_ms:.1f} ms ({result.backend})"
     )
     for note in result.notes:

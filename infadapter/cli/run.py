@@ -171,6 +171,7 @@ def run_cmd(
         reading = trace_options(trace_format, trace_column, interval, time_unit)
         resource = load_resource(spec_path)
         spec = resource.spec
+        _runs_here(spec, spec_path)
         models = spec_models(spec, None, models_dir)
         profile = load_profile(profile_path, slo_ms=spec.slo.latency_ms) if profile_path else cached_profile(spec, models, console)
         rates, factor, described = _scaled_trace(spec, profile, trace, start, duration, reading, scale)
@@ -201,6 +202,13 @@ def run_cmd(
     _print_summary(console, summary.to_json(), summary.accuracy_source, path, time.monotonic() - started)
     if as_json:
         print(json.dumps(summary.to_json()))
+
+
+def _runs_here(spec: InferenceServiceSpec, path: Path) -> None:
+    """The embedded mode serves on this machine's CPU: named accelerator types have no place here."""
+    if spec.accelerators:
+        hint = "drop spec.accelerators to run it here; `infadapter simulate` and the operator plan them"
+        raise InvalidInput([FieldError("spec.accelerators", "the embedded mode runs every server on this machine's CPU", hint)], str(path))
 
 
 def _logging_console() -> Console:

@@ -19,15 +19,17 @@ from infadapter.cli.progress import ProgressOption, progress
 from infadapter.cli.simulate_setup import DEFAULT_POLICIES, SimulateArgs, check_arguments, setup_from_args
 from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption
 from infadapter.errors import FieldError, InvalidInput
+from infadapter.latencies import MODE_LATENCIES
 
 if TYPE_CHECKING:
     from infadapter.cli.simulate_setup import Setup
     from infadapter.sim.engine import FloatArray
     from infadapter.sim.run import PolicyRun
 
-LATENCIES_HELP = (
-    "the control loop's delays of the mode to simulate: simulator (cold start = load time + 4 s, resize 1 s), embedded "
-    "(+1 s, at once, load seen 1 s late) or kubernetes (+15 s, 2 s, weights reach the router 3 s after a change, load seen 5 s late)"
+LATENCIES_HELP = "the control loop's delays of the mode to simulate: " + "; ".join(
+    f"{mode} (cold start = load time + {d.startup_s:g} s, resize {d.in_place_s:g} s, weights reach the router in {d.weights_s:g} s, "
+    f"load seen {d.observe_s:g} s late)"
+    for mode, d in MODE_LATENCIES.items()
 )
 START_HELP = "what runs when the window begins: VARIANT=CORES[xREPLICAS][:gpu=N],... or cold [default: the most accurate variant at its largest size; printed]"
 
@@ -220,7 +222,7 @@ def _print_summary(setup: Setup, table: dict[str, dict[str, float | None]], seed
     from infadapter.metrics.report import percent
 
     out = Table(title=escape(f"{setup.trace_path.name} [{setup.first}, {setup.last}) seed {seed}"))
-    for column in ("policy", "violations", "avg cores", "avg GPUs", "accuracy", "p99 ms", "dropped", "reconfigs"):
+    for column in ("policy", "violations", "avg cores", "avg GPUs", "avg cost", "accuracy", "p99 ms", "dropped", "reconfigs"):
         out.add_column(column, justify="left" if column == "policy" else "right")
     for name, row in table.items():
         out.add_row(
@@ -228,6 +230,7 @@ def _print_summary(setup: Setup, table: dict[str, dict[str, float | None]], seed
             percent(row["slo_violation_ratio"] or 0),
             f"{(row['avg_cpu'] or 0):.2f}",
             f"{(row['avg_gpu'] or 0):.2f}",
+            f"{(row.get('avg_cost') or 0):.4g}",
             f"{(row['avg_accuracy'] or 0):.4f}",
             f"{(row['p99_latency_ms'] or 0):.0f}",
             percent(row["dropped_ratio"] or 0),

@@ -37,10 +37,8 @@ holding, make-before-break, the reason classifier) are in :mod:`~infadapter.cont
 """
 
 from infadapter.control.actuation import (
-    MODE_LATENCIES,
     Action,
     ActuatorState,
-    Latencies,
     VariantState,
     VariantTarget,
     actuation,
@@ -63,6 +61,7 @@ from infadapter.control.record import (
     plan_variants,
     record_from_plan,
 )
+from infadapter.latencies import MODE_LATENCIES, Latencies
 
 __all__ = [
     "DECISION_REASONS",

@@ -32,47 +32,6 @@ WEIGHT_EPS = 1e-4
 
 
 @dataclass(frozen=True)
-class Latencies:
-    """How long the actuator takes to make a change effective (seconds): the controller plans with them.
-
-    A new replica serves ``load_time_s`` (the variant's, from the spec) + ``startup_s`` after it is
-    asked for; an in-place resize takes ``in_place_s``; a new split reaches the router in ``weights_s``.
-    ``observe_s`` is the loop's other delay: the load the observer reports lags the real one by it (the
-    metrics' scrape interval and rate window); the simulator gives its controllers history that late.
-    """
-
-    startup_s: float = 4.0
-    in_place_s: float = 1.0
-    weights_s: float = 0.0
-    observe_s: float = 0.0
-
-    def cold_start_s(self, spec: InferenceServiceSpec, variant: str) -> float:
-        return spec.variant(variant).load_time_s + self.startup_s
-
-
-#: each mode's actuation latencies: what its actuator tells the controller, and the simulator's parameters
-#: (``simulate --latencies MODE``), so a simulation can describe the mode a service will run in:
-#:
-#: * ``simulator``: the simulator's own default (the paper scenario's figures are computed with it);
-#: * ``embedded``: the local runtime. A tritonserver answers ready about 1 s after its model's load time
-#:   (process start, readiness polled every 0.1 s; ``benchmarks/fidelity.py`` reports the measured starts);
-#:   a cgroup quota write and Envoy's ``/runtime_modify`` act at once; Prometheus scrapes the router every
-#:   second and the load is the rate between its last two samples, about a second late;
-#: * ``kubernetes``: the operator. A new pod serves its variant's load time plus scheduling and container
-#:   start (~15 s with the image present); the kubelet acknowledges a ``pods/resize`` in about 2 s; new
-#:   weights reach Envoy once the kubelet projects the router's ConfigMap volume — at once, because the
-#:   operator then annotates the router pods (a pod update makes the kubelet sync it), else at its next
-#:   periodic sync, up to a minute later — plus the sidecar's 2 s poll: 3 s is used here, and the controller
-#:   waits for Envoy to confirm them before a leaving variant goes; the chart's PodMonitor scrapes every 5 s,
-#:   so the observed load is about 5 s late.
-MODE_LATENCIES: Mapping[str, Latencies] = {
-    "simulator": Latencies(),
-    "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=1.0),
-    "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=5.0),
-}
-
-
-@dataclass(frozen=True)
 class VariantState:
     """One variant as the actuator reports it.
 

@@ -41,7 +41,6 @@ import numpy as np
 from infadapter.control.actuation import (
     Action,
     ActuatorState,
-    Latencies,
     actuation,
     converged,
     covered,
@@ -51,6 +50,7 @@ from infadapter.control.actuation import (
 )
 from infadapter.control.budget import DEFAULT_SURGE_RATIO, Cap, within_cap
 from infadapter.control.record import DecisionRecord, classify, record_from_plan
+from infadapter.latencies import Latencies
 from infadapter.planning import Plan, plan_for_load
 from infadapter.policies.base import Decision, FloatArray, Observation, Policy
 from infadapter.profiles import Profile

@@ -90,6 +90,7 @@ class DecisionRecord:
     seconds since the start in the embedded mode, trace seconds in the simulator). Loads are requests
     per second; NaN where unknown (e.g. ``metrics_unavailable``). ``accuracy`` is the expected
     (weight-averaged declared) accuracy as a fraction, ``cost_cpu`` the planned cores (all replicas),
+    ``cost_gpu`` its devices of every accelerator type, ``cost`` both at the spec's prices (money-like),
     ``solve_s`` the solver's wall time (None when nothing was solved, e.g. the running plan was kept).
     Measurements a mode adds (``slo_violation_ratio`` over the last interval at the router,
     ``reconfiguration_s``) are exported when given.
@@ -108,6 +109,8 @@ class DecisionRecord:
     objective: float = math.nan
     solve_s: float | None = None
     status: PlanStatus = "optimal"
+    cost_gpu: float = math.nan
+    cost: float = math.nan
     slo_violation_ratio: float | None = None
     reconfiguration_s: float | None = None
 
@@ -141,6 +144,8 @@ class DecisionRecord:
             "previous_plan": {k: v.to_dict() for k, v in self.previous_plan.items()},
             "accuracy": _json_number(self.accuracy),
             "cost_cpu": _json_number(self.cost_cpu),
+            "cost_gpu": _json_number(self.cost_gpu),
+            "cost": _json_number(self.cost),
             "objective": _json_number(self.objective),
             "solve_s": None if self.solve_s is None else _json_number(self.solve_s),
             "slo_violation_ratio": None if self.slo_violation_ratio is None else _json_number(self.slo_violation_ratio),
@@ -169,6 +174,8 @@ class DecisionRecord:
             previous_plan=dict(raw.get("previous_plan") or {}),
             accuracy=num("accuracy"),
             cost_cpu=num("cost_cpu"),
+            cost_gpu=num("cost_gpu"),
+            cost=num("cost"),
             objective=num("objective"),
             solve_s=opt("solve_s"),
             slo_violation_ratio=opt("slo_violation_ratio"),
@@ -218,6 +225,8 @@ def record_from_plan(
         previous_plan=plan_variants(previous),
         accuracy=effective.accuracy if effective is not None else math.nan,
         cost_cpu=effective.cost_cpu if effective is not None else math.nan,
+        cost_gpu=float(effective.cost_gpu) if effective is not None else math.nan,
+        cost=effective.cost if effective is not None else math.nan,
         objective=effective.objective if effective is not None else math.nan,
         solve_s=plan.solve_ms / 1000.0 if plan is not None else None,
         status=status,

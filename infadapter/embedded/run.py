@@ -126,7 +126,7 @@ class EmbeddedRun:
                 self.name,
                 slo_latency_s=self.spec.slo.latency_ms / 1000.0,
                 slo_target_ratio=self.spec.slo.percentile / 100.0,
-                variant_accuracy={v.name: v.accuracy for v in self.spec.variants},
+                variant_accuracy={v.name: v.accuracy for v in self.spec.units},
             )
             self._t0, self._wall0 = time.monotonic(), time.time()
             state = self._cold_start(runtime, exporter)
@@ -301,7 +301,7 @@ class EmbeddedRun:
         slo = self.spec.slo.latency_ms
         sent, p99, ratio = client_window(records, 0.0, math.inf, slo)
         cores = [s.cores for s in self.samples]
-        accuracy = {v.name: v.accuracy for v in self.spec.variants}
+        accuracy = {v.name: v.accuracy for v in self.spec.units}
         served = {k: v for k, v in self.served_by_variant.items() if k in accuracy and v > 0}
         source = "served"
         if served:

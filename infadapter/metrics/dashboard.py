@@ -166,9 +166,11 @@ def _service_panels() -> list[dict[str, Any]]:
             "cost",
             [
                 Query(_ours("infadapter_cost_cpu_cores"), "planned cores"),
+                Query(_ours("infadapter_cost_gpu_devices"), "planned GPUs"),
+                Query(_ours("infadapter_cost_price"), "price (spec's prices)"),
             ],
             unit="none",
-            description="CPU cores allocated by the plan.",
+            description="CPU cores and GPUs allocated by the plan, and their price at the spec's prices (budget.cpuPrice, accelerators[].price).",
         ),
         _panel(
             "solver",

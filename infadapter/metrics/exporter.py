@@ -57,6 +57,8 @@ METRICS: tuple[MetricInfo, ...] = (
     ),
     MetricInfo("infadapter_expected_accuracy_ratio", "gauge", SERVICE_LABELS, "Weight-averaged declared accuracy of the plan."),
     MetricInfo("infadapter_cost_cpu_cores", "gauge", SERVICE_LABELS, "CPU cores allocated by the plan, all variants and replicas."),
+    MetricInfo("infadapter_cost_gpu_devices", "gauge", SERVICE_LABELS, "GPUs of every accelerator type allocated by the plan."),
+    MetricInfo("infadapter_cost_price", "gauge", SERVICE_LABELS, "Price of the plan's cores and GPUs at the spec's prices (budget.cpuPrice, accelerators)."),
     MetricInfo("infadapter_plan_objective", "gauge", SERVICE_LABELS, "Objective value of the plan (accuracy - cost - transition terms)."),
     MetricInfo("infadapter_plan_feasible", "gauge", SERVICE_LABELS, "1 when the last solve was optimal, 0 when infeasible (best effort)."),
     MetricInfo("infadapter_solver_duration_seconds", "histogram", SERVICE_LABELS, "Wall time of one solve."),
@@ -156,7 +158,7 @@ class InfAdapterMetrics:
             name,
             slo_latency_s=spec.slo.latency_ms / 1000.0,
             slo_target_ratio=spec.slo.percentile / 100.0,
-            variant_accuracy={v.name: v.accuracy for v in spec.variants},
+            variant_accuracy={v.name: v.accuracy for v in spec.units},
         )
 
     def observe(self, record: DecisionRecord) -> None:
@@ -184,6 +186,8 @@ class InfAdapterMetrics:
             self._last_forecast[key] = record.forecast_rps
             g["infadapter_expected_accuracy_ratio"].labels(ns, name).set(record.accuracy)
             g["infadapter_cost_cpu_cores"].labels(ns, name).set(record.cost_cpu)
+            g["infadapter_cost_gpu_devices"].labels(ns, name).set(record.cost_gpu)
+            g["infadapter_cost_price"].labels(ns, name).set(record.cost)
             g["infadapter_plan_objective"].labels(ns, name).set(record.objective)
             g["infadapter_plan_feasible"].labels(ns, name).set(1.0 if record.status == "optimal" else 0.0)
             if record.solve_s is not None:

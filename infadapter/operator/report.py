@@ -134,6 +134,7 @@ def desired_status(previous: Mapping[str, Any], seen: Seen, now_s: float) -> dic
             expectedAccuracy=rounded(plan.accuracy, 4),
             costCpu=rounded(plan.cost_cpu, 3),
             costGpu=int(plan.cost_gpu),
+            cost=rounded(plan.cost, 4),
             objective=rounded(plan.objective, 4),
             solveMs=rounded(plan.solve_ms, 1),
         )

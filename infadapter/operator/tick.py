@@ -119,7 +119,7 @@ def ensure_controller(rt: Runtime, mem: Memory, res: Resource, profile: Profile)
             res.owner.name,
             slo_latency_s=res.spec.slo.latency_ms / 1000.0,
             slo_target_ratio=res.spec.slo.percentile / 100.0,
-            variant_accuracy={v.name: v.accuracy for v in res.spec.variants},
+            variant_accuracy={v.name: v.accuracy for v in res.spec.units},
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from infadapter.planning.plan import Plan
 from infadapter.profiles import Profile
 from infadapter.spec import InferenceServiceSpec
+from infadapter.spec_fields import placement_name
 
 
 def gpu_warnings(spec: InferenceServiceSpec, profile: Profile) -> list[str]:
@@ -34,10 +35,24 @@ def gpu_warnings(spec: InferenceServiceSpec, profile: Profile) -> list[str]:
             out.append(f"{where} was profiled only on GPUs and {why}, so it is never planned (hint: {hint})")
         elif v.gpu:
             out.append(f"{where} has gpu: true but {why}, so it runs on CPU only (hint: {hint})")
+    return out + _accelerator_warnings(spec, profile)
+
+
+def _accelerator_warnings(spec: InferenceServiceSpec, profile: Profile) -> list[str]:
+    """Named accelerator types a variant lists that will not be offered: not measured, or none in the budget."""
+    out: list[str] = []
+    for i, v in enumerate(spec.variants):
+        for name in v.accelerators or ():
+            named = spec.accelerator(placement_name(v.name, name))
+            where = f"spec.variants[{i}] ({v.name}) lists accelerator {name}"
+            if not profile.measured(placement_name(v.name, name)):
+                out.append(f"{where}, but the profile has no point of it on {name}, so it never runs there (hint: profile it with accelerator: {name})")
+            elif named is not None and named.count == 0:
+                out.append(f"{where}, but spec.accelerators gives {name} a count of 0 (hint: set its count)")
     return out
 
 
 def unmeasured_sizes(plan: Plan, profile: Profile) -> list[str]:
     """The plan's sizes that lie outside what the profile measured (their capacity is an assumption)."""
-    found = (profile.unmeasured(v.name, v.cpu_cores, v.gpus) for v in plan.variants if v.name in profile.points)
+    found = (profile.unmeasured(v.name, v.cpu_cores, v.gpus) for v in plan.variants if profile.measured(v.name))
     return [f"{why} (hint: profile that size)" for why in found if why is not None]

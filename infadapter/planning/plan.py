@@ -25,13 +25,19 @@ class VariantPlan:
     weight: float = 0.0
     capacity_rps: float = 0.0
     accuracy: float = 0.0
+    accelerator: str = ""  # the named accelerator type of its GPUs ("" for the default GPU)
 
     @property
     def total_cpu(self) -> float:
         return self.cpu_cores * self.replicas
 
+    @property
+    def hardware(self) -> str:
+        """What it runs on: "cpu", "gpu" (the default type) or the named accelerator type."""
+        return self.accelerator or ("gpu" if self.gpus else "cpu")
+
     def option(self) -> ResourceOption:
-        return ResourceOption(self.cpu_cores, self.replicas, self.gpus, self.capacity_rps)
+        return ResourceOption(self.cpu_cores, self.replicas, self.gpus, self.capacity_rps, self.accelerator)
 
     def describe(self) -> str:
         size = f"{self.cpu_cores:g}c" + (f"+{self.gpus}g" if self.gpus else "") + (f"x{self.replicas}" if self.replicas != 1 else "")
@@ -49,10 +55,11 @@ class Plan:
     objective: float = 0.0
     accuracy: float = 0.0
     cost_cpu: float = 0.0
-    cost_gpu: int = 0
+    cost_gpu: int = 0  # devices of every accelerator type
     solve_ms: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
     backend: str = ""  # the method that solved it: "dp", "highs" or "cbc" ("" when no solver ran)
+    cost: float = 0.0  # money-like: its cores and devices at the spec's prices
 
     @property
     def capacity_rps(self) -> float:
@@ -87,6 +94,7 @@ class Plan:
                     "weight": v.weight,
                     "capacity_rps": v.capacity_rps,
                     "accuracy": v.accuracy,
+                    **({"accelerator": v.accelerator} if v.accelerator else {}),
                 }
                 for v in self.variants
             ],
@@ -96,6 +104,7 @@ class Plan:
             "accuracy": self.accuracy,
             "cost_cpu": self.cost_cpu,
             "cost_gpu": self.cost_gpu,
+            "cost": self.cost,
             "solve_ms": self.solve_ms,
             "backend": self.backend,
         }
@@ -113,6 +122,7 @@ class Plan:
                     weight=float(v.get("weight", 0.0)),
                     capacity_rps=float(v.get("capacity_rps", 0.0)),
                     accuracy=float(v.get("accuracy", 0.0)),
+                    accelerator=str(v.get("accelerator", "")),
                 )
                 for v in raw.get("variants", [])
             )
@@ -126,6 +136,7 @@ class Plan:
                 accuracy=float(raw.get("accuracy", 0.0)),
                 cost_cpu=float(raw.get("cost_cpu", sum(v.total_cpu for v in variants))),
                 cost_gpu=int(raw.get("cost_gpu", 0)),
+                cost=float(raw.get("cost", 0.0)),
                 solve_ms=float(raw.get("solve_ms", 0.0)),
                 backend=str(raw.get("backend", "")),
             )

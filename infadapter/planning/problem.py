@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from infadapter.errors import InvalidInput
 from infadapter.planning.plan import Plan
 from infadapter.profiles import Profile
-from infadapter.solver import ResourceOption, ServiceProblem, VariantOptions
+from infadapter.solver import Problem, ResourceOption, ServiceProblem, VariantOptions
+from infadapter.solver.problem import Accelerator
 from infadapter.spec import InferenceServiceSpec
 
 #: capacity function: (variant, cpu cores per replica, replicas, gpus per replica) -> RPS at the SLO
@@ -33,24 +35,59 @@ def cpu_grid(spec: InferenceServiceSpec, variant: str) -> list[float]:
 
 
 def variant_options(spec: InferenceServiceSpec, profile: Profile, variant: str, capacity: CapacityFn) -> tuple[ResourceOption, ...]:
+    """The options of one deployment: a variant's own (CPU sizes, default GPUs) or one on a named type."""
     v = spec.variant(variant)
     max_replicas = v.resources.max_replicas or spec.resources.max_replicas
-    min_replicas = max(1, v.resources.min_replicas)
+    replicas = range(max(1, v.resources.min_replicas), max_replicas + 1)
+    named = spec.accelerator(variant)
+    if named is not None:
+        return tuple(_gpu_options(spec, profile, variant, capacity, replicas, (named.name, named.count)))
     options: list[ResourceOption] = []
     # a variant profiled only on GPUs is simply not offered on CPU (its CPU capacity is unknown, not zero)
     for cpu in cpu_grid(spec, variant) if profile.runs_on_cpu(variant) else []:
-        for r in range(min_replicas, max_replicas + 1):
+        for r in replicas:
             if cpu * r > spec.budget.cpu + 1e-9:
                 break
             options.append(ResourceOption(cpu, r, 0, capacity(variant, cpu, r, 0)))
     if v.gpu and spec.budget.gpu > 0:
-        for g in sorted(set(spec.resources.gpus_per_replica) & set(profile.gpu_counts(variant))):
-            cpu = profile.cpu_range(variant, g)[0]
-            for r in range(min_replicas, max_replicas + 1):
-                if g * r > spec.budget.gpu or cpu * r > spec.budget.cpu + 1e-9:
-                    break
-                options.append(ResourceOption(cpu, r, g, capacity(variant, cpu, r, g)))
+        options += _gpu_options(spec, profile, variant, capacity, replicas, ("", spec.budget.gpu))
     return tuple(options)
+
+
+def _gpu_options(
+    spec: InferenceServiceSpec, profile: Profile, variant: str, capacity: CapacityFn, replicas: range, device: tuple[str, int]
+) -> list[ResourceOption]:
+    """Every measured GPU count of the grid, at its smallest measured cores, within ``device``'s (type, count)."""
+    accelerator, count = device
+    options: list[ResourceOption] = []
+    for g in sorted(set(spec.resources.gpus_per_replica) & set(profile.gpu_counts(variant))):
+        cpu = profile.cpu_range(variant, g)[0]
+        for r in replicas:
+            if g * r > count or cpu * r > spec.budget.cpu + 1e-9:
+                break
+            options.append(ResourceOption(cpu, r, g, capacity(variant, cpu, r, g), accelerator))
+    return options
+
+
+def spec_problem(spec: InferenceServiceSpec, *services: ServiceProblem) -> Problem:
+    """``services`` under ``spec``'s budget, accelerator types and prices."""
+    return Problem(tuple(services), spec.budget.cpu, spec.budget.gpu, **pricing([spec]))
+
+
+def pricing(specs: Iterable[InferenceServiceSpec]) -> dict[str, Any]:
+    """The budget's accelerator types and prices for :class:`~infadapter.solver.Problem` (keyword arguments).
+
+    Several services solved jointly share one set: each named type counts the most any of them
+    declares, at the price the first declares; the prices of a core and a default GPU are the first's.
+    """
+    ordered = list(specs)
+    types: dict[str, Accelerator] = {}
+    for spec in ordered:
+        for a in spec.accelerators:
+            known = types.get(a.name)
+            types[a.name] = Accelerator(a.name, max(a.count, known.count if known else 0), known.price if known else a.price)
+    first = ordered[0].budget
+    return {"accelerators": tuple(types.values()), "cpu_price": first.cpu_price, "gpu_price": first.gpu_price}
 
 
 def service_problem(
@@ -70,7 +107,7 @@ def service_problem(
     cap = capacity or profile.capacity_rps
     allowed = set(variants) if variants is not None else None
     items: list[VariantOptions] = []
-    for v in spec.variants:
+    for v in spec.units:
         if allowed is not None and v.name not in allowed:
             continue
         running = current.variant(v.name) if current is not None else None

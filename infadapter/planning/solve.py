@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.planning.plan import Plan, VariantPlan
-from infadapter.planning.problem import CapacityFn, service_problem
+from infadapter.planning.problem import CapacityFn, pricing, service_problem, spec_problem
 from infadapter.profiles import Profile
 from infadapter.solver import Problem, ResourceOption, ServiceSolution, Solution, SolveBackend, Status, solve
 from infadapter.solver.evaluate import score
@@ -27,6 +27,7 @@ def plan_from_solution(
             weight=(a.load_rps / served) if served > 0 else 0.0,
             capacity_rps=a.option.capacity_rps,
             accuracy=accuracies[a.variant],
+            accelerator=a.option.accelerator,
         )
         for a in service.assignments
     )
@@ -45,6 +46,7 @@ def plan_from_solution(
         accuracy=served_accuracy,
         cost_cpu=service.cost_cpu,
         cost_gpu=service.cost_gpu,
+        cost=service.cost,
         solve_ms=solve_s * 1000.0,
         notes=tuple(notes),
         backend=backend,
@@ -62,17 +64,13 @@ def plan_for_load(
     backend: SolveBackend = "auto",
 ) -> Plan:
     """The exact best plan for ``load_rps`` (best effort, flagged ``infeasible``, when it cannot be served)."""
-    problem = Problem.single(
-        service_problem(spec, profile, load_rps, current, capacity=capacity, variants=variants),
-        spec.budget.cpu,
-        spec.budget.gpu,
-    )
+    problem = spec_problem(spec, service_problem(spec, profile, load_rps, current, capacity=capacity, variants=variants))
     solution = solve(problem, backend)
     return _single_plan(spec, solution)
 
 
 def _single_plan(spec: InferenceServiceSpec, solution: Solution) -> Plan:
-    accuracies = {v.name: v.accuracy for v in spec.variants}
+    accuracies = {v.name: v.accuracy for v in spec.units}
     if not solution.services:
         return Plan((), solution.status, notes=solution.notes, solve_ms=solution.solve_s * 1000.0, backend=solution.backend)
     return plan_from_solution(solution.services[0], solution.status, accuracies, solution.solve_s, solution.notes, solution.backend)
@@ -86,10 +84,10 @@ def plan_jointly(
 ) -> dict[str, Plan]:
     """Plan several services under one shared budget: ``{name: (spec, profile, load, current)}``."""
     problems = tuple(service_problem(spec, profile, load, current, name=name) for name, (spec, profile, load, current) in services.items())
-    solution = solve(Problem(problems, budget_cpu, budget_gpu), backend)
+    solution = solve(Problem(problems, budget_cpu, budget_gpu, **pricing(spec for spec, _, _, _ in services.values())), backend)
     plans: dict[str, Plan] = {}
     for name, (spec, _, load, _) in services.items():
-        accuracies = {v.name: v.accuracy for v in spec.variants}
+        accuracies = {v.name: v.accuracy for v in spec.units}
         try:
             plans[name] = plan_from_solution(solution.service(name), solution.status, accuracies, solution.solve_s, solution.notes, solution.backend)
         except KeyError:
@@ -120,7 +118,12 @@ def static_plan(
     count = replicas or {}
     # a variant measured only on GPUs runs on its smallest measured GPU count unless told otherwise
     devices = {n: (gpus or {}).get(n, 0 if profile.runs_on_cpu(n) else profile.gpu_counts(n)[0]) for n in sizes}
-    options = {n: ResourceOption(c, count.get(n, 1), devices[n], profile.capacity_rps(n, c, count.get(n, 1), devices[n])) for n, c in sizes.items()}
-    solution = score(service, options, spec.budget.cpu, spec.budget.gpu)
+    options = {n: _fixed_option(spec, profile, n, c, count.get(n, 1), devices[n]) for n, c in sizes.items()}
+    solution = score(service, options, spec_problem(spec))
     status: Status = "optimal" if solution.served_rps >= load_rps - 1e-6 else "infeasible"
-    return plan_from_solution(solution, status, {v.name: v.accuracy for v in spec.variants}, 0.0)
+    return plan_from_solution(solution, status, {v.name: v.accuracy for v in spec.units}, 0.0)
+
+
+def _fixed_option(spec: InferenceServiceSpec, profile: Profile, name: str, cores: float, replicas: int, gpus: int) -> ResourceOption:
+    named = spec.accelerator(name)
+    return ResourceOption(cores, replicas, gpus, profile.capacity_rps(name, cores, replicas, gpus), named.name if named is not None and gpus else "")

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from typing import Any
 
 from infadapter.planning import Plan, plan_for_load, service_problem
+from infadapter.planning.problem import spec_problem
 from infadapter.policies.base import Resize
 from infadapter.profiles import Profile
 from infadapter.solver.evaluate import score
@@ -67,7 +68,7 @@ def serves(plan: Plan | None, load_rps: float) -> bool:
 
 def fits(plan: Plan, spec: InferenceServiceSpec) -> bool:
     """``plan`` is within the spec's budget (it may not be once the budget shrank: an edit, a pool's new division)."""
-    return plan.cost_cpu <= spec.budget.cpu + 1e-9 and plan.cost_gpu <= spec.budget.gpu + 1e-9
+    return not spec_problem(spec).over_budget(v.option() for v in plan.variants)
 
 
 def objective_of(spec: InferenceServiceSpec, profile: Profile, plan: Plan, load_rps: float) -> float:
@@ -75,7 +76,7 @@ def objective_of(spec: InferenceServiceSpec, profile: Profile, plan: Plan, load_
     names = [v.name for v in plan.variants]
     service = service_problem(spec, profile, load_rps, plan, variants=names)
     options = {v.name: v.option() for v in plan.variants}
-    return score(service, options, spec.budget.cpu, spec.budget.gpu).objective
+    return score(service, options, spec_problem(spec)).objective
 
 
 def loading_cost(plan: Plan, current: Plan, spec: InferenceServiceSpec, startup_s: float = 4.0, amortise_s: float = 60.0) -> float:

@@ -34,7 +34,7 @@ class SimActuator:
         self.spec = spec
         self.latencies = latencies
         self.timeline = timeline
-        self.accuracy = {v.name: v.accuracy for v in spec.variants}
+        self.accuracy = {v.name: v.accuracy for v in spec.units}
         self._targets: dict[str, VariantTarget] = {}
         self._next_id = 0
 

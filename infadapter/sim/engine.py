@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -241,22 +241,40 @@ def variant_cores(timeline: Timeline, t_s: FloatArray) -> dict[str, FloatArray]:
     return out
 
 
-def average_cores(timeline: Timeline, duration_s: float) -> float:
-    """Time-average of allocated cores over ``[0, duration_s)`` (exact integral of the step function)."""
+def _core_seconds(inst: SimInstance, duration_s: float) -> float:
+    """The instance's allocated cores integrated over ``[0, duration_s)`` (exact: a step function)."""
     area = 0.0
-    for inst in timeline.instances.values():
-        bounds = [s for s, _ in inst.sizes] + [math.inf]
-        for (start, cores), stop in zip(inst.sizes, bounds[1:], strict=True):
-            lo = max(start, inst.cost_from_s, 0.0)
-            hi = min(stop, inst.end_s, duration_s)
-            if hi > lo:
-                area += cores * (hi - lo)
+    bounds = [s for s, _ in inst.sizes] + [math.inf]
+    for (start, cores), stop in zip(inst.sizes, bounds[1:], strict=True):
+        lo = max(start, inst.cost_from_s, 0.0)
+        hi = min(stop, inst.end_s, duration_s)
+        if hi > lo:
+            area += cores * (hi - lo)
+    return area
+
+
+def _gpu_seconds(inst: SimInstance, duration_s: float) -> float:
+    return inst.gpus * max(0.0, min(inst.end_s, duration_s) - max(inst.cost_from_s, 0.0))
+
+
+def average_cores(timeline: Timeline, duration_s: float) -> float:
+    """Time-average of allocated cores over ``[0, duration_s)``."""
+    area = sum(_core_seconds(inst, duration_s) for inst in timeline.instances.values())
     return area / duration_s if duration_s > 0 else 0.0
 
 
 def average_gpus(timeline: Timeline, duration_s: float) -> float:
-    """Time-average of allocated GPUs over ``[0, duration_s)`` (GPU cost in its own unit, DESIGN.md)."""
-    area = sum(inst.gpus * max(0.0, min(inst.end_s, duration_s) - max(inst.cost_from_s, 0.0)) for inst in timeline.instances.values())
+    """Time-average of allocated GPUs (of every type) over ``[0, duration_s)`` (GPU cost in its own unit, DESIGN.md)."""
+    area = sum(_gpu_seconds(inst, duration_s) for inst in timeline.instances.values())
+    return area / duration_s if duration_s > 0 else 0.0
+
+
+def average_cost(timeline: Timeline, duration_s: float, prices: Callable[[str], tuple[float, float]]) -> float:
+    """Time-average of the money-like cost: ``prices(variant)`` = (per core, per device of its GPUs)."""
+    area = 0.0
+    for inst in timeline.instances.values():
+        per_core, per_device = prices(inst.variant)
+        area += per_core * _core_seconds(inst, duration_s) + per_device * _gpu_seconds(inst, duration_s)
     return area / duration_s if duration_s > 0 else 0.0
 
 

@@ -2,7 +2,8 @@
 
 * **SLO violation ratio** = (requests over the SLO latency + requests dropped) / requests sent;
 * **cost** = time-average of allocated cores, starting and draining instances included (``avg_cpu``),
-  and of allocated GPUs in their own unit (``avg_gpu``);
+  of allocated GPUs of every type in their own unit (``avg_gpu``), and of both at the spec's prices
+  (``avg_cost``: money-like, per unit of time the prices are given for);
 * **accuracy** = request-weighted mean of the declared accuracy of the variant that served each request;
 * ``p99_latency_ms`` over the served requests, ``dropped_ratio``, ``reconfigurations`` (applied plans
   that changed a variant or a size; weight-only changes are not counted).
@@ -34,6 +35,7 @@ from infadapter.sim.engine import (
     allocated_cores,
     allocated_gpus,
     average_cores,
+    average_cost,
     average_gpus,
     provisioned_capacity,
     serve_requests,
@@ -44,7 +46,7 @@ from infadapter.sim.service import QUEUE_FACTOR, ServiceModel
 from infadapter.sim.traffic import ArrivalMode, arrival_times
 from infadapter.spec import InferenceServiceSpec
 
-SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_gpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations")
+SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_gpu", "avg_cost", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations")
 BIN_S = 10
 #: settles at one instant at most (each one should end a wait, e.g. for a split confirmed at once)
 STEPS_PER_INSTANT = 4
@@ -138,7 +140,7 @@ def _loop_progress(report: Progress, name: str, duration_s: int) -> Callable[[fl
     return lambda t: report(name, f"control loop {t:.0f}/{duration_s} s", CONTROL_SHARE * t / max(1, duration_s))
 
 
-def summarise(served: Served, timeline: Timeline, slo_s: float, duration_s: float) -> dict[str, float]:
+def summarise(served: Served, timeline: Timeline, slo_s: float, duration_s: float, spec: InferenceServiceSpec) -> dict[str, float]:
     n = served.latency_s.size
     dropped = np.isnan(served.latency_s)
     ok = ~dropped
@@ -147,6 +149,7 @@ def summarise(served: Served, timeline: Timeline, slo_s: float, duration_s: floa
         "slo_violation_ratio": (over + int(dropped.sum())) / n if n else 0.0,
         "avg_cpu": average_cores(timeline, duration_s),
         "avg_gpu": average_gpus(timeline, duration_s),
+        "avg_cost": average_cost(timeline, duration_s, spec.prices),
         "avg_accuracy": float(served.accuracy[ok].mean()) if ok.any() else math.nan,
         "p99_latency_ms": float(np.percentile(served.latency_s[ok], 99) * 1000.0) if ok.any() else math.nan,
         "dropped_ratio": float(dropped.mean()) if n else 0.0,
@@ -252,7 +255,7 @@ def simulate(
         run_controller(controller, actuator, history, pre.size, trace.size, _loop_progress(report, name, trace.size))
         report(name, f"serving {times.size:,} requests", CONTROL_SHARE)
         served = serve_requests(timeline, times, model, speeds(timeline, profile, trace, machine) if machine is not None else ())
-        summary = summarise(served, timeline, slo_s, float(trace.size))
+        summary = summarise(served, timeline, slo_s, float(trace.size), spec)
         series = series_of(served, times, timeline, profile, trace, slo_s) if with_series else {}
         runs[name] = PolicyRun(
             name, summary, series, timeline, list(getattr(policy, "notes", [])), time.perf_counter() - clock, size_warnings(name, timeline, profile)

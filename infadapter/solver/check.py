@@ -6,7 +6,7 @@ not trust the split or any reported number) and lists every violation it finds.
 
 from __future__ import annotations
 
-from infadapter.solver.problem import TOLERANCE, Assignment, Problem, ServiceProblem, ServiceSolution, Solution, Status, VariantOptions
+from infadapter.solver.problem import TOLERANCE, Assignment, Problem, ResourceOption, ServiceProblem, ServiceSolution, Solution, Status, VariantOptions
 
 
 def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) -> list[str]:
@@ -14,8 +14,7 @@ def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) ->
     issues: list[str] = []
     if len(solution.services) != len(problem.services) and solution.services:
         issues.append(f"{len(solution.services)} service solutions for {len(problem.services)} services")
-    total_cpu = 0.0
-    total_gpu = 0
+    options: list[ResourceOption] = []
     total_objective = 0.0
     for service, weight in zip(problem.services, problem.weights(), strict=True):
         try:
@@ -23,14 +22,9 @@ def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) ->
         except KeyError:
             issues.append(f"{service.name}: no solution")
             continue
-        cpu, gpu, objective = _check_service(problem, service, weight, sol, solution.status, tolerance, issues)
-        total_cpu += cpu
-        total_gpu += gpu
-        total_objective += objective
-    if total_cpu > problem.budget_cpu + 1e-9:
-        issues.append(f"CPU {total_cpu:g} over the budget {problem.budget_cpu:g}")
-    if total_gpu > problem.budget_gpu:
-        issues.append(f"GPUs {total_gpu} over the budget {problem.budget_gpu}")
+        total_objective += _check_service(problem, service, weight, sol, solution.status, tolerance, issues)
+        options += [a.option for a in sol.assignments]
+    issues += problem.over_budget(options)
     if solution.services and abs(total_objective - solution.objective) > 1e-6:
         issues.append(f"reported total objective {solution.objective:.9f}, recomputed {total_objective:.9f}")
     return issues
@@ -38,12 +32,12 @@ def check(problem: Problem, solution: Solution, tolerance: float = TOLERANCE) ->
 
 def _check_service(
     problem: Problem, service: ServiceProblem, weight: float, sol: ServiceSolution, status: Status, tolerance: float, issues: list[str]
-) -> tuple[float, int, float]:
-    """Append the service's violations to ``issues``; its (CPU, GPUs, recomputed term of the joint objective)."""
+) -> float:
+    """Append the service's violations to ``issues``; its recomputed term of the joint objective."""
     variants = {v.name: v for v in service.variants}
     seen: set[str] = set()
-    served = weighted_accuracy = cpu = transition = 0.0
-    gpu = 0
+    served = weighted_accuracy = transition = 0.0
+    chosen: list[ResourceOption] = []
     max_l = max((v.load_time_s for v in service.variants), default=0.0)
     for a in sol.assignments:
         v = variants.get(a.variant)
@@ -56,8 +50,7 @@ def _check_service(
         issues.extend(_assignment_issues(service.name, a, v, tolerance))
         served += a.load_rps
         weighted_accuracy += v.accuracy * a.load_rps
-        cpu += a.option.cost_cpu
-        gpu += a.option.cost_gpu
+        chosen.append(a.option)
         if max_l > 0 and a.option.transition_from(v.current):
             transition = max(transition, v.load_time_s / max_l)
     issues.extend(f"{service.name}/{name}: required variant not selected" for name, v in variants.items() if v.required and name not in seen)
@@ -69,14 +62,16 @@ def _check_service(
     if status in ("optimal", "feasible") and served < service.load_rps - scale:  # both claim all the load
         issues.append(f"{service.name}: {status!r} but serves {served:.6f} of {service.load_rps:.6f} rps")
     accuracy = weighted_accuracy / service.load_rps if service.load_rps > 0 else 0.0
-    cost_term = cpu / problem.budget_cpu + (gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0)
+    cost_term = problem.cost_term(chosen)
     objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
     if abs(objective - sol.objective) > 1e-6:
         issues.append(f"{service.name}: reported objective {sol.objective:.9f}, recomputed {objective:.9f}")
     term = weight * (accuracy - service.transition_weight * transition) - service.cost_weight * cost_term  # see problem.py
     if abs(term - sol.joint_term) > 1e-6:
         issues.append(f"{service.name}: reported contribution {sol.joint_term:.9f} (weight {sol.weight:g}), recomputed {term:.9f} (weight {weight:g})")
-    return cpu, gpu, term
+    if abs(sum(problem.price(o) for o in chosen) - sol.cost) > 1e-6 * max(1.0, sol.cost):
+        issues.append(f"{service.name}: reported cost {sol.cost:.6f}, recomputed {sum(problem.price(o) for o in chosen):.6f}")
+    return term
 
 
 def _assignment_issues(service: str, a: Assignment, v: VariantOptions, tolerance: float) -> list[str]:

@@ -134,8 +134,7 @@ def solve_dp(problem: Problem, max_work: int | None = None) -> Solution:
     if picked is None:
         return Solution("infeasible", (), float("-inf"), time.perf_counter() - started, "dp", ("no plan fits the budget",))
     solutions: list[ServiceSolution] = [
-        score(service, label.chosen(), problem.budget_cpu, problem.budget_gpu, weight=w)
-        for service, label, w in zip(problem.services, picked, problem.weights(), strict=True)
+        score(service, label.chosen(), problem, weight=w) for service, label, w in zip(problem.services, picked, problem.weights(), strict=True)
     ]
     demand = sum(s.load_rps for s in problem.services)
     total = sum(s.served_rps for s in solutions)
@@ -146,7 +145,7 @@ def solve_dp(problem: Problem, max_work: int | None = None) -> Solution:
 
 def _pick(problem: Problem, budget_units: int, unit: int, work: WorkMeter) -> list[Label] | None:
     """Every service's chosen label; None when nothing fits."""
-    unit_price = (unit / 1000.0) / problem.budget_cpu
+    unit_price = (unit / 1000.0) * problem.cpu_price / problem.budget_price
     replica = replica_price(problem)
     pricings = [Pricing(s.cost_weight * unit_price, w, replica) for s, w in zip(problem.services, problem.weights(), strict=True)]
     if len(problem.services) > 1:

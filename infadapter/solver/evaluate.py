@@ -30,12 +30,13 @@ def split_load(service: ServiceProblem, chosen: Mapping[str, ResourceOption], to
 def score(
     service: ServiceProblem,
     chosen: Mapping[str, ResourceOption],
-    budget_cpu: float,
-    budget_gpu: int,
+    problem: Problem,
     served_rps: float | None = None,
     weight: float = 1.0,
 ) -> ServiceSolution:
     """The service's solution for ``chosen`` options, routing ``served_rps`` (default: all it can).
+
+    ``problem`` gives the budget and the prices of the cost term (its services are not read).
 
     ``weight`` is the service's share ``w_s`` of a joint problem's load (:meth:`Problem.weights`):
     it scales the accuracy and transition terms of the service's ``contribution``, not its
@@ -54,7 +55,7 @@ def score(
         (by_name[n].load_time_s / max_l for n, o in chosen.items() if max_l > 0 and o.transition_from(by_name[n].current)),
         default=0.0,
     )
-    cost_term = cost_cpu / budget_cpu + (cost_gpu / budget_gpu if budget_gpu > 0 else 0.0)
+    cost_term = problem.cost_term(chosen.values())
     objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
     # the same operations in the same order as `objective`, so that for w = 1.0 it is bitwise the same
     contribution = accuracy * weight - service.cost_weight * cost_term - service.transition_weight * weight * transition
@@ -73,14 +74,11 @@ def score(
         objective=objective,
         weight=weight,
         contribution=contribution,
+        cost=sum(problem.price(o) for o in chosen.values()),
     )
 
 
 def resources(problem: Problem, services: Iterable[ServiceSolution]) -> tuple[float, int]:
-    """A plan's keys in the tie-break: its cost term ``Σ cpu / B_cpu + Σ gpu / B_gpu`` and its replicas."""
-    cpu = gpu = replicas = 0.0
-    for s in services:
-        cpu += s.cost_cpu
-        gpu += s.cost_gpu
-        replicas += sum(a.option.replicas for a in s.assignments)
-    return cpu / problem.budget_cpu + (gpu / problem.budget_gpu if problem.budget_gpu > 0 else 0.0), round(replicas)
+    """A plan's keys in the tie-break: its cost term ``price / price_B`` and its replicas."""
+    options = [a.option for s in services for a in s.assignments]
+    return problem.cost_term(options), sum(o.replicas for o in options)

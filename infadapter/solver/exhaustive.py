@@ -52,13 +52,9 @@ def _ties(problem: Problem, per_service: list[list[dict[str, ResourceOption]]]) 
     kept: list[_Candidate] = []
     top_served, top_objective = float("-inf"), float("-inf")
     for pick in itertools.product(*per_service):
-        cpu = sum(o.cost_cpu for chosen in pick for o in chosen.values())
-        gpu = sum(o.cost_gpu for chosen in pick for o in chosen.values())
-        if cpu > problem.budget_cpu + 1e-9 or gpu > problem.budget_gpu:
+        if problem.over_budget(o for chosen in pick for o in chosen.values()):
             continue
-        solutions = tuple(
-            score(svc, chosen, problem.budget_cpu, problem.budget_gpu, weight=w) for svc, chosen, w in zip(problem.services, pick, weights, strict=True)
-        )
+        solutions = tuple(score(svc, chosen, problem, weight=w) for svc, chosen, w in zip(problem.services, pick, weights, strict=True))
         served = round(sum(s.served_rps for s in solutions) / TOLERANCE) * TOLERANCE
         objective = sum(s.joint_term for s in solutions)
         if served > top_served + TOLERANCE:

@@ -62,7 +62,7 @@ def prune(variant: VariantOptions, load_rps: float) -> tuple[ResourceOption, ...
     useful = [min(o.capacity_rps, load_rps) if load_rps > TOLERANCE else o.capacity_rps for o in options]
     trans = [o.transition_from(variant.current) for o in options] if variant.current is not None else [True] * len(options)
     cpu = [o.cost_cpu for o in options]
-    gpu = [o.cost_gpu for o in options]
+    gpu = [(o.cost_gpu, o.device) for o in options]
     reps = [o.replicas for o in options]
     order = sorted(range(len(options)), key=lambda i: (cpu[i], gpu[i], -useful[i], trans[i], reps[i], i))
     kept: list[int] = []
@@ -90,10 +90,12 @@ def prune(variant: VariantOptions, load_rps: float) -> tuple[ResourceOption, ...
     return tuple(options[i] for i in sorted(kept))
 
 
-def _dominates(j: int, i: int, cpu: list[float], gpu: list[int], useful: list[float], trans: list[bool], reps: list[int]) -> bool:
-    if cpu[j] > cpu[i] + 1e-12 or gpu[j] > gpu[i] or useful[j] < useful[i] - 1e-12 or trans[j] > trans[i]:
+def _dominates(j: int, i: int, cpu: list[float], gpu: list[tuple[int, str]], useful: list[float], trans: list[bool], reps: list[int]) -> bool:
+    # devices of two accelerator types are not comparable: only none, or fewer of the same type, is less
+    gpu_le = gpu[j][0] == 0 or (gpu[j][1] == gpu[i][1] and gpu[j][0] <= gpu[i][0])
+    if cpu[j] > cpu[i] + 1e-12 or not gpu_le or useful[j] < useful[i] - 1e-12 or trans[j] > trans[i]:
         return False
-    return cpu[j] < cpu[i] - 1e-12 or gpu[j] < gpu[i] or reps[j] <= reps[i]
+    return cpu[j] < cpu[i] - 1e-12 or gpu[j][0] < gpu[i][0] or reps[j] <= reps[i]
 
 
 class _SilentHighs(highspy.Highs):
@@ -157,7 +159,7 @@ def _extract(problem: Problem, model: Model | None) -> list[ServiceSolution]:
     for s, (service, weight) in enumerate(zip(problem.services, problem.weights(), strict=True)):
         chosen = {service.variants[m].name: option for m, option in model.chosen(s).items()}
         # for fixed choices, routing min(L, capacity) most-accurate-first is optimal in both phases
-        out.append(score(service, chosen, problem.budget_cpu, problem.budget_gpu, weight=weight))
+        out.append(score(service, chosen, problem, weight=weight))
     return out
 
 

@@ -53,14 +53,14 @@ def _linear(size: dict[int, ResourceOption]) -> ReplicaRange | None:
             return None
     if one <= TOLERANCE:
         return None
-    return ReplicaRange(dict(size), lo, hi, ResourceOption(first.cpu_cores, 1, first.gpus, one))
+    return ReplicaRange(dict(size), lo, hi, ResourceOption(first.cpu_cores, 1, first.gpus, one, first.accelerator))
 
 
 def split_options(variant: VariantOptions) -> tuple[list[ReplicaRange], list[ResourceOption]]:
     """The variant's options as replica ranges and single options (before pruning)."""
-    sizes: dict[tuple[float, int], dict[int, ResourceOption]] = defaultdict(dict)
+    sizes: dict[tuple[float, int, str], dict[int, ResourceOption]] = defaultdict(dict)
     for option in variant.options:
-        sizes[option.cpu_cores, option.gpus][option.replicas] = option
+        sizes[option.cpu_cores, option.gpus, option.device][option.replicas] = option
     ranges: list[ReplicaRange] = []
     singles: list[ResourceOption] = []
     for size in sizes.values():
@@ -92,10 +92,23 @@ class VariantVars:
         useful = [min(o.capacity_rps, load_rps) * y for o, y in zip(self.singles, self.y, strict=True)]
         return pulp.lpSum(useful + [g.capacity() * r for g, r in zip(self.ranges, self.r, strict=True)])
 
-    def cost(self, gpu: bool = False) -> pulp.LpAffineExpression:
-        single = [(o.cost_gpu if gpu else o.cost_cpu) * y for o, y in zip(self.singles, self.y, strict=True)]
-        per = [(g.per_replica.gpus if gpu else g.per_replica.cpu_cores) * r for g, r in zip(self.ranges, self.r, strict=True)]
+    def cpu(self) -> pulp.LpAffineExpression:
+        single = [o.cost_cpu * y for o, y in zip(self.singles, self.y, strict=True)]
+        return pulp.lpSum(single + [g.per_replica.cpu_cores * r for g, r in zip(self.ranges, self.r, strict=True)])
+
+    def devices(self, device: str) -> pulp.LpAffineExpression:
+        """Its devices of type ``device`` (see :attr:`ResourceOption.device`)."""
+        single = [o.cost_gpu * y for o, y in zip(self.singles, self.y, strict=True) if o.gpus and o.device == device]
+        per = [g.per_replica.gpus * r for g, r in zip(self.ranges, self.r, strict=True) if g.per_replica.gpus and g.per_replica.device == device]
         return pulp.lpSum(single + per)
+
+    def device_types(self) -> set[str]:
+        return {o.device for o in self.singles if o.gpus} | {g.per_replica.device for g in self.ranges if g.per_replica.gpus}
+
+    def price(self, problem: Problem) -> pulp.LpAffineExpression:
+        """What its pick costs at the problem's prices."""
+        single = [problem.price(o) * y for o, y in zip(self.singles, self.y, strict=True)]
+        return pulp.lpSum(single + [problem.price(g.per_replica) * r for g, r in zip(self.ranges, self.r, strict=True)])
 
     def replicas(self) -> pulp.LpAffineExpression:
         return pulp.lpSum([o.replicas * y for o, y in zip(self.singles, self.y, strict=True)] + list(self.r))
@@ -160,8 +173,9 @@ def build(
     model = Model(lp, variables)
     lc = [_service_constraints(model, s, service, served_floor is None and not maximise_served) for s, service in enumerate(problem.services)]
     everything = [v for row in variables for v in row]
-    lp += pulp.lpSum(v.cost() for v in everything) <= problem.budget_cpu, "budget_cpu"
-    lp += pulp.lpSum(v.cost(gpu=True) for v in everything) <= problem.budget_gpu, "budget_gpu"
+    lp += pulp.lpSum(v.cpu() for v in everything) <= problem.budget_cpu, "budget_cpu"
+    for k, device in enumerate(sorted(set().union(*(v.device_types() for v in everything)))):
+        lp += pulp.lpSum(v.devices(device) for v in everything) <= problem.device_budget(device), f"budget_devices_{k}"
     served = pulp.lpSum(v.q for v in everything)
     if served_floor is not None:
         lp += served >= served_floor, "serve_the_most"
@@ -197,10 +211,7 @@ def _objective(problem: Problem, model: Model, lc: Sequence[pulp.LpVariable | No
         if service.load_rps > 0 and weight > 0:
             # (w·a)/L: for w = 1.0 exactly the coefficients a single service always had
             terms.append(pulp.lpSum((weight * v.accuracy / service.load_rps) * x.q for v, x in zip(service.variants, row, strict=True)))
-        cost = pulp.lpSum(x.cost() for x in row) / problem.budget_cpu
-        if problem.budget_gpu > 0:
-            cost = cost + pulp.lpSum(x.cost(gpu=True) for x in row) / problem.budget_gpu
-        terms.append(-service.cost_weight * cost)
+        terms.append(-(service.cost_weight / problem.budget_price) * pulp.lpSum(x.price(problem) for x in row))
         transition = lc[s]
         if transition is not None:
             terms.append(-(service.transition_weight * weight) * transition)
@@ -208,10 +219,8 @@ def _objective(problem: Problem, model: Model, lc: Sequence[pulp.LpVariable | No
 
 
 def cost_term(problem: Problem, model: Model) -> pulp.LpAffineExpression:
-    """``Σ cpu / B_cpu + Σ gpu / B_gpu`` over every service: the tie-break's first key."""
-    everything = [v for row in model.vars for v in row]
-    cost = pulp.lpSum(v.cost() for v in everything) / problem.budget_cpu
-    return cost + pulp.lpSum(v.cost(gpu=True) for v in everything) / problem.budget_gpu if problem.budget_gpu > 0 else cost
+    """``price / price_B`` over every service: the tie-break's first key."""
+    return pulp.lpSum(v.price(problem) for row in model.vars for v in row) / problem.budget_price
 
 
 def tie_break_objective(model: Model) -> pulp.LpAffineExpression | None:

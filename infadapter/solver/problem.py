@@ -6,28 +6,33 @@ replicas, capacity ``th_mo`` in RPS at the SLO, cost ``c_mo``)::
 
     maximise   Σ_s [ w_s · ( Σ_m a_m q_sm / L_s              (request-weighted accuracy)
                              − β_s · LC_s )                  (transition; the paper's β)
-                     − α_s · (cpu_s / B_cpu + gpu_s / B_gpu) ] (cost; the paper's α)
+                     − α_s · price_s / price_B ]             (cost; the paper's α)
     subject to Σ_m q_sm = L_s                               all predicted load is assigned
                q_sm ≤ Σ_o th_mo · y_smo                     nobody gets more than its capacity
                Σ_o y_smo ≤ 1                                one option per variant
                Σ_{m,o} y_smo ≥ 1                            something always serves
-               Σ cpu · y ≤ B_cpu,  Σ gpu · y ≤ B_gpu        budgets shared by all services
+               Σ cpu · y ≤ B_cpu,  Σ gpu_t · y ≤ B_t        budgets shared by all services (one
+                                                            per accelerator type t)
                LC_s ≥ (l_m / max_m l_m) · y_smo             for every option o that creates or
                                                             resizes an instance of m
+
+Cost is money-like: ``price_s = p_cpu·cpu_s + Σ_t p_t·gpu_s,t`` at a price per core and per device of
+each accelerator type ``t`` (the default type is named ``gpu``), over ``price_B``, the price of the
+whole budget. With CPU only this is the paper's ``cpu_s / B_cpu`` whatever the core's price.
 
 ``w_s = L_s / Σ_t L_t`` is the service's share of the load (``1/n`` each when no service has
 any), so ``Σ_s w_s Σ_m a_m q_sm / L_s = Σ_{s,m} a_m q_sm / Σ_t L_t``: the joint accuracy term is
 the accuracy of the average *request*, and a 5 rps service weighs a hundredth of a 500 rps one.
 The transition term is weighted the same way (a reload disturbs that service's share of the
 requests), so the quality terms of a joint problem are on the scale of one service's. The cost
-term is not weighted: a core costs the same whichever service holds it, so it stays the cores
-(and GPUs) used over the shared budget, each counted once, at its service's α. For one service
+term is not weighted: a core costs the same whichever service holds it, so it stays the price of
+the cores (and GPUs) used over the price of the shared budget, each counted once, at its service's α. For one service
 ``w = 1`` and this is the paper's objective. A :class:`ServiceSolution` reports the service's
 own objective (``w = 1``, what its plan shows) and its ``contribution`` to the joint one.
 
 Ties: plans whose objectives differ by at most :data:`TIE_TOLERANCE` are equally good (at α = 0
 plans from 10 to 40 cores often are). Among them every method returns one with the lowest cost
-term ``Σ_s (cpu_s / B_cpu + gpu_s / B_gpu)`` and, of that cost, the fewest replicas: the exhaustive
+term ``Σ_s price_s / price_B`` and, of that cost, the fewest replicas: the exhaustive
 oracle by filtering, the DP by its order of labels, the MILP by lexicographic phases where some cost
 weight is 0 (with every α > 0 the ties left are of one cost and differ only in replicas; the MILP
 leaves them as found, the DP, which ``auto`` uses for CPU-only problems, breaks them). Exact ties are
@@ -52,8 +57,11 @@ A :class:`Solution`'s status says what was *proven*:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from infadapter.hardware import DEFAULT_ACCELERATOR, DEFAULT_GPU_PRICE
 
 Status = Literal["optimal", "feasible", "infeasible", "time_limit"]
 
@@ -71,12 +79,14 @@ TIE_TOLERANCE = 1e-9
 
 @dataclass(frozen=True, order=True)
 class ResourceOption:
-    """``replicas`` instances of ``cpu_cores`` (+ ``gpus``) each, serving ``capacity_rps`` in total."""
+    """``replicas`` instances of ``cpu_cores`` (+ ``gpus`` of type ``accelerator``) each, serving
+    ``capacity_rps`` in total. ``accelerator`` "" is the default type (``budget.gpu``)."""
 
     cpu_cores: float
     replicas: int = 1
     gpus: int = 0
     capacity_rps: float = 0.0
+    accelerator: str = ""
 
     @property
     def cost_cpu(self) -> float:
@@ -87,7 +97,17 @@ class ResourceOption:
         return self.gpus * self.replicas
 
     def same_size(self, other: ResourceOption | None) -> bool:
-        return other is not None and abs(self.cpu_cores - other.cpu_cores) < 1e-9 and self.gpus == other.gpus
+        return (
+            other is not None
+            and abs(self.cpu_cores - other.cpu_cores) < 1e-9
+            and self.gpus == other.gpus
+            and (self.accelerator == other.accelerator or not self.gpus)
+        )
+
+    @property
+    def device(self) -> str:
+        """The accelerator type its GPUs are of ("" without GPUs; :data:`DEFAULT_ACCELERATOR` for the default)."""
+        return (self.accelerator or DEFAULT_ACCELERATOR) if self.gpus else ""
 
     def transition_from(self, current: ResourceOption | None) -> bool:
         """Does moving from ``current`` to this option create or resize an instance?
@@ -129,16 +149,65 @@ class ServiceProblem:
 
 
 @dataclass(frozen=True)
+class Accelerator:
+    """A named accelerator type: ``count`` devices in the budget at ``price`` each (price per core = 1)."""
+
+    name: str
+    count: int
+    price: float
+
+
+@dataclass(frozen=True)
 class Problem:
-    """Several services sharing one CPU budget (and one GPU budget)."""
+    """Several services sharing one CPU budget, one budget of default GPUs and one per named accelerator type."""
 
     services: tuple[ServiceProblem, ...]
     budget_cpu: float
     budget_gpu: int = 0
+    accelerators: tuple[Accelerator, ...] = ()
+    #: prices per core and per default GPU (money-like; only their ratios to each other matter)
+    cpu_price: float = 1.0
+    gpu_price: float = DEFAULT_GPU_PRICE
 
     @staticmethod
-    def single(service: ServiceProblem, budget_cpu: float, budget_gpu: int = 0) -> Problem:
-        return Problem((service,), budget_cpu, budget_gpu)
+    def single(service: ServiceProblem, budget_cpu: float, budget_gpu: int = 0, **pricing: Any) -> Problem:
+        return Problem((service,), budget_cpu, budget_gpu, **pricing)
+
+    def device_budget(self, device: str) -> int:
+        """How many devices of type ``device`` (an option's :attr:`ResourceOption.device`) the budget holds."""
+        if device == DEFAULT_ACCELERATOR:
+            return self.budget_gpu
+        return next((a.count for a in self.accelerators if a.name == device), 0)
+
+    def device_price(self, device: str) -> float:
+        if device == DEFAULT_ACCELERATOR:
+            return self.gpu_price
+        return next((a.price for a in self.accelerators if a.name == device), 0.0)
+
+    def price(self, option: ResourceOption) -> float:
+        """What ``option`` costs: its cores and its devices at their prices."""
+        return option.cost_cpu * self.cpu_price + (option.cost_gpu * self.device_price(option.device) if option.gpus else 0.0)
+
+    @property
+    def budget_price(self) -> float:
+        """What the whole budget would cost (the cost term's denominator)."""
+        return self.budget_cpu * self.cpu_price + self.budget_gpu * self.gpu_price + sum(a.count * a.price for a in self.accelerators)
+
+    def cost_term(self, options: Iterable[ResourceOption]) -> float:
+        """``price / price_B`` of the options together (``cpu / B_cpu`` with CPU only)."""
+        return sum(self.price(o) for o in options) / self.budget_price
+
+    def over_budget(self, options: Iterable[ResourceOption]) -> list[str]:
+        """How the options together exceed the budget (empty when they fit)."""
+        cpu = 0.0
+        devices: dict[str, int] = {}
+        for o in options:
+            cpu += o.cost_cpu
+            if o.gpus:
+                devices[o.device] = devices.get(o.device, 0) + o.cost_gpu
+        out = [f"CPU {cpu:g} over the budget {self.budget_cpu:g}"] if cpu > self.budget_cpu + 1e-9 else []
+        out += [f"{n} {name} over the budget {self.device_budget(name)}" for name, n in sorted(devices.items()) if n > self.device_budget(name)]
+        return out
 
     def weights(self) -> tuple[float, ...]:
         """Each service's share ``w_s`` of the load: the weight of its accuracy and transition terms.
@@ -168,11 +237,12 @@ class ServiceSolution:
     served_rps: float
     accuracy: float
     cost_cpu: float
-    cost_gpu: int
+    cost_gpu: int  # devices of every accelerator type
     transition: float
     objective: float  # the service's own objective (w = 1): what its plan reports
     weight: float = 1.0  # w_s, its share of the load
     contribution: float | None = None  # its term of the joint objective; None: ``objective`` (w = 1)
+    cost: float = 0.0  # money-like: its cores and devices at the problem's prices
 
     @property
     def joint_term(self) -> float:

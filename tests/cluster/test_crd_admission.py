@@ -62,6 +62,7 @@ def with_spec(**changes: Any) -> dict[str, Any]:
 
 
 DELETE = object()
+T4 = {"name": "t4", "count": 2, "price": 0.35, "resource": "nvidia.com/gpu", "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}}
 
 VALID = {
     "minimal": {
@@ -79,6 +80,7 @@ VALID = {
     "recreate": with_spec(adaptation__resizePolicy="Recreate", mode="Recommend"),
     "per-variant": with_spec(variants__0__resources={"minCpu": 1, "maxCpu": "3", "maxReplicas": 3, "minReplicas": 1, "memory": "1Gi"}),
     "s3": with_spec(variants__1__source={"uri": "s3://bucket/models/large", "format": "onnx"}),
+    "accelerator-types": with_spec(variants__1__accelerators=["t4"], accelerators=[T4, {"name": "a100", "count": 1, "price": 2.9}], budget__cpuPrice=0.04),
 }
 
 INVALID = {
@@ -107,6 +109,11 @@ INVALID = {
     "zero-gpus-per-replica": (with_spec(resources__gpusPerReplica=[0]), "gpusPerReplica", "gpusPerReplica"),
     "sub-second-interval": (with_spec(adaptation__intervalSeconds=0.5), "adaptation.intervalSeconds", "adaptation.intervalSeconds"),
     "accuracy-as-text": (with_spec(variants__0__accuracy="high"), "variants[0].accuracy", "variants[0].accuracy"),
+    "undeclared-accelerator": (with_spec(variants__0__accelerators=["v100"], accelerators=[T4]), "spec", "does not declare"),
+    "reserved-accelerator": (with_spec(accelerators=[{"name": "gpu", "count": 1, "price": 1}]), "spec", "reserved"),
+    "duplicate-accelerator": (with_spec(accelerators=[T4, T4]), "spec", "accelerators[1]"),
+    "free-accelerator": (with_spec(accelerators=[T4 | {"price": 0}]), "accelerators[0].price", "accelerators[0].price"),
+    "accelerator-name-clash": (with_spec(variants__1__name="small-t4", accelerators=[T4]), "spec", "rename it"),
 }
 
 

@@ -47,8 +47,8 @@ def test_the_old_unweighted_sum_would_have_upgraded_the_quiet_service() -> None:
     cheap, accurate = (v.options[0] for v in busy.variants)
 
     def old_sum(upgrade_busy: bool) -> float:
-        b = score(busy, {"cheap": cheap, "accurate": accurate} if upgrade_busy else {"cheap": cheap}, 6.0, 0)
-        q = score(quiet, {"cheap": cheap} if upgrade_busy else {"accurate": accurate}, 6.0, 0)
+        b = score(busy, {"cheap": cheap, "accurate": accurate} if upgrade_busy else {"cheap": cheap}, problem)
+        q = score(quiet, {"cheap": cheap} if upgrade_busy else {"accurate": accurate}, problem)
         return b.objective + q.objective
 
     assert old_sum(upgrade_busy=False) > old_sum(upgrade_busy=True) + 0.1

@@ -20,11 +20,14 @@ FULL_SPEC: dict[str, Any] = {
             "resources": {"minCpu": "500m", "maxCpu": 4, "maxReplicas": 3, "minReplicas": 0, "memory": "1Gi"},
             "gpu": False,
         },
-        {"name": "resnet50", "accuracy": 0.7613},
+        {"name": "resnet50", "accuracy": 0.7613, "accelerators": ["t4"]},
     ],
     "slo": {"latencyMs": 750, "percentile": 99},
     "objective": {"costWeight": 0.05, "transitionWeight": 0.001},
-    "budget": {"cpu": 20, "gpu": 0},
+    "budget": {"cpu": 20, "gpu": 0, "cpuPrice": 0.04, "gpuPrice": 0.4},
+    "accelerators": [
+        {"name": "t4", "count": 2, "price": 0.35, "resource": "nvidia.com/gpu", "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}}
+    ],
     "resources": {"cpuStep": 1, "minCpu": 1, "maxCpu": 20, "maxReplicas": 1, "gpusPerReplica": [1]},
     "forecast": {"model": "ours", "windowSeconds": 600, "horizonSeconds": 60, "quantile": 0.95},
     "adaptation": {"intervalSeconds": 30, "scaleDownStabilizationSeconds": 120, "resizePolicy": "InPlaceOrRecreate", "burstReplan": True},
@@ -41,7 +44,7 @@ FULL_PROFILE: dict[str, Any] = {
     "source": "fuzz",
     "variants": {
         "resnet18": [{"cpu": 1, "capacityRps": 19, "p99Ms": 389.1, "saturationRps": 22}, {"cpu": 2, "capacityRps": 43}],
-        "resnet50": [{"cpu": 1, "capacityRps": 7}, {"cpu": 1, "gpus": 1, "capacityRps": 900}],
+        "resnet50": [{"cpu": 1, "capacityRps": 7}, {"cpu": 1, "gpus": 1, "capacityRps": 900}, {"cpu": 2, "gpus": 1, "accelerator": "t4", "capacityRps": 420}],
     },
 }
 PROFILE_PATHS = [p for p in leaf_paths(FULL_PROFILE) if p]

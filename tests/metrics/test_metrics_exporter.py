@@ -55,7 +55,7 @@ def _names(metrics: InfAdapterMetrics) -> set[str]:
 
 def test_metric_names_follow_the_convention_and_labels_are_service_and_variant_only() -> None:
     for info in METRICS:
-        assert re.fullmatch(r"infadapter_[a-z_]+_(rps|ratio|cores|seconds|replicas|objective|feasible|total)", info.name)
+        assert re.fullmatch(r"infadapter_[a-z_]+_(rps|ratio|cores|devices|price|seconds|replicas|objective|feasible|total)", info.name)
         assert set(info.labels) <= {"namespace", "name", "variant", "reason"}
         assert info.name.endswith("_total") == (info.kind == "counter")
 
@@ -175,3 +175,11 @@ def test_a_tick_without_a_solve_records_no_solver_time() -> None:
     metrics.observe(_record(reason="hold", previous_plan=PLAN, solve_s=None))
     assert _value(metrics, "infadapter_solver_duration_seconds_count", namespace="default", name="resnet") == 1.0
     assert _value(metrics, "infadapter_decisions_total", namespace="default", name="resnet", reason="hold") == 1.0
+
+
+def test_the_plans_gpus_and_price_are_exported_beside_its_cores() -> None:
+    metrics = InfAdapterMetrics()
+    metrics.observe(_record(cost_gpu=3.0, cost=4.2))
+    assert _value(metrics, "infadapter_cost_cpu_cores", namespace="default", name="resnet") == 10.0
+    assert _value(metrics, "infadapter_cost_gpu_devices", namespace="default", name="resnet") == 3.0
+    assert _value(metrics, "infadapter_cost_price", namespace="default", name="resnet") == pytest.approx(4.2)

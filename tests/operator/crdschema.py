@@ -44,7 +44,39 @@ def _min_max(obj: Any) -> str | None:
     return None if float(low) <= float(high) else "minCpu is larger than maxCpu; swap them"
 
 
-KNOWN_RULES: dict[str, Callable[[Any], str | None]] = {_MIN_MAX_RULE: _min_max}
+_RESERVED_TYPE_RULE = "self.name != 'gpu' && self.name != 'cpu'"
+_DECLARED_TYPES_RULE = "self.variants.all(v, !has(v.accelerators) || v.accelerators.all(n, has(self.accelerators) && self.accelerators.exists(a, a.name == n)))"
+_PLACEMENT_CLASH_RULE = "!has(self.accelerators) || self.variants.all(v, self.accelerators.all(a, !self.variants.exists(w, w.name == v.name + '-' + a.name)))"
+
+
+def _dicts(value: Any, key: str) -> list[dict[str, Any]]:
+    items = value.get(key, []) if isinstance(value, dict) else []
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _reserved_type(value: Any) -> str | None:
+    return "'gpu' and 'cpu' are reserved" if isinstance(value, dict) and value.get("name") in ("gpu", "cpu") else None
+
+
+def _declared_types(spec: Any) -> str | None:
+    declared = {a.get("name") for a in _dicts(spec, "accelerators")}
+    listed = {n for v in _dicts(spec, "variants") if isinstance(v.get("accelerators", []), list) for n in v.get("accelerators", []) if isinstance(n, str)}
+    return "a variant lists an undeclared accelerator type" if listed - declared else None
+
+
+def _placement_clash(spec: Any) -> str | None:
+    names = {v.get("name") for v in _dicts(spec, "variants")}
+    types = [a.get("name") for a in _dicts(spec, "accelerators")]
+    clash = any(f"{v}-{a}" in names for v in names for a in types)
+    return "a variant has the name of another's deployment on an accelerator type" if clash else None
+
+
+KNOWN_RULES: dict[str, Callable[[Any], str | None]] = {
+    _MIN_MAX_RULE: _min_max,
+    _RESERVED_TYPE_RULE: _reserved_type,
+    _DECLARED_TYPES_RULE: _declared_types,
+    _PLACEMENT_CLASH_RULE: _placement_clash,
+}
 
 
 def load_crd(path: Path = CRD_PATH) -> dict[str, Any]:

@@ -276,3 +276,28 @@ def test_the_router_confirms_weights_from_envoys_runtime_answer():
     for bad in ("<html>", "[]", '{"layers": []}', json.dumps({"entries": {"infadapter.weights.small": {"final_value": "half"}}})):
         with pytest.raises(ValueError):
             applied_weights(bad)
+
+
+def test_a_deployment_on_a_named_accelerator_type_requests_its_resource_on_its_nodes():
+    import kubernetes_validate
+
+    from infadapter.runtime.kube.apply import template_size
+
+    types = [
+        {"name": "t4", "count": 2, "price": 0.35, "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}},
+        {"name": "mi", "count": 1, "price": 2.0, "resource": "amd.com/gpu", "nodeSelector": {"gpu": "mi300"}},
+    ]
+    spec = spec_with({"name": "big", "accuracy": 0.8, "accelerators": ["t4", "mi"], "source": {"uri": "pvc://models/big"}}, accelerators=types)
+    sizes = dict.fromkeys(spec.variant_names, (1.0, 0, 0)) | {"big-t4": (2.0, 1, 2), "big-mi": (4.0, 1, 1)}
+    objs = objects(spec, sizes)
+    t4 = named(objs, "Deployment", "demo-big-t4")
+    pod = t4["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert t4["spec"]["replicas"] == 2 and template_size(t4) == (2.0, 1)
+    mi = named(objs, "Deployment", "demo-big-mi")
+    assert mi["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["amd.com/gpu"] == "1"
+    assert template_size(mi) == (4.0, 1)
+    assert "nodeSelector" not in named(objs, "Deployment", "demo-big")["spec"]["template"]["spec"]  # the variant's own: anywhere
+    for obj in (t4, mi, named(objs, "Service", "demo-big-t4")):
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)

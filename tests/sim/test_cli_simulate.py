@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from infadapter.cli import app
 
 runner = CliRunner()
-KEYS = {"slo_violation_ratio", "avg_cpu", "avg_gpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations"}
+KEYS = {"slo_violation_ratio", "avg_cpu", "avg_gpu", "avg_cost", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations"}
 
 
 @pytest.fixture

@@ -143,7 +143,16 @@ def test_same_seed_same_result_and_every_summary_field_present() -> None:
     b = simulate(SPEC, PROFILE, trace, ["ours", "infadapter-paper", "msplus", "vpa:fast", "oracle"], seed=7, pre_history_rps=np.full(3600, 30.0))
     for name in a:
         assert a[name].summary == b[name].summary
-        assert set(a[name].summary) == {"slo_violation_ratio", "avg_cpu", "avg_gpu", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations"}
+        assert set(a[name].summary) == {
+            "slo_violation_ratio",
+            "avg_cpu",
+            "avg_gpu",
+            "avg_cost",
+            "avg_accuracy",
+            "p99_latency_ms",
+            "dropped_ratio",
+            "reconfigurations",
+        }
     c = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=8)
     d = simulate(SPEC, PROFILE, trace, ["static:fast@4"], seed=7)
     assert c["static:fast@4"].summary["p99_latency_ms"] != d["static:fast@4"].summary["p99_latency_ms"]

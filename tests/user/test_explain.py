@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from infadapter.planning import service_problem
+from infadapter.planning.problem import spec_problem
 from infadapter.profiles import load_profile
 from infadapter.solver.evaluate import score
 from infadapter.solver.problem import TOLERANCE
@@ -69,7 +70,7 @@ def test_the_runner_up_is_the_best_other_configuration_by_brute_force(cli: Cli, 
     others = []
     for combo in itertools.product(*[(None, *v.options) for v in problem.variants]):
         chosen = {v.name: o for v, o in zip(problem.variants, combo, strict=True) if o is not None}
-        solution = score(problem, chosen, spec.budget.cpu, spec.budget.gpu)
+        solution = score(problem, chosen, spec_problem(spec))
         config = {(n, o.cpu_cores, o.replicas, o.gpus) for n, o in chosen.items()}
         if chosen and solution.cost_cpu <= spec.budget.cpu + TOLERANCE and solution.served_rps >= load - TOLERANCE and config != best_config:
             others.append(solution.objective)

@@ -118,7 +118,7 @@ def test_report_md_records_the_inputs_and_prints_ratios_as_percentages(cli: Cli,
     for line in rows:  # each policy row: violations, accuracy and drops as percentages
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] in POLICIES
-        assert cells[1].endswith(" %") and cells[4].endswith(" %") and cells[6].endswith(" %"), line
+        assert cells[1].endswith(" %") and cells[5].endswith(" %") and cells[7].endswith(" %"), line
     assert "inputs: spec" in out and "seed 3" in out
 
 

@@ -131,7 +131,7 @@ async def execute(api: KubeApi, owner: Owner, spec: InferenceServiceSpec, action
     report = ResizeReport(result.resizes, result.resized_pods, result.messages)
     sizes: dict[str, tuple[float, int, int]] = {}
     targets: dict[str, VariantTarget] = {t.name: t for t in action.variants}
-    for variant in spec.variants:
+    for variant in spec.units:
         target = targets.get(variant.name)
         live = view.deployments.get(variant.name)
         live_size = template_size(live)

@@ -106,13 +106,17 @@ async def ensure(
 
 
 def template_size(live: Mapping[str, Any] | None) -> tuple[float, int] | None:
-    """(cpu cores, gpus) of the live Deployment's Triton template."""
+    """(cpu cores, gpus) of the live Deployment's Triton template.
+
+    GPUs are its extended resources (a domain-prefixed name: ``nvidia.com/gpu``, an accelerator type's
+    own ``resource``); the template requests those of one type only.
+    """
     if live is None:
         return None
     try:
         container = live["spec"]["template"]["spec"]["containers"][0]
         limits = container["resources"]["limits"]
-        return parse_cpu_quantity(limits["cpu"]), int(limits.get("nvidia.com/gpu", 0))
+        return parse_cpu_quantity(limits["cpu"]), sum(int(v) for k, v in limits.items() if "/" in k)
     except (KeyError, IndexError, TypeError, ValueError):
         return None
 

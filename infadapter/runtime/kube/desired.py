@@ -40,7 +40,7 @@ def desired_objects(
     operator's RBAC must know the kind).
     """
     objects: list[Obj] = []
-    for variant in spec.variants:
+    for variant in spec.units:
         cpu, gpus, replicas = sizes[variant.name]
         objects.append(variant_deployment(owner, spec, variant, cpu_cores=cpu, gpus=gpus, replicas=replicas, images=images))
         objects.append(variant_service(owner, variant.name))

@@ -42,12 +42,23 @@ from infadapter.runtime.kube.objects import (
 from infadapter.serving.repository import Serving, onnxruntime_autocomplete_config, serving_for
 from infadapter.spec import InferenceServiceSpec, Variant
 
+#: the extended resource of a GPU of the default type (``budget.gpu``)
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 
-def variant_resources(variant: Variant, cpu_cores: float, gpus: int) -> Obj:
+
+def variant_resources(spec: InferenceServiceSpec, variant: Variant, cpu_cores: float, gpus: int) -> Obj:
+    """Requests = limits; GPUs as the extended resource of the deployment's accelerator type."""
     amounts: dict[str, str] = {"cpu": cpu_quantity(cpu_cores), "memory": variant.resources.memory or DEFAULT_MEMORY}
     if gpus:
-        amounts["nvidia.com/gpu"] = str(gpus)
+        named = spec.accelerator(variant.name)
+        amounts[named.resource if named is not None else DEFAULT_GPU_RESOURCE] = str(gpus)
     return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _placement(spec: InferenceServiceSpec, variant: Variant) -> Obj:
+    """The pod spec's ``nodeSelector`` for a deployment on a named accelerator type (empty otherwise)."""
+    named = spec.accelerator(variant.name)
+    return {"nodeSelector": dict(named.node_selector)} if named is not None and named.node_selector else {}
 
 
 @dataclass(frozen=True)
@@ -188,7 +199,7 @@ def _triton_container(variant: Variant, cpu_cores: float, repo: Repository, serv
 
 
 def variant_deployment(owner: Owner, spec: InferenceServiceSpec, variant: Variant, *, cpu_cores: float, gpus: int, replicas: int, images: Images) -> Obj:
-    resources = variant_resources(variant, cpu_cores, gpus)
+    resources = variant_resources(spec, variant, cpu_cores, gpus)
     init_resources = {k: {r: v for r, v in amounts.items() if r in ("cpu", "memory")} for k, amounts in resources.items()}
     repo = model_repository(spec, variant, images, init_resources)
     serving = variant_serving(spec, variant, cpu_cores)
@@ -215,6 +226,7 @@ def variant_deployment(owner: Owner, spec: InferenceServiceSpec, variant: Varian
                     "initContainers": inits,
                     "containers": [triton],
                     "volumes": volumes,
+                    **_placement(spec, variant),
                 },
             },
         },

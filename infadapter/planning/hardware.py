@@ -1,0 +1,67 @@
+"""Which hardware a variant should run on: each kind alone, sized exactly for the load, priced.
+
+A variant may run on CPU, on the default GPU (``budget.gpu``) and on every named accelerator type
+it may use (the spec's ``accelerators``). For each kind the exact solver sizes the variant alone for
+the whole load within the budget; the recommendation is the cheapest kind that serves it all (at
+the spec's prices), or, when none does, the kind that serves the most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from infadapter.planning.problem import CapacityFn, service_problem, spec_problem
+from infadapter.profiles import Profile
+from infadapter.solver import solve
+from infadapter.spec import InferenceServiceSpec
+
+
+@dataclass(frozen=True)
+class HardwareChoice:
+    """One kind of hardware for one variant: what serving the load on it alone takes."""
+
+    hardware: str  # "cpu", "gpu" (the default type) or a named accelerator type
+    deployment: str  # the deployment that would run it
+    serves_all: bool
+    served_rps: float
+    cost: float  # money-like, at the spec's prices
+    cpu_cores: float
+    gpus: int
+    replicas: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "hardware": self.hardware,
+            "deployment": self.deployment,
+            "serves_all": self.serves_all,
+            "served_rps": round(self.served_rps, 6),
+            "cost": round(self.cost, 9),
+            "cpu_per_replica": self.cpu_cores,
+            "gpus_per_replica": self.gpus,
+            "replicas": self.replicas,
+        }
+
+
+def hardware_choices(spec: InferenceServiceSpec, profile: Profile, variant: str, load_rps: float, capacity: CapacityFn | None = None) -> list[HardwareChoice]:
+    """Every kind of hardware ``variant`` has options on, cheapest first among those that serve all."""
+    out: list[HardwareChoice] = []
+    for name, (base, named) in spec.placements.items():
+        if base.name != variant:
+            continue
+        service = service_problem(spec, profile, load_rps, None, capacity=capacity, variants=[name])
+        kinds = {named.name} if named is not None else {"gpu" if o.gpus else "cpu" for o in service.variants[0].options}
+        for kind in sorted(kinds):
+            only = tuple(o for o in service.variants[0].options if named is not None or ("gpu" if o.gpus else "cpu") == kind)
+            alone = replace(service, variants=(replace(service.variants[0], options=only, required=True),))
+            solution = solve(spec_problem(spec, alone))
+            if not solution.services or not solution.services[0].assignments:
+                continue
+            s = solution.services[0]
+            option = s.assignments[0].option
+            out.append(HardwareChoice(kind, name, solution.status == "optimal", s.served_rps, s.cost, option.cpu_cores, option.gpus, option.replicas))
+    return sorted(out, key=lambda c: (not c.serves_all, c.cost if c.serves_all else -c.served_rps, c.hardware))
+
+
+def recommend(spec: InferenceServiceSpec, profile: Profile, load_rps: float, capacity: CapacityFn | None = None) -> dict[str, list[HardwareChoice]]:
+    """Per variant of the spec, its hardware choices, the recommended (first) one first."""
+    return {v.name: hardware_choices(spec, profile, v.name, load_rps, capacity) for v in spec.variants}
