@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from infadapter.planning import service_problem, static_plan  # noqa: E402
+from infadapter.planning.problem import spec_problem  # noqa: E402
 from infadapter.profiles import Profile, ProfilePoint, load_profile  # noqa: E402
 from infadapter.solver import Problem, check, solve  # noqa: E402
 from infadapter.spec import InferenceServiceSpec, load_spec  # noqa: E402
@@ -35,7 +36,9 @@ PAPER_PROFILE = ROOT.parent / "shared" / "data" / "capacity_result_Feb_21.csv"
 RPS_PER_CORE = {"resnet18": 24.4, "resnet34": 13.0, "resnet50": 10.3, "resnet101": 5.1, "resnet152": 3.8}
 REPLICA_LOADS = (100, 500, 1000, 2000, 3000, 4000, 5000, 6000)
 JOINT_SIZES = (10, 50, 100)
-CASES = ("paper_size", "replicas_300", *(f"joint_{n}" for n in JOINT_SIZES))
+CASES = ("paper_size", "replicas_300", *(f"joint_{n}" for n in JOINT_SIZES), "accelerators")
+#: examples/accelerators.yaml: CPUs, T4s and A100s at their prices, 3 variants (2 on both GPU types)
+ACCELERATOR_LOADS = range(50, 3001, 50)
 TARGETS = {"paper_size_median_ms": 2, "replicas_300_max_ms": 1000, "joint_50_services_median_ms": 500}
 
 
@@ -69,6 +72,10 @@ def problems(name: str, spec: InferenceServiceSpec, profile: Profile, repeats: i
     if name == "paper_size":
         current = static_plan(spec, profile, {"resnet152": 20})
         return [Problem.single(service_problem(spec, profile, load, current), 20) for load in range(10, 401, 10)]
+    if name == "accelerators":
+        typed = load_spec(ROOT / "examples" / "accelerators.yaml")
+        typed_profile = load_profile(ROOT / "examples" / "accelerators-profile.yaml")
+        return [spec_problem(typed, service_problem(typed, typed_profile, load, None)) for load in ACCELERATOR_LOADS]
     if name == "replicas_300":
         grid = {"resources": spec.resources.model_copy(update={"max_replicas": 300}), "budget": spec.budget.model_copy(update={"cpu": 600.0})}
         many = spec.model_copy(update=grid)
@@ -106,6 +113,9 @@ def main() -> None:
         for name in wanted:
             if backend in ("highs", "cbc") and name.startswith("joint_") and int(name.split("_")[1]) > args.joint_milp_max:
                 section[name] = "skipped (MILP too slow at this size; see --joint-milp-max)"
+                continue
+            if backend == "dp" and name == "accelerators":
+                section[name] = "skipped (the DP solves CPU-only problems)"
                 continue
             batch = problems(name, spec, profile, args.repeats)
             repeats = args.repeats if name == "paper_size" else 1

@@ -1,11 +1,14 @@
-"""One numeric field of a profile (a YAML value or a CSV cell), checked with the error that names it."""
+"""One field of a profile (a YAML value or a CSV cell), checked with the error that names it."""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from infadapter.errors import FieldError
+from infadapter.hardware import DEFAULT_ACCELERATOR
 
 
 def short_repr(value: Any) -> str:
@@ -40,3 +43,37 @@ def number_field(value: Any, path: str, errors: list[FieldError], *, positive: b
         errors.append(FieldError(path, f"must be < {below:g}, got {number:g}", f"use a value below {below:g}"))
         return None
     return number
+
+
+#: a named accelerator type (a DNS label, as the spec's ``accelerators[].name``)
+_TYPE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$")
+
+
+def accelerator_field(raw: Any, path: str, gpus: int, errors: list[FieldError], gpus_hint: str = "add gpus: 1") -> str:
+    """A point's named accelerator type ``raw`` at ``path`` ("" when None), checked: a DNS label, on a point with GPUs."""
+    if raw is None:
+        return ""
+    if not isinstance(raw, str) or not _TYPE_NAME.match(raw) or raw == DEFAULT_ACCELERATOR:
+        errors.append(
+            FieldError(
+                path,
+                f"expected a type name of the spec's accelerators, got {short_repr(raw)}",
+                "write e.g. t4 (omit it for budget.gpu's GPUs)",
+            )
+        )
+        return ""
+    if gpus < 1:
+        errors.append(FieldError(path, "a point on an accelerator type needs gpus >= 1", gpus_hint))
+        return ""
+    return raw
+
+
+def batch_field(row: Mapping[str, Any], path: str, errors: list[FieldError]) -> int:
+    """A point's ``maxBatchSize`` (0 when absent): a whole number 1..999, as the spec's ``batchSizes``."""
+    raw = row.get("maxBatchSize")
+    if raw is None:
+        return 0
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 999:
+        errors.append(FieldError(f"{path}.maxBatchSize", f"expected a whole number 1..999, got {short_repr(raw)}", "write the servers' max batch size, e.g. 8"))
+        return 0
+    return raw

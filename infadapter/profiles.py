@@ -16,6 +16,7 @@ Two file formats are read:
           - {cpu: 2, capacityRps: 43}
           - {cpu: 1, gpus: 1, capacityRps: 900}
           - {cpu: 1, gpus: 1, accelerator: t4, capacityRps: 700}   # a named type of the spec's accelerators
+          - {cpu: 1, gpus: 1, accelerator: t4, maxBatchSize: 8, capacityRps: 1500}   # its servers batching up to 8
       serving:            # optional: how the servers ran when measured (older profiles have none)
         resnet18:
           - {cpu: 1, gpus: 0, tool: infadapter, backend: python+onnxruntime, instanceGroup: "2:CPU",
@@ -27,8 +28,9 @@ scales linearly to zero, above the largest it stays flat (no extrapolation). ``r
 replicas of one size serve ``r`` times the capacity of one.
 
 A point on a named accelerator type is the capacity of the variant's deployment on that type,
-``<variant>-<type>`` (:func:`infadapter.spec.placement_name`): the capacity functions take that
-name, as the planner and the modes do.
+``<variant>-<type>``, and one with ``maxBatchSize: n`` that of the deployment whose servers batch up
+to ``n`` requests, ``<variant>[-<type>]-b<n>`` (:func:`infadapter.spec_fields.placement_name`): the
+capacity functions take that name, as the planner and the modes do.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import tempfile
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,15 +48,11 @@ from typing import Any
 import yaml
 
 from infadapter.errors import ApplyFailed, FieldError, InfAdapterError, InvalidInput, InvalidProfile
-from infadapter.hardware import DEFAULT_ACCELERATOR
 from infadapter.paper_csv import paper_profile
-from infadapter.profile_fields import number_field, short_repr
+from infadapter.profile_fields import accelerator_field, batch_field, number_field, short_repr
 from infadapter.spec import InferenceServiceSpec
 from infadapter.spec_fields import placement_name
 from infadapter.yamlfile import read_text, yaml_documents, yaml_error_text
-
-#: a named accelerator type (a DNS label, as the spec's ``accelerators[].name``)
-_TYPE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -68,6 +65,7 @@ class ProfilePoint:
     p99_ms: float | None = None
     saturation_rps: float | None = None
     accelerator: str = ""  # a named accelerator type; "" for CPU or the default GPU
+    batch: int = 0  # the servers' largest batch when measured (``maxBatchSize``); 0: no batching
 
 
 def isotonic(values: Sequence[float]) -> list[float]:
@@ -101,7 +99,7 @@ class Profile:
         for name, pts in self.points.items():
             by_size: dict[tuple[str, int], list[ProfilePoint]] = {}
             for p in pts:
-                by_size.setdefault((placement_name(name, p.accelerator) if p.accelerator else name, p.gpus), []).append(p)
+                by_size.setdefault((placement_name(name, p.accelerator, p.batch), p.gpus), []).append(p)
             for key, group in by_size.items():
                 group.sort(key=lambda p: p.cpu_cores)
                 xs = [p.cpu_cores for p in group]
@@ -206,6 +204,8 @@ class Profile:
                     row["gpus"] = p.gpus
                 if p.accelerator:
                     row["accelerator"] = p.accelerator
+                if p.batch:
+                    row["maxBatchSize"] = p.batch
                 if p.p99_ms is not None:
                     row["p99Ms"] = p.p99_ms
                 if p.saturation_rps is not None:
@@ -254,9 +254,10 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
                 if not isinstance(row, Mapping):
                     errors.append(FieldError(path, "expected a mapping", "write {cpu: 1, capacityRps: 10}"))
                     continue
-                unknown = set(row) - {"cpu", "capacityRps", "gpus", "accelerator", "p99Ms", "saturationRps"}
+                unknown = set(row) - {"cpu", "capacityRps", "gpus", "accelerator", "maxBatchSize", "p99Ms", "saturationRps"}
                 if unknown:
-                    errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", "use cpu, gpus, accelerator, capacityRps, p99Ms, saturationRps"))
+                    hint = "use cpu, gpus, accelerator, maxBatchSize, capacityRps, p99Ms, saturationRps"
+                    errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", hint))
                 cpu = number_field(row.get("cpu"), f"{path}.cpu", errors, positive=True) if "cpu" in row else None
                 if "cpu" not in row:
                     errors.append(FieldError(f"{path}.cpu", "missing", "add the cores of this measurement"))
@@ -269,41 +270,22 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
                     gpus_raw = 0
                 p99 = number_field(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
                 sat = number_field(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
-                accelerator = _accelerator_field(row, path, int(gpus_raw), errors)
+                accelerator = accelerator_field(row.get("accelerator"), f"{path}.accelerator", int(gpus_raw), errors)
+                batch = batch_field(row, path, errors)
                 if cpu is not None and cap is not None:
-                    pts.append(ProfilePoint(cpu, cap, int(gpus_raw), p99, sat, accelerator))
-            seen: set[tuple[float, int, str]] = set()
+                    pts.append(ProfilePoint(cpu, cap, int(gpus_raw), p99, sat, accelerator, batch))
+            seen: set[tuple[float, int, str, int]] = set()
             for p in pts:
-                if (p.cpu_cores, p.gpus, p.accelerator) in seen:
-                    on = f" on {p.accelerator}" if p.accelerator else ""
+                if (p.cpu_cores, p.gpus, p.accelerator, p.batch) in seen:
+                    on = (f" on {p.accelerator}" if p.accelerator else "") + (f" batching {p.batch}" if p.batch else "")
                     errors.append(FieldError(base, f"two points for cpu={p.cpu_cores} gpus={p.gpus}{on}", "keep one measurement per size"))
-                seen.add((p.cpu_cores, p.gpus, p.accelerator))
+                seen.add((p.cpu_cores, p.gpus, p.accelerator, p.batch))
             if pts:
                 points[name] = tuple(pts)
     if errors:
         raise InvalidProfile(errors, source)
     assert slo is not None and pct is not None
     return Profile(slo, points, pct, str(raw.get("source", "")), _serving_records(raw.get("serving")))
-
-
-def _accelerator_field(row: Mapping[str, Any], path: str, gpus: int, errors: list[FieldError]) -> str:
-    """A point's named accelerator type ("" when it has none), checked: a DNS label, on a point with GPUs."""
-    raw = row.get("accelerator")
-    if raw is None:
-        return ""
-    if not isinstance(raw, str) or not _TYPE_NAME.match(raw) or raw == DEFAULT_ACCELERATOR:
-        errors.append(
-            FieldError(
-                f"{path}.accelerator",
-                f"expected a type name of the spec's accelerators, got {short_repr(raw)}",
-                "write e.g. t4 (omit it for budget.gpu's GPUs)",
-            )
-        )
-        return ""
-    if gpus < 1:
-        errors.append(FieldError(f"{path}.accelerator", "a point on an accelerator type needs gpus >= 1", "add gpus: 1"))
-        return ""
-    return raw
 
 
 def _serving_records(raw: Any) -> dict[str, tuple[Mapping[str, Any], ...]]:

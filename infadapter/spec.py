@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -78,7 +78,18 @@ class Variant(_Model):
     gpu: Flag = Field(default=False, description="allow GPU options for this variant (profile must have them)")
     #: the named accelerator types (the spec's ``accelerators``) it may also run on, each as its own
     #: deployment ``<name>-<type>`` beside the variant's own; None: every declared type
-    accelerators: list[Annotated[str, Field(max_length=20)]] | None = Field(default=None, max_length=16)
+    accelerators: list[Annotated[str, Field(max_length=16)]] | None = Field(default=None, max_length=16)
+    #: the largest batches its servers may form (Triton's dynamic batcher): each adds, beside every deployment
+    #: of the variant, one whose servers batch up to it (``<deployment>-b<n>``); the planner picks among them
+    #: by their profiled capacity. A batch size is a server configuration, so changing it is a new deployment
+    batch_sizes: list[Annotated[Whole, Field(ge=1, le=999)]] = Field(default_factory=list, max_length=8, alias="batchSizes")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _distinct_batches(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"batchSizes {value} lists a size twice; give each size once")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -181,35 +192,45 @@ class InferenceServiceSpec(_Model):
             if unknown:
                 raise ValueError(f"variant {v.name!r} lists accelerator {unknown[0]!r}, which spec.accelerators does not declare; declare it or drop it")
         names = {v.name for v in self.variants}
-        for v in self.variants:
-            for a in self.accelerators:
-                if placement_name(v.name, a.name) in names:
-                    raise ValueError(f"variant {placement_name(v.name, a.name)!r} has the name of {v.name}'s deployment on {a.name}; rename it")
+        for v in self.variants:  # every type and batch, listed or not: the CRD's CEL rules check the same
+            for a in ["", *(a.name for a in self.accelerators)]:
+                for b in [0, *v.batch_sizes]:
+                    if (a or b) and placement_name(v.name, a, b) in names:
+                        raise ValueError(f"variant {placement_name(v.name, a, b)!r} has the name of one of {v.name}'s deployments; rename it")
         return self
 
     @property
-    def placements(self) -> dict[str, tuple[Variant, Accelerator | None]]:
-        """Every deployment of the service by name: ``(its variant, its named accelerator type or None)``.
+    def placements(self) -> dict[str, Placement]:
+        """Every deployment of the service by name: its variant, named accelerator type (or None) and batch.
 
         A variant's own deployment (CPU, or the default GPU) has the variant's name; each named
         accelerator type it may run on adds ``<variant>-<type>``, so one variant can serve from
-        several kinds of hardware at once. Not cached: ``model_copy(update=...)`` would carry a cache over.
+        several kinds of hardware at once; each of its ``batchSizes`` adds ``<deployment>-b<n>`` beside
+        each of those. Not cached: ``model_copy(update=...)`` would carry a cache over.
         """
-        out: dict[str, tuple[Variant, Accelerator | None]] = {v.name: (v, None) for v in self.variants}
+        out: dict[str, Placement] = {v.name: Placement(v, None, 0) for v in self.variants}
         for v in self.variants:
             for a in self.accelerators:
                 if v.accelerators is None or a.name in v.accelerators:
-                    out.setdefault(placement_name(v.name, a.name), (v, a))
+                    out.setdefault(placement_name(v.name, a.name), Placement(v, a, 0))
+        for v in self.variants:
+            for b in v.batch_sizes:
+                for p in [p for p in out.values() if p.variant is v and not p.batch]:
+                    out.setdefault(placement_name(v.name, p.accelerator.name if p.accelerator else "", b), Placement(v, p.accelerator, b))
         return out
 
     @property
     def units(self) -> list[Variant]:
-        """Every deployment as a variant (a named type's carries the name ``<variant>-<type>``)."""
-        return [v if a is None else v.model_copy(update={"name": name}) for name, (v, a) in self.placements.items()]
+        """Every deployment as a variant (one on a named type or batching carries its own name)."""
+        return [p.variant if name == p.variant.name else p.variant.model_copy(update={"name": name}) for name, p in self.placements.items()]
 
     def accelerator(self, name: str) -> Accelerator | None:
         """The named accelerator type the deployment ``name`` runs on (None: CPU or the default GPU)."""
-        return self.placements[name][1] if name in self.placements else None
+        return self.placements[name].accelerator if name in self.placements else None
+
+    def batch(self, name: str) -> int:
+        """The largest batch the servers of deployment ``name`` form (0: they do not batch)."""
+        return self.placements[name].batch if name in self.placements else 0
 
     def prices(self, name: str) -> tuple[float, float]:
         """The deployment ``name``'s prices: per core and per device of its GPUs."""
@@ -218,7 +239,7 @@ class InferenceServiceSpec(_Model):
 
     def base_variant(self, name: str) -> str:
         """The variant a deployment serves (its own name for a variant's own deployment)."""
-        return self.placements[name][0].name if name in self.placements else name
+        return self.placements[name].variant.name if name in self.placements else name
 
     @model_validator(mode="after")
     def _shadowed(self) -> InferenceServiceSpec:
@@ -251,7 +272,7 @@ class InferenceServiceSpec(_Model):
             if v.name == name:
                 return v
         if name in self.placements:
-            return self.placements[name][0].model_copy(update={"name": name})
+            return self.placements[name].variant.model_copy(update={"name": name})
         raise KeyError(name)
 
     @property
@@ -262,6 +283,14 @@ class InferenceServiceSpec(_Model):
     def to_dict(self) -> dict[str, Any]:
         """The spec as the CRD's camelCase dict (defaults included)."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+class Placement(NamedTuple):
+    """One deployment of a variant: on its own hardware or a named accelerator type, batching or not."""
+
+    variant: Variant
+    accelerator: Accelerator | None
+    batch: int
 
 
 _KUBE_NAME = AfterValidator(_pattern_check(_SUBDOMAIN, "a Kubernetes name", "use lower-case letters, digits, '-' and '.' (e.g. resnet)"))

@@ -24,9 +24,12 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
-def placement_name(variant: str, accelerator: str) -> str:
-    """The deployment of ``variant`` on the named accelerator type ``accelerator``."""
-    return f"{variant}-{accelerator}"
+def placement_name(variant: str, accelerator: str, batch: int = 0) -> str:
+    """The deployment of ``variant`` on the named accelerator type ``accelerator`` ("": its own hardware),
+    its servers batching up to ``batch`` requests (0: no batching): ``resnet50``, ``resnet50-t4``,
+    ``resnet50-b8``, ``resnet50-t4-b8``. At most 40 + 1 + 16 + 5 = 62 characters: a DNS label."""
+    name = f"{variant}-{accelerator}" if accelerator else variant
+    return f"{name}-b{batch}" if batch else name
 
 
 def parse_cpu(value: Any) -> Any:
@@ -123,7 +126,7 @@ class Accelerator(_Model):
     """A named accelerator type of the cluster: how many the service may use, their price, where they are."""
 
     name: Annotated[str, AfterValidator(_pattern_check(_NAME, "an accelerator type name", "use lower-case letters, digits and '-' (e.g. t4)"))] = Field(
-        min_length=1, max_length=20
+        min_length=1, max_length=16
     )
     count: Whole = Field(ge=0, le=10_000, description="devices of this type in the budget")
     price: Number = Field(gt=0, le=1e6, description="price of one device, in the unit of budget.cpuPrice")

@@ -113,12 +113,12 @@ def plan(
     for warning in warnings:  # on stderr: --json keeps stdout one JSON object
         typer.echo(f"warning: {warning}", err=True)
     if as_json:
-        out = _plan_json(result, warnings)
+        out = _plan_json(result, warnings, spec)
         if choices is not None:
             out["hardware"] = {name: [c.to_dict() for c in kinds] for name, kinds in choices.items()}
         typer.echo(json.dumps(out))
     else:
-        _print_plan(result, load)
+        _print_plan(result, load, spec)
         if choices is not None:
             _print_hardware(choices, load)
 
@@ -138,11 +138,12 @@ def _print_hardware(choices: dict[str, list[HardwareChoice]], load: float) -> No
         for k, c in enumerate(kinds):
             mark = " *" if k == 0 and c.serves_all else ""
             served = "yes" if c.serves_all else f"no ({c.served_rps:.1f} rps)"
-            table.add_row(name if k == 0 else "", c.hardware + mark, served, f"{c.cpu_cores:g}", str(c.gpus), str(c.replicas), f"{c.cost:.4g}")
+            batching = f" b{c.batch}" if c.batch else ""
+            table.add_row(name if k == 0 else "", c.hardware + batching + mark, served, f"{c.cpu_cores:g}", str(c.gpus), str(c.replicas), f"{c.cost:.4g}")
     Console().print(table)
 
 
-def _plan_json(result: Plan, warnings: list[str]) -> dict[str, Any]:
+def _plan_json(result: Plan, warnings: list[str], spec: InferenceServiceSpec) -> dict[str, Any]:
     """``plan --json``: the plan, rounded to what a decision can tell apart, and the warnings."""
     return {
         "status": result.status,
@@ -150,6 +151,7 @@ def _plan_json(result: Plan, warnings: list[str]) -> dict[str, Any]:
             {
                 "name": v.name,
                 "hardware": v.hardware,
+                "batch": spec.batch(v.name),
                 "cpu": v.cpu_cores,
                 "gpus": v.gpus,
                 "replicas": v.replicas,
@@ -170,14 +172,15 @@ def _plan_json(result: Plan, warnings: list[str]) -> dict[str, Any]:
     }
 
 
-def _print_plan(result: Plan, load: float) -> None:
+def _print_plan(result: Plan, load: float, spec: InferenceServiceSpec) -> None:
     """The plan as a table, then its totals and the solver's notes."""
     console = Console()
     table = Table(title=f"plan for {load:g} rps ({result.status})")
     for col in ("variant", "hardware", "cpu/replica", "replicas", "gpus", "weight", "capacity rps"):
         table.add_column(col, justify="left" if col in ("variant", "hardware") else "right")
     for v in result.variants:
-        table.add_row(v.name, v.hardware, f"{v.cpu_cores:g}", str(v.replicas), str(v.gpus), f"{v.weight:.3f}", f"{v.capacity_rps:.1f}")
+        batching = f" b{spec.batch(v.name)}" if spec.batch(v.name) else ""
+        table.add_row(v.name, v.hardware + batching, f"{v.cpu_cores:g}", str(v.replicas), str(v.gpus), f"{v.weight:.3f}", f"{v.capacity_rps:.1f}")
     console.print(table)
     console.print(
         f"accuracy {result.accuracy:.4f}  cost {result.cost:.4g} ({result.cost_cpu:g} cores, {result.cost_gpu} GPUs)  objective {result.objective:.6f}  "

@@ -32,8 +32,8 @@ DEFAULT_CPUS = "0.25,0.5,1,1.5"
 #: options that only one source takes (mode -> options); any other given is refused, never ignored
 MODE_OPTIONS = {
     "local": {"--cpus", "--models-dir", "--duration-s", "--max-steps"},
-    "url": {"--url", "--model", "--cpu", "--gpus", "--duration-s", "--max-steps", "--percentile"},
-    "import": {"--format", "--model", "--config", "--cpu", "--gpus", "--percentile"},
+    "url": {"--url", "--model", "--cpu", "--gpus", "--accelerator", "--duration-s", "--max-steps", "--percentile"},
+    "import": {"--format", "--model", "--config", "--cpu", "--gpus", "--accelerator", "--percentile"},
 }
 
 
@@ -47,6 +47,7 @@ OPTION_FIELDS = {
     "--model": "model",
     "--cpu": "cpu",
     "--gpus": "gpus",
+    "--accelerator": "accelerator",
     "--percentile": "percentile",
     "--format": "fmt",
     "--config": "config",
@@ -74,6 +75,7 @@ class ProfileArgs:
     percentile: float | None = None
     fmt: str | None = None
     config: str | None = None
+    accelerator: str | None = None
 
     def given(self) -> list[str]:
         """The mode-specific options given."""
@@ -97,6 +99,9 @@ def profile_cmd(
     model: Annotated[str | None, typer.Option("--model", help="--url: NAME or VARIANT=NAME,... (default: the variant's name); import: its Model")] = None,
     cpu: Annotated[float | None, typer.Option("--cpu", help="--url, import: cores of one replica measured", show_default=False)] = None,
     gpus: Annotated[int | None, typer.Option("--gpus", help="--url, import: GPUs of one replica measured", show_default=False)] = None,
+    accelerator: Annotated[
+        str | None, typer.Option("--accelerator", help="--url, import: the named accelerator type those GPUs are (spec.accelerators)", show_default=False)
+    ] = None,
     percentile: Annotated[float | None, typer.Option("--percentile", help="--url, import: the SLO percentile (default: the spec's, else 99)")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="import: perf-analyzer or model-analyzer")] = None,
     config: Annotated[str | None, typer.Option("--config", help="import: one Model Config Path of a Model Analyzer file")] = None,
@@ -106,7 +111,24 @@ def profile_cmd(
     """Capacity at the SLO per variant: local Triton (--spec), a running server (--url), or `import FILE`."""
     names = tuple(dict.fromkeys([n.strip() for n in variants.split(",") if n.strip()] + [v.strip() for v in variant or []]))
     args = ProfileArgs(
-        spec_path, out, slo_ms, names, as_json, show_progress, cpus, duration_s, max_steps, models_dir, url, model, cpu, gpus, percentile, fmt, config
+        spec_path,
+        out,
+        slo_ms,
+        names,
+        as_json,
+        show_progress,
+        cpus,
+        duration_s,
+        max_steps,
+        models_dir,
+        url,
+        model,
+        cpu,
+        gpus,
+        percentile,
+        fmt,
+        config,
+        accelerator,
     )
     try:
         if action is None and file is None:

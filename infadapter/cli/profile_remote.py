@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +19,11 @@ from rich.console import Console
 from infadapter.cli.arguments import check_number, named_input
 from infadapter.cli.progress import progress
 from infadapter.errors import FieldError, InvalidInput
+from infadapter.profile_fields import accelerator_field
 
 if TYPE_CHECKING:
     from infadapter.cli.profile import ProfileArgs
-    from infadapter.profiles import Profile
+    from infadapter.profiles import Profile, ProfilePoint
     from infadapter.serving.profile_store import Serving
     from infadapter.spec import InferenceServiceSpec
 
@@ -40,6 +42,14 @@ class Target:
     notes: tuple[str, ...]
     existing: Profile | None
     serving: Serving
+    accelerator: str = ""  # the named type of its GPUs ("" for the default GPU)
+
+    def point(self, capacity_rps: float, tail_ms: float | None, saturation_rps: float | None, serving: Mapping[str, Any]) -> ProfilePoint:
+        """A measurement of this target; a server that batched (dynamic batching) measured its batching deployment."""
+        from infadapter.profiles import ProfilePoint
+
+        batching = int(serving.get("maxBatchSize", 0) or 0) if serving.get("dynamicBatching") is True else 0
+        return ProfilePoint(self.cpu, capacity_rps, self.gpus, tail_ms, saturation_rps, self.accelerator, batching)
 
 
 def _target(args: ProfileArgs, *, one_variant: bool) -> Target:
@@ -63,7 +73,7 @@ def _target(args: ProfileArgs, *, one_variant: bool) -> Target:
     assert slo is not None
     existing, serving = read_existing(args.out, slo, percentile)
     _check_writable(args.out)
-    return Target(slo, percentile, cpu, args.gpus or 0, names, tuple(notes), existing, serving)
+    return Target(slo, percentile, cpu, args.gpus or 0, names, tuple(notes), existing, serving, args.accelerator or "")
 
 
 def _replica_cores(args: ProfileArgs, errors: list[FieldError], notes: list[str]) -> float:
@@ -73,6 +83,8 @@ def _replica_cores(args: ProfileArgs, errors: list[FieldError], notes: list[str]
     check_number(errors, "--cpu", args.cpu, high=1024, hint="cores of one replica, e.g. 4")
     if args.gpus is not None and not 0 <= args.gpus <= 64:
         errors.append(FieldError("--gpus", f"must be a whole number 0..64, got {args.gpus}", "GPUs of one replica, e.g. 1"))
+    if args.accelerator is not None:
+        accelerator_field(args.accelerator, "--accelerator", args.gpus or 0, errors, "give --gpus 1 (its devices per replica)")
     if args.cpu is None:
         notes.append("no --cpu: one core per GPU replica assumed (the profile needs the replica's cores)")
         return 1.0
@@ -129,7 +141,6 @@ def _models(args: ProfileArgs, variants: tuple[str, ...]) -> dict[str, str]:
 
 def profile_url(args: ProfileArgs) -> None:
     """Measure every variant's capacity at the SLO against the Triton at ``--url``; merge into ``--out``."""
-    from infadapter.profiles import ProfilePoint
     from infadapter.serving.profile_store import merge, write
     from infadapter.serving.remote_profile import RemoteProfiler, host_port, probe
 
@@ -162,7 +173,7 @@ def profile_url(args: ProfileArgs) -> None:
             point = profiler.measure(model)
             done[0] += 1
             bar.update(done[0], f"{model.variant}: {point.capacity_rps:.1f} rps at the SLO")
-            measured = ProfilePoint(target.cpu, point.capacity_rps, target.gpus, point.tail_ms, point.saturation_rps)
+            measured = target.point(point.capacity_rps, point.tail_ms, point.saturation_rps, model.serving)
             how = {**model.serving, "steps": len(point.steps)}
             profile, serving = merge(
                 profile,
@@ -182,7 +193,6 @@ def profile_url(args: ProfileArgs) -> None:
 
 def import_file(args: ProfileArgs, file: Path | None) -> None:
     """Read a perf_analyzer or Model Analyzer CSV into ``--out`` (one variant, one size)."""
-    from infadapter.profiles import ProfilePoint
     from infadapter.serving.perf_import import FORMATS, read_measurements
     from infadapter.serving.profile_store import merge, write
 
@@ -204,9 +214,8 @@ def import_file(args: ProfileArgs, file: Path | None) -> None:
     assert file is not None and args.fmt in FORMATS
     found = read_measurements(args.fmt, file, target.slo_ms, target.percentile, model=args.model, config=args.config)
     variant = target.variants[0]
-    measured = ProfilePoint(
-        target.cpu, round(found.capacity_rps, 3), target.gpus, None if found.latency_ms is None else round(found.latency_ms, 3), round(found.saturation_rps, 3)
-    )
+    tail = None if found.latency_ms is None else round(found.latency_ms, 3)
+    measured = target.point(round(found.capacity_rps, 3), tail, round(found.saturation_rps, 3), found.serving)
     how = {**found.serving, "levels": found.levels}
     profile, serving = merge(
         target.existing,

@@ -206,9 +206,16 @@ def run_cmd(
 
 def _runs_here(spec: InferenceServiceSpec, path: Path) -> None:
     """The embedded mode serves on this machine's CPU: named accelerator types have no place here."""
+    errors: list[FieldError] = []
     if spec.accelerators:
         hint = "drop spec.accelerators to run it here; `infadapter simulate` and the operator plan them"
-        raise InvalidInput([FieldError("spec.accelerators", "the embedded mode runs every server on this machine's CPU", hint)], str(path))
+        errors.append(FieldError("spec.accelerators", "the embedded mode runs every server on this machine's CPU", hint))
+    for i, v in enumerate(spec.variants):
+        if v.batch_sizes:
+            hint = "drop batchSizes to run it here; `infadapter simulate` and the operator plan them"
+            errors.append(FieldError(f"spec.variants[{i}].batchSizes", "the embedded mode serves the profiled, unbatched configuration", hint))
+    if errors:
+        raise InvalidInput(errors, str(path))
 
 
 def _logging_console() -> Console:

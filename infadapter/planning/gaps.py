@@ -39,9 +39,14 @@ def gpu_warnings(spec: InferenceServiceSpec, profile: Profile) -> list[str]:
 
 
 def _accelerator_warnings(spec: InferenceServiceSpec, profile: Profile) -> list[str]:
-    """Named accelerator types a variant lists that will not be offered: not measured, or none in the budget."""
+    """Named accelerator types and batch sizes a variant lists that will not be offered: not measured, or none
+    in the budget."""
     out: list[str] = []
     for i, v in enumerate(spec.variants):
+        for b in v.batch_sizes:
+            if not any(p.variant is v and p.batch == b and profile.measured(name) for name, p in spec.placements.items()):
+                hint = f"profile it with maxBatchSize: {b}"
+                out.append(f"spec.variants[{i}] ({v.name}) lists batch size {b}, but the profile has no point of it batching {b} (hint: {hint})")
         for name in v.accelerators or ():
             named = spec.accelerator(placement_name(v.name, name))
             where = f"spec.variants[{i}] ({v.name}) lists accelerator {name}"

@@ -1,4 +1,4 @@
-"""Which hardware a variant should run on: each kind alone, sized exactly for the load, priced.
+"""Which hardware a variant should run on: each kind alone (and each batch size), sized exactly for the load, priced.
 
 A variant may run on CPU, on the default GPU (``budget.gpu``) and on every named accelerator type
 it may use (the spec's ``accelerators``). For each kind the exact solver sizes the variant alone for
@@ -28,6 +28,7 @@ class HardwareChoice:
     cpu_cores: float
     gpus: int
     replicas: int
+    batch: int = 0  # the largest batch its servers form (0: none)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -39,15 +40,17 @@ class HardwareChoice:
             "cpu_per_replica": self.cpu_cores,
             "gpus_per_replica": self.gpus,
             "replicas": self.replicas,
+            "batch": self.batch,
         }
 
 
 def hardware_choices(spec: InferenceServiceSpec, profile: Profile, variant: str, load_rps: float, capacity: CapacityFn | None = None) -> list[HardwareChoice]:
     """Every kind of hardware ``variant`` has options on, cheapest first among those that serve all."""
     out: list[HardwareChoice] = []
-    for name, (base, named) in spec.placements.items():
-        if base.name != variant:
+    for name, placed in spec.placements.items():
+        if placed.variant.name != variant:
             continue
+        named = placed.accelerator
         service = service_problem(spec, profile, load_rps, None, capacity=capacity, variants=[name])
         kinds = {named.name} if named is not None else {"gpu" if o.gpus else "cpu" for o in service.variants[0].options}
         for kind in sorted(kinds):
@@ -58,8 +61,9 @@ def hardware_choices(spec: InferenceServiceSpec, profile: Profile, variant: str,
                 continue
             s = solution.services[0]
             option = s.assignments[0].option
-            out.append(HardwareChoice(kind, name, solution.status == "optimal", s.served_rps, s.cost, option.cpu_cores, option.gpus, option.replicas))
-    return sorted(out, key=lambda c: (not c.serves_all, c.cost if c.serves_all else -c.served_rps, c.hardware))
+            served = solution.status == "optimal"
+            out.append(HardwareChoice(kind, name, served, s.served_rps, s.cost, option.cpu_cores, option.gpus, option.replicas, placed.batch))
+    return sorted(out, key=lambda c: (not c.serves_all, c.cost if c.serves_all else -c.served_rps, c.hardware, c.batch))
 
 
 def recommend(spec: InferenceServiceSpec, profile: Profile, load_rps: float, capacity: CapacityFn | None = None) -> dict[str, list[HardwareChoice]]:

@@ -76,7 +76,8 @@ def merge(
 ) -> tuple[Profile, Serving]:
     """``existing`` with ``point`` of ``variant`` added (replacing the same size) and its serving configuration."""
     points = {k: list(v) for k, v in (existing.points.items() if existing else ())}
-    same = [p for p in points.get(variant, []) if (p.cpu_cores, p.gpus) == (point.cpu_cores, point.gpus)]
+    size = (point.cpu_cores, point.gpus, point.accelerator, point.batch)
+    same = [p for p in points.get(variant, []) if (p.cpu_cores, p.gpus, p.accelerator, p.batch) == size]
     points[variant] = [p for p in points.get(variant, []) if p not in same] + [point]
     points[variant].sort(key=lambda p: (p.gpus, p.cpu_cores))
     kept = [e for e in serving.get(variant, []) if (e.get("cpu"), e.get("gpus", 0)) != (point.cpu_cores, point.gpus)]

@@ -57,6 +57,7 @@ class Serving:
     max_batch_size: int = 0  # 0: no batching in Triton (each request runs alone)
     max_queue_delay_us: int = 0
     inter_op_threads: int = 1  # sequential execution: ORT uses no inter-op pool
+    instance_kind: str = "CPU"  # Triton's instance group kind: CPU, or GPU (one instance on the pod's GPUs)
 
     def env(self) -> dict[str, str]:
         """The server's environment: OpenMP pools (MKL, OpenBLAS, torch) no larger than ORT's intra-op pool.
@@ -70,7 +71,7 @@ class Serving:
         return {
             "tool": "infadapter",
             "backend": "python+onnxruntime" if backend == "python" else backend,
-            "instanceGroup": f"{self.instance_count}:CPU",
+            "instanceGroup": f"{self.instance_count}:{self.instance_kind}",
             "intraOpThreads": self.intra_op_threads,
             "interOpThreads": self.inter_op_threads,
             "ompThreads": self.intra_op_threads,
@@ -142,7 +143,7 @@ def _common(model_name: str, io: ModelIO, serving: Serving) -> str:
     text += f"max_batch_size: {serving.max_batch_size}\n"
     text += _tensor_block("input", io.inputs, batched)
     text += _tensor_block("output", io.outputs, batched)
-    text += f"instance_group [ {{ count: {serving.instance_count} kind: KIND_CPU }} ]\n"
+    text += f"instance_group [ {{ count: {serving.instance_count} kind: KIND_{serving.instance_kind} }} ]\n"
     if batched:
         text += f"dynamic_batching {{ max_queue_delay_microseconds: {serving.max_queue_delay_us} }}\n"
     return text
@@ -180,7 +181,7 @@ def onnxruntime_autocomplete_config(model_name: str, serving: Serving) -> str:
     """
     text = f'name: "{model_name}"\nplatform: "onnxruntime_onnx"\nbackend: "onnxruntime"\n'
     text += f"max_batch_size: {serving.max_batch_size}\n"
-    text += f"instance_group [ {{ count: {serving.instance_count} kind: KIND_CPU }} ]\n"
+    text += f"instance_group [ {{ count: {serving.instance_count} kind: KIND_{serving.instance_kind} }} ]\n"
     if serving.max_batch_size > 0:
         text += f"dynamic_batching {{ max_queue_delay_microseconds: {serving.max_queue_delay_us} }}\n"
     text += _parameter("intra_op_thread_count", str(serving.intra_op_threads))

@@ -80,6 +80,7 @@ VALID = {
     "recreate": with_spec(adaptation__resizePolicy="Recreate", mode="Recommend"),
     "per-variant": with_spec(variants__0__resources={"minCpu": 1, "maxCpu": "3", "maxReplicas": 3, "minReplicas": 1, "memory": "1Gi"}),
     "s3": with_spec(variants__1__source={"uri": "s3://bucket/models/large", "format": "onnx"}),
+    "batch-sizes": with_spec(variants__1__batchSizes=[4, 8], variants__1__accelerators=["t4"], accelerators=[T4]),
     "accelerator-types": with_spec(variants__1__accelerators=["t4"], accelerators=[T4, {"name": "a100", "count": 1, "price": 2.9}], budget__cpuPrice=0.04),
 }
 
@@ -114,6 +115,10 @@ INVALID = {
     "duplicate-accelerator": (with_spec(accelerators=[T4, T4]), "spec", "accelerators[1]"),
     "free-accelerator": (with_spec(accelerators=[T4 | {"price": 0}]), "accelerators[0].price", "accelerators[0].price"),
     "accelerator-name-clash": (with_spec(variants__1__name="small-t4", accelerators=[T4]), "spec", "rename it"),
+    "batch-name-clash": (with_spec(variants__0__batchSizes=[4], variants__1__name="small-b4"), "spec", "rename it"),
+    "typed-batch-name-clash": (with_spec(variants__0__batchSizes=[4], variants__1__name="small-t4-b4", accelerators=[T4]), "spec", "rename it"),
+    "duplicate-batch-size": (with_spec(variants__0__batchSizes=[4, 4]), "batchSizes", "batchSizes[1]"),
+    "zero-batch-size": (with_spec(variants__0__batchSizes=[0]), "batchSizes", "batchSizes[0]"),
 }
 
 

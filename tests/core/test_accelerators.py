@@ -178,3 +178,55 @@ def test_the_checker_counts_each_type_against_its_own_budget() -> None:
     assert solution.services[0].cost == pytest.approx(2 * 1.0 + 2 * 2.0)
     # the cost term is the price over the price of the whole budget: (2 + 4) / (8 + 4 x 10 + 2 x 2)
     assert roomy.cost_term([option]) == pytest.approx(6.0 / 52.0)
+
+
+BATCHED: dict[str, Any] = {
+    **PROFILE,
+    "variants": {
+        "small": PROFILE["variants"]["small"],
+        "big": [
+            *PROFILE["variants"]["big"],
+            {"cpu": 8, "maxBatchSize": 4, "capacityRps": 40},
+            {"cpu": 2, "gpus": 1, "accelerator": "t4", "maxBatchSize": 8, "capacityRps": 400},
+        ],
+    },
+}
+
+
+def _batched(**changes: Any) -> Any:
+    variants = [SPEC["variants"][0], {**SPEC["variants"][1], "batchSizes": [4, 8]}]
+    return _spec(variants=variants, **changes)
+
+
+def test_each_batch_size_is_a_deployment_beside_each_of_the_variants_own() -> None:
+    spec = _batched()
+    assert [n for n in spec.variant_names if n.startswith("big")] == [
+        "big",
+        "big-t4",
+        "big-a100",
+        "big-b4",
+        "big-t4-b4",
+        "big-a100-b4",
+        "big-b8",
+        "big-t4-b8",
+        "big-a100-b8",
+    ]
+    assert spec.batch("big-t4-b8") == 8 and spec.accelerator("big-t4-b8").name == "t4"  # type: ignore[union-attr]
+    assert spec.batch("big") == 0 and spec.base_variant("big-a100-b4") == "big"
+    with pytest.raises(InvalidSpec, match="twice"):
+        _spec(variants=[{"name": "a", "accuracy": 0.7, "batchSizes": [4, 4]}])
+    with pytest.raises(InvalidSpec, match="rename it"):
+        _spec(variants=[{"name": "a", "accuracy": 0.7, "batchSizes": [4]}, {"name": "a-t4-b4", "accuracy": 0.7}])
+
+
+def test_the_planner_picks_the_batch_size_whose_capacity_serves_cheapest() -> None:
+    profile = profile_from_dict(BATCHED)
+    assert profile.capacity_rps("big-t4-b8", 2, 1, 1) == 400 and profile.capacity_rps("big-b4", 8) == 40
+    plan = plan_for_load(_batched(), profile, 700)
+    # batching 8 on a T4 serves 400 rps where unbatched serves 160: two batched T4s instead of every T4 and an A100
+    assert {v.name: v.replicas for v in plan.variants} == {"big-t4-b8": 2}
+    assert plan.cost == pytest.approx(2 * (2 * 0.04 + 0.35))
+    unbatched = plan_for_load(_spec(), profile, 700)
+    assert unbatched.cost > plan.cost
+    choices = recommend(_batched(), profile, 700)["big"]
+    assert (choices[0].hardware, choices[0].batch, choices[0].deployment) == ("t4", 8, "big-t4-b8")

@@ -20,7 +20,7 @@ FULL_SPEC: dict[str, Any] = {
             "resources": {"minCpu": "500m", "maxCpu": 4, "maxReplicas": 3, "minReplicas": 0, "memory": "1Gi"},
             "gpu": False,
         },
-        {"name": "resnet50", "accuracy": 0.7613, "accelerators": ["t4"]},
+        {"name": "resnet50", "accuracy": 0.7613, "accelerators": ["t4"], "batchSizes": [4]},
     ],
     "slo": {"latencyMs": 750, "percentile": 99},
     "objective": {"costWeight": 0.05, "transitionWeight": 0.001},
@@ -44,7 +44,12 @@ FULL_PROFILE: dict[str, Any] = {
     "source": "fuzz",
     "variants": {
         "resnet18": [{"cpu": 1, "capacityRps": 19, "p99Ms": 389.1, "saturationRps": 22}, {"cpu": 2, "capacityRps": 43}],
-        "resnet50": [{"cpu": 1, "capacityRps": 7}, {"cpu": 1, "gpus": 1, "capacityRps": 900}, {"cpu": 2, "gpus": 1, "accelerator": "t4", "capacityRps": 420}],
+        "resnet50": [
+            {"cpu": 1, "capacityRps": 7},
+            {"cpu": 1, "gpus": 1, "capacityRps": 900},
+            {"cpu": 2, "gpus": 1, "accelerator": "t4", "capacityRps": 420},
+            {"cpu": 2, "gpus": 1, "accelerator": "t4", "maxBatchSize": 4, "capacityRps": 700},
+        ],
     },
 }
 PROFILE_PATHS = [p for p in leaf_paths(FULL_PROFILE) if p]

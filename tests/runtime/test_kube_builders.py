@@ -301,3 +301,30 @@ def test_a_deployment_on_a_named_accelerator_type_requests_its_resource_on_its_n
     assert "nodeSelector" not in named(objs, "Deployment", "demo-big")["spec"]["template"]["spec"]  # the variant's own: anywhere
     for obj in (t4, mi, named(objs, "Service", "demo-big-t4")):
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_a_batching_deployment_runs_the_dynamic_batcher_at_its_size_on_its_hardware():
+    import kubernetes_validate
+
+    types = [{"name": "t4", "count": 2, "price": 0.35, "nodeSelector": {"gpu": "t4"}}]
+    spec = spec_with({"name": "big", "accuracy": 0.8, "accelerators": ["t4"], "batchSizes": [8], "source": {"uri": "pvc://models/big"}}, accelerators=types)
+    sizes = dict.fromkeys(spec.variant_names, (1.0, 0, 0)) | {"big-b8": (2.0, 0, 1), "big-t4-b8": (2.0, 1, 1), "big-t4": (2.0, 1, 1)}
+    objs = objects(spec, sizes)
+
+    def config(name: str) -> tuple[str, list[str]]:
+        pod = named(objs, "Deployment", f"demo-{name}")["spec"]["template"]["spec"]
+        inits = {c["name"]: c for c in pod["initContainers"]}
+        env = {e["name"]: e["value"] for e in inits["serving-config"]["env"]} if "serving-config" in inits else {}
+        return env.get("SERVING_CONFIG", ""), pod["containers"][0]["args"]
+
+    cpu_text, cpu_args = config("big-b8")
+    assert "max_batch_size: 8" in cpu_text and "dynamic_batching" in cpu_text and "KIND_CPU" in cpu_text
+    assert "--backend-config=onnxruntime,default-max-batch-size=8" in cpu_args
+    gpu_text, gpu_args = config("big-t4-b8")
+    assert "max_batch_size: 8" in gpu_text and "count: 1 kind: KIND_GPU" in gpu_text
+    assert "--backend-config=onnxruntime,default-max-batch-size=8" in gpu_args
+    plain_text, plain_args = config("big-t4")  # an unbatched GPU deployment runs its repository as it is
+    assert plain_text == "" and not any("default-max-batch-size" in a for a in plain_args)
+    unbatched_text, _ = config("big")
+    assert "max_batch_size: 0" in unbatched_text
+    kubernetes_validate.validate(named(objs, "Deployment", "demo-big-t4-b8"), K8S_VERSION, strict=True)

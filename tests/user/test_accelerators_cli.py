@@ -62,7 +62,26 @@ def test_simulate_prices_what_each_policy_held(cli: Cli, tmp_path: Path) -> None
     assert ours["slo_violation_ratio"] < static["slo_violation_ratio"]
 
 
-def test_run_refuses_named_accelerators_before_anything_starts(cli: Cli) -> None:
-    code, _, err = cli("run", "-f", str(SPEC), "--duration", "10")
+def test_run_refuses_named_accelerators_and_batch_sizes_before_anything_starts(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        SPEC.read_text(encoding="utf-8").replace("      accelerators: [t4, a100]\n", "      accelerators: [t4, a100]\n      batchSizes: [8]\n", 1),
+        encoding="utf-8",
+    )
+    code, _, err = cli("run", "-f", str(spec), "--duration", "10")
     assert code == 2
-    assert "spec.accelerators" in err and "embedded mode" in err and "Traceback" not in err
+    assert "spec.accelerators" in err and "spec.variants[1].batchSizes" in err and "embedded mode" in err and "Traceback" not in err
+
+
+def test_plan_json_names_each_deployments_batch(cli: Cli, tmp_path: Path) -> None:
+    spec, profile = tmp_path / "spec.yaml", tmp_path / "profile.yaml"
+    spec.write_text(
+        SPEC.read_text(encoding="utf-8").replace("      accelerators: [t4, a100]\n", "      accelerators: [t4, a100]\n      batchSizes: [8]\n", 1),
+        encoding="utf-8",
+    )
+    batched = "    - {cpu: 2, gpus: 1, accelerator: t4, maxBatchSize: 8, capacityRps: 900}\n"
+    profile.write_text(PROFILE.read_text(encoding="utf-8").replace("  resnet152:\n", batched + "  resnet152:\n"), encoding="utf-8")
+    code, out, err = cli("plan", "-f", str(spec), "-p", str(profile), "--load", "900", "--json")
+    assert code == 0, err
+    batches = {v["name"]: v["batch"] for v in json.loads(out)["variants"]}
+    assert batches.get("resnet50-t4-b8") == 8 and all(b == 0 for n, b in batches.items() if not n.endswith("-b8"))

@@ -193,3 +193,18 @@ def test_profile_by_url_measures_a_running_triton_and_records_how_it_serves(cli:
     assert served["backend"] == "python" and served["instanceGroup"] == "1:CPU" and served["model"] == "resnet"
     assert served["tritonVersion"] and served["url"] == url and served["steps"] >= 1
     assert load_profile(out, slo_ms=200).capacity_rps("resnet18", 2) == point["capacityRps"]
+
+
+def test_import_on_a_named_accelerator_type_adds_that_deployments_point(cli: Cli, csvs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "profile.yaml"
+    base = ["profile", "import", str(csvs["perf-analyzer"]), "--format", "perf-analyzer", "--variant", "resnet50", "--slo-ms", "50", "--out", str(out)]
+    assert cli(*base, "--cpu", "4")[0] == 0
+    code, _, err = cli(*base, "--cpu", "2", "--gpus", "1", "--accelerator", "t4")
+    assert code == 0, err
+    profile = load_profile(out)
+    assert profile.capacity_rps("resnet50-t4", 2, gpus=1) == 199.5 and profile.capacity_rps("resnet50", 4) == 199.5  # both kept
+    assert {p.accelerator for p in profile.points["resnet50"]} == {"", "t4"}
+    code, _, err = cli(*base, "--cpu", "2", "--accelerator", "t4")
+    assert code == 2 and "--accelerator: a point on an accelerator type needs gpus >= 1" in " ".join(err.split())
+    code, _, err = cli(*base, "--cpu", "2", "--gpus", "1", "--accelerator", "T4!")
+    assert code == 2 and "--accelerator: expected a type name" in " ".join(err.split())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from infadapter.planning import cpu_grid
 from infadapter.runtime.kube.objects import (
@@ -123,9 +123,16 @@ def model_repository(spec: InferenceServiceSpec, variant: Variant, images: Image
     return Repository(path, [], [], [])
 
 
-def variant_serving(spec: InferenceServiceSpec, variant: Variant, cpu_cores: float) -> Serving:
-    """The serving configuration of every server of ``variant``: the profiler's and the embedded runtime's rule."""
-    return serving_for(max([*cpu_grid(spec, variant.name), cpu_cores]))
+def variant_serving(spec: InferenceServiceSpec, variant: Variant, cpu_cores: float, gpus: int = 0) -> Serving:
+    """The serving configuration of every server of ``variant``: the profiler's and the embedded runtime's rule;
+    a batching deployment's servers batch up to its size (Triton's dynamic batcher), on its GPU when it has one."""
+    serving = serving_for(max([*cpu_grid(spec, variant.name), cpu_cores]))
+    batch = spec.batch(variant.name)
+    if not batch:
+        return serving
+    if gpus:
+        return replace(serving, instance_count=1, max_batch_size=batch, instance_kind="GPU")
+    return replace(serving, max_batch_size=batch)
 
 
 def startup_budget_s(variant: Variant, cpu_cores: float) -> float:
@@ -159,7 +166,7 @@ def serving_config_init(spec: InferenceServiceSpec, repo: Repository, serving: S
     }
 
 
-def _triton_args(repository: str, generated: bool) -> list[str]:
+def _triton_args(repository: str, generated: bool, max_batch_size: int = 0) -> list[str]:
     args = [
         "tritonserver",
         f"--model-repository={repository}",
@@ -171,8 +178,8 @@ def _triton_args(repository: str, generated: bool) -> list[str]:
         "--exit-on-error=true",
         f"--exit-timeout-secs={SERVER_EXIT_TIMEOUT_S}",
     ]
-    if generated:
-        args.append("--backend-config=onnxruntime,default-max-batch-size=0")  # keep max_batch_size 0 as profiled
+    if generated:  # auto-complete would otherwise choose the batching: keep the profiled max_batch_size
+        args.append(f"--backend-config=onnxruntime,default-max-batch-size={max_batch_size}")
     return args
 
 
@@ -183,7 +190,7 @@ def _triton_container(variant: Variant, cpu_cores: float, repo: Repository, serv
         "name": "triton",
         "image": images.triton,
         "imagePullPolicy": images.pull_policy,
-        "args": _triton_args(SERVING_DIR if generated else repo.path, generated),
+        "args": _triton_args(SERVING_DIR if generated else repo.path, generated, serving.max_batch_size),
         "env": [{"name": k, "value": v} for k, v in serving.env().items()],
         "ports": [{"name": "http", "containerPort": HTTP_PORT}, {"name": "metrics", "containerPort": METRICS_PORT}],
         "resources": resources,
@@ -202,9 +209,10 @@ def variant_deployment(owner: Owner, spec: InferenceServiceSpec, variant: Varian
     resources = variant_resources(spec, variant, cpu_cores, gpus)
     init_resources = {k: {r: v for r, v in amounts.items() if r in ("cpu", "memory")} for k, amounts in resources.items()}
     repo = model_repository(spec, variant, images, init_resources)
-    serving = variant_serving(spec, variant, cpu_cores)
-    # CPU ONNX servers run the profiled configuration; GPU plans and other formats run their repository as it is
-    generated = variant.source.format == "onnx" and not gpus
+    serving = variant_serving(spec, variant, cpu_cores, gpus)
+    # CPU ONNX servers, and batching ONNX servers on any hardware, run the profiled configuration; other GPU
+    # plans and other formats run their repository as it is
+    generated = variant.source.format == "onnx" and (not gpus or serving.max_batch_size > 0)
     inits = [*repo.inits, serving_config_init(spec, repo, serving, images, init_resources)] if generated else list(repo.inits)
     triton = _triton_container(variant, cpu_cores, repo, serving, resources, images, generated=generated)
     volumes = [*repo.volumes, *([{"name": "serving", "emptyDir": {"sizeLimit": "16Mi"}}] if generated else []), {"name": "tmp", "emptyDir": {}}]
