@@ -62,7 +62,7 @@ def prune(variant: VariantOptions, load_rps: float) -> tuple[ResourceOption, ...
     useful = [min(o.capacity_rps, load_rps) if load_rps > TOLERANCE else o.capacity_rps for o in options]
     trans = [o.transition_from(variant.current) for o in options] if variant.current is not None else [True] * len(options)
     cpu = [o.cost_cpu for o in options]
-    gpu = [(o.cost_gpu, o.device) for o in options]
+    gpu = [(o.gpus * o.replicas, o.accelerator) if o.gpus else (0, "") for o in options]  # (devices, their type)
     reps = [o.replicas for o in options]
     order = sorted(range(len(options)), key=lambda i: (cpu[i], gpu[i], -useful[i], trans[i], reps[i], i))
     kept: list[int] = []
