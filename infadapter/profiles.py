@@ -248,32 +248,7 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
             if not isinstance(rows, list) or not rows:
                 errors.append(FieldError(base, "expected a non-empty list of points", "add - {cpu: 1, capacityRps: 10}"))
                 continue
-            pts: list[ProfilePoint] = []
-            for i, row in enumerate(rows):
-                path = f"{base}[{i}]"
-                if not isinstance(row, Mapping):
-                    errors.append(FieldError(path, "expected a mapping", "write {cpu: 1, capacityRps: 10}"))
-                    continue
-                unknown = set(row) - {"cpu", "capacityRps", "gpus", "accelerator", "maxBatchSize", "p99Ms", "saturationRps"}
-                if unknown:
-                    hint = "use cpu, gpus, accelerator, maxBatchSize, capacityRps, p99Ms, saturationRps"
-                    errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", hint))
-                cpu = number_field(row.get("cpu"), f"{path}.cpu", errors, positive=True) if "cpu" in row else None
-                if "cpu" not in row:
-                    errors.append(FieldError(f"{path}.cpu", "missing", "add the cores of this measurement"))
-                cap = number_field(row.get("capacityRps"), f"{path}.capacityRps", errors) if "capacityRps" in row else None
-                if "capacityRps" not in row:
-                    errors.append(FieldError(f"{path}.capacityRps", "missing", "add the measured capacity in RPS"))
-                gpus_raw = row.get("gpus", 0)
-                if isinstance(gpus_raw, bool) or not isinstance(gpus_raw, int) or not 0 <= gpus_raw <= 64:
-                    errors.append(FieldError(f"{path}.gpus", f"expected a whole number 0..64, got {short_repr(gpus_raw)}", "write 0, 1, 2…"))
-                    gpus_raw = 0
-                p99 = number_field(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
-                sat = number_field(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
-                accelerator = accelerator_field(row.get("accelerator"), f"{path}.accelerator", int(gpus_raw), errors)
-                batch = batch_field(row, path, errors)
-                if cpu is not None and cap is not None:
-                    pts.append(ProfilePoint(cpu, cap, int(gpus_raw), p99, sat, accelerator, batch))
+            pts = [p for i, row in enumerate(rows) if (p := _point(row, f"{base}[{i}]", errors)) is not None]
             seen: set[tuple[float, int, str, int]] = set()
             for p in pts:
                 if (p.cpu_cores, p.gpus, p.accelerator, p.batch) in seen:
@@ -286,6 +261,34 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
         raise InvalidProfile(errors, source)
     assert slo is not None and pct is not None
     return Profile(slo, points, pct, str(raw.get("source", "")), _serving_records(raw.get("serving")))
+
+
+def _point(row: Any, path: str, errors: list[FieldError]) -> ProfilePoint | None:
+    """One point of a variant, checked field by field (None, with the errors added, when unusable)."""
+    if not isinstance(row, Mapping):
+        errors.append(FieldError(path, "expected a mapping", "write {cpu: 1, capacityRps: 10}"))
+        return None
+    unknown = set(row) - {"cpu", "capacityRps", "gpus", "accelerator", "maxBatchSize", "p99Ms", "saturationRps"}
+    if unknown:
+        hint = "use cpu, gpus, accelerator, maxBatchSize, capacityRps, p99Ms, saturationRps"
+        errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", hint))
+    cpu = number_field(row.get("cpu"), f"{path}.cpu", errors, positive=True) if "cpu" in row else None
+    if "cpu" not in row:
+        errors.append(FieldError(f"{path}.cpu", "missing", "add the cores of this measurement"))
+    cap = number_field(row.get("capacityRps"), f"{path}.capacityRps", errors) if "capacityRps" in row else None
+    if "capacityRps" not in row:
+        errors.append(FieldError(f"{path}.capacityRps", "missing", "add the measured capacity in RPS"))
+    gpus = row.get("gpus", 0)
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or not 0 <= gpus <= 64:
+        errors.append(FieldError(f"{path}.gpus", f"expected a whole number 0..64, got {short_repr(gpus)}", "write 0, 1, 2…"))
+        gpus = 0
+    p99 = number_field(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
+    sat = number_field(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
+    accelerator = accelerator_field(row.get("accelerator"), f"{path}.accelerator", gpus, errors)
+    batch = batch_field(row, path, errors)
+    if cpu is None or cap is None:
+        return None
+    return ProfilePoint(cpu, cap, gpus, p99, sat, accelerator, batch)
 
 
 def _serving_records(raw: Any) -> dict[str, tuple[Mapping[str, Any], ...]]:
