@@ -149,6 +149,8 @@ class DecisionFeeder:
                 previous_plan=_plan(was),
                 accuracy=0.733,
                 cost_cpu=big + 4,
+                cost_gpu=0,
+                cost=big + 4,  # at the default price of a core, 1
                 objective=0.61,
                 solve_s=0.002 + 0.001 * (self.tick % 5),
                 slo_violation_ratio=0.2,
@@ -168,6 +170,8 @@ class DecisionFeeder:
                 previous_plan={"resnet18": VariantRecord(20, 1, 1.0, 400.0)},
                 accuracy=0.69758,
                 cost_cpu=20,
+                cost_gpu=0,
+                cost=20,
                 objective=0.2,
                 solve_s=0.004,
                 status="infeasible",
