@@ -5,8 +5,9 @@ replicas, in-place growths): make-before-break keeps old capacity until the new 
 between two plans near the budget nearly doubled the cores for a cold start (``ours`` held 32 cores on the
 paper scenario's 20-core budget), and on a cluster a ResourceQuota equal to the budget blocks the new pods.
 
-The cap is ``budget.cpu · (1 + surge_ratio)`` cores and ``⌊budget.gpu · (1 + surge_ratio)⌋`` GPUs
-(:class:`Cap`). What an action makes the actuator hold is counted as a ResourceQuota counts pods
+The cap is ``budget.cpu · (1 + surge_ratio)`` cores and ``⌊(budget.gpu + Σ accelerators[].count) · (1 +
+surge_ratio)⌋`` GPUs of every type together (:class:`Cap`): a ResourceQuota counts them so when the types share
+one extended resource (``nvidia.com/gpu`` for a T4 and an A100 alike); each type's own count is the planner's. What an action makes the actuator hold is counted as a ResourceQuota counts pods
 (:func:`footprint`): a replica resized in place counts the larger of its current and new size until the
 resize has taken effect, a replica being removed or replaced counts until it is gone, a new one from the
 moment it is asked for.
@@ -70,9 +71,10 @@ class Cap:
 
     @classmethod
     def of(cls, spec: InferenceServiceSpec, surge_ratio: float = 0.0) -> Cap:
-        """The spec's budget plus ``surge_ratio`` of it (GPUs: whole ones)."""
+        """The spec's budget plus ``surge_ratio`` of it (GPUs: whole ones, of every accelerator type together)."""
         factor = 1.0 + max(0.0, surge_ratio)
-        return cls(spec.budget.cpu * factor, float(math.floor(spec.budget.gpu * factor + EPS)))
+        devices = spec.budget.gpu + sum(a.count for a in spec.accelerators)
+        return cls(spec.budget.cpu * factor, float(math.floor(devices * factor + EPS)))
 
     def holds(self, cpu: float, gpu: float) -> bool:
         return cpu <= self.cpu + EPS and gpu <= self.gpu + EPS

@@ -230,3 +230,12 @@ def test_the_planner_picks_the_batch_size_whose_capacity_serves_cheapest() -> No
     assert unbatched.cost > plan.cost
     choices = recommend(_batched(), profile, 700)["big"]
     assert (choices[0].hardware, choices[0].batch, choices[0].deployment) == ("t4", 8, "big-t4-b8")
+
+
+def test_the_transition_cap_counts_every_types_gpus_together_as_a_quota_does() -> None:
+    from infadapter.control.budget import Cap
+
+    spec = _spec(budget={"cpu": 32, "gpu": 1, "surge": 0.25})  # t4 x2 and a100 x2 beside one default GPU
+    assert Cap.of(spec, 0.25) == Cap(40.0, 6.0)  # floor((1 + 2 + 2) x 1.25)
+    plan = plan_for_load(_spec(), profile_from_dict(PROFILE), 1000)
+    assert plan.cost_gpu >= 2 and Cap.of(_spec(), 0.0).holds(plan.cost_cpu, plan.cost_gpu)  # a plan within its counts fits
