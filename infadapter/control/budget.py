@@ -8,9 +8,9 @@ paper scenario's 20-core budget), and on a cluster a ResourceQuota equal to the 
 The cap is ``budget.cpu · (1 + surge_ratio)`` cores and ``⌊(budget.gpu + Σ accelerators[].count) · (1 +
 surge_ratio)⌋`` GPUs of every type together (:class:`Cap`): a ResourceQuota counts them so when the types share
 one extended resource (``nvidia.com/gpu`` for a T4 and an A100 alike); each type's own count is the planner's.
-What an action makes the actuator hold is counted as a ResourceQuota counts pods (:func:`footprint`): a replica resized in place counts the larger of its current and new size until the
-resize has taken effect, a replica being removed or replaced counts until it is gone, a new one from the
-moment it is asked for.
+What an action makes the actuator hold is counted as a ResourceQuota counts pods (:func:`footprint`): a replica
+resized in place counts the larger of its current and new size until the resize has taken effect, a replica
+being removed or replaced counts until it is gone, a new one from the moment it is asked for.
 
 When make-before-break does not fit, the switch is **staged** (:func:`within_cap`), and the following steps
 continue it as replicas become ready (the controller steps again one resize later):
