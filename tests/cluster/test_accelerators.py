@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.cluster.kube import PROFILE, Admin, ArrivalExporter, OperatorProcess, service_body, wait_for
+from tests.cluster.kube import GROUP, PROFILE, VERSION, Admin, ArrivalExporter, OperatorProcess, service_body, wait_for
 from tests.cluster.test_scenarios import converged, explain
 
 Start = Callable[..., OperatorProcess]
@@ -44,3 +44,10 @@ def test_the_cheaper_accelerator_serves_from_its_own_nodes(admin: Admin, exporte
     pods = admin.pods(namespace, "svc", "large-fast")
     assert pods and all(p.spec.node_name == "kwok-node-0" and p.status.phase == "Running" for p in pods)
     assert not admin.deployments(namespace, "svc")["svc-large"].spec.replicas  # the variant's own deployment: drained
+    # delete it while the operator runs, so that no later test's operator finds its finalizer to remove
+    admin.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", "svc")
+    wait_for(
+        lambda: not admin.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices")["items"],
+        60,
+        what="the service to go",
+    )

@@ -40,9 +40,11 @@ def _explain(admin: Admin, namespace: str, operator: OperatorProcess) -> Callabl
 
 
 def _settled(admin: Admin, namespace: str) -> bool:
-    """Both members converged, each on its whole share (no core still waiting for the other to release it)."""
+    """Both members converged, each on its whole share (no core still waiting for the other to release it) and
+    planned to serve its load (a load sample seen late on a busy machine can leave one short for a tick)."""
     budgets = {n: _budget(admin, namespace, n) for n in MEMBERS}
-    return all(converged(admin, namespace, n) and budgets[n].get("cpu") == budgets[n].get("shareCpu") for n in MEMBERS)
+    plans = {n: admin.get_service(namespace, n).get("status", {}).get("plan") or {} for n in MEMBERS}
+    return all(converged(admin, namespace, n) and budgets[n].get("cpu") == budgets[n].get("shareCpu") and plans[n].get("status") == "optimal" for n in MEMBERS)
 
 
 def _by_load(admin: Admin, namespace: str) -> bool:
