@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from infadapter.errors import FieldError
 from infadapter.hardware import DEFAULT_ACCELERATOR
+from infadapter.spec_fields import accelerator_name
 
 
 def short_repr(value: Any) -> str:
@@ -45,15 +45,11 @@ def number_field(value: Any, path: str, errors: list[FieldError], *, positive: b
     return number
 
 
-#: a named accelerator type (a DNS label, as the spec's ``accelerators[].name``)
-_TYPE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$")
-
-
 def accelerator_field(raw: Any, path: str, gpus: int, errors: list[FieldError], gpus_hint: str = "add gpus: 1") -> str:
     """A point's named accelerator type ``raw`` at ``path`` ("" when None), checked: a DNS label, on a point with GPUs."""
     if raw is None:
         return ""
-    if not isinstance(raw, str) or not _TYPE_NAME.match(raw) or raw == DEFAULT_ACCELERATOR:
+    if not isinstance(raw, str) or not accelerator_name(raw) or raw == DEFAULT_ACCELERATOR:
         errors.append(
             FieldError(
                 path,

@@ -31,6 +31,7 @@ from infadapter.spec_fields import (
     _MODEL_NAME,
     _NAME,
     _SUBDOMAIN,
+    ACCELERATOR_NAME_MAX,
     Accelerator,
     Budget,
     Flag,
@@ -78,7 +79,7 @@ class Variant(_Model):
     gpu: Flag = Field(default=False, description="allow GPU options for this variant (profile must have them)")
     #: the named accelerator types (the spec's ``accelerators``) it may also run on, each as its own
     #: deployment ``<name>-<type>`` beside the variant's own; None: every declared type
-    accelerators: list[Annotated[str, Field(max_length=16)]] | None = Field(default=None, max_length=16)
+    accelerators: list[Annotated[str, Field(max_length=ACCELERATOR_NAME_MAX)]] | None = Field(default=None, max_length=16)
     #: the largest batches its servers may form (Triton's dynamic batcher): each adds, beside every deployment
     #: of the variant, one whose servers batch up to it (``<deployment>-b<n>``); the planner picks among them
     #: by their profiled capacity. A batch size is a server configuration, so changing it is a new deployment
@@ -224,13 +225,19 @@ class InferenceServiceSpec(_Model):
         """Every deployment as a variant (one on a named type or batching carries its own name)."""
         return [p.variant if name == p.variant.name else p.variant.model_copy(update={"name": name}) for name, p in self.placements.items()]
 
+    def placement(self, name: str) -> Placement | None:
+        """The deployment ``name`` (None: not one of the service's)."""
+        return self.placements.get(name)
+
     def accelerator(self, name: str) -> Accelerator | None:
         """The named accelerator type the deployment ``name`` runs on (None: CPU or the default GPU)."""
-        return self.placements[name].accelerator if name in self.placements else None
+        placed = self.placement(name)
+        return placed.accelerator if placed is not None else None
 
     def batch(self, name: str) -> int:
         """The largest batch the servers of deployment ``name`` form (0: they do not batch)."""
-        return self.placements[name].batch if name in self.placements else 0
+        placed = self.placement(name)
+        return placed.batch if placed is not None else 0
 
     def prices(self, name: str) -> tuple[float, float]:
         """The deployment ``name``'s prices: per core and per device of its GPUs."""
@@ -239,7 +246,8 @@ class InferenceServiceSpec(_Model):
 
     def base_variant(self, name: str) -> str:
         """The variant a deployment serves (its own name for a variant's own deployment)."""
-        return self.placements[name].variant.name if name in self.placements else name
+        placed = self.placement(name)
+        return placed.variant.name if placed is not None else name
 
     @model_validator(mode="after")
     def _shadowed(self) -> InferenceServiceSpec:
@@ -271,9 +279,10 @@ class InferenceServiceSpec(_Model):
         for v in self.variants:
             if v.name == name:
                 return v
-        if name in self.placements:
-            return self.placements[name].variant.model_copy(update={"name": name})
-        raise KeyError(name)
+        placed = self.placement(name)
+        if placed is None:
+            raise KeyError(name)
+        return placed.variant.model_copy(update={"name": name})
 
     @property
     def variant_names(self) -> list[str]:

@@ -24,6 +24,15 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
+#: the longest accelerator type name: a deployment ``<variant>-<type>-b<n>`` stays a DNS label (40 + 1 + 16 + 5)
+ACCELERATOR_NAME_MAX = 16
+
+
+def accelerator_name(value: str) -> bool:
+    """Whether ``value`` can name an accelerator type: a DNS label of at most :data:`ACCELERATOR_NAME_MAX`."""
+    return len(value) <= ACCELERATOR_NAME_MAX and _NAME.match(value) is not None
+
+
 def placement_name(variant: str, accelerator: str, batch: int = 0) -> str:
     """The deployment of ``variant`` on the named accelerator type ``accelerator`` ("": its own hardware),
     its servers batching up to ``batch`` requests (0: no batching): ``resnet50``, ``resnet50-t4``,
@@ -126,7 +135,7 @@ class Accelerator(_Model):
     """A named accelerator type of the cluster: how many the service may use, their price, where they are."""
 
     name: Annotated[str, AfterValidator(_pattern_check(_NAME, "an accelerator type name", "use lower-case letters, digits and '-' (e.g. t4)"))] = Field(
-        min_length=1, max_length=16
+        min_length=1, max_length=ACCELERATOR_NAME_MAX
     )
     count: Whole = Field(ge=0, le=10_000, description="devices of this type in the budget")
     price: Number = Field(gt=0, le=1e6, description="price of one device, in the unit of budget.cpuPrice")

@@ -50,11 +50,10 @@ def hardware_choices(spec: InferenceServiceSpec, profile: Profile, variant: str,
     for name, placed in spec.placements.items():
         if placed.variant.name != variant:
             continue
-        named = placed.accelerator
         service = service_problem(spec, profile, load_rps, None, capacity=capacity, variants=[name])
-        kinds = {named.name} if named is not None else {"gpu" if o.gpus else "cpu" for o in service.variants[0].options}
-        for kind in sorted(kinds):
-            only = tuple(o for o in service.variants[0].options if named is not None or ("gpu" if o.gpus else "cpu") == kind)
+        options = service.variants[0].options
+        for kind in sorted({o.hardware for o in options}):
+            only = tuple(o for o in options if o.hardware == kind)
             alone = replace(service, variants=(replace(service.variants[0], options=only, required=True),))
             solution = solve(spec_problem(spec, alone))
             if not solution.services or not solution.services[0].assignments:

@@ -34,7 +34,7 @@ class VariantPlan:
     @property
     def hardware(self) -> str:
         """What it runs on: "cpu", "gpu" (the default type) or the named accelerator type."""
-        return self.accelerator or ("gpu" if self.gpus else "cpu")
+        return self.option().hardware
 
     def option(self) -> ResourceOption:
         return ResourceOption(self.cpu_cores, self.replicas, self.gpus, self.capacity_rps, self.accelerator)

@@ -62,15 +62,16 @@ def _check_service(
     if status in ("optimal", "feasible") and served < service.load_rps - scale:  # both claim all the load
         issues.append(f"{service.name}: {status!r} but serves {served:.6f} of {service.load_rps:.6f} rps")
     accuracy = weighted_accuracy / service.load_rps if service.load_rps > 0 else 0.0
-    cost_term = problem.cost_term(chosen)
+    price = sum(problem.price(o) for o in chosen)
+    cost_term = price / problem.budget_price
     objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
     if abs(objective - sol.objective) > 1e-6:
         issues.append(f"{service.name}: reported objective {sol.objective:.9f}, recomputed {objective:.9f}")
     term = weight * (accuracy - service.transition_weight * transition) - service.cost_weight * cost_term  # see problem.py
     if abs(term - sol.joint_term) > 1e-6:
         issues.append(f"{service.name}: reported contribution {sol.joint_term:.9f} (weight {sol.weight:g}), recomputed {term:.9f} (weight {weight:g})")
-    if abs(sum(problem.price(o) for o in chosen) - sol.cost) > 1e-6 * max(1.0, sol.cost):
-        issues.append(f"{service.name}: reported cost {sol.cost:.6f}, recomputed {sum(problem.price(o) for o in chosen):.6f}")
+    if abs(price - sol.cost) > 1e-6 * max(1.0, sol.cost):
+        issues.append(f"{service.name}: reported cost {sol.cost:.6f}, recomputed {price:.6f}")
     return term
 
 

@@ -55,7 +55,8 @@ def score(
         (by_name[n].load_time_s / max_l for n, o in chosen.items() if max_l > 0 and o.transition_from(by_name[n].current)),
         default=0.0,
     )
-    cost_term = problem.cost_term(chosen.values())
+    cost = sum(problem.price(o) for o in chosen.values())
+    cost_term = cost / problem.budget_price  # Problem.cost_term, its price summed once
     objective = accuracy - service.cost_weight * cost_term - service.transition_weight * transition
     # the same operations in the same order as `objective`, so that for w = 1.0 it is bitwise the same
     contribution = accuracy * weight - service.cost_weight * cost_term - service.transition_weight * weight * transition
@@ -74,7 +75,7 @@ def score(
         objective=objective,
         weight=weight,
         contribution=contribution,
-        cost=sum(problem.price(o) for o in chosen.values()),
+        cost=cost,
     )
 
 

@@ -109,6 +109,11 @@ class ResourceOption:
         """The accelerator type its GPUs are of ("" without GPUs; :data:`DEFAULT_ACCELERATOR` for the default)."""
         return (self.accelerator or DEFAULT_ACCELERATOR) if self.gpus else ""
 
+    @property
+    def hardware(self) -> str:
+        """What it runs on: "cpu", or its GPUs' type ("gpu" for the default)."""
+        return self.device or "cpu"
+
     def transition_from(self, current: ResourceOption | None) -> bool:
         """Does moving from ``current`` to this option create or resize an instance?
 
@@ -150,7 +155,7 @@ class ServiceProblem:
 
 @dataclass(frozen=True)
 class Accelerator:
-    """A named accelerator type: ``count`` devices in the budget at ``price`` each (price per core = 1)."""
+    """A named accelerator type: ``count`` devices in the budget at ``price`` each (in :attr:`Problem.cpu_price`'s unit)."""
 
     name: str
     count: int
