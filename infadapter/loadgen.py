@@ -59,6 +59,9 @@ class LoadReport:
     slo_violations: int  # over the SLO + failed
     slo_violation_ratio: float
     error_kinds: dict[str, int] = field(default_factory=dict)
+    #: answered (late or not) before the window ended / duration: the servers' throughput, which above
+    #: their saturation stays below ``achieved_rps`` (the rest is answered after the window)
+    completed_rps: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -86,6 +89,8 @@ def summarize(
     ok = np.array([r.latency_ms for r in chosen if r.ok], dtype=np.float64)
     errors = len(chosen) - len(ok)
     over = int(np.count_nonzero(ok > slo_ms))
+    end_s = (start_s or 0.0) + duration_s
+    completed = sum(1 for r in chosen if r.ok and r.send_s + r.latency_ms / 1000.0 < end_s)
     violations = over + errors
 
     def pct(q: float) -> float:
@@ -107,6 +112,7 @@ def summarize(
         slo_violations=violations,
         slo_violation_ratio=violations / len(chosen) if chosen else 0.0,
         error_kinds=dict(Counter(r.error for r in chosen if not r.ok)),
+        completed_rps=completed / duration_s if duration_s > 0 else 0.0,
     )
 
 

@@ -66,6 +66,7 @@ class ProfilePoint:
     saturation_rps: float | None = None
     accelerator: str = ""  # a named accelerator type; "" for CPU or the default GPU
     batch: int = 0  # the servers' largest batch when measured (``maxBatchSize``); 0: no batching
+    p50_ms: float | None = None  # client-side median at the capacity (with ``p99_ms``, the latency's spread there)
 
 
 def isotonic(values: Sequence[float]) -> list[float]:
@@ -168,6 +169,14 @@ class Profile:
             return None
         return min(pts, key=lambda p: abs(p.cpu_cores - cpu_cores)).p99_ms
 
+    def point_at(self, name: str, cpu_cores: float, gpus: int = 0) -> ProfilePoint | None:
+        """The point measured for ``name`` (a variant or one of its deployments) at exactly this size, if any."""
+        for variant, pts in self.points.items():
+            for p in pts:
+                if p.gpus == gpus and abs(p.cpu_cores - cpu_cores) < 1e-9 and placement_name(variant, p.accelerator, p.batch) == name:
+                    return p
+        return None
+
     def covers(self, spec: InferenceServiceSpec) -> list[FieldError]:
         """Errors for every spec variant that this profile cannot size."""
         errors: list[FieldError] = []
@@ -208,6 +217,8 @@ class Profile:
                     row["maxBatchSize"] = p.batch
                 if p.p99_ms is not None:
                     row["p99Ms"] = p.p99_ms
+                if p.p50_ms is not None:
+                    row["p50Ms"] = p.p50_ms
                 if p.saturation_rps is not None:
                     row["saturationRps"] = p.saturation_rps
                 rows.append(row)
@@ -268,9 +279,9 @@ def _point(row: Any, path: str, errors: list[FieldError]) -> ProfilePoint | None
     if not isinstance(row, Mapping):
         errors.append(FieldError(path, "expected a mapping", "write {cpu: 1, capacityRps: 10}"))
         return None
-    unknown = set(row) - {"cpu", "capacityRps", "gpus", "accelerator", "maxBatchSize", "p99Ms", "saturationRps"}
+    unknown = set(row) - {"cpu", "capacityRps", "gpus", "accelerator", "maxBatchSize", "p50Ms", "p99Ms", "saturationRps"}
     if unknown:
-        hint = "use cpu, gpus, accelerator, maxBatchSize, capacityRps, p99Ms, saturationRps"
+        hint = "use cpu, gpus, accelerator, maxBatchSize, capacityRps, p50Ms, p99Ms, saturationRps"
         errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", hint))
     cpu = number_field(row.get("cpu"), f"{path}.cpu", errors, positive=True) if "cpu" in row else None
     if "cpu" not in row:
@@ -282,13 +293,14 @@ def _point(row: Any, path: str, errors: list[FieldError]) -> ProfilePoint | None
     if isinstance(gpus, bool) or not isinstance(gpus, int) or not 0 <= gpus <= 64:
         errors.append(FieldError(f"{path}.gpus", f"expected a whole number 0..64, got {short_repr(gpus)}", "write 0, 1, 2…"))
         gpus = 0
+    p50 = number_field(row["p50Ms"], f"{path}.p50Ms", errors, positive=True) if row.get("p50Ms") is not None else None
     p99 = number_field(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
     sat = number_field(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
     accelerator = accelerator_field(row.get("accelerator"), f"{path}.accelerator", gpus, errors)
     batch = batch_field(row, path, errors)
     if cpu is None or cap is None:
         return None
-    return ProfilePoint(cpu, cap, gpus, p99, sat, accelerator, batch)
+    return ProfilePoint(cpu, cap, gpus, p99, sat, accelerator, batch, p50)
 
 
 def _serving_records(raw: Any) -> dict[str, tuple[Mapping[str, Any], ...]]:

@@ -64,6 +64,27 @@ class PointResult:
     steps: tuple[RateStep, ...] = field(default=())
     limiter: str = "cgroup"
     serving: Serving = field(default_factory=Serving)  # how the measured server ran (instances, threads)
+    p50_ms: float | None = None  # client-side median at the capacity
+
+    @property
+    def saturation_rps(self) -> float | None:
+        """The most requests a second the server answered within a load step: above its saturation the
+        load's excess queues and is answered after the step, so this is its throughput limit (a lower
+        bound when no step reached it)."""
+        completed = [s.report.completed_rps for s in self.steps if not math.isnan(s.report.completed_rps)]
+        return max(completed) if completed else None
+
+    def point(self) -> ProfilePoint:
+        """The profile's point of this measurement."""
+        p50, p99, sat = self.p50_ms, self.p99_ms, self.saturation_rps
+        return ProfilePoint(
+            self.cpu_cores,
+            self.capacity_rps,
+            0,
+            None if p99 is None else round(p99, 1),
+            None if sat is None else round(max(sat, self.capacity_rps), 2),
+            p50_ms=None if p50 is None else round(p50, 1),
+        )
 
 
 StepCallback = Callable[[str, float, RateStep], None]
@@ -223,8 +244,9 @@ class Profiler:
             if cgroup is not None:
                 cgroup.remove()
         tail = None if best is None else _tail(best.report, self.percentile)
+        median = None if best is None or math.isnan(best.report.p50_ms) else best.report.p50_ms
         limiter = "cgroup" if cgroup else "taskset"
-        return PointResult(variant, cpu_cores, round(capacity, 2), tail, round(start_s, 3), tuple(steps), limiter, serving)
+        return PointResult(variant, cpu_cores, round(capacity, 2), tail, round(start_s, 3), tuple(steps), limiter, serving, median)
 
     def profile(
         self, models: dict[str, Path], model_name: str, cpus: Sequence[float], largest_cores: Mapping[str, float] | None = None
@@ -259,7 +281,7 @@ class Profiler:
                     guess = previous.capacity_rps * min(cpu / previous.cpu_cores, 1.8) * 0.9
                 result = self.measure_point(variant, path, model_name, cpu, guess, serving)
                 results.append(result)
-                row.append(ProfilePoint(cpu, result.capacity_rps, 0, None if result.p99_ms is None else round(result.p99_ms, 1)))
+                row.append(result.point())
                 previous = result
             points[variant] = tuple(row)
             records[variant] = serving_records(serving, sorted(cpus))

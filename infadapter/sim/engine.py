@@ -164,11 +164,12 @@ def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceMod
         lo, hi = int(first[iid]), int(first[iid + 1])
         times = grouped[lo:hi]
         free: FloatArray | None = None
+        rng = model.rng_for(inst.id)
         pieces = _pieces(inst, speeds)
         cuts = [0, *np.searchsorted(times, [s for s, _, _ in pieces[1:]], side="left").tolist(), times.size]
         for (a, b), (_, cores, speed) in zip(itertools.pairwise(cuts), pieces, strict=True):
             if b > a:
-                served[lo + a : lo + b], free = serve(times[a:b], model.size(inst.variant, cores, inst.gpus).at_speed(speed), free)
+                served[lo + a : lo + b], free = serve(times[a:b], model.size(inst.variant, cores, inst.gpus).at_speed(speed), free, rng)
     latency = served if order is None else np.empty(n)
     if order is not None:
         latency[order] = served

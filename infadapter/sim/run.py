@@ -232,7 +232,7 @@ def simulate(
     pre = np.asarray(pre_history_rps if pre_history_rps is not None else np.empty(0), dtype=np.float64)
     history = np.concatenate((pre, trace))
     times = arrival_times(trace, np.random.default_rng(seed), arrivals)
-    model = ServiceModel(profile, spec.slo.latency_ms, spec.slo.percentile, queue_factor)
+    model = ServiceModel(profile, spec.slo.latency_ms, spec.slo.percentile, queue_factor, seed)
     slo_s = spec.slo.latency_ms / 1000.0
     latencies = latencies or Latencies()
     begin = default_start(spec, profile) if start is None else start

@@ -27,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from infadapter.cache import cache_root
-from infadapter.profiles import Profile
+from infadapter.profiles import Profile, ProfilePoint
+from infadapter.sim.spread import SPREAD_SAMPLES, SPREAD_SEED, Spread, fit_server
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -44,6 +45,7 @@ class ServiceTime:
     service_s: float
     capacity_rps: float
     queue_cap_s: float
+    spread: Spread | None = None  # a delay per request beyond the queue (:mod:`infadapter.sim.spread`)
 
     @property
     def saturation_rps(self) -> float:
@@ -53,7 +55,8 @@ class ServiceTime:
         """The same workers and queue given ``speed`` of their CPU: each request takes ``1 / speed`` as long."""
         if speed >= 1.0:
             return self
-        return ServiceTime(self.servers, self.service_s / speed, self.capacity_rps * speed, self.queue_cap_s)
+        spread = None if self.spread is None else self.spread.slower(speed)
+        return ServiceTime(self.servers, self.service_s / speed, self.capacity_rps * speed, self.queue_cap_s, spread)
 
 
 def fifo_starts(arrivals_s: FloatArray, servers: int, service_s: float, free_at_s: FloatArray) -> FloatArray:
@@ -71,8 +74,12 @@ def fifo_starts(arrivals_s: FloatArray, servers: int, service_s: float, free_at_
     return starts
 
 
-def serve(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
+def serve(
+    arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | None = None, rng: np.random.Generator | None = None
+) -> tuple[FloatArray, FloatArray]:
     """(latency_s per request, NaN = dropped; the workers' free times afterwards, sorted).
+
+    A size with a :class:`Spread` adds its delay to every request, drawn from ``rng`` (a fixed seed if none).
 
     Stretches without a drop are solved in one vectorised step (:func:`fifo_starts`); from a request that
     would wait longer than the queue cap on, :func:`_overloaded` admits one request at a time and skips
@@ -100,6 +107,8 @@ def serve(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | Non
             chunk = MIN_CHUNK
         else:
             chunk = min(2 * chunk, n)  # a stretch without drops: the next one may be longer
+    if size.spread is not None:
+        latency += size.spread.draw(rng if rng is not None else np.random.default_rng(SPREAD_SEED), n)
     return latency, np.sort(ring)
 
 
@@ -149,6 +158,15 @@ def _resize_free(free_at_s: FloatArray, servers: int, now_s: float) -> FloatArra
     return np.sort(np.concatenate((np.full(servers - free.size, now_s), free)))
 
 
+def queue_sojourns(rate_rps: float, servers: int, service_s: float, samples: int = SPREAD_SAMPLES, seed: int = SPREAD_SEED) -> FloatArray:
+    """Wait + service of Poisson arrivals at ``rate_rps`` on ``servers`` FIFO workers (the first tenth, the
+    queue's warm-up, left out)."""
+    arrivals = np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate_rps, samples))
+    starts = fifo_starts(arrivals, servers, service_s, np.zeros(servers))
+    sojourn: FloatArray = (starts + service_s - arrivals)[samples // 10 :]
+    return sojourn
+
+
 def latency_quantile(capacity_rps: float, servers: int, service_s: float, percentile: float, arrivals_s: FloatArray) -> float:
     starts = fifo_starts(arrivals_s / capacity_rps, servers, service_s, np.zeros(servers))
     sojourn = starts + service_s - arrivals_s / capacity_rps
@@ -194,13 +212,21 @@ def calibrate_service_s(
 
 
 class ServiceModel:
-    """Per (variant, cores, GPUs): the calibrated :class:`ServiceTime` (cached)."""
+    """Per (variant, cores, GPUs): the calibrated :class:`ServiceTime` (cached).
 
-    def __init__(self, profile: Profile, slo_ms: float | None = None, percentile: float | None = None, queue_factor: float = QUEUE_FACTOR) -> None:
+    A size measured with its median, tail and saturation (a point of ``infadapter profile``) gets the
+    three-figure model of :mod:`infadapter.sim.spread`; any other, the one-figure M/D/c fit. ``seed``: the
+    spread's draws (one stream per instance, so a policy's latencies do not depend on which ran before it).
+    """
+
+    def __init__(
+        self, profile: Profile, slo_ms: float | None = None, percentile: float | None = None, queue_factor: float = QUEUE_FACTOR, seed: int = 0
+    ) -> None:
         self.profile = profile
         self.slo_s = (slo_ms if slo_ms is not None else profile.slo_ms) / 1000.0
         self.percentile = float(percentile if percentile is not None else profile.percentile)
         self.queue_factor = float(queue_factor)
+        self.seed = seed
         self._sizes: dict[tuple[str, float, int], ServiceTime] = {}
 
     def size(self, variant: str, cores: float, gpus: int = 0) -> ServiceTime:
@@ -208,8 +234,39 @@ class ServiceModel:
         found = self._sizes.get(key)
         if found is None:
             found = _calibrated(self.profile.capacity_rps(variant, cores, 1, gpus), max(1, round(cores)), self.slo_s, self.percentile, self.queue_factor)
+            point = self.profile.point_at(variant, cores, gpus)
+            if point is not None:
+                found = _with_spread(found, point, self.percentile)
             self._sizes[key] = found
         return found
+
+    def rng_for(self, instance: int) -> np.random.Generator:
+        """The spread's draws for one instance."""
+        return np.random.default_rng((self.seed, instance))
+
+
+def _with_spread(base: ServiceTime, point: ProfilePoint, percentile: float) -> ServiceTime:
+    """``base`` with the service time of ``point``'s saturation and the spread of its median and tail
+    (``base`` itself when the point lacks one of the three or leaves no room for a spread)."""
+    p50, tail, saturation = point.p50_ms, point.p99_ms, point.saturation_rps
+    if p50 is None or tail is None or not saturation or point.capacity_rps <= 0 or not math.isfinite(base.service_s):
+        return base
+    # the one-figure fit to the measured tail is the longest service time the tail allows
+    longest = _calibrated(point.capacity_rps, base.servers, tail / 1000.0, percentile, QUEUE_FACTOR).service_s
+    service_s = min(base.servers / saturation, longest)
+    key = f"spread|{point.capacity_rps}|{base.servers}|{service_s:.9g}|{p50}|{tail}|{percentile}|{SPREAD_SAMPLES}|{SPREAD_SEED}"
+    parts = ("service", "mu", "sigma")
+    cached = [_disk_get(f"{key}|{part}") for part in parts]
+    known = [k for k in cached if k is not None]
+    if len(known) < len(parts):
+        fitted = fit_server(lambda d: queue_sojourns(point.capacity_rps, base.servers, d), service_s, p50 / 1000.0, tail / 1000.0, percentile)
+        known = [math.nan] * 3 if fitted is None else [fitted[0], fitted[1].mu, fitted[1].sigma]
+        for part, value in zip(parts, known, strict=True):
+            _disk_put(f"{key}|{part}", value)
+    service_s, mu, sigma = known
+    if math.isnan(mu):
+        return base
+    return ServiceTime(base.servers, service_s, base.capacity_rps, base.queue_cap_s * service_s / base.service_s, Spread(mu, sigma))
 
 
 _CALIBRATED: dict[tuple[float, int, float, float, float], ServiceTime] = {}

@@ -40,6 +40,16 @@ def test_summary_percentiles_violations_and_window() -> None:
     assert json.loads(json.dumps(window.to_dict()))["sent"] == 51
 
 
+def test_completed_rate_counts_only_answers_inside_the_window() -> None:
+    # a saturated server: 10 requests a second for 2 s, answered one every 0.2 s (5 per second) from t = 0.2
+    records = [RequestRecord(i * 0.1, ((i + 1) * 0.2 - i * 0.1) * 1000.0, True) for i in range(20)]
+    report = summarize(records, slo_ms=10_000.0, duration_s=2.0)
+    assert report.achieved_rps == pytest.approx(10.0) and report.goodput_rps == pytest.approx(10.0)
+    assert report.completed_rps == pytest.approx(9 / 2.0)  # answers at 0.2, 0.4, ..., 1.8 fall inside [0, 2)
+    light = summarize(records[:5], slo_ms=10_000.0, duration_s=2.0)
+    assert light.completed_rps == pytest.approx(5 / 2.0)  # below saturation: everything sent is answered in time
+
+
 def test_empty_summary_has_no_percentiles() -> None:
     report = summarize([], slo_ms=100.0)
     assert report.sent == 0 and report.slo_violation_ratio == 0.0

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from infadapter.cli import app
 from infadapter.errors import InvalidInput
 from infadapter.loadgen import LoadReport, RequestRecord, summarize
-from infadapter.profiles import load_profile, save_profile
-from infadapter.serving.profiler import PointResult, Profiler, largest_planned_cores, parse_cpus, search_capacity, slo_holds
+from infadapter.profiles import Profile, load_profile, save_profile
+from infadapter.serving.profiler import PointResult, Profiler, RateStep, largest_planned_cores, parse_cpus, search_capacity, slo_holds
 from infadapter.serving.repository import Serving, serving_for
 from infadapter.spec import parse_spec
 
@@ -228,3 +228,23 @@ def test_a_measured_server_runs_the_serving_configuration_it_is_given(tmp_path: 
     config = (repo / "resnet" / "config.pbtxt").read_text()
     assert "count: 2 kind: KIND_CPU" in config and 'key: "intra_op_threads" value: { string_value: "1" }' in config
     assert env == {"OMP_NUM_THREADS": "1"}
+
+
+def _step(rate_rps: float, latency_ms: float, seconds: int = 4) -> RateStep:
+    """A step of ``rate_rps`` whose answers all take ``latency_ms`` (one every 1/rate s)."""
+    n = int(rate_rps * seconds)
+    report = summarize([RequestRecord(i / rate_rps, latency_ms, True) for i in range(n)], slo_ms=200.0, duration_s=float(seconds))
+    return RateStep(rate_rps, report.p99_ms <= 200.0, report)
+
+
+def test_a_point_records_the_median_at_capacity_and_the_saturation_for_the_simulator(tmp_path: Path) -> None:
+    # 10 rps passed (50 ms); 20 rps failed with answers 1.5 s late: only the first 2.5 s of it came back in the step
+    steps = (_step(10.0, 50.0), _step(20.0, 1500.0))
+    result = PointResult("a", 1.0, 10.0, 50.0, 1.0, steps, p50_ms=50.0)
+    point = result.point()
+    assert (point.capacity_rps, point.p50_ms, point.p99_ms) == (10.0, 50.0, 50.0)
+    assert point.saturation_rps == pytest.approx(50 / 4.0)  # answers before the step's end: 50 of the 80 sent
+    saved = tmp_path / "p.yaml"
+    save_profile(Profile(200.0, {"a": (point,)}), saved)
+    assert load_profile(saved).points["a"] == (point,)
+    assert "p50Ms: 50.0" in saved.read_text()

@@ -1,0 +1,76 @@
+"""The three-figure server model: a profile point's median, tail and saturation are what the simulator serves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from infadapter.profiles import Profile, ProfilePoint
+from infadapter.sim.service import ServiceModel, ServiceTime, queue_sojourns, serve
+from infadapter.sim.spread import Spread, fit_server
+
+
+def _profile(p50_ms: float | None, p99_ms: float, saturation: float) -> Profile:
+    return Profile(750.0, {"m": (ProfilePoint(1.0, 4.0, 0, p99_ms, saturation, p50_ms=p50_ms), ProfilePoint(2.0, 9.0))})
+
+
+def _model(profile: Profile, seed: int = 0) -> ServiceModel:
+    return ServiceModel(profile, queue_factor=math.inf, seed=seed)  # Triton's queue: nothing dropped
+
+
+def _latencies(size: ServiceTime, rate_rps: float, n: int = 60_000, seed: int = 7) -> np.ndarray:
+    arrivals = np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate_rps, n))
+    latency, _ = serve(arrivals, size, None, np.random.default_rng(seed + 1))
+    out: np.ndarray = latency[n // 10 :]
+    return out
+
+
+@pytest.mark.parametrize(("p50_ms", "p99_ms", "saturation"), [(250.0, 700.0, 8.0), (250.0, 700.0, 5.0), (180.0, 640.0, 12.0)])
+def test_at_the_capacity_the_measured_median_and_tail_come_back(p50_ms: float, p99_ms: float, saturation: float) -> None:
+    size = _model(_profile(p50_ms, p99_ms, saturation)).size("m", 1.0)
+    assert size.spread is not None and size.capacity_rps == 4.0
+    assert size.saturation_rps >= saturation - 1e-9  # never slower than measured: the saturation is a lower bound
+    latency = _latencies(size, 4.0)
+    assert np.median(latency) * 1000 == pytest.approx(p50_ms, rel=0.05)
+    assert np.percentile(latency, 99) * 1000 == pytest.approx(p99_ms, rel=0.08)
+
+
+def test_the_saturation_measured_is_the_throughput_served() -> None:
+    size = _model(_profile(250.0, 700.0, 8.0)).size("m", 1.0)
+    assert size.spread is not None and size.spread.sigma > 0  # the case where the saturation fixes the service time
+    arrivals = np.sort(np.random.default_rng(1).random(1200) * 100.0)  # 12 rps for 100 s
+    latency, _ = serve(arrivals, size, None, np.random.default_rng(2))
+    queue_end = arrivals + latency - size.spread.draw(np.random.default_rng(2), arrivals.size)  # leave the delay out
+    assert (queue_end < 100.0).sum() / 100.0 == pytest.approx(8.0, rel=0.02)
+
+
+def test_light_load_is_faster_than_capacity_and_overload_is_late() -> None:
+    size = _model(_profile(250.0, 700.0, 8.0)).size("m", 1.0)
+    light, heavy = _latencies(size, 1.0), _latencies(size, 10.0, n=6000)
+    assert np.median(light) < 0.25 and np.percentile(light, 99) < 0.7
+    assert np.percentile(heavy, 99) > 2.0  # past the saturation the queue grows without end
+
+
+def test_a_point_without_its_median_keeps_the_one_figure_model() -> None:
+    with_p50 = _model(_profile(250.0, 700.0, 8.0))
+    without = _model(_profile(None, 700.0, 8.0))
+    assert with_p50.size("m", 1.0).spread is not None
+    assert without.size("m", 1.0).spread is None
+    assert with_p50.size("m", 2.0).spread is None  # a size measured with its capacity only
+    assert without.size("m", 1.0) == _model(Profile(750.0, {"m": (ProfilePoint(1.0, 4.0), ProfilePoint(2.0, 9.0))})).size("m", 1.0)
+
+
+def test_a_queue_that_alone_reaches_the_median_gets_no_spread() -> None:
+    assert fit_server(lambda d: queue_sojourns(4.0, 1, d), 0.2, 0.15, 0.6, 99.0) is None
+
+
+def test_draws_are_seeded_per_instance_and_slow_down_with_the_cpu() -> None:
+    model = _model(_profile(250.0, 700.0, 8.0), seed=3)
+    assert np.array_equal(model.rng_for(5).random(4), _model(_profile(250.0, 700.0, 8.0), seed=3).rng_for(5).random(4))
+    assert not np.array_equal(model.rng_for(5).random(4), model.rng_for(6).random(4))
+    size = model.size("m", 1.0)
+    half = size.at_speed(0.5)
+    assert half.spread == Spread(size.spread.mu + np.log(2.0), size.spread.sigma) if size.spread else False
+    assert half.service_s == pytest.approx(2 * size.service_s)
