@@ -6,9 +6,11 @@ way (no history before it). Each of ``--runs`` runs:
 
 * **measured**: :class:`~infadapter.embedded.EmbeddedRun` (real tritonservers in cgroups, Envoy, Prometheus,
   the open-loop load generator, the controller) with ``--policy``;
-* **simulated**: :func:`~infadapter.sim.run.simulate` over the same per-second rates with the embedded
-  mode's control-loop delays (``simulate --latencies embedded``), starting on the plan the measured run
-  had when its load began (the embedded cold start settles before the load), arrivals seeded by the run.
+* **simulated**: :func:`~infadapter.sim.run.simulate` over the very requests the measured run sent (their
+  send times replayed: the load generator's Poisson counts, which its controller observed, are the
+  simulated controller's too) with the embedded mode's control-loop delays (``simulate --latencies
+  embedded``), starting on the plan the measured run had when its load began (the embedded cold start
+  settles before the load).
 
 The simulator is calibrated from measurements, not assumptions: the profile is measured on this machine at
 every size of the spec's grid (``--sizes grid``: no interpolated capacity), and the CPU that the load
@@ -22,7 +24,8 @@ one JSON object on stdout (progress on stderr)::
     {"scenario": {...}, "simulated": {...}, "measured": {...}, "spread": {...}, "errors": {...},
      "targets": {...}, "runs": [...]}
 
-``simulated``/``measured``: means over the runs; ``spread``: each measure's min and max over the runs;
+``simulated``/``measured``: means over the runs (``simulated_one_figure``: the simulator's model of a size
+measured without its median, every tail taken for queueing, for comparison); ``spread``: each measure's min and max over the runs;
 ``errors``: simulated − measured (violations in points, cores and p99 relative); ``targets``: violations
 within ±0.5 points, cores within 10 %, p99 within 25 %.
 
@@ -63,7 +66,7 @@ from infadapter.planning import Plan, cpu_grid  # noqa: E402
 from infadapter.profiles import Profile, load_profile, save_profile  # noqa: E402
 from infadapter.serving.profiler import Profiler, largest_planned_cores, spec_models  # noqa: E402
 from infadapter.sim.machine import Machine  # noqa: E402
-from infadapter.sim.run import simulate  # noqa: E402
+from infadapter.sim.run import BIN_S, simulate  # noqa: E402
 from infadapter.spec import InferenceServiceSpec, load_resource  # noqa: E402
 
 MEASURES = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "reconfigurations")
@@ -148,6 +151,16 @@ def _latency_quantiles(run: EmbeddedRun) -> dict[str, float]:
     if ok.size == 0:
         return {}
     return {f"p{q}_ms": round(float(np.percentile(ok, q)), 1) for q in (50, 90, 99)}
+
+
+def _late_by_bin(run: EmbeddedRun, slo_ms: float, duration_s: int) -> list[float]:
+    """The share of requests late or failed, per ``BIN_S`` seconds of the load (where the two sides differ)."""
+    sent = np.array([r.send_s for r in run.requests])
+    late = np.array([not r.ok or r.latency_ms > slo_ms for r in run.requests])
+    bins = np.minimum(sent.astype(np.int64), duration_s - 1) // BIN_S
+    count = np.bincount(bins, minlength=-(-duration_s // BIN_S))
+    over = np.bincount(bins, weights=late.astype(np.float64), minlength=count.size)
+    return [round(float(o / c), 3) if c else 0.0 for o, c in zip(over, count, strict=True)]
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -261,6 +274,8 @@ def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> 
                 "measured_requests": summary.get("requests"),
                 "measured_errors": summary.get("errors"),
                 "measured_latency": _latency_quantiles(run),
+                "measured_late_by_10s": _late_by_bin(run, sc.spec.slo.latency_ms, sc.rates.size),
+                "sent_s": [r.send_s for r in run.requests],
                 "cold_starts_s": _cold_starts(run),
                 "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
                 "start": next((s.plan for s in run.samples if s.plan is not None), None),
@@ -278,9 +293,30 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         console.print(f"== run {k + 1}/{args.runs}: simulated from {start.describe() if start else 'nothing'}", highlight=False)
         begin: Plan | Literal["cold"] = start if start is not None else "cold"
         latencies = MODE_LATENCIES["embedded"]
-        sim = simulate(sc.spec, sc.profile, sc.rates, [args.policy], seed=k, start=begin, latencies=latencies, machine=machine, queue_factor=math.inf)
-        runs.append({**row, "simulated": _measures(sim[args.policy].summary), "start_plan": start.describe() if start else None})
+        sent = np.asarray(row.pop("sent_s"))  # the very requests the run sent, replayed
+        rows_of: dict[str, Any] = {}
+        for model, profile in (("simulated", sc.profile), ("simulated_one_figure", _one_figure(sc.profile))):
+            sim = simulate(
+                *(sc.spec, profile, sc.rates, [args.policy]),
+                seed=k,
+                arrivals=sent,
+                start=begin,
+                latencies=latencies,
+                machine=machine,
+                queue_factor=math.inf,
+                with_series=True,
+            )
+            rows_of[model] = _measures(sim[args.policy].summary)
+            if model == "simulated":
+                rows_of["simulated_late_by_10s"] = [round(float(v), 3) for v in np.nan_to_num(sim[args.policy].series["violation_ratio"][::BIN_S])]
+        runs.append({**row, **rows_of, "start_plan": start.describe() if start else None})
     return runs
+
+
+def _one_figure(profile: Profile) -> Profile:
+    """The profile without its medians: the simulator's one-figure model (every tail taken for queueing)."""
+    points = {v: tuple(dataclasses.replace(p, p50_ms=None) for p in pts) for v, pts in profile.points.items()}
+    return Profile(profile.slo_ms, points, profile.percentile, profile.source, profile.serving)
 
 
 def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], machine: Machine) -> dict[str, Any]:
@@ -303,6 +339,7 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
         },
         "simulated": simulated,
         "measured": measured,
+        "simulated_one_figure": _mean([r["simulated_one_figure"] for r in runs]),
         "spread": {"simulated": _spread([r["simulated"] for r in runs]), "measured": _spread([r["measured"] for r in runs])},
         "errors": errors,
         "targets": {

@@ -1,4 +1,5 @@
-"""Each mode's actuation latencies: how long a change takes to be effective (pure data, light to import).
+"""Each mode's actuation latencies: how long a change takes to be effective, and the simulator's arrival
+modes (pure data, light to import).
 
 The controller plans with them (:mod:`infadapter.control`, which re-exports both names); the CLI's help
 is written from :data:`MODE_LATENCIES`, so it cannot drift from what the modes use.
@@ -53,3 +54,12 @@ MODE_LATENCIES: Mapping[str, Latencies] = {
     "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=1.0),
     "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=5.0),
 }
+
+
+#: the simulator's arrival modes (``simulate --arrivals``), each with what it sends every second of the trace
+ARRIVAL_MODES: Mapping[str, str] = {
+    "poisson": "the trace's count, uniformly in the second (the default)",
+    "paper": "the trace's count, packed into about the second's first 0.67 s (the paper's generator)",
+    "loadgen": "a Poisson count of the trace's rate, uniformly in the second (the load generator of `infadapter run`)",
+}
+ARRIVALS_HELP = "how requests arrive each second: " + "; ".join(f"{k}: {v}" for k, v in ARRIVAL_MODES.items())

@@ -19,7 +19,7 @@ from infadapter.cli.progress import ProgressOption, progress
 from infadapter.cli.simulate_setup import DEFAULT_POLICIES, SimulateArgs, check_arguments, setup_from_args
 from infadapter.cli.trace import ColumnOption, FormatOption, IntervalOption, TimeUnitOption
 from infadapter.errors import FieldError, InvalidInput
-from infadapter.latencies import MODE_LATENCIES
+from infadapter.latencies import ARRIVALS_HELP, MODE_LATENCIES
 
 if TYPE_CHECKING:
     from infadapter.cli.simulate_setup import Setup
@@ -44,7 +44,7 @@ def simulate(
     spec_path: Annotated[Path | None, typer.Option("--spec", "-f", help=SPEC_HELP, show_default=False)] = None,
     policies: Annotated[str, typer.Option("--policies", help="comma list; 'vpa' = one run per variant")] = DEFAULT_POLICIES,
     seed: Annotated[int, typer.Option("--seed", help="seed of the request arrivals")] = 0,
-    arrivals: Annotated[str, typer.Option("--arrivals", help="poisson (default) or paper (each second packed in ~0.67 s)")] = "poisson",
+    arrivals: Annotated[str, typer.Option("--arrivals", help=ARRIVALS_HELP)] = "poisson",
     history: Annotated[int | None, typer.Option("--history", help="seconds of trace before the window given to the policies (default 24 h)")] = None,
     lstm_weights: Annotated[Path | None, typer.Option("--lstm-weights", help="trained LSTM for infadapter-paper/msplus (default: EWMA, noted)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,

@@ -17,6 +17,7 @@ import numpy as np
 
 from infadapter.cli.arguments import named_input
 from infadapter.errors import FieldError, InvalidInput, InvalidProfile
+from infadapter.latencies import ARRIVAL_MODES
 
 if TYPE_CHECKING:
     from infadapter.planning import Plan
@@ -77,8 +78,8 @@ def check_arguments(args: SimulateArgs, errors: list[FieldError]) -> None:
         errors.append(FieldError("--start", f"{args.start} is negative", "give the first second of the window, >= 0"))
     if args.scenario == "paper" and (args.start is not None or args.duration is not None):
         errors.append(FieldError("--scenario", "--scenario paper fixes the window", "drop --start/--duration"))
-    if args.arrivals not in ("poisson", "paper"):
-        errors.append(FieldError("--arrivals", f"unknown mode {args.arrivals!r}", "poisson or paper"))
+    if args.arrivals not in ARRIVAL_MODES:
+        errors.append(FieldError("--arrivals", f"unknown mode {args.arrivals!r}", f"use one of {', '.join(ARRIVAL_MODES)}"))
     if args.duration is not None and args.duration <= 0:
         errors.append(FieldError("--duration", "must be > 0", "e.g. 1260"))
     if args.history is not None and args.history < 0:

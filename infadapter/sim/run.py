@@ -43,7 +43,7 @@ from infadapter.sim.engine import (
 )
 from infadapter.sim.machine import Machine, speeds
 from infadapter.sim.service import QUEUE_FACTOR, ServiceModel
-from infadapter.sim.traffic import ArrivalMode, arrival_times
+from infadapter.sim.traffic import ArrivalMode, arrival_times, observed_counts
 from infadapter.spec import InferenceServiceSpec
 
 SUMMARY_KEYS = ("slo_violation_ratio", "avg_cpu", "avg_gpu", "avg_cost", "avg_accuracy", "p99_latency_ms", "dropped_ratio", "reconfigurations")
@@ -200,6 +200,13 @@ def series_of(served: Served, arrivals_s: FloatArray, timeline: Timeline, profil
     }
 
 
+def _arrivals(trace: FloatArray, seed: int, arrivals: ArrivalMode | FloatArray) -> FloatArray:
+    if isinstance(arrivals, str):
+        return arrival_times(trace, np.random.default_rng(seed), arrivals)
+    times = np.sort(np.asarray(arrivals, dtype=np.float64))
+    return times[(times >= 0.0) & (times < trace.size)]
+
+
 def simulate(
     spec: InferenceServiceSpec,
     profile: Profile,
@@ -208,7 +215,7 @@ def simulate(
     *,
     pre_history_rps: FloatArray | None = None,
     seed: int = 0,
-    arrivals: ArrivalMode = "poisson",
+    arrivals: ArrivalMode | FloatArray = "poisson",
     start: Plan | Literal["cold"] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     latencies: Latencies | None = None,
@@ -219,6 +226,8 @@ def simulate(
 ) -> dict[str, PolicyRun]:
     """Run every policy in ``policies`` over ``trace_rps`` (per-second arrivals from t = 0).
 
+    ``arrivals``: a mode of :func:`~infadapter.sim.traffic.arrival_times`, or the requests' own send times
+    (seconds from the window's start; e.g. a measured run's, to replay exactly what it sent).
     ``start``: what runs, ready, when the window begins — by default the paper's start (the most
     accurate variant on the whole budget); ``"cold"``: nothing (the controller's cold start, as for a
     new service). A policy that starts on its own plan (static, VPA) starts on it. ``machine``: the servers
@@ -230,8 +239,9 @@ def simulate(
     report: Progress = progress or (lambda name, what, done: None)
     trace = np.asarray(trace_rps, dtype=np.float64)
     pre = np.asarray(pre_history_rps if pre_history_rps is not None else np.empty(0), dtype=np.float64)
-    history = np.concatenate((pre, trace))
-    times = arrival_times(trace, np.random.default_rng(seed), arrivals)
+    times = _arrivals(trace, seed, arrivals)
+    # the controllers see what was sent (the counts' noise included), as a mode's observer counts it
+    history = np.concatenate((pre, observed_counts(times, trace)))
     model = ServiceModel(profile, spec.slo.latency_ms, spec.slo.percentile, queue_factor, seed)
     slo_s = spec.slo.latency_ms / 1000.0
     latencies = latencies or Latencies()

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-ArrivalMode = Literal["poisson", "paper"]
+ArrivalMode = Literal["poisson", "paper", "loadgen"]
 
 #: SWRR weights are quantised to this many slots per cycle (0.1 % resolution)
 SWRR_SLOTS = 1000
@@ -31,11 +31,15 @@ def arrival_times(trace_rps: FloatArray, rng: np.random.Generator, mode: Arrival
 
     ``poisson``: each second's requests uniformly in the second (a Poisson process given its count);
     ``paper``: the paper's generator, cumulative exponential offsets of mean 1/(1.5·count) from the
-    second's start, which packs the second's requests into about its first 0.67 s.
+    second's start, which packs the second's requests into about its first 0.67 s; ``loadgen``: the
+    project's open-loop load generator, whose count each second is Poisson with the trace's rate.
     """
-    counts = request_counts(trace_rps, rng)
+    if mode == "loadgen":  # infadapter.loadgen.arrivals_in_second: Poisson counts, uniform in the second
+        counts = rng.poisson(np.clip(np.nan_to_num(np.asarray(trace_rps, dtype=np.float64), nan=0.0), 0.0, None)).astype(np.int64)
+    else:
+        counts = request_counts(trace_rps, rng)
     seconds = np.repeat(np.arange(counts.size, dtype=np.float64), counts)
-    if mode == "poisson":
+    if mode != "paper":
         return np.sort(seconds + rng.random(seconds.size))
     per = np.repeat(counts, counts).astype(np.float64)
     gaps = rng.exponential(1.0, seconds.size) / (PAPER_SPEEDUP * np.maximum(per, 1.0))
@@ -82,3 +86,13 @@ def route(count: int, weights: FloatArray) -> IntArray:
     reps = -(-count // cycle.size) if count else 0
     targets: IntArray = np.tile(cycle, reps)[:count]
     return targets
+
+
+def observed_counts(arrivals_s: FloatArray, trace_rps: FloatArray) -> FloatArray:
+    """What a mode's observer counts each second: the requests that arrived in it (a second the trace does
+    not know, NaN, stays unknown)."""
+    trace = np.asarray(trace_rps, dtype=np.float64)
+    seconds = np.minimum(arrivals_s.astype(np.int64), max(0, trace.size - 1))
+    counts = np.bincount(seconds, minlength=trace.size).astype(np.float64)[: trace.size]
+    counts[np.isnan(trace)] = np.nan
+    return counts

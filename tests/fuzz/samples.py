@@ -43,7 +43,7 @@ FULL_PROFILE: dict[str, Any] = {
     "percentile": 99,
     "source": "fuzz",
     "variants": {
-        "resnet18": [{"cpu": 1, "capacityRps": 19, "p99Ms": 389.1, "saturationRps": 22}, {"cpu": 2, "capacityRps": 43}],
+        "resnet18": [{"cpu": 1, "capacityRps": 19, "p50Ms": 120.5, "p99Ms": 389.1, "saturationRps": 22}, {"cpu": 2, "capacityRps": 43}],
         "resnet50": [
             {"cpu": 1, "capacityRps": 7},
             {"cpu": 1, "gpus": 1, "capacityRps": 900},

@@ -269,7 +269,7 @@ GOOD: dict[str, list[str]] = {
     "--url": ["127.0.0.1:9", "http://127.0.0.1:9", "::::", "http://[::1"],
     "--policies": ["ours", "static:resnet18@2", "vpa:resnet50", "nope", "static:resnet18@nan", ""],
     "--scenario": ["paper", "other"],
-    "--arrivals": ["poisson", "paper", "uniform"],
+    "--arrivals": ["poisson", "paper", "loadgen", "uniform"],
     "--model": ["resnet", "a/b", ""],
 }
 _PATH_KEYS = ["spec", "profile", "paper", "trace", "trace_csv", "bad_yaml", "bad_spec", "binary", "empty", "markup", "dir", "missing", "out"]

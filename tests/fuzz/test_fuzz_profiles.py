@@ -122,8 +122,9 @@ def _load_or_refuse(file: Path, data: bytes, slo_ms: float | None = None) -> Pro
         ("p.yaml", "sloMs: 750\nvariants: {a: [{cpu: .nan, capacityRps: 1}]}", "finite"),
         ("p.yaml", "kind: Profile\n---\nkind: Profile\n", "2 YAML documents"),
         ("p.yaml", "sloMs: 750\nvariants: {'[/red]': [{cpu: x, capacityRps: 1}]}", "expected a number"),
+        ("p.yaml", "sloMs: 750\nvariants: {a: [{cpu: 1, capacityRps: 1, p50Ms: 0}]}", "a[0].p50Ms: must be > 0"),
     ],
-    ids=["json-huge-int", "json-deep", "yaml-deep", "yaml-huge-int", "percentile", "null-name", "nan-cpu", "two-docs", "markup-name"],
+    ids=["json-huge-int", "json-deep", "yaml-deep", "yaml-huge-int", "percentile", "null-name", "nan-cpu", "two-docs", "markup-name", "zero-median"],
 )
 def test_bad_profile_files_get_a_clear_error(tmp_path: Path, name: str, text: str, expect: str) -> None:
     result = _load_or_refuse(tmp_path / name, text.encode())
@@ -213,7 +214,8 @@ def test_the_real_paper_csv_with_a_corrupted_cell(tmp_path: Path, row: int, colu
                 st.text(min_size=1, max_size=8).filter(str.strip),
                 st.lists(
                     st.fixed_dictionaries(
-                        {"cpu": st.floats(0.01, 512), "capacityRps": st.floats(0, 1e6)}, optional={"gpus": st.integers(0, 8), "p99Ms": st.floats(0, 1e5)}
+                        {"cpu": st.floats(0.01, 512), "capacityRps": st.floats(0, 1e6)},
+                        optional={"gpus": st.integers(0, 8), "p99Ms": st.floats(0, 1e5), "p50Ms": st.floats(0.001, 1e5)},
                     ),
                     min_size=1,
                     max_size=3,

@@ -16,7 +16,7 @@ from infadapter.sim.actuator import SimActuator
 from infadapter.sim.engine import Timeline, average_cores, epochs, serve_requests
 from infadapter.sim.run import run_controller, simulate
 from infadapter.sim.service import ServiceModel
-from infadapter.sim.traffic import arrival_times, quantise, route, swrr_cycle
+from infadapter.sim.traffic import arrival_times, observed_counts, quantise, route, swrr_cycle
 from infadapter.spec import parse_spec
 
 SPEC = parse_spec(
@@ -135,6 +135,30 @@ def test_arrivals_follow_the_trace_counts() -> None:
     offsets = packed - np.floor(packed)
     assert np.median(offsets) < 0.45
     assert np.quantile(offsets, 0.9) < 0.75
+
+
+def test_loadgen_arrivals_have_the_load_generators_poisson_counts() -> None:
+    times = arrival_times(np.full(4000, 30.0), np.random.default_rng(1), "loadgen")
+    counts = np.bincount(times.astype(int), minlength=4000)
+    assert counts.mean() == pytest.approx(30.0, rel=0.01)
+    assert counts.var() == pytest.approx(30.0, rel=0.1)  # Poisson: the variance is the mean (the trace's count has none)
+    offsets = times - np.floor(times)
+    assert np.median(offsets) == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_controllers_observe_the_requests_sent_not_the_trace() -> None:
+    trace = np.array([4.5, 2.0, math.nan, 3.0])
+    assert np.array_equal(observed_counts(np.array([0.1, 0.2, 1.5, 3.0, 3.9]), trace), [2.0, 1.0, math.nan, 2.0], equal_nan=True)
+    rates = np.full(60, 20.0)
+    sent = arrival_times(rates, np.random.default_rng(3), "loadgen")
+    run = simulate(SPEC, PROFILE, rates, ["ours"], arrivals=sent, pre_history_rps=np.full(600, 20.0))["ours"]
+    counts = np.bincount(sent.astype(int), minlength=60)
+    steps = [r for r in run.timeline.records if r.now_s >= 1 and float(r.now_s).is_integer()]
+    assert len(steps) >= 5
+    assert [r.observed_rps for r in steps] == [float(counts[int(r.now_s) - 1]) for r in steps]  # the last second's count
+    assert any(r.observed_rps != 20.0 for r in steps)
+    served = simulate(SPEC, PROFILE, rates, ["static:fast@4"], arrivals=sent)["static:fast@4"]
+    assert served.summary["slo_violation_ratio"] == 0.0 and served.summary["dropped_ratio"] == 0.0
 
 
 def test_same_seed_same_result_and_every_summary_field_present() -> None:
