@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from infadapter.control import DecisionRecord
 from infadapter.profiles import Profile
-from infadapter.sim.service import ServiceModel, serve
+from infadapter.sim.service import ServiceModel, queue, spread_delays
 from infadapter.sim.traffic import route
 
 FloatArray = npt.NDArray[np.float64]
@@ -132,11 +132,13 @@ def epochs(timeline: Timeline) -> list[Epoch]:
 
 @dataclass
 class Served:
-    """Per request: latency (s, NaN = dropped) and the accuracy of the variant that served it."""
+    """Per request: latency (s, NaN = dropped), the accuracy of the variant that served it, the instance (id,
+    -1 unrouted) and the part of the latency it spent in the instance's queue and workers (``queue_s``)."""
 
     latency_s: FloatArray
     accuracy: FloatArray
     instance: IntArray
+    queue_s: FloatArray
 
 
 def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceModel, speeds: Sequence[tuple[float, float]] = ()) -> Served:
@@ -157,6 +159,7 @@ def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceMod
     order, first = _group(target)
     grouped = arrivals_s if order is None else arrivals_s[order]
     served = np.full(n, np.nan)
+    queued = np.full(n, np.nan)
     for iid in np.flatnonzero(np.diff(first)):  # instances that got requests (id -1, unrouted, first)
         if iid == 0:
             continue
@@ -169,14 +172,16 @@ def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceMod
         cuts = [0, *np.searchsorted(times, [s for s, _, _ in pieces[1:]], side="left").tolist(), times.size]
         for (a, b), (_, cores, speed) in zip(itertools.pairwise(cuts), pieces, strict=True):
             if b > a:
-                served[lo + a : lo + b], free = serve(times[a:b], model.size(inst.variant, cores, inst.gpus).at_speed(speed), free, rng)
-    latency = served if order is None else np.empty(n)
+                size = model.size(inst.variant, cores, inst.gpus).at_speed(speed)
+                queued[lo + a : lo + b], free = queue(times[a:b], size, free)
+                served[lo + a : lo + b] = queued[lo + a : lo + b] + spread_delays(size, b - a, rng)
+    latency, in_queue = (served, queued) if order is None else (np.empty(n), np.empty(n))
     if order is not None:
-        latency[order] = served
+        latency[order], in_queue[order] = served, queued
     by_id = np.full(max(timeline.instances, default=-1) + 2, np.nan)
     for inst in timeline.instances.values():
         by_id[inst.id + 1] = inst.accuracy
-    return Served(latency, by_id[target + 1], target)
+    return Served(latency, by_id[target + 1], target, in_queue)
 
 
 def _pieces(inst: SimInstance, speeds: Sequence[tuple[float, float]]) -> list[tuple[float, float, float]]:

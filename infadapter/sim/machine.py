@@ -11,6 +11,10 @@ gives, per second, the share of its quota a server gets::
     speed(t)  = min(1, (cores - others(t)) / busy(t))
 
 A server at speed s serves at s times its capacity (its service time / s, the same workers and queue).
+The routed load is only an estimate of what a server is busy with: a server with a backlog works at its
+whole quota whatever its load, and one that left the plan still drains its queue. :func:`serve_on` therefore
+serves the requests, measures from them what every server was busy with (:func:`busy_serving`: the requests
+in it over its workers, at its quota), and serves them again at the speeds that follows, a fixed number of times.
 ``benchmarks/fidelity.py`` measures ``base_cpu`` and ``cpu_per_rps`` (the CPU every process but the
 servers took during a run); without a :class:`Machine` the servers are alone on it (speed 1).
 """
@@ -22,12 +26,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from infadapter.profiles import Profile
-from infadapter.sim.engine import FloatArray, Timeline, epoch_index, epochs
+from infadapter.sim.engine import FloatArray, Served, Timeline, epoch_index, epochs, serve_requests
+from infadapter.sim.service import ServiceModel
 
 #: speeds are kept to this resolution (each distinct one splits the servers' queues once)
 SPEED_STEP = 0.01
 #: the least share of its quota a server is given (a scheduler never starves a runnable cgroup)
 MIN_SPEED = 0.05
+#: instants a second at which :func:`busy_serving` counts the requests inside each server
+SAMPLES_PER_S = 4
+#: serve, measure what the servers were busy with, serve again: this many passes in all
+PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -76,16 +85,50 @@ def _routed_shares(timeline: Timeline, t_s: FloatArray) -> dict[int, FloatArray]
     return out
 
 
-def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine: Machine) -> list[tuple[float, float]]:
-    """The servers' speed as ``(from_s, speed)`` steps (the first at 0), from :func:`busy_cores` and ``machine``."""
+def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, duration_s: int) -> FloatArray:
+    """The cores the servers were busy with when ``served`` was, every 1 / :data:`SAMPLES_PER_S` s (at the
+    middle of each step): an instance starting, its whole quota; else its quota x min(1, requests inside it /
+    its workers), a backlog drained after it left the plan included. Servers that are busy at once share the
+    machine at that instant, not on a second's average."""
+    t = (np.arange(duration_s * SAMPLES_PER_S, dtype=np.float64) + 0.5) / SAMPLES_PER_S
+    busy = np.zeros(t.size)
+    inside = ~np.isnan(served.queue_s)
+    order = np.argsort(np.where(inside, served.instance, -1), kind="stable")
+    ids = np.where(inside, served.instance, -1)[order]
+    for inst in timeline.instances.values():
+        lo, hi = np.searchsorted(ids, inst.id, side="left"), np.searchsorted(ids, inst.id, side="right")
+        arrived = arrivals_s[order[lo:hi]]
+        done = np.sort(arrived + served.queue_s[order[lo:hi]])
+        count = np.searchsorted(arrived, t, side="right") - np.searchsorted(done, t, side="right")
+        quota = np.array([inst.cores_at(float(x)) for x in t])
+        working = quota * np.minimum(1.0, count / np.maximum(1.0, np.rint(quota)))
+        starting = (t >= inst.cost_from_s) & (t < inst.serve_from_s)
+        busy += np.where(starting, quota, working)
+    return busy
+
+
+def serve_on(machine: Machine, timeline: Timeline, arrivals_s: FloatArray, model: ServiceModel, profile: Profile, trace_rps: FloatArray) -> Served:
+    """Every request served on ``machine``: first at the speeds of the routed loads' estimate, then
+    :data:`PASSES` - 1 times at the speeds of what the previous pass's servers were busy with."""
+    served = serve_requests(timeline, arrivals_s, model, speeds(timeline, profile, trace_rps, machine))
+    for _ in range(PASSES - 1):
+        busy = busy_serving(timeline, arrivals_s, served, trace_rps.size)
+        served = serve_requests(timeline, arrivals_s, model, speeds(timeline, profile, trace_rps, machine, busy))
+    return served
+
+
+def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine: Machine, busy: FloatArray | None = None) -> list[tuple[float, float]]:
+    """The servers' speed as ``(from_s, speed)`` steps (the first at 0), from ``busy`` cores (by default
+    :func:`busy_cores`, per second; any whole number of equal steps a second) and ``machine``."""
     rates = np.nan_to_num(np.asarray(trace_rps, dtype=np.float64), nan=0.0)
-    busy = busy_cores(timeline, profile, rates)
-    free = np.maximum(machine.cores - machine.others(rates), 0.0)
+    busy = busy_cores(timeline, profile, rates) if busy is None else busy
+    per_s = max(1, busy.size // max(1, rates.size))
+    free = np.repeat(np.maximum(machine.cores - machine.others(rates), 0.0), per_s)[: busy.size]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(busy > 0, free / np.maximum(busy, 1e-12), 1.0)
     speed = np.clip(np.floor(ratio / SPEED_STEP) * SPEED_STEP, MIN_SPEED, 1.0)
     steps: list[tuple[float, float]] = [(0.0, round(float(speed[0]), 6) if speed.size else 1.0)]
     for k, value in enumerate(speed.tolist()):
         if abs(value - steps[-1][1]) > 1e-9:
-            steps.append((float(k), round(value, 6)))
+            steps.append((k / per_s, round(value, 6)))
     return steps

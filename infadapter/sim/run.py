@@ -41,7 +41,7 @@ from infadapter.sim.engine import (
     serve_requests,
     variant_cores,
 )
-from infadapter.sim.machine import Machine, speeds
+from infadapter.sim.machine import Machine, serve_on
 from infadapter.sim.service import QUEUE_FACTOR, ServiceModel
 from infadapter.sim.traffic import ArrivalMode, arrival_times, observed_counts
 from infadapter.spec import InferenceServiceSpec
@@ -264,7 +264,7 @@ def simulate(
         controller = Controller(spec, profile, policy, latencies=latencies, name=name, surge_ratio=surge)
         run_controller(controller, actuator, history, pre.size, trace.size, _loop_progress(report, name, trace.size))
         report(name, f"serving {times.size:,} requests", CONTROL_SHARE)
-        served = serve_requests(timeline, times, model, speeds(timeline, profile, trace, machine) if machine is not None else ())
+        served = serve_requests(timeline, times, model) if machine is None else serve_on(machine, timeline, times, model, profile, trace)
         summary = summarise(served, timeline, slo_s, float(trace.size), spec)
         series = series_of(served, times, timeline, profile, trace, slo_s) if with_series else {}
         runs[name] = PolicyRun(

@@ -77,9 +77,21 @@ def fifo_starts(arrivals_s: FloatArray, servers: int, service_s: float, free_at_
 def serve(
     arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | None = None, rng: np.random.Generator | None = None
 ) -> tuple[FloatArray, FloatArray]:
-    """(latency_s per request, NaN = dropped; the workers' free times afterwards, sorted).
+    """(latency_s per request, NaN = dropped; the workers' free times afterwards, sorted): :func:`queue` and,
+    for a size with a :class:`Spread`, its delay, drawn from ``rng`` (a fixed seed if none)."""
+    latency, free = queue(arrivals_s, size, free_at_s)
+    return latency + spread_delays(size, arrivals_s.size, rng), free
 
-    A size with a :class:`Spread` adds its delay to every request, drawn from ``rng`` (a fixed seed if none).
+
+def spread_delays(size: ServiceTime, n: int, rng: np.random.Generator | None) -> FloatArray:
+    """The delays beyond the queue of ``n`` requests served at ``size`` (zeros without a spread)."""
+    if size.spread is None:
+        return np.zeros(n)
+    return size.spread.draw(rng if rng is not None else np.random.default_rng(SPREAD_SEED), n)
+
+
+def queue(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
+    """(wait + service per request, NaN = dropped; the workers' free times afterwards, sorted).
 
     Stretches without a drop are solved in one vectorised step (:func:`fifo_starts`); from a request that
     would wait longer than the queue cap on, :func:`_overloaded` admits one request at a time and skips
@@ -107,8 +119,6 @@ def serve(
             chunk = MIN_CHUNK
         else:
             chunk = min(2 * chunk, n)  # a stretch without drops: the next one may be longer
-    if size.spread is not None:
-        latency += size.spread.draw(rng if rng is not None else np.random.default_rng(SPREAD_SEED), n)
     return latency, np.sort(ring)
 
 

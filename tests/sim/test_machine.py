@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from infadapter.profiles import Profile, ProfilePoint
-from infadapter.sim.machine import Machine, busy_cores, speeds
+from infadapter.sim.engine import SimInstance, Timeline, serve_requests
+from infadapter.sim.machine import SAMPLES_PER_S, Machine, busy_cores, busy_serving, serve_on, speeds
 from infadapter.sim.run import simulate
+from infadapter.sim.service import ServiceModel
+from infadapter.sim.traffic import arrival_times
 from infadapter.spec import parse_spec
 
 SPEC = parse_spec(
@@ -43,3 +48,44 @@ def test_a_machine_with_room_changes_nothing_and_a_crowded_one_costs_violations(
     assert crowded["avg_cpu"] == alone["avg_cpu"]  # the cost is the quota, not what the servers got
     assert crowded["slo_violation_ratio"] > alone["slo_violation_ratio"] + 0.05
     assert crowded["p99_latency_ms"] > alone["p99_latency_ms"]
+
+
+def _draining() -> tuple[Timeline, np.ndarray, np.ndarray]:
+    """``fast`` at 0.5 cores (10 rps) takes 30 rps for 10 s and leaves with ~200 queued; 2 cores serve on."""
+    timeline = Timeline(
+        instances={
+            0: SimInstance(0, "fast", 0.7, [(0.0, 0.5)], 0.0, 0.0, 10.0),
+            1: SimInstance(1, "fast", 0.7, [(0.0, 2.0)], 10.0, 10.0),
+        },
+        splits=[(0.0, {"fast": 1.0})],
+    )
+    trace = np.full(50, 30.0)
+    return timeline, trace, arrival_times(trace, np.random.default_rng(0))
+
+
+def test_what_the_servers_were_busy_with_includes_a_backlog_drained_after_leaving() -> None:
+    timeline, trace, times = _draining()
+    served = serve_requests(timeline, times, ServiceModel(PROFILE, queue_factor=math.inf))
+    leaver = served.instance == 0
+    drained_at = float(np.max(times[leaver] + served.queue_s[leaver]))
+    assert drained_at > 12.0  # it left at 10 s with a queue
+    busy = busy_serving(timeline, times, served, trace.size)
+    t = (np.arange(busy.size) + 0.5) / SAMPLES_PER_S
+    assert busy[t < 10].mean() == pytest.approx(0.5, abs=0.02)  # the small server, saturated
+    draining, after = busy[(t > 10.5) & (t < drained_at - 0.5)].mean(), busy[t > drained_at + 1].mean()
+    assert draining - after == pytest.approx(0.5, abs=0.15)  # it still works through its queue after t = 10
+    assert busy_cores(timeline, PROFILE, trace)[11:] == pytest.approx(np.full(39, 1.5))  # the estimate sees only the routed load
+    assert after == pytest.approx(30.0 * ServiceModel(PROFILE, queue_factor=math.inf).size("fast", 2.0).service_s, rel=0.15)  # utilisation x 2
+
+
+def test_serving_on_a_machine_slows_the_servers_while_a_leaver_drains() -> None:
+    timeline, trace, times = _draining()
+    model, machine = ServiceModel(PROFILE, queue_factor=math.inf), Machine(cores=1.8)
+    estimated = serve_requests(timeline, times, model, speeds(timeline, PROFILE, trace, machine))  # one pass
+    measured = serve_on(machine, timeline, times, model, PROFILE, trace)
+    leaver = measured.instance == 0
+    drained_at = float(np.max(times[leaver] + measured.queue_s[leaver]))
+    window = (times >= 10.5) & (times < drained_at) & ~leaver
+    assert np.nanmean(measured.latency_s[window]) > 1.2 * np.nanmean(estimated.latency_s[window])
+    roomy = serve_on(Machine(cores=16.0), timeline, times, model, PROFILE, trace)
+    assert np.array_equal(roomy.latency_s, serve_requests(timeline, times, model).latency_s, equal_nan=True)
