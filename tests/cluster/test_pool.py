@@ -46,9 +46,14 @@ def _settled(admin: Admin, namespace: str) -> bool:
 
 
 def _serving(admin: Admin, namespace: str) -> bool:
-    """Both members planned to serve their whole load (a load sample seen late on a busy machine can leave one
-    short for a tick after the shares settled)."""
-    return all((admin.get_service(namespace, n).get("status", {}).get("plan") or {}).get("status") == "optimal" for n in MEMBERS)
+    """Both members planned to serve their whole load within their current shares (a load sample seen late on a
+    busy machine can leave one short for a tick after the shares settled, and a plan made before its share
+    shrank is replanned at the next tick)."""
+    for name in MEMBERS:
+        plan = admin.get_service(namespace, name).get("status", {}).get("plan") or {}
+        if plan.get("status") != "optimal" or plan.get("cost_cpu", float("inf")) > _budget(admin, namespace, name).get("cpu", 0.0) + 1e-9:
+            return False
+    return True
 
 
 def _by_load(admin: Admin, namespace: str) -> bool:
