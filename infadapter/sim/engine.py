@@ -52,6 +52,13 @@ class SimInstance:
                 cores = value
         return cores
 
+    def cores_over(self, t_s: FloatArray) -> FloatArray:
+        """:meth:`cores_at` at every time of ``t_s`` at once."""
+        starts = np.array([start for start, _ in self.sizes])
+        values = np.array([value for _, value in self.sizes], dtype=np.float64)
+        out: FloatArray = values[np.maximum(np.searchsorted(starts, t_s, side="right") - 1, 0)]
+        return out
+
     @property
     def final_cores(self) -> float:
         return self.sizes[-1][1]

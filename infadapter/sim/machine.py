@@ -100,7 +100,7 @@ def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, dur
         arrived = arrivals_s[order[lo:hi]]
         done = np.sort(arrived + served.queue_s[order[lo:hi]])
         count = np.searchsorted(arrived, t, side="right") - np.searchsorted(done, t, side="right")
-        quota = np.array([inst.cores_at(float(x)) for x in t])
+        quota = inst.cores_over(t)
         working = quota * np.minimum(1.0, count / np.maximum(1.0, np.rint(quota)))
         starting = (t >= inst.cost_from_s) & (t < inst.serve_from_s)
         busy += np.where(starting, quota, working)

@@ -171,16 +171,18 @@ def _resize_free(free_at_s: FloatArray, servers: int, now_s: float) -> FloatArra
 def queue_sojourns(rate_rps: float, servers: int, service_s: float, samples: int = SPREAD_SAMPLES, seed: int = SPREAD_SEED) -> FloatArray:
     """Wait + service of Poisson arrivals at ``rate_rps`` on ``servers`` FIFO workers (the first tenth, the
     queue's warm-up, left out)."""
-    arrivals = np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate_rps, samples))
-    starts = fifo_starts(arrivals, servers, service_s, np.zeros(servers))
-    sojourn: FloatArray = (starts + service_s - arrivals)[samples // 10 :]
+    return _settled_sojourns(np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate_rps, samples)), servers, service_s)
+
+
+def _settled_sojourns(arrivals_s: FloatArray, servers: int, service_s: float) -> FloatArray:
+    """Wait + service of ``arrivals_s`` on idle FIFO workers, without the first tenth (the queue's warm-up)."""
+    starts = fifo_starts(arrivals_s, servers, service_s, np.zeros(servers))
+    sojourn: FloatArray = (starts + service_s - arrivals_s)[arrivals_s.size // 10 :]
     return sojourn
 
 
 def latency_quantile(capacity_rps: float, servers: int, service_s: float, percentile: float, arrivals_s: FloatArray) -> float:
-    starts = fifo_starts(arrivals_s / capacity_rps, servers, service_s, np.zeros(servers))
-    sojourn = starts + service_s - arrivals_s / capacity_rps
-    return float(np.percentile(sojourn[sojourn.size // 10 :], percentile))
+    return float(np.percentile(_settled_sojourns(arrivals_s / capacity_rps, servers, service_s), percentile))
 
 
 def calibrate_service_s(

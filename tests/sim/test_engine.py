@@ -13,7 +13,7 @@ from infadapter.policies import Decision, Observation
 from infadapter.policies.ours import OursState
 from infadapter.profiles import Profile, ProfilePoint
 from infadapter.sim.actuator import SimActuator
-from infadapter.sim.engine import Timeline, average_cores, epochs, serve_requests
+from infadapter.sim.engine import SimInstance, Timeline, average_cores, epochs, serve_requests
 from infadapter.sim.run import run_controller, simulate
 from infadapter.sim.service import ServiceModel
 from infadapter.sim.traffic import arrival_times, observed_counts, quantise, route, swrr_cycle
@@ -261,3 +261,9 @@ def test_servers_without_a_queue_limit_serve_late_instead_of_dropping() -> None:
     assert unbounded["dropped_ratio"] == 0.0
     assert unbounded["p99_latency_ms"] > 2 * capped["p99_latency_ms"]  # the late ones count in the p99
     assert unbounded["slo_violation_ratio"] >= capped["slo_violation_ratio"] - 0.01
+
+
+def test_cores_over_times_equals_cores_at_each() -> None:
+    inst = SimInstance(0, "fast", 0.7, [(0.0, 1.0), (5.0, 2.0), (5.0, 3.0), (9.5, 0.5)], -1.0, 0.0)
+    t = np.linspace(-2.0, 12.0, 141)
+    assert inst.cores_over(t).tolist() == [inst.cores_at(float(x)) for x in t]
