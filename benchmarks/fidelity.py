@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -62,6 +63,8 @@ from infadapter.cache import cache_root  # noqa: E402
 from infadapter.cli.run import PEAK_SHARE, cached_profile, max_capacity_rps, pick_trace, profile_cpus, profile_key  # noqa: E402
 from infadapter.control import MODE_LATENCIES  # noqa: E402
 from infadapter.embedded import EmbeddedRun  # noqa: E402
+from infadapter.errors import MetricsUnavailable  # noqa: E402
+from infadapter.metrics import Observer  # noqa: E402
 from infadapter.planning import Plan, cpu_grid  # noqa: E402
 from infadapter.profiles import Profile, load_profile, save_profile  # noqa: E402
 from infadapter.serving.profiler import Profiler, largest_planned_cores, spec_models  # noqa: E402
@@ -163,6 +166,50 @@ def _late_by_bin(run: EmbeddedRun, slo_ms: float, duration_s: int) -> list[float
     return [round(float(o / c), 3) if c else 0.0 for o, c in zip(over, count, strict=True)]
 
 
+def _client_lag(run: EmbeddedRun, slo_ms: float) -> dict[str, float]:
+    """How late the load generator itself began its requests, and the late share without that delay."""
+    lag = np.array([r.send_lag_ms for r in run.requests])
+    if lag.size == 0:
+        return {}
+    late = np.array([not r.ok or r.latency_ms - r.send_lag_ms > slo_ms for r in run.requests])
+    return {
+        "send_lag_p50_ms": round(float(np.percentile(lag, 50)), 1),
+        "send_lag_p99_ms": round(float(np.percentile(lag, 99)), 1),
+        "send_lag_max_ms": round(float(lag.max()), 1),
+        "late_without_send_lag": round(float(late.mean()), 5),
+    }
+
+
+class RouterView:
+    """What Envoy saw of the same run, read from Prometheus before the runtime stops: the share of requests
+    over the SLO at the router (downstream, by completion time), over the run and per ``BIN_S`` seconds —
+    the client's figures less the client's own delays."""
+
+    def __init__(self, slo_ms: float, duration_s: int) -> None:
+        self.slo_ms, self.duration_s = slo_ms, duration_s
+        self.figures: dict[str, Any] = {}
+
+    def __call__(self, run: EmbeddedRun, runtime: Any) -> None:
+        start = run.load_started_wall_s
+        if start is None:
+            return
+        observer = Observer(runtime.prometheus_url, timeout_s=5.0, retries=1)
+        time.sleep(2.0)  # the last answers' scrape
+        ns, name, now = run.namespace, run.name, time.time()
+        try:
+            whole = observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=now - start + 1.0, at_s=now)
+            bins = []
+            for k in range(-(-self.duration_s // BIN_S)):
+                end = start + (k + 1) * BIN_S
+                bins.append(round(observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=BIN_S, at_s=end), 3) if end <= now else math.nan)
+        except MetricsUnavailable as exc:
+            self.figures = {"error": str(exc)}
+            return
+        finally:
+            observer.close()
+        self.figures = {"router_violation_ratio": round(whole, 5), "router_late_by_10s": bins}
+
+
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.fmean(r[k] for r in rows), 6) for k in MEASURES}
 
@@ -259,7 +306,9 @@ def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> 
     for k in range(args.runs):
         console.print(f"== run {k + 1}/{args.runs}: embedded", highlight=False)
         started = time.monotonic()
+        router = RouterView(sc.spec.slo.latency_ms, sc.rates.size)
         run = EmbeddedRun(sc.spec, sc.profile, sc.models, sc.rates, policy=args.policy, name=sc.name, console=console, live=False)
+        run.before_stop = functools.partial(router, run)
         others = OthersCpu(run)
         try:
             summary = run.run().to_json()
@@ -275,6 +324,8 @@ def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> 
                 "measured_errors": summary.get("errors"),
                 "measured_latency": _latency_quantiles(run),
                 "measured_late_by_10s": _late_by_bin(run, sc.spec.slo.latency_ms, sc.rates.size),
+                "measured_client": _client_lag(run, sc.spec.slo.latency_ms),
+                "measured_router": router.figures,
                 "sent_s": [r.send_s for r in run.requests],
                 "cold_starts_s": _cold_starts(run),
                 "others_cores_mean": round(statistics.fmean(y), 3) if y else None,

@@ -40,6 +40,9 @@ class RequestRecord:
     latency_ms: float  # end-to-end, from the scheduled send time (also set for failures)
     ok: bool
     error: str = ""
+    #: how late the client itself began the request after its scheduled time (its event loop busy or
+    #: starved of CPU): part of ``latency_ms`` that no server caused
+    send_lag_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,7 @@ class LoadGenerator:
         from tritonclient.utils import InferenceServerException
 
         loop = asyncio.get_running_loop()
+        send_lag_ms = max(0.0, (loop.time() - t0 - at_s) * 1000.0)
         error = ""
         try:
             await asyncio.wait_for(client.infer(self.model_name, inputs), self.timeout_s)
@@ -309,7 +313,7 @@ class LoadGenerator:
         except Exception as exc:  # an unparsable answer is a failed request, recorded like the others
             error = f"client: {type(exc).__name__}"
         latency_ms = (loop.time() - t0 - at_s) * 1000.0
-        record = RequestRecord(at_s, latency_ms, not error, error)
+        record = RequestRecord(at_s, latency_ms, not error, error, send_lag_ms)
         with self._lock:
             self._records.append(record)
 

@@ -17,6 +17,7 @@ stretch that overflows the queue cap (drops change who is served) falls back to 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -35,6 +36,8 @@ FloatArray = npt.NDArray[np.float64]
 QUEUE_FACTOR = 1.25
 CALIBRATION_SAMPLES = 100_000
 CALIBRATION_SEED = 20230508
+#: a saturation this far past the capacity was measured in overload, so it is the server's ceiling
+CEILING_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -263,22 +266,30 @@ def _with_spread(base: ServiceTime, point: ProfilePoint, percentile: float) -> S
     p50, tail, saturation = point.p50_ms, point.p99_ms, point.saturation_rps
     if p50 is None or tail is None or not saturation or point.capacity_rps <= 0 or not math.isfinite(base.service_s):
         return base
-    # the one-figure fit to the measured tail is the longest service time the tail allows
-    longest = _calibrated(point.capacity_rps, base.servers, tail / 1000.0, percentile, QUEUE_FACTOR).service_s
-    service_s = min(base.servers / saturation, longest)
-    key = f"spread|{point.capacity_rps}|{base.servers}|{service_s:.9g}|{p50}|{tail}|{percentile}|{SPREAD_SAMPLES}|{SPREAD_SEED}"
+    ceiling = saturation > point.capacity_rps * (1.0 + CEILING_MARGIN)
+    if ceiling:
+        # measured past the capacity, the saturation is the throughput the server really has: the simulated
+        # one must not exceed it (a faster queue hid a burst's backlog: 68 rps simulated against 47.7 measured)
+        service_s = base.servers / saturation
+    else:
+        # saturation not measured past the capacity (a lower bound): the one-figure fit to the measured tail
+        # is the longest service time that tail allows
+        service_s = min(base.servers / saturation, _calibrated(point.capacity_rps, base.servers, tail / 1000.0, percentile, QUEUE_FACTOR).service_s)
+    key = f"spread|{int(ceiling)}|{point.capacity_rps}|{base.servers}|{service_s:.9g}|{p50}|{tail}|{percentile}|{SPREAD_SAMPLES}|{SPREAD_SEED}"
     parts = ("service", "mu", "sigma")
     cached = [_disk_get(f"{key}|{part}") for part in parts]
     known = [k for k in cached if k is not None]
     if len(known) < len(parts):
-        fitted = fit_server(lambda d: queue_sojourns(point.capacity_rps, base.servers, d), service_s, p50 / 1000.0, tail / 1000.0, percentile)
-        known = [math.nan] * 3 if fitted is None else [fitted[0], fitted[1].mu, fitted[1].sigma]
+        sojourns = functools.partial(queue_sojourns, point.capacity_rps, base.servers)
+        fitted = fit_server(sojourns, service_s, p50 / 1000.0, tail / 1000.0, percentile, shorten=not ceiling)
+        known = [service_s if ceiling else math.nan, math.nan, math.nan] if fitted is None else [fitted[0], fitted[1].mu, fitted[1].sigma]
         for part, value in zip(parts, known, strict=True):
             _disk_put(f"{key}|{part}", value)
     service_s, mu, sigma = known
-    if math.isnan(mu):
+    if math.isnan(service_s):
         return base
-    return ServiceTime(base.servers, service_s, base.capacity_rps, base.queue_cap_s * service_s / base.service_s, Spread(mu, sigma))
+    spread = None if math.isnan(mu) else Spread(mu, sigma)  # none: the ceiling's queue alone reaches the median
+    return ServiceTime(base.servers, service_s, base.capacity_rps, base.queue_cap_s * service_s / base.service_s, spread)
 
 
 _CALIBRATED: dict[tuple[float, int, float, float, float], ServiceTime] = {}

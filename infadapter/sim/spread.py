@@ -7,12 +7,15 @@ are the other way round (measured on this machine: fewer late requests in a burs
 moderate load). A point measured with its median and tail at the capacity and its saturation (what
 ``infadapter profile`` records) fixes three figures instead:
 
-* the service time, ``c / saturation`` (never longer than the one-figure fit, which already gives the tail);
+* the service time, ``c / saturation`` where the saturation was measured past the capacity (the server's
+  real ceiling: a faster simulated queue hides a burst's backlog); otherwise the saturation is a lower bound,
+  and the service time is never longer than the one-figure fit, which already gives the tail;
 * a delay per request that holds no worker (request handling outside the model's execution, the scheduler,
   the CPU quota's periods) — lognormal, its median and spread fitted so that queue + delay has the measured
   median and tail at the capacity. Where even a constant delay overshoots the tail, the queue's own spread
   is too wide: the saturation measured was a lower bound, and the service time is shortened until queue +
-  constant delay has both.
+  constant delay has both (only where the saturation is a lower bound; a ceiling stays, and the tail the
+  queue reaches beyond the measured one is kept: a profile's short steps end before such a queue settles).
 
 Both fits are deterministic (fixed seed, common random numbers) and monotone, so bisection finds them.
 """
@@ -85,13 +88,16 @@ def fit_spread(sojourns: FloatArray, p50_s: float, tail_s: float, percentile: fl
     return Spread(mu_for(sigma), sigma)
 
 
-def fit_server(sojourns_for: Callable[[float], FloatArray], service_s: float, p50_s: float, tail_s: float, percentile: float) -> tuple[float, Spread] | None:
+def fit_server(
+    sojourns_for: Callable[[float], FloatArray], service_s: float, p50_s: float, tail_s: float, percentile: float, *, shorten: bool = True
+) -> tuple[float, Spread] | None:
     """(service time, spread) so that queue + delay at the capacity has median ``p50_s`` and tail ``tail_s``;
     ``sojourns_for(d)``: the queue's sojourns with service time ``d`` there. None: the queue alone reaches the
-    median."""
+    median. ``shorten=False``: ``service_s`` is the server's measured ceiling and stays; a tail the queue
+    alone overshoots is then kept (a profile's short steps end before a queue that busy settles)."""
     sojourns = sojourns_for(service_s)
     spread = fit_spread(sojourns, p50_s, tail_s, percentile)
-    if spread is None or spread.sigma > 0.0:
+    if spread is None or spread.sigma > 0.0 or not shorten:
         return None if spread is None else (service_s, spread)
 
     def gap(d: float) -> tuple[float, float]:  # (tail - target with the constant delay that holds the median, median)

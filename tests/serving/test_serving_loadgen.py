@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +160,22 @@ def test_background_run_stops_early_and_keeps_records(slow_server: SlowServer) -
     assert not gen.running
     assert 10 < report.sent < 60 and report.errors == 0
     assert max(r.send_s for r in gen.records()) < 2.0
+
+
+def test_a_stalled_client_records_its_own_delay(slow_server: SlowServer) -> None:
+    def stall(second: int, _rate: float) -> None:
+        if second == 1:  # the loop's thread blocked: every send due in the next 0.3 s leaves late
+            time.sleep(0.3)
+
+    gen = LoadGenerator(f"127.0.0.1:{slow_server.port}", "slow", slo_ms=1000.0, seed=5)
+    gen.run([40.0, 40.0], on_second=stall)
+    records = gen.records()
+    early = [r.send_lag_ms for r in records if r.send_s < 1.0]
+    stalled = [r.send_lag_ms for r in records if 1.0 <= r.send_s < 1.2]
+    assert early and stalled
+    assert sorted(early)[len(early) // 2] < 30.0
+    assert min(stalled) > 90.0
+    assert all(r.latency_ms >= r.send_lag_ms for r in records)
 
 
 def test_request_timeouts_count_as_errors() -> None:
