@@ -188,6 +188,7 @@ class RouterView:
     def __init__(self, slo_ms: float, duration_s: int) -> None:
         self.slo_ms, self.duration_s = slo_ms, duration_s
         self.figures: dict[str, Any] = {}
+        self.observed: npt.NDArray[np.float64] | None = None
 
     def __call__(self, run: EmbeddedRun, runtime: Any) -> None:
         start = run.load_started_wall_s
@@ -195,19 +196,23 @@ class RouterView:
             return
         observer = Observer(runtime.prometheus_url, timeout_s=5.0, retries=1)
         time.sleep(2.0)  # the last answers' scrape
-        ns, name, now = run.namespace, run.name, time.time()
         try:
-            whole = observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=now - start + 1.0, at_s=now)
-            bins = []
-            for k in range(-(-self.duration_s // BIN_S)):
-                end = start + (k + 1) * BIN_S
-                bins.append(round(observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=BIN_S, at_s=end), 3) if end <= now else math.nan)
+            self._read(observer, run, start)
         except MetricsUnavailable as exc:
             self.figures = {"error": str(exc)}
-            return
         finally:
             observer.close()
+
+    def _read(self, observer: Observer, run: EmbeddedRun, start: float) -> None:
+        ns, name, now = run.namespace, run.name, time.time()
+        whole = observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=now - start + 1.0, at_s=now)
+        bins = []
+        for k in range(-(-self.duration_s // BIN_S)):
+            end = start + (k + 1) * BIN_S
+            bins.append(round(observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=BIN_S, at_s=end), 3) if end <= now else math.nan)
         self.figures = {"router_violation_ratio": round(whole, 5), "router_late_by_10s": bins}
+        # what the controller's observer read for second k of the load: the rate at its end
+        self.observed = observer.arrival_history_rps(ns, name, start + 1.0, start + self.duration_s)
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -326,6 +331,7 @@ def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> 
                 "measured_late_by_10s": _late_by_bin(run, sc.spec.slo.latency_ms, sc.rates.size),
                 "measured_client": _client_lag(run, sc.spec.slo.latency_ms),
                 "measured_router": router.figures,
+                "observed_rps": router.observed,
                 "sent_s": [r.send_s for r in run.requests],
                 "cold_starts_s": _cold_starts(run),
                 "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
@@ -345,8 +351,14 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         begin: Plan | Literal["cold"] = start if start is not None else "cold"
         latencies = MODE_LATENCIES["embedded"]
         sent = np.asarray(row.pop("sent_s"))  # the very requests the run sent, replayed
-        rows_of: dict[str, Any] = {}
-        for model, profile in (("simulated", sc.profile), ("simulated_one_figure", _one_figure(sc.profile))):
+        observed = row.pop("observed_rps")
+        rows_of: dict[str, Any] = {"observed_vs_sent": _observation_noise(observed, sent, sc.rates.size)}
+        # the simulator as a user runs it (its observer counts the requests sent), the one-figure server model,
+        # and the decisions' input replayed too (what the measured run's observer read): the server model alone
+        models: list[tuple[str, Profile, Any]] = [("simulated", sc.profile, None), ("simulated_one_figure", _one_figure(sc.profile), None)]
+        if observed is not None:
+            models.append(("simulated_as_observed", sc.profile, observed))
+        for model, profile, seen in models:
             sim = simulate(
                 *(sc.spec, profile, sc.rates, [args.policy]),
                 seed=k,
@@ -356,12 +368,31 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
                 machine=machine,
                 queue_factor=math.inf,
                 with_series=True,
+                observed_rps=seen,
             )
             rows_of[model] = _measures(sim[args.policy].summary)
-            if model == "simulated":
-                rows_of["simulated_late_by_10s"] = [round(float(v), 3) for v in np.nan_to_num(sim[args.policy].series["violation_ratio"][::BIN_S])]
+            if model != "simulated_one_figure":
+                late = np.nan_to_num(sim[args.policy].series["violation_ratio"][::BIN_S])
+                rows_of[f"{model}_late_by_10s"] = [round(float(v), 3) for v in late]
         runs.append({**row, **rows_of, "start_plan": start.describe() if start else None})
     return runs
+
+
+def _observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDArray[np.float64], duration_s: int) -> dict[str, float]:
+    """How far what the observer read from Prometheus strays from the requests sent, second by second."""
+    if observed is None:
+        return {}
+    sent = np.bincount(np.minimum(sent_s.astype(np.int64), duration_s - 1), minlength=duration_s).astype(np.float64)
+    known = ~np.isnan(observed)
+    if not known.any():
+        return {}
+    gap = observed[known] - sent[known]
+    return {
+        "seconds_unknown": int((~known).sum()),
+        "mean_abs_rps": round(float(np.abs(gap).mean()), 2),
+        "max_over_rps": round(float(gap.max()), 1),
+        "max_under_rps": round(float(-gap.min()), 1),
+    }
 
 
 def _one_figure(profile: Profile) -> Profile:
@@ -391,6 +422,7 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
         "simulated": simulated,
         "measured": measured,
         "simulated_one_figure": _mean([r["simulated_one_figure"] for r in runs]),
+        **_as_observed(runs, measured),
         "spread": {"simulated": _spread([r["simulated"] for r in runs]), "measured": _spread([r["measured"] for r in runs])},
         "errors": errors,
         "targets": {
@@ -400,6 +432,15 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
         },
         "runs": runs,
     }
+
+
+def _as_observed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
+    """The simulation with the measured observations replayed, and its errors (when every run has one)."""
+    rows = [r["simulated_as_observed"] for r in runs if "simulated_as_observed" in r]
+    if len(rows) != len(runs):
+        return {}
+    mean = _mean(rows)
+    return {"simulated_as_observed": mean, "errors_as_observed": _errors(mean, measured)}
 
 
 def main() -> None:

@@ -223,6 +223,7 @@ def simulate(
     queue_factor: float = QUEUE_FACTOR,
     with_series: bool = False,
     progress: Progress | None = None,
+    observed_rps: FloatArray | None = None,
 ) -> dict[str, PolicyRun]:
     """Run every policy in ``policies`` over ``trace_rps`` (per-second arrivals from t = 0).
 
@@ -234,14 +235,19 @@ def simulate(
     share it with other processes (:mod:`infadapter.sim.machine`; none: they are alone). ``queue_factor``: a
     server drops a request that would wait longer than this many capacity-seconds of work (the paper's
     TF-Serving queue, 1.25); ``math.inf`` for servers without a queue limit (Triton as InfAdapter deploys it:
-    a late request is late, not dropped). ``progress``: see :data:`Progress`.
+    a late request is late, not dropped). ``progress``: see :data:`Progress`. ``observed_rps``: what the
+    controllers observe each second of the window (e.g. what a measured run's observer read from Prometheus,
+    to replay its decisions' input too); by default the counts of the requests sent.
     """
     report: Progress = progress or (lambda name, what, done: None)
     trace = np.asarray(trace_rps, dtype=np.float64)
     pre = np.asarray(pre_history_rps if pre_history_rps is not None else np.empty(0), dtype=np.float64)
     times = _arrivals(trace, seed, arrivals)
     # the controllers see what was sent (the counts' noise included), as a mode's observer counts it
-    history = np.concatenate((pre, observed_counts(times, trace)))
+    seen = observed_counts(times, trace) if observed_rps is None else np.asarray(observed_rps, dtype=np.float64)
+    if seen.shape != trace.shape:
+        raise ValueError(f"observed_rps: {seen.size} seconds for a {trace.size}-second window; give one value per second")
+    history = np.concatenate((pre, seen))
     model = ServiceModel(profile, spec.slo.latency_ms, spec.slo.percentile, queue_factor, seed)
     slo_s = spec.slo.latency_ms / 1000.0
     latencies = latencies or Latencies()

@@ -161,6 +161,19 @@ def test_the_controllers_observe_the_requests_sent_not_the_trace() -> None:
     assert served.summary["slo_violation_ratio"] == 0.0 and served.summary["dropped_ratio"] == 0.0
 
 
+def test_an_observation_replayed_is_what_the_controllers_see() -> None:
+    rates = np.full(60, 20.0)
+    sent = arrival_times(rates, np.random.default_rng(3), "loadgen")
+    seen = np.where(np.arange(60) % 7 == 3, np.nan, 20.0 + np.arange(60) % 5)  # a gap in scraping every 7 s
+    run = simulate(SPEC, PROFILE, rates, ["ours"], arrivals=sent, pre_history_rps=np.full(600, 20.0), observed_rps=seen)["ours"]
+    steps = [r for r in run.timeline.records if r.now_s >= 1 and float(r.now_s).is_integer()]
+    assert len(steps) >= 5
+    assert all(r.observed_rps == seen[int(r.now_s) - 1] or math.isnan(seen[int(r.now_s) - 1]) for r in steps)
+    assert any(r.observed_rps != float(np.bincount(sent.astype(int), minlength=60)[int(r.now_s) - 1]) for r in steps)
+    with pytest.raises(ValueError, match="observed_rps: 59 seconds for a 60-second window"):
+        simulate(SPEC, PROFILE, rates, ["ours"], observed_rps=seen[:59])
+
+
 def test_same_seed_same_result_and_every_summary_field_present() -> None:
     trace = np.concatenate((np.full(200, 30.0), np.full(100, 90.0), np.full(200, 30.0)))
     a = simulate(SPEC, PROFILE, trace, ["ours", "infadapter-paper", "msplus", "vpa:fast", "oracle"], seed=7, pre_history_rps=np.full(3600, 30.0))
