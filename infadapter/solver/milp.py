@@ -6,7 +6,8 @@ the paper-size problem to a few dozen binaries. Infeasible loads are solved in t
 phases: first the most load that the budget can serve, then the best objective among
 plans serving that much. A proven optimum is then tie-broken where a cost weight is 0
 (:func:`_tie_broken`): among the plans within ``TIE_TOLERANCE`` of it, the lowest cost term, then
-the fewest replicas.
+the fewest replicas; with every cost weight above 0, each variant's share moves to the same-cost option
+with the fewest replicas (:func:`_fewer_replicas`).
 
 What a run proved is read from PuLP's *solution* status, not only its overall status: PuLP
 reports a HiGHS or CBC run stopped by its time limit with an incumbent as "Optimal"
@@ -264,11 +265,44 @@ def _tie_broken(scored: Problem, problem: Problem, model: Model, backend: Backen
     is 0 (its resources are then free in the objective, and plans of every size tie). With every cost weight
     above 0, a cheaper plan of the same objective would need an exactly compensating accuracy, so the optimum is
     kept as it is: the extra solves cost seconds on a fleet's grid (the oracle's 48 solves of the 2,000-core
-    benchmark went from 27 s to 145 s) for a tie that does not arise. The DP, which ``auto`` uses for CPU-only
-    problems, still prefers fewer replicas among equal-cost ties."""
+    benchmark went from 27 s to 145 s) for a tie that does not arise. The ties of one cost that do arise
+    there (the same resources in fewer replicas) are resolved by :func:`_fewer_replicas`, without a solve.
+    The DP, which ``auto`` uses for CPU-only problems, prefers fewer replicas among every equal-cost tie."""
     if all(service.cost_weight > 0 for service in problem.services):
-        return _extract(scored, model)
+        return _fewer_replicas(scored, _extract(scored, model))
     return _cheapest_tie(scored, problem, model, backend, time_limit_s)
+
+
+def _fewer_replicas(problem: Problem, plan: list[ServiceSolution]) -> list[ServiceSolution]:
+    """``plan`` with each variant's option swapped for the one of the same variant with the fewest replicas
+    that costs the same (cores, devices and their type), holds the variant's share and adds no transition.
+
+    With every cost weight above 0 the ties left are such plans (1 core x 2 against 2 cores x 1, one
+    2-GPU replica against two 1-GPU ones): found in one pass, without another solve. A swapped plan is
+    kept only where it re-scores as a tie; a tie that routes the load differently is not searched.
+    """
+    out = []
+    for service, solution, weight in zip(problem.services, plan, problem.weights(), strict=True):
+        by_name = {v.name: v for v in service.variants}
+        chosen = {a.variant: a.option for a in solution.assignments}
+        for a in solution.assignments:
+            variant, was = by_name[a.variant], a.option
+            moves = was.transition_from(variant.current)
+            same = [
+                o
+                for o in variant.options
+                if o.replicas < was.replicas
+                and abs(o.cost_cpu - was.cost_cpu) < 1e-9
+                and (o.cost_gpu, o.device) == (was.cost_gpu, was.device)
+                and o.capacity_rps >= a.load_rps - TOLERANCE
+                and (moves or not o.transition_from(variant.current))
+            ]
+            if same:
+                chosen[a.variant] = min(same, key=lambda o: o.replicas)
+        swapped = score(service, chosen, problem, weight=weight)
+        tie = round(swapped.served_rps / TOLERANCE) == round(solution.served_rps / TOLERANCE)
+        out.append(swapped if tie and swapped.joint_term >= solution.joint_term - TIE_TOLERANCE else solution)
+    return out
 
 
 def _cheapest_tie(scored: Problem, problem: Problem, model: Model, backend: Backend, time_limit_s: float | None) -> list[ServiceSolution]:

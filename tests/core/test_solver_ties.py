@@ -128,3 +128,23 @@ def test_ties_do_not_change_the_objective_or_the_load_served() -> None:
     assert oracle_free.status == "optimal"
     assert resources(problem, oracle_free.services) == resources(problem, solve_dp(problem).services)
     assert oracle_free.objective == pytest.approx(solve_dp(problem).objective, abs=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["highs", "cbc"])
+@pytest.mark.parametrize("gpus", [0, 1])
+@pytest.mark.parametrize("fewer_first", [True, False])
+def test_at_a_cost_weight_above_zero_the_milp_holds_a_share_in_the_fewest_replicas(backend: str, gpus: int, fewer_first: bool) -> None:
+    # "b" takes 65 of 100 rps; "a" must hold the other 35, which 1 x (2 cores [+ 2 GPUs]) at 40 rps and
+    # 2 x (1 core [+ 1 GPU]) at 50 rps both do at the same cost. Before the swap pass HiGHS and CBC each
+    # answered 2 replicas in one of the two option orders
+    one = ResourceOption(2.0, 1, 2 * gpus, 40.0)
+    two = ResourceOption(1.0, 2, gpus, 50.0)
+    a = VariantOptions("a", 0.7, (one, two) if fewer_first else (two, one), 5.0)
+    b = VariantOptions("b", 0.9, (ResourceOption(2.0, 1, 0, 65.0),), 5.0)
+    problem = Problem.single(ServiceProblem("s", 100.0, (b, a), 0.05, 0.001), 4.0, budget_gpu=2 * gpus)
+    solution = solve_milp(problem, backend)  # type: ignore[arg-type]
+    oracle = solve_exhaustive(problem)
+    assert solution.status == "optimal"
+    _same_resources(problem, solution, oracle)
+    assert [(x.variant, x.option, x.load_rps) for x in solution.services[0].assignments] == [("b", b.options[0], 65.0), ("a", one, 35.0)]
+    assert check(problem, solution) == []
