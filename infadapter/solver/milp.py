@@ -300,7 +300,7 @@ def _fewer_replicas(problem: Problem, plan: list[ServiceSolution]) -> list[Servi
             if same:
                 chosen[a.variant] = min(same, key=lambda o: o.replicas)
         swapped = score(service, chosen, problem, weight=weight)
-        tie = round(swapped.served_rps / TOLERANCE) == round(solution.served_rps / TOLERANCE)
+        tie = _served([swapped]) == _served([solution])
         out.append(swapped if tie and swapped.joint_term >= solution.joint_term - TIE_TOLERANCE else solution)
     return out
 
