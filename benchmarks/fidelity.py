@@ -25,7 +25,10 @@ one JSON object on stdout (progress on stderr)::
      "targets": {...}, "runs": [...]}
 
 ``simulated``/``measured``: means over the runs (``simulated_one_figure``: the simulator's model of a size
-measured without its median, every tail taken for queueing, for comparison); ``spread``: each measure's min and max over the runs;
+measured without its median, every tail taken for queueing, for comparison; ``simulated_as_observed``: the
+controller fed what the measured observer read; ``simulated_as_decided``: the measured run's plans replayed at the
+seconds they were decided, so the server model is compared on the very plans the real servers ran, each
+with its ``errors_as_...``); ``spread``: each measure's min and max over the runs;
 ``errors``: simulated − measured (violations in points, cores and p99 relative); ``targets``: violations
 within ±0.5 points, cores within 10 %, p99 within 25 %.
 
@@ -61,11 +64,12 @@ from rich.console import Console  # noqa: E402
 
 from infadapter.cache import cache_root  # noqa: E402
 from infadapter.cli.run import PEAK_SHARE, cached_profile, max_capacity_rps, pick_trace, profile_cpus, profile_key  # noqa: E402
-from infadapter.control import MODE_LATENCIES  # noqa: E402
+from infadapter.control import MODE_LATENCIES, ControlState, Step  # noqa: E402
 from infadapter.embedded import EmbeddedRun  # noqa: E402
 from infadapter.errors import MetricsUnavailable  # noqa: E402
 from infadapter.metrics import Observer  # noqa: E402
 from infadapter.planning import Plan, cpu_grid  # noqa: E402
+from infadapter.policies import Resize  # noqa: E402
 from infadapter.profiles import Profile, load_profile, save_profile  # noqa: E402
 from infadapter.serving.profiler import Profiler, largest_planned_cores, spec_models  # noqa: E402
 from infadapter.sim.machine import Machine  # noqa: E402
@@ -127,6 +131,29 @@ class OthersCpu:
                 loads.append(float(rates[second]))
                 cores.append((c1 - c0) / (t1 - t0))
         return loads, cores
+
+
+class Decided:
+    """The plans a measured run's controller decided, as ``replay``'s schedule: (seconds since the load began,
+    plan, resize), one entry each time its target changed after the load began."""
+
+    def __init__(self, run: EmbeddedRun) -> None:
+        self.run = run
+        self.raw: list[tuple[float, Plan, Resize]] = []  # on the run's clock
+        step = run.controller.step
+
+        def recorded(state: ControlState, now_s: float, history: Any, actuator: Any) -> tuple[Step, ControlState]:
+            out = step(state, now_s, history, actuator)
+            target = out[1].target
+            if target is not None and (not self.raw or self.raw[-1][1] is not target):
+                self.raw.append((now_s, target, "in_place" if out[1].in_place else "recreate"))
+            return out
+
+        run.controller.step = recorded  # type: ignore[method-assign]
+
+    def schedule(self) -> list[tuple[float, Plan, Resize]]:
+        offset = self.run.load_offset_s
+        return [(t - offset, plan, resize) for t, plan, resize in self.raw if t > offset]
 
 
 def _process_cpu_s(pid: int) -> float:
@@ -315,6 +342,7 @@ def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> 
         run = EmbeddedRun(sc.spec, sc.profile, sc.models, sc.rates, policy=args.policy, name=sc.name, console=console, live=False)
         run.before_stop = functools.partial(router, run)
         others = OthersCpu(run)
+        decided = Decided(run)
         try:
             summary = run.run().to_json()
         finally:
@@ -336,6 +364,7 @@ def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> 
                 "cold_starts_s": _cold_starts(run),
                 "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
                 "start": next((s.plan for s in run.samples if s.plan is not None), None),
+                "decided": decided.schedule(),
                 "wall_s": round(time.monotonic() - started, 1),
             }
         )
@@ -354,13 +383,17 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         observed = row.pop("observed_rps")
         rows_of: dict[str, Any] = {"observed_vs_sent": _observation_noise(observed, sent, sc.rates.size)}
         # the simulator as a user runs it (its observer counts the requests sent), the one-figure server model,
-        # and the decisions' input replayed too (what the measured run's observer read): the server model alone
+        # the decisions' input replayed (what the measured run's observer read), and the measured run's own plans
+        # replayed (``replay``: the servers and the actuation alone, no control loop to diverge)
         models: list[tuple[str, Profile, Any]] = [("simulated", sc.profile, None), ("simulated_one_figure", _one_figure(sc.profile), None)]
         if observed is not None:
             models.append(("simulated_as_observed", sc.profile, observed))
+        decided = row.pop("decided")
+        models.append(("simulated_as_decided", sc.profile, None))
         for model, profile, seen in models:
+            policy = "replay" if model == "simulated_as_decided" else args.policy
             sim = simulate(
-                *(sc.spec, profile, sc.rates, [args.policy]),
+                *(sc.spec, profile, sc.rates, [policy]),
                 seed=k,
                 arrivals=sent,
                 start=begin,
@@ -369,10 +402,11 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
                 queue_factor=math.inf,
                 with_series=True,
                 observed_rps=seen,
+                options={"replay": {"schedule": decided}},
             )
-            rows_of[model] = _measures(sim[args.policy].summary)
+            rows_of[model] = _measures(sim[policy].summary)
             if model != "simulated_one_figure":
-                late = np.nan_to_num(sim[args.policy].series["violation_ratio"][::BIN_S])
+                late = np.nan_to_num(sim[policy].series["violation_ratio"][::BIN_S])
                 rows_of[f"{model}_late_by_10s"] = [round(float(v), 3) for v in late]
         runs.append({**row, **rows_of, "start_plan": start.describe() if start else None})
     return runs
@@ -422,7 +456,7 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
         "simulated": simulated,
         "measured": measured,
         "simulated_one_figure": _mean([r["simulated_one_figure"] for r in runs]),
-        **_as_observed(runs, measured),
+        **_as_replayed(runs, measured),
         "spread": {"simulated": _spread([r["simulated"] for r in runs]), "measured": _spread([r["measured"] for r in runs])},
         "errors": errors,
         "targets": {
@@ -434,13 +468,16 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
     }
 
 
-def _as_observed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
-    """The simulation with the measured observations replayed, and its errors (when every run has one)."""
-    rows = [r["simulated_as_observed"] for r in runs if "simulated_as_observed" in r]
-    if len(rows) != len(runs):
-        return {}
-    mean = _mean(rows)
-    return {"simulated_as_observed": mean, "errors_as_observed": _errors(mean, measured)}
+def _as_replayed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
+    """The simulations with the measured observations, and with the measured plans, replayed, and their errors
+    (each where every run has one)."""
+    out: dict[str, Any] = {}
+    for what in ("observed", "decided"):
+        rows = [r[f"simulated_as_{what}"] for r in runs if f"simulated_as_{what}" in r]
+        if len(rows) == len(runs):
+            out[f"simulated_as_{what}"] = mean = _mean(rows)
+            out[f"errors_as_{what}"] = _errors(mean, measured)
+    return out
 
 
 def main() -> None:

@@ -108,6 +108,12 @@ class EmbeddedRun:
         return self._gen.started_wall_s if self._gen is not None else None
 
     @property
+    def load_offset_s(self) -> float:
+        """The run's clock (:attr:`elapsed_s`) when the load began: a decision at ``t`` came ``t - load_offset_s``
+        seconds into the load (0 before the load began)."""
+        return self._load_s
+
+    @property
     def metrics_unavailable_ticks(self) -> int:
         return sum(1 for r in self.records if r.reason == "metrics_unavailable")
 

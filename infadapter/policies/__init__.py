@@ -7,7 +7,8 @@
 * ``msplus`` — the paper's MS+ baseline (best single variant, fewest sufficient cores; §8);
 * ``infadapter-paper`` — the paper's adapter as its code ran (§2, §3, §5, §7);
 * ``ours`` — the project's policy (calibrated forecast quantile, exact solver, burst re-plans, in place);
-* ``oracle`` — exact plans for the true next-window peak (needs ``future_rps``).
+* ``oracle`` — exact plans for the true next-window peak (needs ``future_rps``);
+* ``replay`` — the plans another run decided, at their times (needs ``schedule``; ``benchmarks/fidelity.py``).
 
 Every policy has ``name``, ``interval_s``, ``first_tick_s``, ``initial_state()``,
 ``decide(obs, state) -> (Decision, state)``, ``between_ticks(obs, state) -> bool`` and
@@ -23,6 +24,7 @@ from infadapter.policies.base import Decision, Observation, Policy, Resize
 from infadapter.policies.oracle import OraclePolicy
 from infadapter.policies.ours import OursPolicy
 from infadapter.policies.paper import PaperPolicy
+from infadapter.policies.replay import ReplayPolicy
 from infadapter.policies.static import StaticPolicy
 from infadapter.policies.vpa import VpaPolicy
 from infadapter.profiles import Profile
@@ -62,6 +64,10 @@ def make_policy(name: str, spec: InferenceServiceSpec, profile: Profile, **optio
             if options.get("future_rps") is None:
                 raise _bad(name, "the oracle needs the trace it runs on", "use it through `infadapter simulate`")
             return OraclePolicy(spec, profile, **options)
+        if name == "replay":
+            if not options.get("schedule"):
+                raise _bad(name, "replay needs the plans it replays (schedule)", "use it through benchmarks/fidelity.py")
+            return ReplayPolicy(options["schedule"], interval_s=float(options.get("interval_s", spec.adaptation.interval_s)))
         if name in ("infadapter-paper", "msplus"):
             return PaperPolicy(spec, profile, single_variant=name == "msplus", **options)
         kind, _, rest = name.partition(":")

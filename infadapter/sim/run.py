@@ -57,8 +57,9 @@ CONTROL_SHARE = 0.6
 #: trace seconds between two progress reports of the control loop
 PROGRESS_EVERY_S = 10
 
-#: the policies the budget cap (with the spec's surge) applies to as they run in the operator
-OWN_POLICIES = frozenset({"ours", "oracle"})
+#: the policies the budget cap (with the spec's surge) applies to as they run in the operator (``replay``
+#: replays plans the operator's own controller decided, under that cap)
+OWN_POLICIES = frozenset({"ours", "oracle", "replay"})
 #: the baselines as they ran, with no quota: a surge that holds a replaced replica of any size
 BASELINE_SURGE = 1.0
 
