@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from infadapter.solver.milp import prune
+from infadapter.solver.milp import undominated
 from infadapter.solver.problem import TIE_TOLERANCE, ResourceOption, ServiceProblem
 
 SERVED_SCALE = 1e6  # routed load is compared on a 1e-6 rps grid, exactly, as integers
@@ -63,10 +63,12 @@ def stages(service: ServiceProblem, unit_milli: int) -> list[Stage]:
     out = []
     for variant in sorted(service.variants, key=lambda v: (-v.accuracy, v.name)):
         weight = variant.load_time_s / max_l if max_l > 0 else 0.0
-        options = tuple(sorted(prune(variant, service.load_rps), key=lambda o: o.cost_cpu))
-        costs = np.array([round(o.cost_cpu * 1000.0) // unit_milli for o in options], dtype=np.int64)
+        kept, cpu, trans = undominated(variant, service.load_rps)
+        kept.sort(key=lambda i: (cpu[i], i))  # by cost, ties in the given order
+        options = tuple(variant.options[i] for i in kept)
+        costs = np.array([round(cpu[i] * 1000.0) // unit_milli for i in kept], dtype=np.int64)
         capacities = np.array([o.capacity_rps for o in options], dtype=np.float64)
-        weights = np.array([weight if o.transition_from(variant.current) else 0.0 for o in options], dtype=np.float64)
+        weights = np.array([weight if trans[i] else 0.0 for i in kept], dtype=np.float64)
         replicas = np.array([o.replicas for o in options], dtype=np.int64)
         out.append(Stage(variant.name, variant.accuracy, variant.required, options, costs, capacities, weights, replicas))
     return out
@@ -84,15 +86,22 @@ def rates(all_stages: Sequence[Stage], load: float, price: float, weight: float 
     ``w·a_m·q/L − price·c_o`` is at most ``q·(w·a_m/L − price·c_o/min(th_o, L))``; the best such
     rate (or 0) times the load still to route bounds the whole completion.
     """
+    sizes = [stage.costs.shape[0] for stage in all_stages]
+    if not sum(sizes):
+        return [0.0] * len(all_stages)
+    # every option of every stage at once (a few numpy calls, not a few per stage)
+    useful = np.minimum(np.concatenate([stage.capacities for stage in all_stages]), load)
+    accuracy = np.repeat([stage.accuracy for stage in all_stages], sizes)
+    costs = np.concatenate([stage.costs for stage in all_stages])
+    serving = useful > 0
+    rate = np.where(serving, accuracy / load * weight - price * costs / np.where(serving, useful, 1.0), -np.inf).tolist()
     out = [0.0] * len(all_stages)
-    best = 0.0
+    best, end = 0.0, len(rate)
     for k in range(len(all_stages) - 1, -1, -1):
         out[k] = best
-        stage = all_stages[k]
-        useful = np.minimum(stage.capacities, load)
-        serving = useful > 0
-        if serving.any():
-            best = max(best, float((stage.accuracy / load * weight - price * stage.costs[serving] / useful[serving]).max()))
+        start = end - sizes[k]
+        best = max([best, *rate[start:end]])
+        end = start
     return out
 
 

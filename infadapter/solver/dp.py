@@ -36,9 +36,10 @@ _NEG = np.iinfo(np.int64).min // 4  # "unreachable" in the served table; sums of
 
 def cost_unit_millicores(problem: Problem) -> int:
     """The largest cost unit (in millicores) every option's CPU cost is a whole multiple of."""
-    costs = {o.cost_cpu for service in problem.services for variant in service.variants for o in variant.options}
-    if any(o.gpus for service in problem.services for variant in service.variants for o in variant.options):
+    options = [o for service in problem.services for variant in service.variants for o in variant.options]
+    if any(o.gpus for o in options):
         raise NotApplicable("GPU options")
+    costs = {o.cpu_cores * o.replicas for o in options}  # each option's cost_cpu
     unit = 0
     for cost in costs:
         milli = cost * 1000.0

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -127,7 +127,16 @@ class _Labels:
     option: IntArray
 
     def take(self, index: IntArray | BoolArray | slice) -> _Labels:
-        return _Labels(*(getattr(self, f)[index] for f in _Labels.__slots__))
+        return _Labels(
+            self.cost[index],
+            self.served[index],
+            self.mass[index],
+            self.transition[index],
+            self.count[index],
+            self.replicas[index],
+            self.parent[index],
+            self.option[index],
+        )
 
 
 def _values(labels: _Labels, service: ServiceProblem, pricing: Pricing) -> FloatArray:
@@ -147,7 +156,20 @@ def _grow(labels: _Labels, stage: Stage, load: float, budget_units: int) -> Iter
     In chunks of labels, so that the caller can bound each before the next is built.
     """
     n = labels.cost.shape[0]
-    skipped = None if stage.required else replace(labels, parent=np.arange(n, dtype=np.int64), option=np.full(n, -1, dtype=np.int64))
+    skipped = (
+        None
+        if stage.required
+        else _Labels(
+            labels.cost,
+            labels.served,
+            labels.mass,
+            labels.transition,
+            labels.count,
+            labels.replicas,
+            np.arange(n, dtype=np.int64),
+            np.full(n, -1, dtype=np.int64),
+        )
+    )
     step = max(1, _GROW_CELLS // max(1, stage.costs.shape[0]))
     if n <= step:  # the usual case: one part
         grown = _extend(labels, 0, stage, load, budget_units)
@@ -185,12 +207,12 @@ def _concat(parts: Sequence[_Labels]) -> _Labels:
     return _Labels(*(np.concatenate([getattr(x, f) for x in parts]) for f in _Labels.__slots__))
 
 
-def _bound(labels: _Labels, service: ServiceProblem, rate: float, caps: FloatArray, pricing: Pricing, incumbents: Incumbents) -> _Labels:
-    """The labels some completion of which may still beat their incumbent."""
+def _bound(labels: _Labels, values: FloatArray, service: ServiceProblem, rate: float, caps: FloatArray, incumbents: Incumbents) -> _Labels:
+    """The labels some completion of which may still beat their incumbent (``values``: :func:`_values` of each)."""
     load = service.load_rps
     extra = np.maximum(0.0, np.minimum(load - labels.served, caps[caps.shape[0] - 1 - labels.cost]))
     noise = 1e-12 * max(1.0, load)  # float error of the served sums: keeps a label on a grid boundary
-    optimistic = _values(labels, service, pricing) + extra * max(0.0, rate)
+    optimistic = values + extra * max(0.0, rate)
     return labels.take(incumbents.keep(labels.cost, grid(labels.served + extra + noise), optimistic))
 
 
@@ -273,15 +295,17 @@ def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, pricin
         for part in _grow(labels, stage, load, budget_units):
             work.spend(part.cost.shape[0])
             if bounding:
+                values = _values(part, service, pricing)
                 if k >= last_required:  # every label now holds every required variant: each is a plan
-                    plans = part.take(part.count > 0)
-                    incumbents.add(plans.cost, grid(plans.served), _values(plans, service, pricing))
-                parts.append(_bound(part, service, rate[k], caps[k], pricing, incumbents))
+                    plans = part.count > 0
+                    incumbents.add(part.cost[plans], grid(part.served[plans]), values[plans])
+                parts.append(_bound(part, values, service, rate[k], caps[k], incumbents))
             else:
                 parts.append(part)
         grown = _concat(parts)
         work.spend(_FILTER_COST * grown.cost.shape[0])
-        labels = grown.take(_dominance_filter(grown, a_next, per_mass, pricing))
+        # one label dominates none (often so at the paper's size): no scan, no copy
+        labels = grown if grown.cost.shape[0] <= 1 else grown.take(_dominance_filter(grown, a_next, per_mass, pricing))
         picks = _link(labels, stage, picks)
     return _best_per_cost(service, labels, picks, pricing)
 

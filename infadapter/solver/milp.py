@@ -60,9 +60,18 @@ def prune(variant: VariantOptions, load_rps: float) -> tuple[ResourceOption, ...
     (cost, replicas, given) order, so pruning is deterministic.
     """
     options = variant.options
-    useful = [min(o.capacity_rps, load_rps) if load_rps > TOLERANCE else o.capacity_rps for o in options]
-    trans = [o.transition_from(variant.current) for o in options] if variant.current is not None else [True] * len(options)
-    cpu = [o.cost_cpu for o in options]
+    return tuple(options[i] for i in sorted(undominated(variant, load_rps)[0]))
+
+
+def undominated(variant: VariantOptions, load_rps: float) -> tuple[list[int], list[float], list[bool]]:
+    """:func:`prune`'s work: the indices of the options it keeps (in no set order), and every option's CPU
+    cost and transition (whether it creates or resizes an instance), for callers that need them too."""
+    options = variant.options
+    clip = load_rps > TOLERANCE
+    useful = [min(o.capacity_rps, load_rps) if clip else o.capacity_rps for o in options]
+    current = variant.current
+    trans = [o.transition_from(current) for o in options] if current is not None else [True] * len(options)
+    cpu = [o.cpu_cores * o.replicas for o in options]  # ResourceOption.cost_cpu, without a property call each
     gpu = [(o.gpus * o.replicas, o.accelerator) if o.gpus else (0, "") for o in options]  # (devices, their type)
     reps = [o.replicas for o in options]
     order = sorted(range(len(options)), key=lambda i: (cpu[i], gpu[i], -useful[i], trans[i], reps[i], i))
@@ -71,24 +80,30 @@ def prune(variant: VariantOptions, load_rps: float) -> tuple[ResourceOption, ...
         for i in order:
             if (useful[i] > TOLERANCE or variant.required) and not any(_dominates(j, i, cpu, gpu, useful, trans, reps) for j in kept):
                 kept.append(i)
-        return tuple(options[i] for i in sorted(kept))
+        return kept, cpu, trans
     # one GPU cost (the usual case): options come by CPU cost, so every option kept before this one's
     # cost group costs strictly less and only capacity and transition decide; within the group
     # (equal cost), replicas too. Linear instead of quadratic: 1,500 options per variant at 300 replicas
     most_plain = most_any = float("-inf")  # the most useful capacity kept, strictly cheaper, without / with a transition
     group: list[int] = []
+    required = variant.required
     for i in order:
-        if useful[i] <= TOLERANCE and not variant.required:
+        u = useful[i]
+        if u <= TOLERANCE and not required:
             continue
         if group and cpu[i] > cpu[group[0]] + 1e-12:
-            most_any = max([most_any] + [useful[j] for j in group])
-            most_plain = max([most_plain] + [useful[j] for j in group if not trans[j]])
+            for j in group:  # a loop, not lists passed to max(): it runs for every option of every solve
+                most_any = max(most_any, useful[j])
+                if not trans[j]:
+                    most_plain = max(most_plain, useful[j])
             group = []
-        if (most_any if trans[i] else most_plain) >= useful[i] - 1e-12 or any(_dominates(j, i, cpu, gpu, useful, trans, reps) for j in group):
+        if (most_any if trans[i] else most_plain) >= u - 1e-12:
+            continue
+        if group and any(_dominates(j, i, cpu, gpu, useful, trans, reps) for j in group):
             continue
         kept.append(i)
         group.append(i)
-    return tuple(options[i] for i in sorted(kept))
+    return kept, cpu, trans
 
 
 def _dominates(j: int, i: int, cpu: list[float], gpu: list[tuple[int, str]], useful: list[float], trans: list[bool], reps: list[int]) -> bool:
