@@ -67,7 +67,7 @@ def make_policy(name: str, spec: InferenceServiceSpec, profile: Profile, **optio
         if name == "replay":
             if not options.get("schedule"):
                 raise _bad(name, "replay needs the plans it replays (schedule)", "use it through benchmarks/fidelity.py")
-            return ReplayPolicy(options["schedule"], interval_s=float(options.get("interval_s", spec.adaptation.interval_s)))
+            return ReplayPolicy(**{"interval_s": spec.adaptation.interval_s, **options})
         if name in ("infadapter-paper", "msplus"):
             return PaperPolicy(spec, profile, single_variant=name == "msplus", **options)
         kind, _, rest = name.partition(":")

@@ -39,7 +39,7 @@ def cost_unit_millicores(problem: Problem) -> int:
     options = [o for service in problem.services for variant in service.variants for o in variant.options]
     if any(o.gpus for o in options):
         raise NotApplicable("GPU options")
-    costs = {o.cpu_cores * o.replicas for o in options}  # each option's cost_cpu
+    costs = {o.cost_cpu for o in options}
     unit = 0
     for cost in costs:
         milli = cost * 1000.0

@@ -71,7 +71,7 @@ def undominated(variant: VariantOptions, load_rps: float) -> tuple[list[int], li
     useful = [min(o.capacity_rps, load_rps) if clip else o.capacity_rps for o in options]
     current = variant.current
     trans = [o.transition_from(current) for o in options] if current is not None else [True] * len(options)
-    cpu = [o.cpu_cores * o.replicas for o in options]  # ResourceOption.cost_cpu, without a property call each
+    cpu = [o.cost_cpu for o in options]
     gpu = [(o.gpus * o.replicas, o.accelerator) if o.gpus else (0, "") for o in options]  # (devices, their type)
     reps = [o.replicas for o in options]
     order = sorted(range(len(options)), key=lambda i: (cpu[i], gpu[i], -useful[i], trans[i], reps[i], i))

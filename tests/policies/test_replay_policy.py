@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from infadapter.errors import InvalidInput
-from infadapter.planning import static_plan
+from infadapter.planning import Plan, static_plan
 from infadapter.policies import make_policy
 from infadapter.policies.base import Observation
 from infadapter.policies.replay import ReplayPolicy, ReplayState
+from infadapter.profiles import Profile
 from infadapter.sim.run import simulate
+from infadapter.spec import InferenceServiceSpec
 from tests.policies.fixtures import paper_profile, paper_spec
 
 
@@ -18,7 +20,7 @@ def _obs(now_s: float) -> Observation:
     return Observation(now_s, np.full(max(1, int(now_s)), 20.0), None)
 
 
-def _plans():  # type: ignore[no-untyped-def]
+def _plans() -> tuple[InferenceServiceSpec, Profile, Plan, Plan]:
     spec, profile = paper_spec(), paper_profile()
     return spec, profile, static_plan(spec, profile, {"resnet18": 4.0}), static_plan(spec, profile, {"resnet50": 8.0})
 
@@ -28,8 +30,8 @@ def test_each_plan_comes_due_at_its_second_and_only_once() -> None:
     policy = ReplayPolicy([(3.0, first, "recreate"), (7.5, second, "in_place")], interval_s=5.0)
     state = policy.initial_state()
     assert not policy.between_ticks(_obs(2.0), state)
-    assert policy.decide(_obs(2.0), state) == (policy.decide(_obs(2.0), state)[0], state)  # nothing due: state kept
-    assert policy.decide(_obs(2.0), state)[0].plan is None
+    nothing, same = policy.decide(_obs(2.0), state)
+    assert nothing.plan is None and same == state  # nothing due: state kept
     assert policy.between_ticks(_obs(3.0), state)
     decision, state = policy.decide(_obs(3.0), state)
     assert decision.plan is first and decision.resize == "recreate" and state == ReplayState(1)
@@ -54,6 +56,10 @@ def test_a_schedule_out_of_order_or_missing_is_refused() -> None:
     with pytest.raises(InvalidInput) as caught:
         make_policy("replay", spec, profile)
     assert caught.value.errors[0].path == "policy" and "schedule" in caught.value.errors[0].message
+    with pytest.raises(InvalidInput) as caught:
+        make_policy("replay", spec, profile, schedule=[(1.0, first, "recreate")], intervals=5)
+    assert caught.value.errors[0].path == "policy" and "bad option" in caught.value.errors[0].message
+    assert make_policy("replay", spec, profile, schedule=[(1.0, first, "recreate")]).interval_s == spec.adaptation.interval_s
 
 
 def test_the_simulator_runs_the_replayed_plans_at_their_seconds() -> None:
