@@ -55,6 +55,9 @@ class Stage:
     capacities: FloatArray
     weights: FloatArray  # the transition the option causes (0 when it changes nothing)
     replicas: IntArray
+    #: (costs, capacities, weights, replicas, instances added) of every choice the DP grows a label by:
+    #: the options, led (unless the variant is required) by leaving the variant out
+    choices: tuple[IntArray, FloatArray, FloatArray, IntArray, IntArray]
 
 
 def stages(service: ServiceProblem, unit_milli: int) -> list[Stage]:
@@ -66,11 +69,17 @@ def stages(service: ServiceProblem, unit_milli: int) -> list[Stage]:
         kept, cpu, trans = undominated(variant, service.load_rps)
         kept.sort(key=lambda i: (cpu[i], i))  # by cost, ties in the given order
         options = tuple(variant.options[i] for i in kept)
-        costs = np.array([round(cpu[i] * 1000.0) // unit_milli for i in kept], dtype=np.int64)
-        capacities = np.array([o.capacity_rps for o in options], dtype=np.float64)
-        weights = np.array([weight if trans[i] else 0.0 for i in kept], dtype=np.float64)
-        replicas = np.array([o.replicas for o in options], dtype=np.int64)
-        out.append(Stage(variant.name, variant.accuracy, variant.required, options, costs, capacities, weights, replicas))
+        lead = [] if variant.required else [0]  # the choice "left out", first (see Stage.choices)
+        choices = (
+            np.array(lead + [round(cpu[i] * 1000.0) // unit_milli for i in kept], dtype=np.int64),
+            np.array(lead + [o.capacity_rps for o in options], dtype=np.float64),
+            np.array(lead + [weight if trans[i] else 0.0 for i in kept], dtype=np.float64),
+            np.array(lead + [o.replicas for o in options], dtype=np.int64),
+            np.array(lead + [1] * len(kept), dtype=np.int64),
+        )
+        skip = len(lead)  # the options' own arrays are views past it: built once, from lists, not joined after
+        costs, capacities, weights, replicas = (column[skip:] for column in choices[:4])
+        out.append(Stage(variant.name, variant.accuracy, variant.required, options, costs, capacities, weights, replicas, choices))  # type: ignore[arg-type]
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -113,15 +114,17 @@ class Label:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Labels:
-    """Labels as parallel arrays; ``parent``/``option`` say how each grew (option -1: variant skipped)."""
+class _Labels(NamedTuple):
+    """Labels as parallel arrays; ``parent``/``option`` say how each grew (option -1: variant skipped).
+
+    A named tuple, not a dataclass: several are built per variant of every solve, and a frozen
+    dataclass's constructor costs a few microseconds more each."""
 
     cost: IntArray
     served: FloatArray
     mass: FloatArray
     transition: FloatArray
-    count: IntArray
+    picked: IntArray  # variants the label serves with (its Label.count)
     replicas: IntArray
     parent: IntArray
     option: IntArray
@@ -132,7 +135,7 @@ class _Labels:
             self.served[index],
             self.mass[index],
             self.transition[index],
-            self.count[index],
+            self.picked[index],
             self.replicas[index],
             self.parent[index],
             self.option[index],
@@ -156,55 +159,45 @@ def _grow(labels: _Labels, stage: Stage, load: float, budget_units: int) -> Iter
     In chunks of labels, so that the caller can bound each before the next is built.
     """
     n = labels.cost.shape[0]
-    skipped = (
-        None
-        if stage.required
-        else _Labels(
-            labels.cost,
-            labels.served,
-            labels.mass,
-            labels.transition,
-            labels.count,
-            labels.replicas,
-            np.arange(n, dtype=np.int64),
-            np.full(n, -1, dtype=np.int64),
-        )
-    )
-    step = max(1, _GROW_CELLS // max(1, stage.costs.shape[0]))
+    step = max(1, _GROW_CELLS // (stage.costs.shape[0] + 1))
     if n <= step:  # the usual case: one part
-        grown = _extend(labels, 0, stage, load, budget_units)
-        yield grown if skipped is None else _concat((skipped, grown))
+        yield _extend(labels, 0, stage, load, budget_units)
         return
-    if skipped is not None:
-        yield skipped
     for first in range(0, n, step):
         yield _extend(labels.take(slice(first, first + step)), first, stage, load, budget_units)
 
 
 def _extend(part: _Labels, first: int, stage: Stage, load: float, budget_units: int) -> _Labels:
-    """``part`` (labels ``first``, ``first + 1``, …) extended by every option of ``stage`` that fits."""
+    """``part`` (labels ``first``, ``first + 1``, …) extended by every option of ``stage`` that fits.
+
+    Unless the variant is required, leaving it out is one more choice: column 0 of the grow arrays
+    (no cost, no capacity, no instance; option -1). One grid for both, not two parts joined after.
+    """
+    skip = 0 if stage.required else 1
+    costs, capacities, weights, replicas, added = stage.choices
     room = load - part.served
-    extendable = np.ones(room.shape[0], dtype=bool) if stage.required else ~((room <= TOLERANCE) & (part.count > 0))  # full: more is only cost
+    total = part.cost[:, None] + costs[None, :]
+    fits = total <= budget_units
+    if skip:
+        full = (room <= TOLERANCE) & (part.picked > 0)  # full: more is only cost
+        fits[:, 1:] &= ~full[:, None]
     room = np.maximum(room, 0.0)
-    total = part.cost[:, None] + stage.costs[None, :]
-    rows, cols = np.nonzero((total <= budget_units) & extendable[:, None])
-    q = np.minimum(stage.capacities[cols], room[rows])
+    rows, cols = np.nonzero(fits)
+    q = np.minimum(capacities[cols], room[rows])
     return _Labels(
         total[rows, cols],
         part.served[rows] + q,
         part.mass[rows] + stage.accuracy * q,
-        np.maximum(part.transition[rows], stage.weights[cols]),
-        part.count[rows] + 1,
-        part.replicas[rows] + stage.replicas[cols],
+        np.maximum(part.transition[rows], weights[cols]),
+        part.picked[rows] + added[cols],
+        part.replicas[rows] + replicas[cols],
         rows + first,
-        cols,
+        cols - skip,
     )
 
 
 def _concat(parts: Sequence[_Labels]) -> _Labels:
-    if len(parts) == 1:
-        return parts[0]
-    return _Labels(*(np.concatenate([getattr(x, f) for x in parts]) for f in _Labels.__slots__))
+    return _Labels(*(np.concatenate([getattr(x, f) for x in parts]) for f in _Labels._fields))
 
 
 def _bound(labels: _Labels, values: FloatArray, service: ServiceProblem, rate: float, caps: FloatArray, incumbents: Incumbents) -> _Labels:
@@ -223,29 +216,30 @@ def _dominance_filter(labels: _Labels, a_next: float, per_mass: float, pricing: 
     (``per_mass = w/L``, the value of one unit of accuracy mass): a label with more replicas than an
     otherwise equal one is then dominated by it, so ties reach the end with their fewest replicas.
     """
-    order = np.lexsort((labels.count, labels.replicas, labels.transition, -labels.mass, -labels.served, labels.cost))
+    order = np.lexsort((labels.picked, labels.replicas, labels.transition, -labels.mass, -labels.served, labels.cost))
     served_l = labels.served[order].tolist()
     adjusted_l = (per_mass * (labels.mass - a_next * labels.served) - pricing.replica * labels.replicas)[order].tolist()
     slack = pricing.noise
     transition_l = labels.transition[order].tolist()
-    count_l = labels.count[order].tolist()
-    fronts: dict[float, tuple[list[float], list[float]]] = {}  # T -> S ascending, A' strictly descending
+    count_l = labels.picked[order].tolist()
+    fronts: list[tuple[float, list[float], list[float]]] = []  # by T ascending: (T, S ascending, A' strictly descending)
     kept: list[int] = []
     for j, served in enumerate(served_l):
         transition, adjusted = transition_l[j], adjusted_l[j]
         dominated = False
-        for level, (xs, ys) in fronts.items():
-            if level <= transition + _EPS:
-                i = bisect_left(xs, served - _EPS)
-                if i < len(xs) and ys[i] >= adjusted - slack:  # ys[i] is the best A' among S ≥ this S
-                    dominated = True
-                    break
+        for level, xs, ys in fronts:
+            if level > transition + _EPS:
+                break
+            i = bisect_left(xs, served - _EPS)
+            if i < len(xs) and ys[i] >= adjusted - slack:  # ys[i] is the best A' among S ≥ this S
+                dominated = True
+                break
         if dominated:
             continue
         kept.append(j)
         if count_l[j] == 0:
             continue  # "something serves": the empty plan never stands in for a real one
-        xs, ys = fronts.setdefault(transition, ([], []))
+        xs, ys = _front(fronts, transition)
         i = bisect_left(xs, served)
         start = i
         while start > 0 and ys[start - 1] <= adjusted:  # points with less S and no more A' are now dominated
@@ -257,6 +251,16 @@ def _dominance_filter(labels: _Labels, a_next: float, per_mass: float, pricing: 
         ys[start:end] = [adjusted]
     result: IntArray = order[np.array(kept, dtype=np.int64)]
     return result
+
+
+def _front(fronts: list[tuple[float, list[float], list[float]]], level: float) -> tuple[list[float], list[float]]:
+    """The staircase of labels of transition ``level`` (created, in order, if none yet)."""
+    for known, xs, ys in fronts:
+        if known == level:
+            return xs, ys
+    fronts.append((level, [], []))
+    fronts.sort(key=lambda front: front[0])
+    return next((xs, ys) for known, xs, ys in fronts if known == level)
 
 
 def _link(labels: _Labels, stage: Stage, picks: Sequence[Picks]) -> list[Picks]:
@@ -297,12 +301,12 @@ def frontier(service: ServiceProblem, budget_units: int, unit_milli: int, pricin
             if bounding:
                 values = _values(part, service, pricing)
                 if k >= last_required:  # every label now holds every required variant: each is a plan
-                    plans = part.count > 0
+                    plans = part.picked > 0
                     incumbents.add(part.cost[plans], grid(part.served[plans]), values[plans])
                 parts.append(_bound(part, values, service, rate[k], caps[k], incumbents))
             else:
                 parts.append(part)
-        grown = _concat(parts)
+        grown = parts[0] if len(parts) == 1 else _concat(parts)
         work.spend(_FILTER_COST * grown.cost.shape[0])
         # one label dominates none (often so at the paper's size): no scan, no copy
         labels = grown if grown.cost.shape[0] <= 1 else grown.take(_dominance_filter(grown, a_next, per_mass, pricing))
@@ -314,7 +318,7 @@ def _best_per_cost(service: ServiceProblem, labels: _Labels, picks: Sequence[Pic
     """The best label of every cost: the most served (on the grid), then the best rank value (the
     first of those within :attr:`Pricing.noise`: at one cost, fewer replicas rank higher)."""
     best: dict[int, tuple[int, float, Label]] = {}
-    columns = (labels.cost, labels.served, labels.mass, labels.transition, labels.count, labels.replicas)
+    columns = (labels.cost, labels.served, labels.mass, labels.transition, labels.picked, labels.replicas)
     for (cost, served, mass, transition, count, replicas), chain in zip(zip(*(c.tolist() for c in columns), strict=True), picks, strict=True):
         if count == 0:
             continue

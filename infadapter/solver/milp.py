@@ -22,6 +22,7 @@ CBC runs with ``msg=False``, and HiGHS is built with its logging off before its 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -67,26 +68,33 @@ def undominated(variant: VariantOptions, load_rps: float) -> tuple[list[int], li
     """:func:`prune`'s work: the indices of the options it keeps (in no set order), and every option's CPU
     cost and transition (whether it creates or resizes an instance), for callers that need them too."""
     options = variant.options
-    clip = load_rps > TOLERANCE
-    useful = [min(o.capacity_rps, load_rps) if clip else o.capacity_rps for o in options]
+    useful = [min(o.capacity_rps, load_rps) for o in options] if load_rps > TOLERANCE else [o.capacity_rps for o in options]
     current = variant.current
     trans = [o.transition_from(current) for o in options] if current is not None else [True] * len(options)
     cpu = [o.cost_cpu for o in options]
-    gpu = [(o.gpus * o.replicas, o.accelerator) if o.gpus else (0, "") for o in options]  # (devices, their type)
     reps = [o.replicas for o in options]
-    order = sorted(range(len(options)), key=lambda i: (cpu[i], gpu[i], -useful[i], trans[i], reps[i], i))
+    gpu = [(o.gpus * o.replicas, o.accelerator) if o.gpus else (0, "") for o in options]  # (devices, their type)
+    order = sorted(range(len(options)), key=cpu.__getitem__)  # a C key: the common case has no equal costs
+    if any(cpu[i] == cpu[j] for i, j in itertools.pairwise(order)):  # ties: the whole order of the docstring
+        order.sort(key=lambda i: (cpu[i], gpu[i], -useful[i], trans[i], reps[i], i))
+    if len(set(gpu)) == 1:
+        return _linear_prune(order, variant.required, cpu, gpu, useful, trans, reps), cpu, trans
     kept: list[int] = []
-    if len(set(gpu)) > 1:
-        for i in order:
-            if (useful[i] > TOLERANCE or variant.required) and not any(_dominates(j, i, cpu, gpu, useful, trans, reps) for j in kept):
-                kept.append(i)
-        return kept, cpu, trans
-    # one GPU cost (the usual case): options come by CPU cost, so every option kept before this one's
-    # cost group costs strictly less and only capacity and transition decide; within the group
-    # (equal cost), replicas too. Linear instead of quadratic: 1,500 options per variant at 300 replicas
+    for i in order:
+        if (useful[i] > TOLERANCE or variant.required) and not any(_dominates(j, i, cpu, gpu, useful, trans, reps) for j in kept):
+            kept.append(i)
+    return kept, cpu, trans
+
+
+def _linear_prune(
+    order: list[int], required: bool, cpu: list[float], gpu: list[tuple[int, str]], useful: list[float], trans: list[bool], reps: list[int]
+) -> list[int]:
+    """One GPU cost (the usual case): options come by CPU cost, so every option kept before this one's
+    cost group costs strictly less and only capacity and transition decide; within the group (equal
+    cost), replicas too. Linear instead of quadratic: 1,500 options per variant at 300 replicas."""
     most_plain = most_any = float("-inf")  # the most useful capacity kept, strictly cheaper, without / with a transition
     group: list[int] = []
-    required = variant.required
+    kept: list[int] = []
     for i in order:
         u = useful[i]
         if u <= TOLERANCE and not required:
@@ -103,7 +111,7 @@ def undominated(variant: VariantOptions, load_rps: float) -> tuple[list[int], li
             continue
         kept.append(i)
         group.append(i)
-    return kept, cpu, trans
+    return kept
 
 
 def _dominates(j: int, i: int, cpu: list[float], gpu: list[tuple[int, str]], useful: list[float], trans: list[bool], reps: list[int]) -> bool:
