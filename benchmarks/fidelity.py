@@ -15,7 +15,10 @@ way (no history before it). Each of ``--runs`` runs:
 The simulator is calibrated from measurements, not assumptions: the profile is measured on this machine at
 every size of the spec's grid (``--sizes grid``: no interpolated capacity), and the CPU that the load
 generator, the controller, Envoy and Prometheus take beside the servers is measured once a second during the
-embedded runs and fitted as ``base + per_rps x load`` (:class:`~infadapter.sim.machine.Machine`), then every
+embedded runs and fitted as ``base + per_rps x load`` (:class:`~infadapter.sim.machine.Machine`), the host's
+own speed swings may be measured before the runs too (``--host-seconds``, :mod:`hostspeed`: a quarter second
+at a time, replayed to each simulated run from its own seed; ``simulated_steady_host`` is then the simulation
+without them; off by default: on two batches they moved the simulation away from the measurement), then every
 run is simulated on that machine, with servers that drop nothing (Triton as the runtime configures it has no
 queue limit: a late request is late, not dropped, and counts in the p99). Each run also reports the servers' measured cold starts (``ready`` events,
 to compare with the spec's load time + the mode's start-up) and the client's latency percentiles. Prints
@@ -33,6 +36,10 @@ with its ``errors_as_...``); ``spread``: each measure's min and max over the run
 within ±0.5 points, cores within 10 %, p99 within 25 %.
 
     .venv/bin/python benchmarks/fidelity.py [--runs 3] [--duration 180] [-f examples/demo.yaml] [--profile P]
+        [--host-seconds S] [--save-runs FILE | --from-runs FILE]
+
+``--save-runs`` keeps what the simulator needs of the measured runs (:mod:`fidelity_runs`); ``--from-runs``
+simulates those again instead of measuring, so a change to the simulator is judged on the same runs.
 """
 
 from __future__ import annotations
@@ -40,16 +47,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import itertools
 import json
 import logging
 import math
-import os
-import re
 import signal
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -60,16 +63,17 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import hostspeed  # noqa: E402  # beside this file
+from fidelity_measure import Decided, OthersCpu, RouterView, client_lag, cold_starts, fit_machine, late_by_bin, latency_quantiles  # noqa: E402
+from fidelity_runs import load_runs, save_runs  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from infadapter.cache import cache_root  # noqa: E402
 from infadapter.cli.run import PEAK_SHARE, cached_profile, max_capacity_rps, pick_trace, profile_cpus, profile_key  # noqa: E402
-from infadapter.control import MODE_LATENCIES, ControlState, Step  # noqa: E402
+from infadapter.control import MODE_LATENCIES  # noqa: E402
 from infadapter.embedded import EmbeddedRun  # noqa: E402
-from infadapter.errors import MetricsUnavailable  # noqa: E402
-from infadapter.metrics import Observer  # noqa: E402
+from infadapter.errors import InvalidInput  # noqa: E402
 from infadapter.planning import Plan, cpu_grid  # noqa: E402
-from infadapter.policies import Resize  # noqa: E402
 from infadapter.profiles import Profile, load_profile, save_profile  # noqa: E402
 from infadapter.serving.profiler import Profiler, largest_planned_cores, spec_models  # noqa: E402
 from infadapter.sim.machine import Machine  # noqa: E402
@@ -77,7 +81,6 @@ from infadapter.sim.run import BIN_S, simulate  # noqa: E402
 from infadapter.spec import InferenceServiceSpec, load_resource  # noqa: E402
 
 MEASURES = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "reconfigurations")
-READY = re.compile(r"^(?P<variant>[^#]+)#\S+ after (?P<s>[0-9.]+) s$")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -86,160 +89,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _measures(summary: dict[str, Any]) -> dict[str, float]:
     return {k: (math.nan if summary.get(k) is None else float(summary[k])) for k in MEASURES}
-
-
-def _cold_starts(run: EmbeddedRun) -> dict[str, list[float]]:
-    """Seconds from a server's launch to its first ready answer, per variant (the runtime's ``ready`` events)."""
-    out: dict[str, list[float]] = {}
-    for event in run.events:
-        match = READY.match(event.detail) if event.kind == "ready" else None
-        if match:
-            out.setdefault(match["variant"], []).append(round(float(match["s"]), 2))
-    return out
-
-
-class OthersCpu:
-    """Once a second during a run, the CPU every process but the servers took: this one (the load generator,
-    the controller, the observer), Envoy and Prometheus — what :class:`~infadapter.sim.machine.Machine` models."""
-
-    def __init__(self, run: EmbeddedRun) -> None:
-        self.run = run
-        self.samples: list[tuple[float, float]] = []  # (Unix time, CPU-seconds so far)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="fidelity-cpu", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(1.0):
-            rt = self.run.runtime
-            if rt is None or self.run.load_started_wall_s is None:
-                continue
-            pids = [rt.envoy.pid, rt.prometheus.process.pid if rt.prometheus and rt.prometheus.process else None]
-            self.samples.append((time.time(), time.process_time() + sum(_process_cpu_s(p) for p in pids if p)))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def per_second(self, rates: npt.NDArray[np.float64]) -> tuple[list[float], list[float]]:
-        """(load, cores taken) for every second of the load the samples cover."""
-        start = self.run.load_started_wall_s or 0.0
-        loads, cores = [], []
-        for (t0, c0), (t1, c1) in itertools.pairwise(self.samples):
-            second = int((t0 + t1) / 2 - start)
-            if 0 <= second < rates.size and t1 > t0:
-                loads.append(float(rates[second]))
-                cores.append((c1 - c0) / (t1 - t0))
-        return loads, cores
-
-
-class Decided:
-    """The plans a measured run's controller decided, as ``replay``'s schedule: (seconds since the load began,
-    plan, resize), one entry each time its target changed after the load began."""
-
-    def __init__(self, run: EmbeddedRun) -> None:
-        self.run = run
-        self.raw: list[tuple[float, Plan, Resize]] = []  # on the run's clock
-        step = run.controller.step
-
-        def recorded(state: ControlState, now_s: float, history: Any, actuator: Any) -> tuple[Step, ControlState]:
-            out = step(state, now_s, history, actuator)
-            target = out[1].target
-            if target is not None and (not self.raw or self.raw[-1][1] is not target):
-                self.raw.append((now_s, target, "in_place" if out[1].in_place else "recreate"))
-            return out
-
-        run.controller.step = recorded  # type: ignore[method-assign]
-
-    def schedule(self) -> list[tuple[float, Plan, Resize]]:
-        offset = self.run.load_offset_s
-        return [(t - offset, plan, resize) for t, plan, resize in self.raw if t > offset]
-
-
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def fit_machine(loads: list[float], cores: list[float]) -> Machine:
-    """``cores taken = base + per_rps x load`` by least squares over the runs' seconds (both kept >= 0)."""
-    x, y = np.asarray(loads), np.asarray(cores)
-    if x.size < 2 or np.ptp(x) == 0:
-        return Machine(float(len(os.sched_getaffinity(0))), float(y.mean()) if y.size else 0.0, 0.0)
-    per_rps, base = np.polyfit(x, y, 1)
-    if base < 0:
-        base, per_rps = 0.0, float(np.dot(x, y) / np.dot(x, x))
-    return Machine(float(len(os.sched_getaffinity(0))), round(max(0.0, float(base)), 4), round(max(0.0, float(per_rps)), 6))
-
-
-def _latency_quantiles(run: EmbeddedRun) -> dict[str, float]:
-    ok = np.array([r.latency_ms for r in run.requests if r.ok])
-    if ok.size == 0:
-        return {}
-    return {f"p{q}_ms": round(float(np.percentile(ok, q)), 1) for q in (50, 90, 99)}
-
-
-def _late_by_bin(run: EmbeddedRun, slo_ms: float, duration_s: int) -> list[float]:
-    """The share of requests late or failed, per ``BIN_S`` seconds of the load (where the two sides differ)."""
-    sent = np.array([r.send_s for r in run.requests])
-    late = np.array([not r.ok or r.latency_ms > slo_ms for r in run.requests])
-    bins = np.minimum(sent.astype(np.int64), duration_s - 1) // BIN_S
-    count = np.bincount(bins, minlength=-(-duration_s // BIN_S))
-    over = np.bincount(bins, weights=late.astype(np.float64), minlength=count.size)
-    return [round(float(o / c), 3) if c else 0.0 for o, c in zip(over, count, strict=True)]
-
-
-def _client_lag(run: EmbeddedRun, slo_ms: float) -> dict[str, float]:
-    """How late the load generator itself began its requests, and the late share without that delay."""
-    lag = np.array([r.send_lag_ms for r in run.requests])
-    if lag.size == 0:
-        return {}
-    late = np.array([not r.ok or r.latency_ms - r.send_lag_ms > slo_ms for r in run.requests])
-    return {
-        "send_lag_p50_ms": round(float(np.percentile(lag, 50)), 1),
-        "send_lag_p99_ms": round(float(np.percentile(lag, 99)), 1),
-        "send_lag_max_ms": round(float(lag.max()), 1),
-        "late_without_send_lag": round(float(late.mean()), 5),
-    }
-
-
-class RouterView:
-    """What Envoy saw of the same run, read from Prometheus before the runtime stops: the share of requests
-    over the SLO at the router (downstream, by completion time), over the run and per ``BIN_S`` seconds —
-    the client's figures less the client's own delays."""
-
-    def __init__(self, slo_ms: float, duration_s: int) -> None:
-        self.slo_ms, self.duration_s = slo_ms, duration_s
-        self.figures: dict[str, Any] = {}
-        self.observed: npt.NDArray[np.float64] | None = None
-
-    def __call__(self, run: EmbeddedRun, runtime: Any) -> None:
-        start = run.load_started_wall_s
-        if start is None:
-            return
-        observer = Observer(runtime.prometheus_url, timeout_s=5.0, retries=1)
-        time.sleep(2.0)  # the last answers' scrape
-        try:
-            self._read(observer, run, start)
-        except MetricsUnavailable as exc:
-            self.figures = {"error": str(exc)}
-        finally:
-            observer.close()
-
-    def _read(self, observer: Observer, run: EmbeddedRun, start: float) -> None:
-        ns, name, now = run.namespace, run.name, time.time()
-        whole = observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=now - start + 1.0, at_s=now)
-        bins = []
-        for k in range(-(-self.duration_s // BIN_S)):
-            end = start + (k + 1) * BIN_S
-            bins.append(round(observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=BIN_S, at_s=end), 3) if end <= now else math.nan)
-        self.figures = {"router_violation_ratio": round(whole, 5), "router_late_by_10s": bins}
-        # what the controller's observer read for second k of the load: the rate at its end
-        self.observed = observer.arrival_history_rps(ns, name, start + 1.0, start + self.duration_s)
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -261,13 +110,15 @@ def _errors(sim: dict[str, float], real: dict[str, float]) -> dict[str, float]:
     }
 
 
-def _measured_profile(spec: Any, models: dict[str, Path], console: Console, sizes: tuple[float, ...] | None, seconds: float) -> Profile:
-    """The profile at ``sizes`` with ``seconds`` per load step (cached beside run's, keyed by both)."""
+def _measured_profile(spec: Any, models: dict[str, Path], console: Console, sizes: tuple[float, ...] | None, seconds: float, reuse: bool) -> Profile:
+    """The profile at ``sizes`` with ``seconds`` per load step, measured now (cached beside run's, keyed by both;
+    ``reuse``: the cached one if there is one). Measured now by default: on this host a variant's capacity moved
+    by 25-60 % between two profiles taken hours apart, and the simulated p99 moves 3 % per 1 % of it."""
     if seconds <= 2.0:
         return cached_profile(spec, models, console, sizes)
     cpus = sizes or profile_cpus(spec)
     path = cache_root() / "profiles" / f"{spec.model_name}-{profile_key(spec, models, cpus)}-{seconds:g}s.yaml"
-    if path.is_file():
+    if reuse and path.is_file():
         return load_profile(path)
     console.print(f"profile: measuring {len(models)} variants x {len(cpus)} sizes, {seconds:g} s per step (cached in {path})", highlight=False)
     profiler = Profiler(spec.slo.latency_ms, spec.slo.percentile, duration_s=seconds, max_steps=5, tolerance=0.1)
@@ -304,7 +155,12 @@ class Scenario:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-f", "--file", type=Path, default=ROOT / "examples" / "demo.yaml")
-    parser.add_argument("--profile", type=Path, default=None, help="profile file (default: measured here at --sizes, cached)")
+    parser.add_argument("--profile", type=Path, default=None, help="profile file (default: measured here at --sizes, just before the runs)")
+    parser.add_argument(
+        "--reuse-profile",
+        action="store_true",
+        help="use the profile an earlier run measured and cached (this host's drifts by tens of percent in hours)",
+    )
     parser.add_argument("--sizes", choices=("grid", "ends"), default="grid", help="measure every size of the spec's grid, or its ends as run does")
     parser.add_argument(
         "--profile-seconds", type=float, default=6.0, help="seconds per load step when profiling (run's profile: 2, too short for a queue to build)"
@@ -312,19 +168,37 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=180, help="seconds of trace per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--policy", default="ours")
+    parser.add_argument(
+        "--host-seconds",
+        type=float,
+        default=0.0,
+        help="seconds to measure the host's speed swings before the runs and simulate with them (default 0: a steady host, which two batches found closer)",
+    )
+    parser.add_argument("--save-runs", type=Path, default=None, help="also write the measured runs, as the simulator replays them, to this file")
+    parser.add_argument("--from-runs", type=Path, default=None, help="simulate the runs a --save-runs file holds instead of measuring new ones")
     args = parser.parse_args()
+    if args.from_runs is not None and not args.from_runs.is_file():
+        parser.error(f"--from-runs: {args.from_runs} is not a file")
     if not 1 <= args.runs <= 20 or not 10 <= args.duration <= 3600:
         parser.error("--runs must be 1..20 and --duration 10..3600")
+    if args.host_seconds != 0 and not 1 <= args.host_seconds <= 600:
+        parser.error("--host-seconds must be 0 (a steady host) or 1..600")
     return args
 
 
-def _scenario(args: argparse.Namespace, console: Console) -> Scenario:
+def _scenario(args: argparse.Namespace, console: Console, given: Profile | None = None) -> Scenario:
+    """The spec, its models, the profile (``given``, ``--profile``, or measured) and the trace scaled to it."""
     resource = load_resource(args.file)
     spec = resource.spec
     models = spec_models(spec)
     # every planned size measured: the simulator then believes no interpolated capacity the servers do not have
     sizes = tuple(sorted({c for v in spec.variants for c in cpu_grid(spec, v.name)})) if args.sizes == "grid" else None
-    profile = load_profile(args.profile) if args.profile is not None else _measured_profile(spec, models, console, sizes, args.profile_seconds)
+    if given is not None:
+        profile = given
+    elif args.profile is not None:
+        profile = load_profile(args.profile)
+    else:
+        profile = _measured_profile(spec, models, console, sizes, args.profile_seconds, args.reuse_profile)
     raw, described = pick_trace(None, None, args.duration)
     factor = PEAK_SHARE * max_capacity_rps(spec, profile) / float(np.nanmax(raw))
     return Scenario(resource.metadata.name, spec, models, profile, np.nan_to_num(raw * factor, nan=0.0), described, factor)
@@ -355,13 +229,13 @@ def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> 
                 "measured": _measures(summary),
                 "measured_requests": summary.get("requests"),
                 "measured_errors": summary.get("errors"),
-                "measured_latency": _latency_quantiles(run),
-                "measured_late_by_10s": _late_by_bin(run, sc.spec.slo.latency_ms, sc.rates.size),
-                "measured_client": _client_lag(run, sc.spec.slo.latency_ms),
+                "measured_latency": latency_quantiles(run),
+                "measured_late_by_10s": late_by_bin(run, sc.spec.slo.latency_ms, sc.rates.size),
+                "measured_client": client_lag(run, sc.spec.slo.latency_ms),
                 "measured_router": router.figures,
                 "observed_rps": router.observed,
                 "sent_s": [r.send_s for r in run.requests],
-                "cold_starts_s": _cold_starts(run),
+                "cold_starts_s": cold_starts(run),
                 "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
                 "start": next((s.plan for s in run.samples if s.plan is not None), None),
                 "decided": decided.schedule(),
@@ -386,6 +260,8 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         # the decisions' input replayed (what the measured run's observer read), and the measured run's own plans
         # replayed (``replay``: the servers and the actuation alone, no control loop to diverge)
         models: list[tuple[str, Profile, Any]] = [("simulated", sc.profile, None), ("simulated_one_figure", _one_figure(sc.profile), None)]
+        if machine.jitter:
+            models.append(("simulated_steady_host", sc.profile, None))
         if observed is not None:
             models.append(("simulated_as_observed", sc.profile, observed))
         decided = row.pop("decided")
@@ -398,18 +274,33 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
                 arrivals=sent,
                 start=begin,
                 latencies=latencies,
-                machine=machine,
+                machine=dataclasses.replace(machine, jitter=(), seed=0) if model == "simulated_steady_host" else _host(machine, k),
                 queue_factor=math.inf,
                 with_series=True,
                 observed_rps=seen,
                 options={"replay": {"schedule": decided}},
             )
             rows_of[model] = _measures(sim[policy].summary)
-            if model != "simulated_one_figure":
+            if model not in ("simulated_one_figure", "simulated_steady_host"):
                 late = np.nan_to_num(sim[policy].series["violation_ratio"][::BIN_S])
                 rows_of[f"{model}_late_by_10s"] = [round(float(v), 3) for v in late]
         runs.append({**row, **rows_of, "start_plan": start.describe() if start else None})
     return runs
+
+
+def _host(machine: Machine, run: int) -> Machine:
+    """The machine of run ``run``: its own stretch of the host's measured swings (a seed per run)."""
+    return dataclasses.replace(machine, seed=machine.seed + run)
+
+
+def _host_speeds(args: argparse.Namespace, console: Console) -> tuple[float, ...]:
+    """The host's relative speeds, measured before the runs (:mod:`hostspeed`; none with ``--host-seconds 0``)."""
+    if args.host_seconds == 0:
+        return ()
+    console.print(f"== the host's speed, {args.host_seconds:g} s", highlight=False)
+    speeds = tuple(hostspeed.relative_speeds(args.host_seconds))
+    console.print(f"   {hostspeed.summary(list(speeds))}", highlight=False)
+    return speeds
 
 
 def _observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDArray[np.float64], duration_s: int) -> dict[str, float]:
@@ -438,7 +329,7 @@ def _one_figure(profile: Profile) -> Profile:
 def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], machine: Machine) -> dict[str, Any]:
     simulated, measured = _mean([r["simulated"] for r in runs]), _mean([r["measured"] for r in runs])
     errors = _errors(simulated, measured)
-    profile = str(args.profile) if args.profile is not None else f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step"
+    profile = str(args.from_runs or args.profile or f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step")
     return {
         "scenario": {
             "spec": str(args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file),
@@ -450,13 +341,15 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
             "policy": args.policy,
             "profile": profile,
             "latencies": dataclasses.asdict(MODE_LATENCIES["embedded"]),
-            "machine": dataclasses.asdict(machine),
+            "machine": {"cores": machine.cores, "base_cpu": machine.base_cpu, "cpu_per_rps": machine.cpu_per_rps},
+            "host_speed": hostspeed.summary(list(machine.jitter)) if machine.jitter else "steady (--host-seconds 0)",
             "load_time_s": {v.name: v.load_time_s for v in sc.spec.variants},
         },
         "simulated": simulated,
         "measured": measured,
         "simulated_one_figure": _mean([r["simulated_one_figure"] for r in runs]),
         **_as_replayed(runs, measured),
+        **_steady_host(runs, measured),
         "spread": {"simulated": _spread([r["simulated"] for r in runs]), "measured": _spread([r["measured"] for r in runs])},
         "errors": errors,
         "targets": {
@@ -480,14 +373,35 @@ def _as_replayed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict
     return out
 
 
+def _steady_host(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
+    """The simulation on a host that runs at one speed (the model before the host's swings), where made."""
+    rows = [r["simulated_steady_host"] for r in runs if "simulated_steady_host" in r]
+    if not rows or len(rows) != len(runs):
+        return {}
+    mean = _mean(rows)
+    return {"simulated_steady_host": mean, "errors_steady_host": _errors(mean, measured)}
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     args = _arguments()
     logging.basicConfig(level=logging.WARNING)
     console = Console(stderr=True, width=200)
-    scenario = _scenario(args, console)
-    # the embedded runs first: the machine's other processes are measured over all of them, then simulated
-    rows, machine = _measured_runs(args, scenario, console)
+    if args.from_runs is not None:
+        try:
+            rows, machine, profile = load_runs(args.from_runs)
+        except (ValueError, KeyError, TypeError, InvalidInput) as exc:
+            console.print(f"error: --from-runs: {exc}")
+            raise SystemExit(2) from None
+        args.runs = len(rows)
+        scenario = _scenario(args, console, profile)
+    else:
+        scenario = _scenario(args, console)
+        speeds = _host_speeds(args, console)
+        rows, machine = _measured_runs(args, scenario, console)
+        machine = dataclasses.replace(machine, jitter=speeds)
+        if args.save_runs is not None:
+            save_runs(args.save_runs, rows, machine, scenario.profile)
     runs = _simulated_runs(args, scenario, rows, machine, console)
     print(json.dumps(_clean(_output(args, scenario, runs, machine)), allow_nan=False))
 

@@ -11,6 +11,15 @@ gives, per second, the share of its quota a server gets::
     speed(t)  = min(1, (cores - others(t)) / busy(t))
 
 A server at speed s serves at s times its capacity (its service time / s, the same workers and queue).
+
+The host itself may not run at one speed: a machine that shares its physical cores with others (a
+cloud VM) runs the same work 25 % faster or slower from one second to the next. ``Machine.jitter`` holds
+such swings as measured (``benchmarks/hostspeed.py``: relative speeds, one per 1 / :data:`SAMPLES_PER_S`
+s, mean 1, since the profile measured every capacity at the host's mean speed); :func:`speeds`
+multiplies every step by them, replayed in blocks of :data:`JITTER_BLOCK` consecutive windows from
+offsets drawn with ``Machine.seed``, so that a slow stretch lasts as long as it did when measured. Then
+a server loaded below its capacity still builds a queue in the host's slow stretches, as measured
+servers do.
 The routed load is only an estimate of what a server is busy with: a server with a backlog works at its
 whole quota whatever its load, and one that left the plan still drains its queue. :func:`serve_on` therefore
 serves the requests, measures from them what every server was busy with (:func:`busy_serving`: the requests
@@ -21,6 +30,7 @@ servers took during a run); without a :class:`Machine` the servers are alone on 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +47,9 @@ MIN_SPEED = 0.05
 SAMPLES_PER_S = 4
 #: serve, measure what the servers were busy with, serve again: this many passes in all
 PASSES = 3
+#: the host's measured speeds are replayed in runs of this many consecutive windows (10 s: measured here, a slow stretch lasts seconds)
+JITTER_BLOCK = 40
+JITTER_SEED = 20260512
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,23 @@ class Machine:
     cores: float
     base_cpu: float = 0.0
     cpu_per_rps: float = 0.0
+    #: the host's relative speeds, one per 1 / SAMPLES_PER_S s, in the order measured (empty: a steady host)
+    jitter: tuple[float, ...] = ()
+    seed: int = JITTER_SEED
+
+    def __post_init__(self) -> None:
+        if any(not (math.isfinite(x) and x > 0.0) for x in self.jitter):
+            raise ValueError("Machine.jitter: every relative speed must be a finite number above 0")
+
+    def host_speeds(self, steps: int) -> FloatArray:
+        """``steps`` windows of the host's speed: :attr:`jitter` in blocks from seeded offsets (ones without it)."""
+        if not self.jitter or steps <= 0:
+            return np.ones(max(0, steps))
+        measured = np.asarray(self.jitter, dtype=np.float64)
+        block = min(JITTER_BLOCK, measured.size)
+        starts = np.random.default_rng(self.seed).integers(0, measured.size - block + 1, size=-(-steps // block))
+        out: FloatArray = measured[(starts[:, None] + np.arange(block)[None, :]).reshape(-1)[:steps]]
+        return out
 
     def others(self, load_rps: FloatArray) -> FloatArray:
         out: FloatArray = self.base_cpu + self.cpu_per_rps * np.asarray(load_rps, dtype=np.float64)
@@ -126,7 +156,13 @@ def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine:
     free = np.repeat(np.maximum(machine.cores - machine.others(rates), 0.0), per_s)[: busy.size]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(busy > 0, free / np.maximum(busy, 1e-12), 1.0)
-    speed = np.clip(np.floor(ratio / SPEED_STEP) * SPEED_STEP, MIN_SPEED, 1.0)
+    speed = np.minimum(ratio, 1.0)
+    if machine.jitter:  # the host's own swings, at SAMPLES_PER_S steps a second
+        repeat = SAMPLES_PER_S // per_s if SAMPLES_PER_S % per_s == 0 else 1
+        speed = np.repeat(speed, repeat)
+        per_s *= repeat
+        speed = speed * machine.host_speeds(speed.size)
+    speed = np.maximum(np.floor(speed / SPEED_STEP) * SPEED_STEP, MIN_SPEED)
     steps: list[tuple[float, float]] = [(0.0, round(float(speed[0]), 6) if speed.size else 1.0)]
     for k, value in enumerate(speed.tolist()):
         if abs(value - steps[-1][1]) > 1e-9:

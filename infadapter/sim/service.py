@@ -55,8 +55,9 @@ class ServiceTime:
         return self.servers / self.service_s
 
     def at_speed(self, speed: float) -> ServiceTime:
-        """The same workers and queue given ``speed`` of their CPU: each request takes ``1 / speed`` as long."""
-        if speed >= 1.0:
+        """The same workers and queue given ``speed`` of their CPU: each request takes ``1 / speed`` as long
+        (``speed`` above 1: the host runs faster than its average, which the profile measured)."""
+        if speed == 1.0:
             return self
         spread = None if self.spread is None else self.spread.slower(speed)
         return ServiceTime(self.servers, self.service_s / speed, self.capacity_rps * speed, self.queue_cap_s, spread)

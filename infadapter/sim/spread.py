@@ -45,8 +45,8 @@ class Spread:
     sigma: float
 
     def slower(self, speed: float) -> Spread:
-        """The delay when the server gets ``speed`` of its CPU (it is CPU work too)."""
-        return self if speed >= 1.0 else Spread(self.mu - math.log(speed), self.sigma)
+        """The delay when the server gets ``speed`` of its CPU (it is CPU work too; above 1: a host faster than on average)."""
+        return self if speed == 1.0 else Spread(self.mu - math.log(speed), self.sigma)
 
     def draw(self, rng: np.random.Generator, n: int) -> FloatArray:
         out: FloatArray = np.exp(self.mu + self.sigma * rng.standard_normal(n))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from infadapter.profiles import Profile, ProfilePoint
 from infadapter.sim.engine import SimInstance, Timeline, serve_requests
-from infadapter.sim.machine import SAMPLES_PER_S, Machine, busy_cores, busy_serving, serve_on, speeds
+from infadapter.sim.machine import JITTER_BLOCK, SAMPLES_PER_S, Machine, busy_cores, busy_serving, serve_on, speeds
 from infadapter.sim.run import simulate
 from infadapter.sim.service import ServiceModel
 from infadapter.sim.traffic import arrival_times
@@ -89,3 +90,43 @@ def test_serving_on_a_machine_slows_the_servers_while_a_leaver_drains() -> None:
     assert np.nanmean(measured.latency_s[window]) > 1.2 * np.nanmean(estimated.latency_s[window])
     roomy = serve_on(Machine(cores=16.0), timeline, times, model, PROFILE, trace)
     assert np.array_equal(roomy.latency_s, serve_requests(timeline, times, model).latency_s, equal_nan=True)
+
+
+#: a host that runs 30 % slow for 5 s, then 30 % fast for 5 s (mean 1), in 0.25-s windows
+SWINGING = (0.7,) * 20 + (1.3,) * 20
+
+
+def test_a_host_that_swings_is_replayed_in_seeded_blocks_of_consecutive_windows() -> None:
+    machine = Machine(cores=16.0, jitter=tuple(float(k) + 1.0 for k in range(100)), seed=4)
+    drawn = machine.host_speeds(130)
+    assert drawn.size == 130 and np.array_equal(drawn, machine.host_speeds(130))  # one host for every pass
+    blocks = drawn[: (130 // JITTER_BLOCK) * JITTER_BLOCK].reshape(-1, JITTER_BLOCK)
+    assert (np.diff(blocks, axis=1) == 1.0).all()  # each block: consecutive windows as measured
+    assert not np.array_equal(drawn, Machine(cores=16.0, jitter=machine.jitter, seed=5).host_speeds(130))
+    assert np.array_equal(Machine(cores=16.0).host_speeds(3), np.ones(3))
+    with pytest.raises(ValueError, match=r"Machine\.jitter"):
+        Machine(cores=2.0, jitter=(1.0, 0.0))
+
+
+def test_speeds_follow_the_host_at_four_steps_a_second_faster_than_its_average_too() -> None:
+    trace = np.full(60, 30.0)
+    run = simulate(SPEC, PROFILE, trace, ["static:fast@2"], seed=0)["static:fast@2"]
+    steady = speeds(run.timeline, PROFILE, trace, Machine(cores=16.0))
+    swinging = speeds(run.timeline, PROFILE, trace, Machine(cores=16.0, jitter=SWINGING))
+    assert steady == [(0.0, 1.0)]
+    assert {s for _, s in swinging} == {0.7, 1.3}
+    assert all(t * SAMPLES_PER_S == pytest.approx(round(t * SAMPLES_PER_S)) for t, _ in swinging)
+    assert min(b - a for (a, _), (b, _) in itertools.pairwise(swinging)) == pytest.approx(5.0)  # whole stretches
+
+
+def test_a_swinging_host_makes_late_requests_below_capacity_and_none_far_below() -> None:
+    near = np.full(180, 34.0)  # 85 % of the two cores' 40 rps: a 30 % slow stretch overloads them
+    steady = _static(near, Machine(cores=16.0))
+    swinging = _static(near, Machine(cores=16.0, jitter=SWINGING))
+    assert steady["slo_violation_ratio"] < 0.002
+    assert swinging["slo_violation_ratio"] > steady["slo_violation_ratio"] + 0.02
+    assert swinging["p99_latency_ms"] > 2 * steady["p99_latency_ms"]
+    far = np.full(180, 16.0)  # 40 %: even 30 % slow, the servers keep up
+    far_swinging = _static(far, Machine(cores=16.0, jitter=SWINGING))
+    assert far_swinging["avg_cpu"] == _static(far, Machine(cores=16.0))["avg_cpu"] > 0  # the servers ran
+    assert far_swinging["slo_violation_ratio"] < 0.002

@@ -88,3 +88,7 @@ def test_draws_are_seeded_per_instance_and_slow_down_with_the_cpu() -> None:
     half = size.at_speed(0.5)
     assert half.spread == Spread(size.spread.mu + np.log(2.0), size.spread.sigma) if size.spread else False
     assert half.service_s == pytest.approx(2 * size.service_s)
+    fast = size.at_speed(1.25)  # a host faster than its average (Machine.jitter): each request takes less
+    assert fast.service_s == pytest.approx(size.service_s / 1.25)
+    assert fast.spread == Spread(size.spread.mu - np.log(1.25), size.spread.sigma) if size.spread else False
+    assert size.at_speed(1.0) is size

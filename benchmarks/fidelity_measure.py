@@ -1,0 +1,186 @@
+"""What ``benchmarks/fidelity.py`` measures of an embedded run beside its summary.
+
+The servers' cold starts, the CPU every other process took (:class:`OthersCpu`, fitted into a
+:class:`~infadapter.sim.machine.Machine`), the plans the controller decided (:class:`Decided`, for the
+``replay`` policy), the client's latency and send lag, and what the router and the observer saw
+(:class:`RouterView`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from infadapter.control import ControlState, Step
+from infadapter.embedded import EmbeddedRun
+from infadapter.errors import MetricsUnavailable
+from infadapter.metrics import Observer
+from infadapter.planning import Plan
+from infadapter.policies import Resize
+from infadapter.sim.machine import Machine
+from infadapter.sim.run import BIN_S
+
+READY = re.compile(r"^(?P<variant>[^#]+)#\S+ after (?P<s>[0-9.]+) s$")
+
+
+def cold_starts(run: EmbeddedRun) -> dict[str, list[float]]:
+    """Seconds from a server's launch to its first ready answer, per variant (the runtime's ``ready`` events)."""
+    out: dict[str, list[float]] = {}
+    for event in run.events:
+        match = READY.match(event.detail) if event.kind == "ready" else None
+        if match:
+            out.setdefault(match["variant"], []).append(round(float(match["s"]), 2))
+    return out
+
+
+class OthersCpu:
+    """Once a second during a run, the CPU every process but the servers took: this one (the load generator,
+    the controller, the observer), Envoy and Prometheus — what :class:`~infadapter.sim.machine.Machine` models."""
+
+    def __init__(self, run: EmbeddedRun) -> None:
+        self.run = run
+        self.samples: list[tuple[float, float]] = []  # (Unix time, CPU-seconds so far)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fidelity-cpu", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            rt = self.run.runtime
+            if rt is None or self.run.load_started_wall_s is None:
+                continue
+            pids = [rt.envoy.pid, rt.prometheus.process.pid if rt.prometheus and rt.prometheus.process else None]
+            self.samples.append((time.time(), time.process_time() + sum(process_cpu_s(p) for p in pids if p)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def per_second(self, rates: npt.NDArray[np.float64]) -> tuple[list[float], list[float]]:
+        """(load, cores taken) for every second of the load the samples cover."""
+        start = self.run.load_started_wall_s or 0.0
+        loads, cores = [], []
+        for (t0, c0), (t1, c1) in itertools.pairwise(self.samples):
+            second = int((t0 + t1) / 2 - start)
+            if 0 <= second < rates.size and t1 > t0:
+                loads.append(float(rates[second]))
+                cores.append((c1 - c0) / (t1 - t0))
+        return loads, cores
+
+
+class Decided:
+    """The plans a measured run's controller decided, as ``replay``'s schedule: (seconds since the load began,
+    plan, resize), one entry each time its target changed after the load began."""
+
+    def __init__(self, run: EmbeddedRun) -> None:
+        self.run = run
+        self.raw: list[tuple[float, Plan, Resize]] = []  # on the run's clock
+        step = run.controller.step
+
+        def recorded(state: ControlState, now_s: float, history: Any, actuator: Any) -> tuple[Step, ControlState]:
+            out = step(state, now_s, history, actuator)
+            target = out[1].target
+            if target is not None and (not self.raw or self.raw[-1][1] is not target):
+                self.raw.append((now_s, target, "in_place" if out[1].in_place else "recreate"))
+            return out
+
+        run.controller.step = recorded  # type: ignore[method-assign]
+
+    def schedule(self) -> list[tuple[float, Plan, Resize]]:
+        offset = self.run.load_offset_s
+        return [(t - offset, plan, resize) for t, plan, resize in self.raw if t > offset]
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fit_machine(loads: list[float], cores: list[float]) -> Machine:
+    """``cores taken = base + per_rps x load`` by least squares over the runs' seconds (both kept >= 0)."""
+    x, y = np.asarray(loads), np.asarray(cores)
+    if x.size < 2 or np.ptp(x) == 0:
+        return Machine(float(len(os.sched_getaffinity(0))), float(y.mean()) if y.size else 0.0, 0.0)
+    per_rps, base = np.polyfit(x, y, 1)
+    if base < 0:
+        base, per_rps = 0.0, float(np.dot(x, y) / np.dot(x, x))
+    return Machine(float(len(os.sched_getaffinity(0))), round(max(0.0, float(base)), 4), round(max(0.0, float(per_rps)), 6))
+
+
+def latency_quantiles(run: EmbeddedRun) -> dict[str, float]:
+    ok = np.array([r.latency_ms for r in run.requests if r.ok])
+    if ok.size == 0:
+        return {}
+    return {f"p{q}_ms": round(float(np.percentile(ok, q)), 1) for q in (50, 90, 99)}
+
+
+def late_by_bin(run: EmbeddedRun, slo_ms: float, duration_s: int) -> list[float]:
+    """The share of requests late or failed, per ``BIN_S`` seconds of the load (where the two sides differ)."""
+    sent = np.array([r.send_s for r in run.requests])
+    late = np.array([not r.ok or r.latency_ms > slo_ms for r in run.requests])
+    bins = np.minimum(sent.astype(np.int64), duration_s - 1) // BIN_S
+    count = np.bincount(bins, minlength=-(-duration_s // BIN_S))
+    over = np.bincount(bins, weights=late.astype(np.float64), minlength=count.size)
+    return [round(float(o / c), 3) if c else 0.0 for o, c in zip(over, count, strict=True)]
+
+
+def client_lag(run: EmbeddedRun, slo_ms: float) -> dict[str, float]:
+    """How late the load generator itself began its requests, and the late share without that delay."""
+    lag = np.array([r.send_lag_ms for r in run.requests])
+    if lag.size == 0:
+        return {}
+    late = np.array([not r.ok or r.latency_ms - r.send_lag_ms > slo_ms for r in run.requests])
+    return {
+        "send_lag_p50_ms": round(float(np.percentile(lag, 50)), 1),
+        "send_lag_p99_ms": round(float(np.percentile(lag, 99)), 1),
+        "send_lag_max_ms": round(float(lag.max()), 1),
+        "late_without_send_lag": round(float(late.mean()), 5),
+    }
+
+
+class RouterView:
+    """What Envoy saw of the same run, read from Prometheus before the runtime stops: the share of requests
+    over the SLO at the router (downstream, by completion time), over the run and per ``BIN_S`` seconds —
+    the client's figures less the client's own delays."""
+
+    def __init__(self, slo_ms: float, duration_s: int) -> None:
+        self.slo_ms, self.duration_s = slo_ms, duration_s
+        self.figures: dict[str, Any] = {}
+        self.observed: npt.NDArray[np.float64] | None = None
+
+    def __call__(self, run: EmbeddedRun, runtime: Any) -> None:
+        start = run.load_started_wall_s
+        if start is None:
+            return
+        observer = Observer(runtime.prometheus_url, timeout_s=5.0, retries=1)
+        time.sleep(2.0)  # the last answers' scrape
+        try:
+            self._read(observer, run, start)
+        except MetricsUnavailable as exc:
+            self.figures = {"error": str(exc)}
+        finally:
+            observer.close()
+
+    def _read(self, observer: Observer, run: EmbeddedRun, start: float) -> None:
+        ns, name, now = run.namespace, run.name, time.time()
+        whole = observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=now - start + 1.0, at_s=now)
+        bins = []
+        for k in range(-(-self.duration_s // BIN_S)):
+            end = start + (k + 1) * BIN_S
+            bins.append(round(observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=BIN_S, at_s=end), 3) if end <= now else math.nan)
+        self.figures = {"router_violation_ratio": round(whole, 5), "router_late_by_10s": bins}
+        # what the controller's observer read for second k of the load: the rate at its end
+        self.observed = observer.arrival_history_rps(ns, name, start + 1.0, start + self.duration_s)

@@ -1,0 +1,66 @@
+"""The measured side of ``benchmarks/fidelity.py`` kept on disk: its runs simulated again without running them.
+
+A batch of embedded runs takes minutes of an otherwise idle machine; what the simulator needs from each is
+small: the requests it sent, what its observer read, the plan it started on and the plans it decided, and the
+machine fitted over the batch (the other processes' CPU, the host's measured speed swings) and the profile the
+batch was measured with. ``--save-runs``
+writes these, ``--from-runs`` reads them back instead of measuring, so that a change to the simulator is
+compared with the very same measured runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infadapter.planning import Plan
+from infadapter.profiles import Profile, profile_from_dict
+from infadapter.sim.machine import Machine
+
+#: the row fields that are the simulator's input, not measures
+INPUTS = ("sent_s", "observed_rps", "start", "decided")
+FORMAT = 1
+
+
+def save_runs(path: Path, rows: list[dict[str, Any]], machine: Machine, profile: Profile) -> None:
+    """Write the batch's rows (measures and the simulator's inputs), its machine and its profile as JSON."""
+    out = {
+        "format": FORMAT,
+        "profile": profile.to_dict(),
+        "machine": {"cores": machine.cores, "base_cpu": machine.base_cpu, "cpu_per_rps": machine.cpu_per_rps, "jitter": list(machine.jitter)},
+        "rows": [_encoded(row) for row in rows],
+    }
+    path.write_text(json.dumps(out, allow_nan=False), encoding="utf-8")
+
+
+def load_runs(path: Path) -> tuple[list[dict[str, Any]], Machine, Profile]:
+    """The rows, machine and profile :func:`save_runs` wrote (the profile scales the trace as it did for the
+    runs); ``ValueError`` naming the problem when the file is not such a batch."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a saved batch of this format ({FORMAT})")
+    m = raw["machine"]
+    machine = Machine(float(m["cores"]), float(m["base_cpu"]), float(m["cpu_per_rps"]), tuple(float(x) for x in m["jitter"]))
+    return [_decoded(row) for row in raw["rows"]], machine, profile_from_dict(raw["profile"], str(path))
+
+
+def _encoded(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    observed = row.get("observed_rps")
+    out["observed_rps"] = None if observed is None else [None if math.isnan(x) else float(x) for x in observed.tolist()]
+    out["start"] = None if row.get("start") is None else row["start"].to_dict()
+    out["decided"] = [[t, plan.to_dict(), resize] for t, plan, resize in row["decided"]]
+    return out
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    observed = row.get("observed_rps")
+    out["observed_rps"] = None if observed is None else np.array([math.nan if x is None else x for x in observed], dtype=np.float64)
+    out["start"] = None if row.get("start") is None else Plan.from_dict(row["start"])
+    out["decided"] = [(float(t), Plan.from_dict(plan), resize) for t, plan, resize in row["decided"]]
+    return out
