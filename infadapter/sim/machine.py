@@ -12,20 +12,22 @@ gives, per second, the share of its quota a server gets::
 
 A server at speed s serves at s times its capacity (its service time / s, the same workers and queue).
 
-The host itself may not run at one speed: a machine that shares its physical cores with others (a
-cloud VM) runs the same work 25 % faster or slower from one second to the next. ``Machine.jitter`` holds
-such swings as measured (``benchmarks/hostspeed.py``: relative speeds, one per 1 / :data:`SAMPLES_PER_S`
-s, mean 1, since the profile measured every capacity at the host's mean speed); :func:`speeds`
-multiplies every step by them, replayed in blocks of :data:`JITTER_BLOCK` consecutive windows from
-offsets drawn with ``Machine.seed``, so that a slow stretch lasts as long as it did when measured. Then
-a server loaded below its capacity still builds a queue in the host's slow stretches, as measured
-servers do.
 The routed load is only an estimate of what a server is busy with: a server with a backlog works at its
 whole quota whatever its load, and one that left the plan still drains its queue. :func:`serve_on` therefore
 serves the requests, measures from them what every server was busy with (:func:`busy_serving`: the requests
 in it over its workers, at its quota), and serves them again at the speeds that follows, a fixed number of times.
 ``benchmarks/fidelity.py`` measures ``base_cpu`` and ``cpu_per_rps`` (the CPU every process but the
 servers took during a run); without a :class:`Machine` the servers are alone on it (speed 1).
+
+The host itself may not run at one speed: a machine that shares its physical cores with others (a
+cloud VM) runs the same work 25 % faster or slower from one second to the next. ``Machine.jitter`` holds
+such swings as measured (``benchmarks/hostspeed.py``: relative speeds, one per 1 / :data:`SAMPLES_PER_S`
+s, mean 1, since the profile measured every capacity at the host's mean speed); :func:`speeds`
+multiplies every step by them, replayed in blocks of :data:`JITTER_BLOCK` consecutive windows from
+offsets drawn with ``Machine.seed``, so that a slow stretch lasts as long as it did when measured. Then
+a server loaded below its capacity still builds a queue in the host's slow stretches. Off unless given:
+on the fidelity benchmark's batches the swings added late requests to the burst, which the simulator
+already over-estimates, and none to the steady state (``docs/simulator.md``).
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def serve_on(machine: Machine, timeline: Timeline, arrivals_s: FloatArray, model
 
 def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine: Machine, busy: FloatArray | None = None) -> list[tuple[float, float]]:
     """The servers' speed as ``(from_s, speed)`` steps (the first at 0), from ``busy`` cores (by default
-    :func:`busy_cores`, per second; any whole number of equal steps a second) and ``machine``."""
+    :func:`busy_cores`, per second; any whole number of equal steps a second) and ``machine``; with the host's
+    swings (``Machine.jitter``), :data:`SAMPLES_PER_S` steps a second, above 1 where the host ran fast."""
     rates = np.nan_to_num(np.asarray(trace_rps, dtype=np.float64), nan=0.0)
     busy = busy_cores(timeline, profile, rates) if busy is None else busy
     per_s = max(1, busy.size // max(1, rates.size))
