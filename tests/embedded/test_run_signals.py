@@ -26,10 +26,18 @@ def _comm(pid: int) -> str:
         return ""
 
 
+#: SIGINT as at a terminal: a shell without job control starts background commands (a CI runner's `cmd &`) with
+#: SIGINT ignored, its children inherit that, and Python then installs no Ctrl-C handler; this resets it, then
+#: becomes the run (exec: the same pid, which names the run's cgroups)
+_DEFAULT_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+
+
 def _start_run(spec_file: Path, profile_path: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
     """``infadapter run`` in a subprocess, once its servers, router and Prometheus run and the load flows."""
     command = [
         sys.executable,
+        "-c",
+        _DEFAULT_SIGINT,
         "-m",
         "infadapter",
         "run",
