@@ -43,6 +43,8 @@ from infadapter.spec import InferenceServiceSpec
 log = logging.getLogger(__name__)
 
 DEFAULT_CPUS = (0.25, 0.5, 1.0, 1.5)
+#: the load of the step that measures a server's throughput ceiling, as a multiple of its capacity
+OVERLOAD_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,23 @@ class PointResult:
 
 
 StepCallback = Callable[[str, float, RateStep], None]
+
+
+def ceiling_step(measure: Callable[[float], LoadReport], capacity_rps: float, steps: Sequence[RateStep], percentile: float) -> RateStep | None:
+    """One step at :data:`OVERLOAD_FACTOR` x the capacity, unless a step was already offered that much (or
+    nothing passed): the answers that come back within an overloaded step are the server's throughput
+    ceiling (the excess is answered after it), which the simulator serves no more than.
+
+    The search ends within 10 % of the capacity, and a server that keeps up with a step answers what it
+    is sent: without this step the saturation was often only a lower bound, and the simulator took the
+    throughput from the tail at the capacity instead, 2.3-3.6 x the capacity on three sizes of one
+    measured profile (ResNet-18 at 0.25 cores: 18.3 rps simulated; the server answered 11.5 at most).
+    """
+    if capacity_rps <= 0 or any(s.rate_rps >= OVERLOAD_FACTOR * capacity_rps for s in steps):
+        return None
+    rate = OVERLOAD_FACTOR * capacity_rps
+    report = measure(rate)
+    return RateStep(rate, slo_holds(report, percentile), report)
 
 
 def slo_holds(report: LoadReport, percentile: float) -> bool:
@@ -239,6 +258,10 @@ class Profiler:
             capacity, best, steps = search_capacity(
                 measure, guess_rps, self.percentile, max_steps=self.max_steps, tolerance=self.tolerance, on_step=report_step
             )
+            overload = ceiling_step(measure, capacity, steps, self.percentile)
+            if overload is not None:
+                steps.append(overload)
+                report_step(overload)
         finally:
             triton.stop()
             if cgroup is not None:

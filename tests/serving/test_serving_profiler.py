@@ -14,7 +14,17 @@ from infadapter.cli import app
 from infadapter.errors import InvalidInput
 from infadapter.loadgen import LoadReport, RequestRecord, summarize
 from infadapter.profiles import Profile, load_profile, save_profile
-from infadapter.serving.profiler import PointResult, Profiler, RateStep, largest_planned_cores, parse_cpus, search_capacity, slo_holds
+from infadapter.serving.profiler import (
+    OVERLOAD_FACTOR,
+    PointResult,
+    Profiler,
+    RateStep,
+    ceiling_step,
+    largest_planned_cores,
+    parse_cpus,
+    search_capacity,
+    slo_holds,
+)
 from infadapter.serving.repository import Serving, serving_for
 from infadapter.spec import parse_spec
 
@@ -248,3 +258,40 @@ def test_a_point_records_the_median_at_capacity_and_the_saturation_for_the_simul
     save_profile(Profile(200.0, {"a": (point,)}), saved)
     assert load_profile(saved).points["a"] == (point,)
     assert "p50Ms: 50.0" in saved.read_text()
+
+
+def _server(capacity_rps: float, ceiling_rps: float, seconds: int = 4):  # type: ignore[no-untyped-def]
+    """A server that keeps the SLO (200 ms) up to ``capacity_rps`` and answers at most ``ceiling_rps``:
+    request ``i`` of a step at rate ``r`` is answered at ``max(i / r, i / ceiling)`` + 120 ms (+ 300 ms past the capacity)."""
+    offered: list[float] = []
+
+    def measure(rate_rps: float) -> LoadReport:
+        offered.append(rate_rps)
+        extra = 120.0 + (300.0 if rate_rps > capacity_rps else 0.0)  # over half the SLO: the search grows x1.5
+        n = int(rate_rps * seconds)
+        records = [RequestRecord(i / rate_rps, (max(i / rate_rps, i / ceiling_rps) - i / rate_rps) * 1000.0 + extra, True) for i in range(n)]
+        return summarize(records, slo_ms=200.0, duration_s=float(seconds))
+
+    return measure, offered
+
+
+def test_an_overload_step_measures_the_throughput_ceiling_the_search_never_reached() -> None:
+    measure, offered = _server(capacity_rps=10.0, ceiling_rps=15.0)
+    capacity, _, steps = search_capacity(measure, 8.0, 99.0, max_steps=8, tolerance=0.05)
+    before = max(s.report.completed_rps for s in steps)
+    assert 9.5 <= capacity <= 10.0 and before < 12.0  # every step of the search was answered as sent (or nearly)
+    extra = ceiling_step(measure, capacity, steps, 99.0)
+    assert extra is not None and extra.rate_rps == OVERLOAD_FACTOR * capacity == offered[-1]
+    assert not extra.passed
+    point = PointResult("a", 1.0, capacity, 120.0, 1.0, (*steps, extra), p50_ms=120.0).point()
+    # the ceiling, less the answers the step's fixed delay (0.42 s of 4 s) pushes past its end: not what the search sent
+    assert point.saturation_rps == pytest.approx(15.0 * (1 - 0.42 / 4), rel=0.02)
+    assert point.saturation_rps > before
+
+
+def test_no_overload_step_when_one_was_already_offered_or_nothing_passed() -> None:
+    measure, offered = _server(capacity_rps=10.0, ceiling_rps=15.0)
+    steps = [RateStep(10.0, True, measure(10.0)), RateStep(20.0, False, measure(20.0))]
+    assert ceiling_step(measure, 10.0, steps, 99.0) is None
+    assert ceiling_step(measure, 0.0, [], 99.0) is None
+    assert offered == [10.0, 20.0]  # neither call measured anything
