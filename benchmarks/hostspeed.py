@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -62,10 +64,8 @@ def relative_speeds(seconds: float, window_s: float = 1.0 / SAMPLES_PER_S) -> li
 
 
 def summary(speeds: list[float]) -> dict[str, float]:
-    ordered = sorted(speeds)
-
-    def pct(q: float) -> float:
-        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+    def pct(q: float) -> float:  # nearest rank: a window measured, not an interpolation
+        return float(np.percentile(speeds, q, method="nearest"))
 
     mean = statistics.fmean(speeds)
     lag1 = statistics.correlation(speeds[:-1], speeds[1:]) if len(speeds) > 2 and len(set(speeds)) > 1 else 0.0
@@ -74,8 +74,8 @@ def summary(speeds: list[float]) -> dict[str, float]:
         "p5": pct(5),
         "p50": pct(50),
         "p95": pct(95),
-        "min": ordered[0],
-        "max": ordered[-1],
+        "min": min(speeds),
+        "max": max(speeds),
         "cv": round(statistics.pstdev(speeds) / mean, 4),
         "lag1_correlation": round(lag1, 3),
     }
