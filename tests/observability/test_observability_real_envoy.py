@@ -168,8 +168,10 @@ def test_latency_and_violations_see_the_slow_variant(envoy_scraped: tuple[str, i
     url, _sent, start, _end = envoy_scraped
     observer = Observer(url)
     window = time.time() - start + 2
-    quantiles = observer.latency_quantiles_ms("default", "resnet", (0.5, 0.99), window_s=window)
-    assert quantiles[0.5] < 30 <= quantiles[0.99] <= 250
+    quantiles = observer.latency_quantiles_ms("default", "resnet", (0.5, 0.9, 0.99), window_s=window)
+    # the median is a fast request, the 90th a 60 ms one (the 50-100 ms bucket); the 99th only above the SLO:
+    # a few requests stalled by this shared host for 250 ms+ (1 % of 300 seen once) move it, not the 90th
+    assert quantiles[0.5] < 30 and 50 <= quantiles[0.9] <= 100 and quantiles[0.99] >= 30
     # the 40 % of requests sent to the 60 ms backend break a 30 ms SLO; nothing failed
     assert observer.slo_violation_ratio("default", "resnet", slo_ms=30, window_s=window) == pytest.approx(0.4, abs=0.1)
     assert observer.error_rate_rps("default", "resnet", window_s=window) == 0.0
