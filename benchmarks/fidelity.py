@@ -20,7 +20,11 @@ own speed swings may be measured before the runs too (``--host-seconds``, :mod:`
 at a time, replayed to each simulated run from its own seed; ``simulated_steady_host`` is then the simulation
 without them; off by default: on two batches they moved the simulation away from the measurement), then every
 run is simulated on that machine, with servers that drop nothing (Triton as the runtime configures it has no
-queue limit: a late request is late, not dropped, and counts in the p99). Each run also reports the servers' measured cold starts (``ready`` events,
+queue limit: a late request is late, not dropped, and counts in the p99). The host's own speed drifts by 10-25 %
+over minutes here, so :mod:`speedprobe` times a small inference by its CPU time beside the profile and beside
+every run: ``simulated_at_host_speed`` (and ``simulated_as_decided_at_host_speed``) simulate each run on a host
+that ran at its measured speed relative to the profile's (``runs_host_speed``; only where the profile was measured
+with the probe). Each run also reports the servers' measured cold starts (``ready`` events,
 to compare with the spec's load time + the mode's start-up) and the client's latency percentiles. Prints
 one JSON object on stdout (progress on stderr)::
 
@@ -65,8 +69,10 @@ sys.path.insert(0, str(ROOT))
 
 import hostspeed  # noqa: E402  # beside this file
 from fidelity_measure import Decided, OthersCpu, RouterView, client_lag, cold_starts, fit_machine, late_by_bin, latency_quantiles  # noqa: E402
+from fidelity_output import as_replayed, at_host_speed, clean, errors_of, mean_of, measures, observation_noise, spread, steady_host  # noqa: E402
 from fidelity_runs import load_runs, save_runs  # noqa: E402
 from rich.console import Console  # noqa: E402
+from speedprobe import SpeedProbe, probe_model, relative_speed  # noqa: E402
 
 from infadapter.cache import cache_root  # noqa: E402
 from infadapter.cli.run import PEAK_SHARE, cached_profile, max_capacity_rps, pick_trace, profile_cpus, profile_key  # noqa: E402
@@ -80,63 +86,35 @@ from infadapter.sim.machine import Machine  # noqa: E402
 from infadapter.sim.run import BIN_S, simulate  # noqa: E402
 from infadapter.spec import InferenceServiceSpec, load_resource  # noqa: E402
 
-MEASURES = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "reconfigurations")
-
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # the run's cleanup (finally) stops every child
 
 
-def _measures(summary: dict[str, Any]) -> dict[str, float]:
-    return {k: (math.nan if summary.get(k) is None else float(summary[k])) for k in MEASURES}
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: round(statistics.fmean(r[k] for r in rows), 6) for k in MEASURES}
-
-
-def _spread(rows: list[dict[str, float]]) -> dict[str, list[float]]:
-    return {k: [round(min(r[k] for r in rows), 6), round(max(r[k] for r in rows), 6)] for k in MEASURES}
-
-
-def _errors(sim: dict[str, float], real: dict[str, float]) -> dict[str, float]:
-    def relative(key: str) -> float:
-        return round((sim[key] - real[key]) / real[key], 4) if real[key] else math.nan
-
-    return {
-        "violations_points": round(100.0 * (sim["slo_violation_ratio"] - real["slo_violation_ratio"]), 3),
-        "cpu_relative": relative("avg_cpu"),
-        "p99_relative": relative("p99_latency_ms"),
-    }
-
-
-def _measured_profile(spec: Any, models: dict[str, Path], console: Console, sizes: tuple[float, ...] | None, seconds: float, reuse: bool) -> Profile:
+def _measured_profile(
+    spec: Any, models: dict[str, Path], console: Console, sizes: tuple[float, ...] | None, seconds: float, reuse: bool
+) -> tuple[Profile, dict[str, float]]:
     """The profile at ``sizes`` with ``seconds`` per load step, measured now (cached beside run's, keyed by both;
-    ``reuse``: the cached one if there is one). Measured now by default: on this host a variant's capacity moved
-    by 25-60 % between two profiles taken hours apart, and the simulated p99 moves 3 % per 1 % of it."""
+    ``reuse``: the cached one if there is one), and what :mod:`speedprobe` read of the host meanwhile (empty when
+    unknown). Measured now by default: on this host a variant's capacity moved by 25-60 % between two profiles
+    taken hours apart, and the simulated p99 moves 3 % per 1 % of it."""
     if seconds <= 2.0:
-        return cached_profile(spec, models, console, sizes)
+        return cached_profile(spec, models, console, sizes), {}
     cpus = sizes or profile_cpus(spec)
     path = cache_root() / "profiles" / f"{spec.model_name}-{profile_key(spec, models, cpus)}-{seconds:g}s.yaml"
+    probed = path.with_suffix(".probe.json")
     if reuse and path.is_file():
-        return load_profile(path)
+        return load_profile(path), (json.loads(probed.read_text(encoding="utf-8")) if probed.is_file() else {})
     console.print(f"profile: measuring {len(models)} variants x {len(cpus)} sizes, {seconds:g} s per step (cached in {path})", highlight=False)
     profiler = Profiler(spec.slo.latency_ms, spec.slo.percentile, duration_s=seconds, max_steps=5, tolerance=0.1)
-    profile, _ = profiler.profile(models, spec.model_name, cpus, largest_planned_cores(spec))
+    with SpeedProbe(probe_model(models)) as probe:
+        began = time.time()
+        profile, _ = profiler.profile(models, spec.model_name, cpus, largest_planned_cores(spec))
+        host = probe.window(began, time.time())
     path.parent.mkdir(parents=True, exist_ok=True)
     save_profile(profile, path)
-    return profile
-
-
-def _clean(value: Any) -> Any:
-    """JSON without NaN: an unknown measure is null."""
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
+    probed.write_text(json.dumps(host), encoding="utf-8")
+    return profile, host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +128,8 @@ class Scenario:
     rates: npt.NDArray[np.float64]
     described: str
     factor: float
+    #: the host as :mod:`speedprobe` read it while the profile was measured (empty: not known)
+    profile_probe: dict[str, float]
 
 
 def _arguments() -> argparse.Namespace:
@@ -186,22 +166,23 @@ def _arguments() -> argparse.Namespace:
     return args
 
 
-def _scenario(args: argparse.Namespace, console: Console, given: Profile | None = None) -> Scenario:
+def _scenario(args: argparse.Namespace, console: Console, given: tuple[Profile, dict[str, float]] | None = None) -> Scenario:
     """The spec, its models, the profile (``given``, ``--profile``, or measured) and the trace scaled to it."""
     resource = load_resource(args.file)
     spec = resource.spec
     models = spec_models(spec)
     # every planned size measured: the simulator then believes no interpolated capacity the servers do not have
     sizes = tuple(sorted({c for v in spec.variants for c in cpu_grid(spec, v.name)})) if args.sizes == "grid" else None
+    probed: dict[str, float] = {}
     if given is not None:
-        profile = given
+        profile, probed = given
     elif args.profile is not None:
         profile = load_profile(args.profile)
     else:
-        profile = _measured_profile(spec, models, console, sizes, args.profile_seconds, args.reuse_profile)
+        profile, probed = _measured_profile(spec, models, console, sizes, args.profile_seconds, args.reuse_profile)
     raw, described = pick_trace(None, None, args.duration)
     factor = PEAK_SHARE * max_capacity_rps(spec, profile) / float(np.nanmax(raw))
-    return Scenario(resource.metadata.name, spec, models, profile, np.nan_to_num(raw * factor, nan=0.0), described, factor)
+    return Scenario(resource.metadata.name, spec, models, profile, np.nan_to_num(raw * factor, nan=0.0), described, factor, probed)
 
 
 def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> tuple[list[dict[str, Any]], Machine]:
@@ -209,40 +190,53 @@ def _measured_runs(args: argparse.Namespace, sc: Scenario, console: Console) -> 
     rows: list[dict[str, Any]] = []
     loads: list[float] = []
     taken: list[float] = []
-    for k in range(args.runs):
-        console.print(f"== run {k + 1}/{args.runs}: embedded", highlight=False)
-        started = time.monotonic()
-        router = RouterView(sc.spec.slo.latency_ms, sc.rates.size)
-        run = EmbeddedRun(sc.spec, sc.profile, sc.models, sc.rates, policy=args.policy, name=sc.name, console=console, live=False)
-        run.before_stop = functools.partial(router, run)
-        others = OthersCpu(run)
-        decided = Decided(run)
-        try:
-            summary = run.run().to_json()
-        finally:
-            others.stop()
-        x, y = others.per_second(sc.rates)
-        loads += x
-        taken += y
-        rows.append(
-            {
-                "measured": _measures(summary),
-                "measured_requests": summary.get("requests"),
-                "measured_errors": summary.get("errors"),
-                "measured_latency": latency_quantiles(run),
-                "measured_late_by_10s": late_by_bin(run, sc.spec.slo.latency_ms, sc.rates.size),
-                "measured_client": client_lag(run, sc.spec.slo.latency_ms),
-                "measured_router": router.figures,
-                "observed_rps": router.observed,
-                "sent_s": [r.send_s for r in run.requests],
-                "cold_starts_s": cold_starts(run),
-                "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
-                "start": next((s.plan for s in run.samples if s.plan is not None), None),
-                "decided": decided.schedule(),
-                "wall_s": round(time.monotonic() - started, 1),
-            }
-        )
+    probe = SpeedProbe(probe_model(sc.models))
+    try:
+        for k in range(args.runs):
+            rows.append(_measured_run(args, sc, console, k, probe, loads, taken))
+    finally:
+        probe.stop()
     return rows, fit_machine(loads, taken)
+
+
+def _measured_run(
+    args: argparse.Namespace, sc: Scenario, console: Console, k: int, probe: SpeedProbe, loads: list[float], taken: list[float]
+) -> dict[str, Any]:
+    """One embedded run's figures and the simulator's inputs (``loads``/``taken`` get its other processes' CPU)."""
+    console.print(f"== run {k + 1}/{args.runs}: embedded", highlight=False)
+    started = time.monotonic()
+    router = RouterView(sc.spec.slo.latency_ms, sc.rates.size)
+    run = EmbeddedRun(sc.spec, sc.profile, sc.models, sc.rates, policy=args.policy, name=sc.name, console=console, live=False)
+    run.before_stop = functools.partial(router, run)
+    others = OthersCpu(run)
+    decided = Decided(run)
+    try:
+        summary = run.run().to_json()
+    finally:
+        others.stop()
+    x, y = others.per_second(sc.rates)
+    loads += x
+    taken += y
+    load_began = run.load_started_wall_s or 0.0
+    host = probe.window(load_began, load_began + sc.rates.size)
+    return {
+        "measured": measures(summary),
+        "measured_requests": summary.get("requests"),
+        "measured_errors": summary.get("errors"),
+        "measured_latency": latency_quantiles(run),
+        "measured_late_by_10s": late_by_bin(run, sc.spec.slo.latency_ms, sc.rates.size),
+        "measured_client": client_lag(run, sc.spec.slo.latency_ms),
+        "measured_router": router.figures,
+        "observed_rps": router.observed,
+        "sent_s": [r.send_s for r in run.requests],
+        "cold_starts_s": cold_starts(run),
+        "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
+        "host_probe": host,
+        "host_speed": relative_speed(sc.profile_probe, host),
+        "start": next((s.plan for s in run.samples if s.plan is not None), None),
+        "decided": decided.schedule(),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
 
 
 def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str, Any]], machine: Machine, console: Console) -> list[dict[str, Any]]:
@@ -255,32 +249,36 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         latencies = MODE_LATENCIES["embedded"]
         sent = np.asarray(row.pop("sent_s"))  # the very requests the run sent, replayed
         observed = row.pop("observed_rps")
-        rows_of: dict[str, Any] = {"observed_vs_sent": _observation_noise(observed, sent, sc.rates.size)}
+        rows_of: dict[str, Any] = {"observed_vs_sent": observation_noise(observed, sent, sc.rates.size)}
         # the simulator as a user runs it (its observer counts the requests sent), the one-figure server model,
         # the decisions' input replayed (what the measured run's observer read), and the measured run's own plans
         # replayed (``replay``: the servers and the actuation alone, no control loop to diverge)
-        models: list[tuple[str, Profile, Any]] = [("simulated", sc.profile, None), ("simulated_one_figure", _one_figure(sc.profile), None)]
+        own = _host(machine, k)
+        at_speed = dataclasses.replace(own, speed=row.get("host_speed") or 1.0)
+        models: list[tuple[str, Profile, Any, Machine]] = [("simulated", sc.profile, None, own), ("simulated_one_figure", _one_figure(sc.profile), None, own)]
         if machine.jitter:
-            models.append(("simulated_steady_host", sc.profile, None))
+            models.append(("simulated_steady_host", sc.profile, None, dataclasses.replace(machine, jitter=(), seed=0)))
         if observed is not None:
-            models.append(("simulated_as_observed", sc.profile, observed))
+            models.append(("simulated_as_observed", sc.profile, observed, own))
         decided = row.pop("decided")
-        models.append(("simulated_as_decided", sc.profile, None))
-        for model, profile, seen in models:
-            policy = "replay" if model == "simulated_as_decided" else args.policy
+        models.append(("simulated_as_decided", sc.profile, None, own))
+        if sc.profile_probe and row.get("host_probe"):  # the host's speed in the run relative to the profile's, measured
+            models += [("simulated_at_host_speed", sc.profile, None, at_speed), ("simulated_as_decided_at_host_speed", sc.profile, None, at_speed)]
+        for model, profile, seen, host in models:
+            policy = "replay" if model.startswith("simulated_as_decided") else args.policy
             sim = simulate(
                 *(sc.spec, profile, sc.rates, [policy]),
                 seed=k,
                 arrivals=sent,
                 start=begin,
                 latencies=latencies,
-                machine=dataclasses.replace(machine, jitter=(), seed=0) if model == "simulated_steady_host" else _host(machine, k),
+                machine=host,
                 queue_factor=math.inf,
                 with_series=True,
                 observed_rps=seen,
                 options={"replay": {"schedule": decided}},
             )
-            rows_of[model] = _measures(sim[policy].summary)
+            rows_of[model] = measures(sim[policy].summary)
             if model not in ("simulated_one_figure", "simulated_steady_host"):
                 late = np.nan_to_num(sim[policy].series["violation_ratio"][::BIN_S])
                 rows_of[f"{model}_late_by_10s"] = [round(float(v), 3) for v in late]
@@ -303,23 +301,6 @@ def _host_speeds(args: argparse.Namespace, console: Console) -> tuple[float, ...
     return speeds
 
 
-def _observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDArray[np.float64], duration_s: int) -> dict[str, float]:
-    """How far what the observer read from Prometheus strays from the requests sent, second by second."""
-    if observed is None:
-        return {}
-    sent = np.bincount(np.minimum(sent_s.astype(np.int64), duration_s - 1), minlength=duration_s).astype(np.float64)
-    known = ~np.isnan(observed)
-    if not known.any():
-        return {}
-    gap = observed[known] - sent[known]
-    return {
-        "seconds_unknown": int((~known).sum()),
-        "mean_abs_rps": round(float(np.abs(gap).mean()), 2),
-        "max_over_rps": round(float(gap.max()), 1),
-        "max_under_rps": round(float(-gap.min()), 1),
-    }
-
-
 def _one_figure(profile: Profile) -> Profile:
     """The profile without its medians: the simulator's one-figure model (every tail taken for queueing)."""
     points = {v: tuple(dataclasses.replace(p, p50_ms=None) for p in pts) for v, pts in profile.points.items()}
@@ -327,8 +308,8 @@ def _one_figure(profile: Profile) -> Profile:
 
 
 def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], machine: Machine) -> dict[str, Any]:
-    simulated, measured = _mean([r["simulated"] for r in runs]), _mean([r["measured"] for r in runs])
-    errors = _errors(simulated, measured)
+    simulated, measured = mean_of([r["simulated"] for r in runs]), mean_of([r["measured"] for r in runs])
+    errors = errors_of(simulated, measured)
     profile = str(args.from_runs or args.profile or f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step")
     return {
         "scenario": {
@@ -343,14 +324,17 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
             "latencies": dataclasses.asdict(MODE_LATENCIES["embedded"]),
             "machine": {"cores": machine.cores, "base_cpu": machine.base_cpu, "cpu_per_rps": machine.cpu_per_rps},
             "host_speed": hostspeed.summary(list(machine.jitter)) if machine.jitter else "steady (--host-seconds 0)",
+            "profile_probe": sc.profile_probe or "not measured (a given or cached profile without its probe)",
+            "runs_host_speed": [r.get("host_speed") for r in runs],
             "load_time_s": {v.name: v.load_time_s for v in sc.spec.variants},
         },
         "simulated": simulated,
         "measured": measured,
-        "simulated_one_figure": _mean([r["simulated_one_figure"] for r in runs]),
-        **_as_replayed(runs, measured),
-        **_steady_host(runs, measured),
-        "spread": {"simulated": _spread([r["simulated"] for r in runs]), "measured": _spread([r["measured"] for r in runs])},
+        "simulated_one_figure": mean_of([r["simulated_one_figure"] for r in runs]),
+        **as_replayed(runs, measured),
+        **steady_host(runs, measured),
+        **at_host_speed(runs, measured),
+        "spread": {"simulated": spread([r["simulated"] for r in runs]), "measured": spread([r["measured"] for r in runs])},
         "errors": errors,
         "targets": {
             "violations_within_0.5_points": abs(errors["violations_points"]) <= 0.5,
@@ -361,27 +345,6 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
     }
 
 
-def _as_replayed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
-    """The simulations with the measured observations, and with the measured plans, replayed, and their errors
-    (each where every run has one)."""
-    out: dict[str, Any] = {}
-    for what in ("observed", "decided"):
-        rows = [r[f"simulated_as_{what}"] for r in runs if f"simulated_as_{what}" in r]
-        if len(rows) == len(runs):
-            out[f"simulated_as_{what}"] = mean = _mean(rows)
-            out[f"errors_as_{what}"] = _errors(mean, measured)
-    return out
-
-
-def _steady_host(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
-    """The simulation on a host that runs at one speed (the model before the host's swings), where made."""
-    rows = [r["simulated_steady_host"] for r in runs if "simulated_steady_host" in r]
-    if not rows or len(rows) != len(runs):
-        return {}
-    mean = _mean(rows)
-    return {"simulated_steady_host": mean, "errors_steady_host": _errors(mean, measured)}
-
-
 def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     args = _arguments()
@@ -389,21 +352,21 @@ def main() -> None:
     console = Console(stderr=True, width=200)
     if args.from_runs is not None:
         try:
-            rows, machine, profile = load_runs(args.from_runs)
+            rows, machine, profile, probed = load_runs(args.from_runs)
         except (ValueError, KeyError, TypeError, InvalidInput) as exc:
             console.print(f"error: --from-runs: {exc}")
             raise SystemExit(2) from None
         args.runs = len(rows)
-        scenario = _scenario(args, console, profile)
+        scenario = _scenario(args, console, (profile, probed))
     else:
         scenario = _scenario(args, console)
         speeds = _host_speeds(args, console)
         rows, machine = _measured_runs(args, scenario, console)
         machine = dataclasses.replace(machine, jitter=speeds)
         if args.save_runs is not None:
-            save_runs(args.save_runs, rows, machine, scenario.profile)
+            save_runs(args.save_runs, rows, machine, scenario.profile, scenario.profile_probe)
     runs = _simulated_runs(args, scenario, rows, machine, console)
-    print(json.dumps(_clean(_output(args, scenario, runs, machine)), allow_nan=False))
+    print(json.dumps(clean(_output(args, scenario, runs, machine)), allow_nan=False))
 
 
 if __name__ == "__main__":

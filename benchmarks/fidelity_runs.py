@@ -26,26 +26,30 @@ INPUTS = ("sent_s", "observed_rps", "start", "decided")
 FORMAT = 1
 
 
-def save_runs(path: Path, rows: list[dict[str, Any]], machine: Machine, profile: Profile) -> None:
-    """Write the batch's rows (measures and the simulator's inputs), its machine and its profile as JSON."""
+def save_runs(path: Path, rows: list[dict[str, Any]], machine: Machine, profile: Profile, probed: dict[str, float]) -> None:
+    """Write the batch's rows (measures and the simulator's inputs), its machine, its profile and what the speed
+    probe read while the profile was measured (``benchmarks/speedprobe.py``; empty: not known) as JSON."""
     out = {
         "format": FORMAT,
         "profile": profile.to_dict(),
+        "profile_probe": probed,
         "machine": {"cores": machine.cores, "base_cpu": machine.base_cpu, "cpu_per_rps": machine.cpu_per_rps, "jitter": list(machine.jitter)},
         "rows": [_encoded(row) for row in rows],
     }
     path.write_text(json.dumps(out, allow_nan=False), encoding="utf-8")
 
 
-def load_runs(path: Path) -> tuple[list[dict[str, Any]], Machine, Profile]:
-    """The rows, machine and profile :func:`save_runs` wrote (the profile scales the trace as it did for the
-    runs); ``ValueError`` naming the problem when the file is not such a batch."""
+def load_runs(path: Path) -> tuple[list[dict[str, Any]], Machine, Profile, dict[str, float]]:
+    """The rows, machine, profile and profile's probe :func:`save_runs` wrote (the profile scales the trace as it
+    did for the runs; a batch saved before the probe has none); ``ValueError`` naming the problem when the file
+    is not such a batch."""
     raw = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ValueError(f"{path}: not a saved batch of this format ({FORMAT})")
     m = raw["machine"]
     machine = Machine(float(m["cores"]), float(m["base_cpu"]), float(m["cpu_per_rps"]), tuple(float(x) for x in m["jitter"]))
-    return [_decoded(row) for row in raw["rows"]], machine, profile_from_dict(raw["profile"], str(path))
+    probed = {str(k): float(v) for k, v in (raw.get("profile_probe") or {}).items()}
+    return [_decoded(row) for row in raw["rows"]], machine, profile_from_dict(raw["profile"], str(path)), probed
 
 
 def _encoded(row: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ gives, per second, the share of its quota a server gets::
     speed(t)  = min(1, (cores - others(t)) / busy(t))
 
 A server at speed s serves at s times its capacity (its service time / s, the same workers and queue).
+``Machine.speed`` scales every step: the host's mean speed relative to the one the profile was measured
+at (``benchmarks/speedprobe.py`` measures both; this host drifts by 10-25 % over minutes).
 
 The routed load is only an estimate of what a server is busy with: a server with a backlog works at its
 whole quota whatever its load, and one that left the plan still drains its queue. :func:`serve_on` therefore
@@ -64,10 +66,14 @@ class Machine:
     #: the host's relative speeds, one per 1 / SAMPLES_PER_S s, in the order measured (empty: a steady host)
     jitter: tuple[float, ...] = ()
     seed: int = JITTER_SEED
+    #: the host's mean speed relative to the profile's (above 1: faster than when the profile was measured)
+    speed: float = 1.0
 
     def __post_init__(self) -> None:
         if any(not (math.isfinite(x) and x > 0.0) for x in self.jitter):
             raise ValueError("Machine.jitter: every relative speed must be a finite number above 0")
+        if not (math.isfinite(self.speed) and self.speed > 0.0):
+            raise ValueError(f"Machine.speed: {self.speed} must be a finite number above 0")
 
     def host_speeds(self, steps: int) -> FloatArray:
         """``steps`` windows of the host's speed: :attr:`jitter` in blocks from seeded offsets (ones without it)."""
@@ -159,7 +165,7 @@ def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine:
     free = np.repeat(np.maximum(machine.cores - machine.others(rates), 0.0), per_s)[: busy.size]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(busy > 0, free / np.maximum(busy, 1e-12), 1.0)
-    speed = np.minimum(ratio, 1.0)
+    speed = np.minimum(ratio, 1.0) * machine.speed
     if machine.jitter:  # the host's own swings, at SAMPLES_PER_S steps a second
         repeat = SAMPLES_PER_S // per_s if SAMPLES_PER_S % per_s == 0 else 1
         speed = np.repeat(speed, repeat)

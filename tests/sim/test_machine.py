@@ -130,3 +130,20 @@ def test_a_swinging_host_makes_late_requests_below_capacity_and_none_far_below()
     far_swinging = _static(far, Machine(cores=16.0, jitter=SWINGING))
     assert far_swinging["avg_cpu"] == _static(far, Machine(cores=16.0))["avg_cpu"] > 0  # the servers ran
     assert far_swinging["slo_violation_ratio"] < 0.002
+
+
+def test_a_host_slower_than_when_profiled_scales_every_speed_and_makes_a_near_load_late() -> None:
+    trace = np.full(120, 34.0)  # 85 % of the two cores' 40 rps as profiled
+    run = simulate(SPEC, PROFILE, trace, ["static:fast@2"], seed=0)["static:fast@2"]
+    assert speeds(run.timeline, PROFILE, trace, Machine(cores=16.0, speed=0.8)) == [(0.0, 0.8)]
+    crowded = speeds(run.timeline, PROFILE, trace, Machine(cores=2.0, base_cpu=0.1, cpu_per_rps=0.03, speed=1.1))
+    assert crowded == [(0.0, 0.56)]  # the others leave 0.88 cores to 1.7 busy (0.518), then the host: x 1.1, floored
+    as_profiled = _static(trace, Machine(cores=16.0))
+    slower = _static(trace, Machine(cores=16.0, speed=0.7))  # 30 % slower: the 34 rps now past the SLO's capacity
+    assert as_profiled["slo_violation_ratio"] < 0.002 and as_profiled["avg_cpu"] == slower["avg_cpu"] > 0
+    assert slower["slo_violation_ratio"] > 0.05 and slower["p99_latency_ms"] > 2 * as_profiled["p99_latency_ms"]
+    past = np.full(120, 46.0)  # 115 % of the profiled capacity: late as profiled, in time on a host 25 % faster
+    assert _static(past, Machine(cores=16.0))["slo_violation_ratio"] > 0.01
+    assert _static(past, Machine(cores=16.0, speed=1.25))["slo_violation_ratio"] < 0.001
+    with pytest.raises(ValueError, match=r"Machine\.speed"):
+        Machine(cores=2.0, speed=0.0)

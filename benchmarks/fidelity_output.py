@@ -1,0 +1,98 @@
+"""The figures ``benchmarks/fidelity.py`` prints: the measures of a summary, their means, spreads and errors over
+the runs, and the simulations beside the headline one (measured observations or plans replayed, a steady host,
+the host's measured speed), each with its errors against the measured mean.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MEASURES = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "reconfigurations")
+
+
+def measures(summary: dict[str, Any]) -> dict[str, float]:
+    return {k: (math.nan if summary.get(k) is None else float(summary[k])) for k in MEASURES}
+
+
+def mean_of(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.fmean(r[k] for r in rows), 6) for k in MEASURES}
+
+
+def spread(rows: list[dict[str, float]]) -> dict[str, list[float]]:
+    return {k: [round(min(r[k] for r in rows), 6), round(max(r[k] for r in rows), 6)] for k in MEASURES}
+
+
+def errors_of(sim: dict[str, float], real: dict[str, float]) -> dict[str, float]:
+    def relative(key: str) -> float:
+        return round((sim[key] - real[key]) / real[key], 4) if real[key] else math.nan
+
+    return {
+        "violations_points": round(100.0 * (sim["slo_violation_ratio"] - real["slo_violation_ratio"]), 3),
+        "cpu_relative": relative("avg_cpu"),
+        "p99_relative": relative("p99_latency_ms"),
+    }
+
+
+def clean(value: Any) -> Any:
+    """JSON without NaN: an unknown measure is null."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    return value
+
+
+def observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDArray[np.float64], duration_s: int) -> dict[str, float]:
+    """How far what the observer read from Prometheus strays from the requests sent, second by second."""
+    if observed is None:
+        return {}
+    sent = np.bincount(np.minimum(sent_s.astype(np.int64), duration_s - 1), minlength=duration_s).astype(np.float64)
+    known = ~np.isnan(observed)
+    if not known.any():
+        return {}
+    gap = observed[known] - sent[known]
+    return {
+        "seconds_unknown": int((~known).sum()),
+        "mean_abs_rps": round(float(np.abs(gap).mean()), 2),
+        "max_over_rps": round(float(gap.max()), 1),
+        "max_under_rps": round(float(-gap.min()), 1),
+    }
+
+
+def as_replayed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
+    """The simulations with the measured observations, and with the measured plans, replayed, and their errors
+    (each where every run has one)."""
+    out: dict[str, Any] = {}
+    for what in ("observed", "decided"):
+        rows = [r[f"simulated_as_{what}"] for r in runs if f"simulated_as_{what}" in r]
+        if len(rows) == len(runs):
+            out[f"simulated_as_{what}"] = mean = mean_of(rows)
+            out[f"errors_as_{what}"] = errors_of(mean, measured)
+    return out
+
+
+def at_host_speed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
+    """The simulations at each run's host speed relative to the profile's (:mod:`speedprobe`), where measured."""
+    out: dict[str, Any] = {}
+    for model in ("simulated_at_host_speed", "simulated_as_decided_at_host_speed"):
+        rows = [r[model] for r in runs if model in r]
+        if rows and len(rows) == len(runs):
+            out[model] = mean = mean_of(rows)
+            out[model.replace("simulated", "errors", 1)] = errors_of(mean, measured)
+    return out
+
+
+def steady_host(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
+    """The simulation on a host that runs at one speed (the model before the host's swings), where made."""
+    rows = [r["simulated_steady_host"] for r in runs if "simulated_steady_host" in r]
+    if not rows or len(rows) != len(runs):
+        return {}
+    mean = mean_of(rows)
+    return {"simulated_steady_host": mean, "errors_steady_host": errors_of(mean, measured)}

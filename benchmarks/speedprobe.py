@@ -1,0 +1,172 @@
+"""The host's speed while something runs: the CPU time one small inference takes, sampled in a process of its own.
+
+This host's speed drifts by 10-25 % over minutes (``docs/simulator.md``), so a profile measured a quarter
+of an hour before a run may describe faster or slower servers than the run had. :class:`SpeedProbe` runs
+this file as a child process beside the profile and beside the runs: every ``--interval`` seconds it times
+one inference of a small model (the servers' own kind of work, ONNX Runtime on one thread) by its thread's
+CPU time, which time spent waiting for a core does not count, so the servers' own load beside it is not
+read as a slow host. It also reads the hypervisor's steal time. ``fidelity.py`` divides the profile's mean
+CPU time per inference by a run's to get the run's *host speed* relative to the profile's.
+
+Run as a script, it samples for ``--seconds`` and prints one JSON object on stdout: the samples, the mean CPU
+milliseconds per inference, their coefficient of variation and the mean steal share (the model: ResNet-18
+from the cache unless given; ``infadapter models build`` makes it). ``SpeedProbe`` runs it with ``--stream``:
+one JSON array a sample, ``[unix time, CPU seconds, steal share of all cores since the last sample]``,
+until stopped::
+
+    .venv/bin/python benchmarks/speedprobe.py [--model MODEL.onnx] [--seconds 30] [--interval 0.5] [--stream]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from infadapter.serving.models import default_models_dir  # noqa: E402
+
+#: an inference of ResNet-18 at 112 px takes ~7 ms here: two a second take ~1.5 % of one core
+INTERVAL_S = 0.5
+
+
+def steal_ticks() -> tuple[int, int]:
+    """(steal, all) jiffies of every core so far, from ``/proc/stat``'s first line."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    return fields[7], sum(fields)
+
+
+def _samples(model: Path, interval_s: float) -> Iterator[tuple[float, float, float]]:
+    """(Unix time, CPU seconds of one inference, steal share since the last sample), every ``interval_s``."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # the inference runs on the calling thread: its CPU time is the work's
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    declared = session.get_inputs()[0]
+    shape = [1 if not isinstance(d, int) else d for d in declared.shape]
+    feed = {declared.name: np.random.default_rng(0).random(shape, dtype=np.float32)}
+    for _ in range(3):  # warm: the first runs allocate
+        session.run(None, feed)
+    steal0, all0 = steal_ticks()
+    while True:
+        began = time.thread_time()
+        session.run(None, feed)
+        spent = time.thread_time() - began
+        steal1, all1 = steal_ticks()
+        share = (steal1 - steal0) / (all1 - all0) if all1 > all0 else 0.0
+        steal0, all0 = steal1, all1
+        yield round(time.time(), 3), round(spent, 7), round(share, 4)
+        time.sleep(interval_s)
+
+
+class SpeedProbe:
+    """The probe as a child process, its samples collected by a thread; ``with SpeedProbe(model) as p: ...``."""
+
+    def __init__(self, model: Path, interval_s: float = INTERVAL_S) -> None:
+        self.samples: list[tuple[float, float, float]] = []  # (unix time, CPU s per inference, steal share)
+        self._process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--model", str(model), "--interval", str(interval_s), "--stream"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, name="speed-probe", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            t, cpu_s, steal = json.loads(line)
+            self.samples.append((float(t), float(cpu_s), float(steal)))
+
+    def window(self, start: float, end: float) -> dict[str, float]:
+        """Over the samples taken from ``start`` to ``end`` (Unix times): how many, the mean CPU seconds per
+        inference and the mean steal share; empty when none fell in it."""
+        inside = [s for s in list(self.samples) if start <= s[0] <= end]
+        if not inside:
+            return {}
+        return {
+            "samples": len(inside),
+            "cpu_ms": round(1000.0 * statistics.fmean(s[1] for s in inside), 4),
+            "steal": round(statistics.fmean(s[2] for s in inside), 4),
+        }
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._reader.join(timeout=5)
+
+    def __enter__(self) -> SpeedProbe:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def probe_model(models: dict[str, Path]) -> Path:
+    """The smallest of the service's model files: the quickest inference to time."""
+    if not models:
+        raise ValueError("speedprobe: no model file to time")
+    return min(models.values(), key=lambda path: path.stat().st_size)
+
+
+def relative_speed(profile: dict[str, float], run: dict[str, float]) -> float:
+    """The run's host speed relative to the profile's (above 1: the host ran faster), 1 when either is unknown."""
+    if not profile.get("cpu_ms") or not run.get("cpu_ms"):
+        return 1.0
+    ratio = profile["cpu_ms"] / run["cpu_ms"]
+    return round(ratio, 4) if math.isfinite(ratio) and ratio > 0 else 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--model", type=Path, default=default_models_dir() / "resnet18.onnx", help="an ONNX model with one float32 input")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to sample (without --stream)")
+    parser.add_argument("--interval", type=float, default=INTERVAL_S, help="seconds between two inferences")
+    parser.add_argument("--stream", action="store_true", help="print every sample as it is taken, until stopped")
+    args = parser.parse_args()
+    if not args.model.is_file():
+        parser.error(f"--model: {args.model} is not a file (infadapter models build makes the demo's)")
+    if not 0.01 <= args.interval <= 60:
+        parser.error("--interval must be 0.01..60 seconds")
+    if not args.interval <= args.seconds <= 3600:
+        parser.error("--seconds must be from --interval to 3600")
+    samples = _samples(args.model, args.interval)
+    if args.stream:
+        try:
+            for sample in samples:
+                print(json.dumps(list(sample)), flush=True)
+        except (KeyboardInterrupt, BrokenPipeError):
+            os._exit(0)  # stopped: the parent has what it read
+    first = next(samples)  # after the model's warm-up
+    taken = [first, *itertools.takewhile(lambda sample: sample[0] <= first[0] + args.seconds, samples)]
+    cpu = [s[1] for s in taken]
+    summary = {"model": str(args.model), "samples": len(taken), "cpu_ms": round(1000.0 * statistics.fmean(cpu), 4)}
+    summary["cv"] = round(statistics.pstdev(cpu) / statistics.fmean(cpu), 4)
+    summary["steal"] = round(statistics.fmean(s[2] for s in taken), 4)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
