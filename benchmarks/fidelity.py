@@ -20,12 +20,13 @@ own speed swings may be measured before the runs too (``--host-seconds``, :mod:`
 at a time, replayed to each simulated run from its own seed; ``simulated_steady_host`` is then the simulation
 without them; off by default: on two batches they moved the simulation away from the measurement), then every
 run is simulated on that machine, with servers that drop nothing (Triton as the runtime configures it has no
-queue limit: a late request is late, not dropped, and counts in the p99). The host's own speed drifts by 10-25 %
-over minutes here, so :mod:`speedprobe` times a small inference by its CPU time beside the profile and beside
-every run: ``simulated_at_host_speed`` (and ``simulated_as_decided_at_host_speed``) simulate each run on a host
-that ran at its measured speed relative to the profile's (``runs_host_speed``; only where the profile was measured
-with the probe). Each run also reports the servers' measured cold starts (``ready`` events,
-to compare with the spec's load time + the mode's start-up) and the client's latency percentiles. Prints
+queue limit: a late request is late, not dropped, and counts in the p99). The host's own speed drifts (a run's
+mean 0.96-1.01x its profile's on 2026-12-04, swings of 10-25 % over minutes before), so :mod:`speedprobe`
+times a small inference by its CPU time beside the profile and beside every run: ``simulated_at_host_speed``
+(and ``simulated_as_decided_at_host_speed``) simulate each run on a host that ran at its measured speed relative
+to the profile's (``runs_host_speed``; only where the profile was measured with the probe). Each run also
+reports the servers' measured cold starts (``ready`` events, to compare with the spec's load time + the mode's
+start-up) and the client's latency percentiles. Prints
 one JSON object on stdout (progress on stderr)::
 
     {"scenario": {...}, "simulated": {...}, "measured": {...}, "spread": {...}, "errors": {...},

@@ -1,7 +1,7 @@
 """The host's speed while something runs: the CPU time one small inference takes, sampled in a process of its own.
 
-This host's speed drifts by 10-25 % over minutes (``docs/simulator.md``), so a profile measured a quarter
-of an hour before a run may describe faster or slower servers than the run had. :class:`SpeedProbe` runs
+This host's speed drifts over minutes (``docs/simulator.md``: a run at 0.96-1.01x its profile's), so a
+profile measured a quarter of an hour before a run may describe faster or slower servers than the run had. :class:`SpeedProbe` runs
 this file as a child process beside the profile and beside the runs: every ``--interval`` seconds it times
 one inference of a small model (the servers' own kind of work, ONNX Runtime on one thread) by its thread's
 CPU time, which time spent waiting for a core does not count, so the servers' own load beside it is not

@@ -12,7 +12,7 @@ gives, per second, the share of its quota a server gets::
 
 A server at speed s serves at s times its capacity (its service time / s, the same workers and queue).
 ``Machine.speed`` scales every step: the host's mean speed relative to the one the profile was measured
-at (``benchmarks/speedprobe.py`` measures both; this host drifts by 10-25 % over minutes).
+at (``benchmarks/speedprobe.py`` measures both; runs measured here at 0.96-1.01x their profile's).
 
 The routed load is only an estimate of what a server is busy with: a server with a backlog works at its
 whole quota whatever its load, and one that left the plan still drains its queue. :func:`serve_on` therefore
