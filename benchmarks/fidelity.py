@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT))
 
 import hostspeed  # noqa: E402  # beside this file
 from fidelity_measure import Decided, OthersCpu, RouterView, client_lag, cold_starts, fit_machine, late_by_bin, latency_quantiles  # noqa: E402
-from fidelity_output import as_replayed, at_host_speed, clean, errors_of, mean_of, measures, observation_noise, spread, steady_host  # noqa: E402
+from fidelity_output import beside, clean, errors_of, mean_of, measures, observation_noise, spread  # noqa: E402
 from fidelity_runs import load_runs, save_runs  # noqa: E402
 from rich.console import Console  # noqa: E402
 from speedprobe import SpeedProbe, probe_model, relative_speed  # noqa: E402
@@ -332,9 +332,7 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
         "simulated": simulated,
         "measured": measured,
         "simulated_one_figure": mean_of([r["simulated_one_figure"] for r in runs]),
-        **as_replayed(runs, measured),
-        **steady_host(runs, measured),
-        **at_host_speed(runs, measured),
+        **beside(runs, measured),
         "spread": {"simulated": spread([r["simulated"] for r in runs]), "measured": spread([r["measured"] for r in runs])},
         "errors": errors,
         "targets": {

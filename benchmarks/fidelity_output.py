@@ -66,33 +66,25 @@ def observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDAr
     }
 
 
-def as_replayed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
-    """The simulations with the measured observations, and with the measured plans, replayed, and their errors
-    (each where every run has one)."""
-    out: dict[str, Any] = {}
-    for what in ("observed", "decided"):
-        rows = [r[f"simulated_as_{what}"] for r in runs if f"simulated_as_{what}" in r]
-        if len(rows) == len(runs):
-            out[f"simulated_as_{what}"] = mean = mean_of(rows)
-            out[f"errors_as_{what}"] = errors_of(mean, measured)
-    return out
+#: the simulations beside the headline one, in the order printed: the measured observations, and the measured
+#: plans, replayed; a host at one speed (the model before the host's swings); each run at its host's measured
+#: speed relative to the profile's (:mod:`speedprobe`), also with the measured plans
+BESIDE = (
+    "simulated_as_observed",
+    "simulated_as_decided",
+    "simulated_steady_host",
+    "simulated_at_host_speed",
+    "simulated_as_decided_at_host_speed",
+)
 
 
-def at_host_speed(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
-    """The simulations at each run's host speed relative to the profile's (:mod:`speedprobe`), where measured."""
+def beside(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
+    """Each simulation of :data:`BESIDE` that every run has, its mean over the runs and its errors
+    (``simulated_X`` beside ``errors_X``)."""
     out: dict[str, Any] = {}
-    for model in ("simulated_at_host_speed", "simulated_as_decided_at_host_speed"):
+    for model in BESIDE:
         rows = [r[model] for r in runs if model in r]
         if rows and len(rows) == len(runs):
             out[model] = mean = mean_of(rows)
             out[model.replace("simulated", "errors", 1)] = errors_of(mean, measured)
     return out
-
-
-def steady_host(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, Any]:
-    """The simulation on a host that runs at one speed (the model before the host's swings), where made."""
-    rows = [r["simulated_steady_host"] for r in runs if "simulated_steady_host" in r]
-    if not rows or len(rows) != len(runs):
-        return {}
-    mean = mean_of(rows)
-    return {"simulated_steady_host": mean, "errors_steady_host": errors_of(mean, measured)}
