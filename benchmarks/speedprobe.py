@@ -1,11 +1,11 @@
 """The host's speed while something runs: the CPU time one small inference takes, sampled in a process of its own.
 
 This host's speed drifts over minutes (``docs/simulator.md``: a run at 0.96-1.01x its profile's), so a
-profile measured a quarter of an hour before a run may describe faster or slower servers than the run had. :class:`SpeedProbe` runs
-this file as a child process beside the profile and beside the runs: every ``--interval`` seconds it times
-one inference of a small model (the servers' own kind of work, ONNX Runtime on one thread) by its thread's
-CPU time, which time spent waiting for a core does not count, so the servers' own load beside it is not
-read as a slow host. It also reads the hypervisor's steal time. ``fidelity.py`` divides the profile's mean
+profile measured a quarter of an hour before a run may describe faster or slower servers than the run had.
+:class:`SpeedProbe` runs this file as a child process beside the profile and beside the runs: every
+``--interval`` seconds it times one inference of a small model (the servers' own kind of work, ONNX Runtime
+on one thread) by its thread's CPU time, which time spent waiting for a core does not count, so the servers'
+own load beside it is not read as a slow host. It also reads the hypervisor's steal time. ``fidelity.py`` divides the profile's mean
 CPU time per inference by a run's to get the run's *host speed* relative to the profile's.
 
 Run as a script, it samples for ``--seconds`` and prints one JSON object on stdout: the samples, the mean CPU
@@ -162,8 +162,8 @@ def main() -> None:
     first = next(samples)  # after the model's warm-up
     taken = [first, *itertools.takewhile(lambda sample: sample[0] <= first[0] + args.seconds, samples)]
     cpu = [s[1] for s in taken]
-    summary = {"model": str(args.model), "samples": len(taken), "cpu_ms": round(1000.0 * statistics.fmean(cpu), 4)}
-    summary["cv"] = round(statistics.pstdev(cpu) / statistics.fmean(cpu), 4)
+    mean = statistics.fmean(cpu)
+    summary = {"model": str(args.model), "samples": len(taken), "cpu_ms": round(1000.0 * mean, 4), "cv": round(statistics.pstdev(cpu) / mean, 4)}
     summary["steal"] = round(statistics.fmean(s[2] for s in taken), 4)
     print(json.dumps(summary))
 
