@@ -67,6 +67,8 @@ class ProfilePoint:
     accelerator: str = ""  # a named accelerator type; "" for CPU or the default GPU
     batch: int = 0  # the servers' largest batch when measured (``maxBatchSize``); 0: no batching
     p50_ms: float | None = None  # client-side median at the capacity (with ``p99_ms``, the latency's spread there)
+    #: the highest load any step of the measurement offered: a saturation well below it is the server's ceiling
+    max_offered_rps: float | None = None
 
 
 def isotonic(values: Sequence[float]) -> list[float]:
@@ -221,6 +223,8 @@ class Profile:
                     row["p50Ms"] = p.p50_ms
                 if p.saturation_rps is not None:
                     row["saturationRps"] = p.saturation_rps
+                if p.max_offered_rps is not None:
+                    row["maxOfferedRps"] = p.max_offered_rps
                 rows.append(row)
             variants[name] = rows
         out: dict[str, Any] = {"kind": "Profile", "sloMs": self.slo_ms, "percentile": self.percentile}
@@ -274,15 +278,18 @@ def profile_from_dict(raw: Any, source: str = "profile") -> Profile:
     return Profile(slo, points, pct, str(raw.get("source", "")), _serving_records(raw.get("serving")))
 
 
+#: a profile point's fields, as written
+POINT_FIELDS = ("cpu", "gpus", "accelerator", "maxBatchSize", "capacityRps", "p50Ms", "p99Ms", "saturationRps", "maxOfferedRps")
+
+
 def _point(row: Any, path: str, errors: list[FieldError]) -> ProfilePoint | None:
     """One point of a variant, checked field by field (None, with the errors added, when unusable)."""
     if not isinstance(row, Mapping):
         errors.append(FieldError(path, "expected a mapping", "write {cpu: 1, capacityRps: 10}"))
         return None
-    unknown = set(row) - {"cpu", "capacityRps", "gpus", "accelerator", "maxBatchSize", "p50Ms", "p99Ms", "saturationRps"}
+    unknown = set(row) - set(POINT_FIELDS)
     if unknown:
-        hint = "use cpu, gpus, accelerator, maxBatchSize, capacityRps, p50Ms, p99Ms, saturationRps"
-        errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", hint))
+        errors.append(FieldError(f"{path}.{sorted(unknown)[0]}", "unknown field", f"use {', '.join(POINT_FIELDS)}"))
     cpu = number_field(row.get("cpu"), f"{path}.cpu", errors, positive=True) if "cpu" in row else None
     if "cpu" not in row:
         errors.append(FieldError(f"{path}.cpu", "missing", "add the cores of this measurement"))
@@ -296,11 +303,12 @@ def _point(row: Any, path: str, errors: list[FieldError]) -> ProfilePoint | None
     p50 = number_field(row["p50Ms"], f"{path}.p50Ms", errors, positive=True) if row.get("p50Ms") is not None else None
     p99 = number_field(row["p99Ms"], f"{path}.p99Ms", errors) if row.get("p99Ms") is not None else None
     sat = number_field(row["saturationRps"], f"{path}.saturationRps", errors) if row.get("saturationRps") is not None else None
+    offered = number_field(row["maxOfferedRps"], f"{path}.maxOfferedRps", errors) if row.get("maxOfferedRps") is not None else None
     accelerator = accelerator_field(row.get("accelerator"), f"{path}.accelerator", gpus, errors)
     batch = batch_field(row, path, errors)
     if cpu is None or cap is None:
         return None
-    return ProfilePoint(cpu, cap, gpus, p99, sat, accelerator, batch, p50)
+    return ProfilePoint(cpu, cap, gpus, p99, sat, accelerator, batch, p50, offered)
 
 
 def _serving_records(raw: Any) -> dict[str, tuple[Mapping[str, Any], ...]]:

@@ -7,8 +7,9 @@ are the other way round (measured on this machine: fewer late requests in a burs
 moderate load). A point measured with its median and tail at the capacity and its saturation (what
 ``infadapter profile`` records) fixes three figures instead:
 
-* the service time, ``c / saturation`` where the saturation was measured past the capacity (the server's
-  real ceiling: a faster simulated queue hides a burst's backlog); otherwise the saturation is a lower bound,
+* the service time, ``c / saturation`` where the saturation is the server's real ceiling (a step offered
+  more than it answered: :func:`~infadapter.sim.service.is_ceiling`; a faster simulated queue hides a burst's
+  backlog); otherwise the saturation is a lower bound,
   and the service time is never longer than the one-figure fit, which already gives the tail;
 * a delay per request that holds no worker (request handling outside the model's execution, the scheduler,
   the CPU quota's periods) — lognormal, its median and spread fitted so that queue + delay has the measured

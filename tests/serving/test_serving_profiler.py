@@ -254,10 +254,11 @@ def test_a_point_records_the_median_at_capacity_and_the_saturation_for_the_simul
     point = result.point()
     assert (point.capacity_rps, point.p50_ms, point.p99_ms) == (10.0, 50.0, 50.0)
     assert point.saturation_rps == pytest.approx(50 / 4.0)  # answers before the step's end: 50 of the 80 sent
+    assert point.max_offered_rps == 20.0  # sent more than it answered: the saturation is a ceiling
     saved = tmp_path / "p.yaml"
     save_profile(Profile(200.0, {"a": (point,)}), saved)
     assert load_profile(saved).points["a"] == (point,)
-    assert "p50Ms: 50.0" in saved.read_text()
+    assert "p50Ms: 50.0" in saved.read_text() and "maxOfferedRps: 20.0" in saved.read_text()
 
 
 def _server(capacity_rps: float, ceiling_rps: float, seconds: int = 4):  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from infadapter.profiles import Profile, ProfilePoint
-from infadapter.sim.service import ServiceModel, ServiceTime, queue_sojourns, serve
+from infadapter.sim.service import ServiceModel, ServiceTime, is_ceiling, queue_sojourns, serve
 from infadapter.sim.spread import Spread, fit_server
 
 
@@ -58,6 +58,21 @@ def test_a_ceiling_whose_queue_overshoots_the_measured_tail_is_kept() -> None:
     overload = np.sort(np.random.default_rng(1).random(1200) * 100.0)  # 12 rps for 100 s
     served, _ = serve(overload, size, None, np.random.default_rng(2))
     assert ((overload + served) < 100.0).sum() / 100.0 == pytest.approx(5.0, rel=0.02)
+
+
+def test_a_saturation_answered_under_a_larger_offered_load_is_a_ceiling_even_near_the_capacity() -> None:
+    # ResNet-50 at 1.5 cores as measured: 91.68 rps within the SLO, 93.5 answered of 183.4 offered
+    near = ProfilePoint(1.5, 91.68, 0, 154.1, 93.5, p50_ms=56.8)
+    measured = ProfilePoint(1.5, 91.68, 0, 154.1, 93.5, p50_ms=56.8, max_offered_rps=183.4)
+    kept_up = ProfilePoint(1.5, 91.68, 0, 154.1, 93.5, p50_ms=56.8, max_offered_rps=93.0)  # answered as sent
+    assert not is_ceiling(near) and is_ceiling(measured) and not is_ceiling(kept_up)
+    assert is_ceiling(ProfilePoint(1.0, 4.0, 0, 700.0, 8.0, p50_ms=250.0))  # offered unknown, past the capacity
+    sizes = [_model(Profile(200.0, {"m": (p,)})).size("m", 1.5) for p in (near, measured)]
+    assert sizes[1].saturation_rps == pytest.approx(93.5)
+    assert sizes[0].saturation_rps > 100.0  # the tail's fit, faster than anything the server answered
+    burst = np.sort(np.random.default_rng(3).random(2000) * 20.0)  # 100 rps for 20 s, past the ceiling
+    late = [float(np.mean(serve(burst, size, None, np.random.default_rng(4))[0] > 0.2)) for size in sizes]
+    assert late[1] > 0.5 and late[0] < 0.1  # the ceiling's backlog makes most of the burst late
 
 
 def test_light_load_is_faster_than_capacity_and_overload_is_late() -> None:
