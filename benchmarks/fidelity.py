@@ -70,14 +70,14 @@ sys.path.insert(0, str(ROOT))
 
 import hostspeed  # noqa: E402  # beside this file
 from fidelity_measure import Decided, OthersCpu, RouterView, client_lag, cold_starts, fit_machine, late_by_bin, latency_quantiles  # noqa: E402
-from fidelity_output import beside, clean, errors_of, mean_of, measures, observation_noise, spread  # noqa: E402
+from fidelity_output import as_counted, beside, clean, errors_of, mean_of, measures, observation_noise, spread  # noqa: E402
 from fidelity_runs import load_runs, save_runs  # noqa: E402
 from rich.console import Console  # noqa: E402
 from speedprobe import SpeedProbe, probe_model, relative_speed  # noqa: E402
 
 from infadapter.cache import cache_root  # noqa: E402
 from infadapter.cli.run import PEAK_SHARE, cached_profile, max_capacity_rps, pick_trace, profile_cpus, profile_key  # noqa: E402
-from infadapter.control import MODE_LATENCIES  # noqa: E402
+from infadapter.control import MODE_LATENCIES, Latencies  # noqa: E402
 from infadapter.embedded import EmbeddedRun  # noqa: E402
 from infadapter.errors import InvalidInput  # noqa: E402
 from infadapter.planning import Plan, cpu_grid  # noqa: E402
@@ -249,7 +249,7 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         begin: Plan | Literal["cold"] = start if start is not None else "cold"
         latencies = MODE_LATENCIES["embedded"]
         sent = np.asarray(row.pop("sent_s"))  # the very requests the run sent, replayed
-        observed = row.pop("observed_rps")
+        observed = as_counted(row.pop("observed_rps"))
         rows_of: dict[str, Any] = {"observed_vs_sent": observation_noise(observed, sent, sc.rates.size)}
         # the simulator as a user runs it (its observer counts the requests sent), the one-figure server model,
         # the decisions' input replayed (what the measured run's observer read), and the measured run's own plans
@@ -261,7 +261,7 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
             models.append(("simulated_steady_host", sc.profile, None, dataclasses.replace(machine, jitter=(), seed=0)))
         if observed is not None:
             models.append(("simulated_as_observed", sc.profile, observed, own))
-        decided = row.pop("decided")
+        replayed = at_phase(latencies, row.pop("decided"))
         models.append(("simulated_as_decided", sc.profile, None, own))
         if sc.profile_probe and row.get("host_probe"):  # the host's speed in the run relative to the profile's, measured
             models += [("simulated_at_host_speed", sc.profile, None, at_speed), ("simulated_as_decided_at_host_speed", sc.profile, None, at_speed)]
@@ -272,12 +272,12 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
                 seed=k,
                 arrivals=sent,
                 start=begin,
-                latencies=latencies,
+                latencies=replayed[0] if policy == "replay" else latencies,
                 machine=host,
                 queue_factor=math.inf,
                 with_series=True,
                 observed_rps=seen,
-                options={"replay": {"schedule": decided}},
+                options={"replay": {"schedule": replayed[1]}},
             )
             rows_of[model] = measures(sim[policy].summary)
             if model not in ("simulated_one_figure", "simulated_steady_host"):
@@ -285,6 +285,17 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
                 rows_of[f"{model}_late_by_10s"] = [round(float(v), 3) for v in late]
         runs.append({**row, **rows_of, "start_plan": start.describe() if start else None})
     return runs
+
+
+def at_phase(latencies: Latencies, decided: list[tuple[float, Plan, Any]]) -> tuple[Latencies, list[tuple[float, Plan, Any]]]:
+    """``latencies`` whose loop steps at the fraction of a second the measured run's controller did (the median
+    of its decisions': one per run, within 0.05 s for most decisions), and the decisions moved to the nearest of
+    those steps, so that each replayed plan is applied when it was decided, not up to a second later. The
+    schedule is on the simulated controller's clock, which starts at its first step (``phase``)."""
+    if not decided:
+        return latencies, decided
+    phase = statistics.median(t % 1.0 for t, _, _ in decided)
+    return dataclasses.replace(latencies, observe_s=phase), [(float(round(t - phase)), plan, how) for t, plan, how in decided]
 
 
 def _host(machine: Machine, run: int) -> Machine:

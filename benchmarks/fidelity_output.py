@@ -49,8 +49,17 @@ def clean(value: Any) -> Any:
     return value
 
 
+def as_counted(observed: npt.NDArray[np.float64] | None) -> npt.NDArray[np.float64] | None:
+    """What the observer read, per second it counted: the rate read at the end of second ``k`` of the load
+    (``RouterView``) holds second ``k - 1``'s requests (least error against the requests sent on batches J
+    and K: 1.6-2.3 rps a second), which the simulator's history holds at index ``k - 1``."""
+    if observed is None:
+        return None
+    return np.append(observed[1:], np.nan)
+
+
 def observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDArray[np.float64], duration_s: int) -> dict[str, float]:
-    """How far what the observer read from Prometheus strays from the requests sent, second by second."""
+    """How far what the observer read from Prometheus strays from the requests sent, second by second (``observed``: :func:`as_counted`)."""
     if observed is None:
         return {}
     sent = np.bincount(np.minimum(sent_s.astype(np.int64), duration_s - 1), minlength=duration_s).astype(np.float64)

@@ -22,7 +22,8 @@ class Latencies:
     A new replica serves ``load_time_s`` (the variant's, from the spec) + ``startup_s`` after it is
     asked for; an in-place resize takes ``in_place_s``; a new split reaches the router in ``weights_s``.
     ``observe_s`` is the loop's other delay: the load the observer reports lags the real one by it (the
-    metrics' scrape interval and rate window); the simulator gives its controllers history that late.
+    metrics' scrape interval and rate window); the simulator gives its controllers history that late (a
+    fraction of a second too: its loop then steps that long after each second ends).
     """
 
     startup_s: float = 4.0
@@ -41,7 +42,8 @@ class Latencies:
 #: * ``embedded``: the local runtime. A tritonserver answers ready about 1 s after its model's load time
 #:   (process start, readiness polled every 0.1 s; ``benchmarks/fidelity.py`` reports the measured starts);
 #:   a cgroup quota write and Envoy's ``/runtime_modify`` act at once; Prometheus scrapes the router every
-#:   second and the load is the rate between its last two samples, about a second late;
+#:   second and the load is the rate between its last two samples: the controller, stepping every second,
+#:   sees a second 0.2-0.8 s after it ends (as measured on two fidelity batches, by its phase), 0.5 s on average;
 #: * ``kubernetes``: the operator. A new pod serves its variant's load time plus scheduling and container
 #:   start (~15 s with the image present); the kubelet acknowledges a ``pods/resize`` in about 2 s; new
 #:   weights reach Envoy once the kubelet projects the router's ConfigMap volume — at once, because the
@@ -51,7 +53,7 @@ class Latencies:
 #:   so the observed load is about 5 s late.
 MODE_LATENCIES: Mapping[str, Latencies] = {
     "simulator": Latencies(),
-    "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=1.0),
+    "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=0.5),
     "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=5.0),
 }
 

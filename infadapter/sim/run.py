@@ -111,19 +111,24 @@ def run_controller(
 ) -> None:
     """Step ``controller`` every second of the window, and settle it at the instants it expects a change.
 
-    ``on_second(t)`` is called every :data:`PROGRESS_EVERY_S` trace seconds (progress)."""
+    The mode's observer reports a second ``observe_s`` after it ends (``Latencies.observe_s``): the loop
+    steps at ``k + phase`` (``phase`` = its fraction) with the seconds that ended ``floor(observe_s)`` s
+    before ``k``. ``on_second(t)`` is called every :data:`PROGRESS_EVERY_S` trace seconds (progress)."""
     timeline = actuator.timeline
     state = controller.initial_state()
-    lag = max(0, round(controller.latencies.observe_s))  # what the mode's observer reports is this late
-    t, again, report_at = 0.0, 0, 0.0
+    observe_s = max(0.0, controller.latencies.observe_s)
+    lag = math.floor(observe_s)
+    phase = observe_s - lag
+    t, tick, again, report_at = phase, 0, 0, 0.0  # ``tick``: the index of the next step at ``tick + phase``
     while t < duration_s:
         if on_second is not None and t >= report_at:
             on_second(t)
             report_at += PROGRESS_EVERY_S
-        if again or not float(t).is_integer():
+        if again or t != tick + phase:
             step, state = controller.settle(state, t, actuator.state(t))
         else:
-            step, state = controller.step(state, t, history_rps[: max(0, pre_s + int(t) - lag)], actuator.state(t))
+            step, state = controller.step(state, t, history_rps[: max(0, pre_s + tick - lag)], actuator.state(t))
+            tick += 1
         if step.action is not None:
             actuator.execute(step.action, t)
         if step.record is not None:
@@ -133,8 +138,8 @@ def run_controller(
             again += 1  # settle again now: e.g. a split the router confirms at once lets a leaving variant go
         else:
             again = 0
-            next_second = math.floor(t) + 1.0
-            t = step.wake_s if t < step.wake_s < next_second else next_second
+            next_step = tick + phase
+            t = step.wake_s if t < step.wake_s < next_step else next_step
 
 
 def _loop_progress(report: Progress, name: str, duration_s: int) -> Callable[[float], None]:

@@ -254,16 +254,25 @@ class _Seen:
         return Decision(None), state
 
 
-@pytest.mark.parametrize("lag_s", [0, 5])
-def test_the_controller_sees_the_load_as_late_as_the_mode_s_observer(lag_s: int) -> None:
-    """``Latencies.observe_s``: at trace second t the controller's newest observation is second t - lag."""
+@pytest.mark.parametrize("lag_s", [0.0, 0.5, 1.25, 5.0])
+def test_the_controller_sees_the_load_as_late_as_the_mode_s_observer(lag_s: float) -> None:
+    """``Latencies.observe_s``: the controller steps ``lag_s`` after a second ends and sees it as its newest."""
     policy = _Seen()
     trace = np.arange(100, dtype=np.float64)  # second k carries k rps: the newest value names its second
     _run(policy, trace, _plan(("fast", 2.0, 1.0)), Latencies(observe_s=lag_s))  # type: ignore[arg-type]
     assert len(policy.newest) >= 90  # it ran every second
-    for now, newest in policy.newest.items():
+    for now, newest in policy.newest.items():  # ``now``: the controller's clock, from its first step
+        assert float(now).is_integer()
         if now > lag_s + 1:
-            assert newest == now - 1 - lag_s
+            assert newest == now - math.floor(lag_s) - 1  # the newest second ended lag_s before this step
+
+
+def test_a_fractional_observation_delay_steps_the_loop_that_long_after_each_second() -> None:
+    policy = _Switch(_plan(("fast", 6.0, 1.0)), at_s=100.0, resize="in_place")  # decided at the 101st step
+    timeline = _run(policy, np.full(300, 20.0), _plan(("fast", 2.0, 1.0)), Latencies(in_place_s=0.0, observe_s=0.5))
+    (inst,) = timeline.instances.values()
+    assert [t for t, _ in inst.sizes][-1] == 100.5  # on the trace's clock: half a second into second 100
+    assert average_cores(timeline, 300.0) == pytest.approx((2.0 * 100.5 + 6.0 * 199.5) / 300.0)
 
 
 def test_servers_without_a_queue_limit_serve_late_instead_of_dropping() -> None:
