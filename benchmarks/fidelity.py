@@ -69,9 +69,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hostspeed  # noqa: E402  # beside this file
-from fidelity_measure import Decided, OthersCpu, RouterView, client_lag, cold_starts, fit_machine, late_by_bin, latency_quantiles  # noqa: E402
+from fidelity_measure import Decided, OthersCpu, RouterView, applied, client_lag, cold_starts, each_request, fit_machine, late_by_bin, latency_quantiles  # noqa: E402
 from fidelity_output import as_counted, beside, clean, errors_of, mean_of, measures, observation_noise, spread  # noqa: E402
-from fidelity_runs import load_runs, save_runs  # noqa: E402
+from fidelity_runs import DETAIL, load_runs, save_runs  # noqa: E402
 from rich.console import Console  # noqa: E402
 from speedprobe import SpeedProbe, probe_model, relative_speed  # noqa: E402
 
@@ -230,6 +230,8 @@ def _measured_run(
         "measured_router": router.figures,
         "observed_rps": router.observed,
         "sent_s": [r.send_s for r in run.requests],
+        "measured_each": each_request(run),
+        "applied": applied(run),
         "cold_starts_s": cold_starts(run),
         "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
         "host_probe": host,
@@ -250,6 +252,8 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         latencies = MODE_LATENCIES["embedded"]
         sent = np.asarray(row.pop("sent_s"))  # the very requests the run sent, replayed
         observed = as_counted(row.pop("observed_rps"))
+        for detail in DETAIL:  # a saved batch's, not the output's
+            row.pop(detail, None)
         rows_of: dict[str, Any] = {"observed_vs_sent": observation_noise(observed, sent, sc.rates.size)}
         # the simulator as a user runs it (its observer counts the requests sent), the one-figure server model,
         # the decisions' input replayed (what the measured run's observer read), and the measured run's own plans

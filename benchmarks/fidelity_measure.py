@@ -184,3 +184,20 @@ class RouterView:
         self.figures = {"router_violation_ratio": round(whole, 5), "router_late_by_10s": bins}
         # what the controller's observer read for second k of the load: the rate at its end
         self.observed = observer.arrival_history_rps(ns, name, start + 1.0, start + self.duration_s)
+
+
+def each_request(run: EmbeddedRun) -> dict[str, list[float]]:
+    """Every request's measured latency and the client's own send lag (ms; the order of ``sent_s``): kept in a
+    saved batch so that a later simulation can be compared second by second, not only per 10 s."""
+    return {
+        "latency_ms": [round(r.latency_ms, 1) if r.ok else -1.0 for r in run.requests],
+        "send_lag_ms": [round(r.send_lag_ms, 1) for r in run.requests],
+    }
+
+
+def applied(run: EmbeddedRun) -> list[tuple[float, str]]:
+    """When the runtime finished applying each action (seconds into the load) and what it did, as it logged."""
+    start = run.load_started_wall_s
+    if start is None:
+        return []
+    return [(round(e.at_s - start, 3), e.detail) for e in run.events if e.kind == "apply"]
