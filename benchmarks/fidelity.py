@@ -19,7 +19,8 @@ embedded runs and fitted as ``base + per_rps x load`` (:class:`~infadapter.sim.m
 own speed swings may be measured before the runs too (``--host-seconds``, :mod:`hostspeed`: a quarter second
 at a time, replayed to each simulated run from its own seed; ``simulated_steady_host`` is then the simulation
 without them; off by default: on two batches they moved the simulation away from the measurement), then every
-run is simulated on that machine, with servers that drop nothing (Triton as the runtime configures it has no
+run is simulated on that machine (a starting server taking the whole core the runtime's start-up boost gives it),
+with servers that drop nothing (Triton as the runtime configures it has no
 queue limit: a late request is late, not dropped, and counts in the p99). The host's own speed drifts (a run's
 mean 0.96-1.01x its profile's on 2026-12-04, swings of 10-25 % over minutes before), so :mod:`speedprobe`
 times a small inference by its CPU time beside the profile and beside every run: ``simulated_at_host_speed``
@@ -82,6 +83,7 @@ from infadapter.embedded import EmbeddedRun  # noqa: E402
 from infadapter.errors import InvalidInput  # noqa: E402
 from infadapter.planning import Plan, cpu_grid  # noqa: E402
 from infadapter.profiles import Profile, load_profile, save_profile  # noqa: E402
+from infadapter.runtime.local.servers import STARTUP_BOOST_CORES  # noqa: E402
 from infadapter.serving.profiler import Profiler, largest_planned_cores, spec_models  # noqa: E402
 from infadapter.sim.machine import Machine  # noqa: E402
 from infadapter.sim.run import BIN_S, simulate  # noqa: E402
@@ -338,7 +340,7 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
             "policy": args.policy,
             "profile": profile,
             "latencies": dataclasses.asdict(MODE_LATENCIES["embedded"]),
-            "machine": {"cores": machine.cores, "base_cpu": machine.base_cpu, "cpu_per_rps": machine.cpu_per_rps},
+            "machine": {"cores": machine.cores, "base_cpu": machine.base_cpu, "cpu_per_rps": machine.cpu_per_rps, "startup_cores": machine.startup_cores},
             "host_speed": hostspeed.summary(list(machine.jitter)) if machine.jitter else "steady (--host-seconds 0)",
             "profile_probe": sc.profile_probe or "not measured (a given or cached profile without its probe)",
             "runs_host_speed": [r.get("host_speed") for r in runs],
@@ -379,6 +381,8 @@ def main() -> None:
         machine = dataclasses.replace(machine, jitter=speeds)
         if args.save_runs is not None:
             save_runs(args.save_runs, rows, machine, scenario.profile, scenario.profile_probe)
+    # a starting server may use a whole core while it loads its model, as the embedded runtime lets it
+    machine = dataclasses.replace(machine, startup_cores=min(STARTUP_BOOST_CORES, machine.cores))
     runs = _simulated_runs(args, scenario, rows, machine, console)
     print(json.dumps(clean(_output(args, scenario, runs, machine)), allow_nan=False))
 

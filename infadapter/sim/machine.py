@@ -5,7 +5,8 @@ and the controller run beside them without a quota. While the servers are busy w
 those leave, every server runs slower than its quota: the scheduler shares the machine. :func:`speeds`
 gives, per second, the share of its quota a server gets::
 
-    busy(t)   = Σ over instances: its quota while it starts (loading a model is CPU-bound), its quota x
+    busy(t)   = Σ over instances: max(its quota, ``Machine.startup_cores``) while it starts (loading a model is
+                CPU-bound, and the embedded runtime lets it use a whole core for that), its quota x
                 min(1, its routed load / its capacity) while it serves, 0 otherwise
     others(t) = base_cpu + cpu_per_rps x load(t)
     speed(t)  = min(1, (cores - others(t)) / busy(t))
@@ -68,12 +69,17 @@ class Machine:
     seed: int = JITTER_SEED
     #: the host's mean speed relative to the profile's (above 1: faster than when the profile was measured)
     speed: float = 1.0
+    #: the cores a starting server may use while it loads its model, if more than its quota (the embedded
+    #: runtime's start-up boost: 1 core)
+    startup_cores: float = 0.0
 
     def __post_init__(self) -> None:
         if any(not (math.isfinite(x) and x > 0.0) for x in self.jitter):
             raise ValueError("Machine.jitter: every relative speed must be a finite number above 0")
         if not (math.isfinite(self.speed) and self.speed > 0.0):
             raise ValueError(f"Machine.speed: {self.speed} must be a finite number above 0")
+        if not (math.isfinite(self.startup_cores) and 0.0 <= self.startup_cores <= self.cores):
+            raise ValueError(f"Machine.startup_cores: {self.startup_cores} must be a number from 0 to the machine's {self.cores} cores")
 
     def host_speeds(self, steps: int) -> FloatArray:
         """``steps`` windows of the host's speed: :attr:`jitter` in blocks from seeded offsets (ones without it)."""
@@ -90,7 +96,7 @@ class Machine:
         return out
 
 
-def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray) -> FloatArray:
+def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray, startup_cores: float = 0.0) -> FloatArray:
     """Per second of the trace, the cores the servers are busy with (see the module docstring)."""
     duration = trace_rps.size
     mid = np.arange(duration, dtype=np.float64) + 0.5
@@ -103,7 +109,7 @@ def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray) -> F
             t = float(mid[k])
             quota = inst.cores_at(t)
             if t < inst.serve_from_s:
-                busy[k] += quota
+                busy[k] += max(quota, startup_cores)
                 continue
             capacity = profile.capacity_rps(inst.variant, quota, 1, inst.gpus)
             routed = float(trace_rps[k]) * share[k]
@@ -123,9 +129,9 @@ def _routed_shares(timeline: Timeline, t_s: FloatArray) -> dict[int, FloatArray]
     return out
 
 
-def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, duration_s: int) -> FloatArray:
+def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, duration_s: int, startup_cores: float = 0.0) -> FloatArray:
     """The cores the servers were busy with when ``served`` was, every 1 / :data:`SAMPLES_PER_S` s (at the
-    middle of each step): an instance starting, its whole quota; else its quota x min(1, requests inside it /
+    middle of each step): an instance starting, its whole quota (or ``startup_cores``, if more); else its quota x min(1, requests inside it /
     its workers), a backlog drained after it left the plan included. Servers that are busy at once share the
     machine at that instant, not on a second's average."""
     t = (np.arange(duration_s * SAMPLES_PER_S, dtype=np.float64) + 0.5) / SAMPLES_PER_S
@@ -141,7 +147,7 @@ def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, dur
         quota = inst.cores_over(t)
         working = quota * np.minimum(1.0, count / np.maximum(1.0, np.rint(quota)))
         starting = (t >= inst.cost_from_s) & (t < inst.serve_from_s)
-        busy += np.where(starting, quota, working)
+        busy += np.where(starting, np.maximum(quota, startup_cores), working)
     return busy
 
 
@@ -150,7 +156,7 @@ def serve_on(machine: Machine, timeline: Timeline, arrivals_s: FloatArray, model
     :data:`PASSES` - 1 times at the speeds of what the previous pass's servers were busy with."""
     served = serve_requests(timeline, arrivals_s, model, speeds(timeline, profile, trace_rps, machine))
     for _ in range(PASSES - 1):
-        busy = busy_serving(timeline, arrivals_s, served, trace_rps.size)
+        busy = busy_serving(timeline, arrivals_s, served, trace_rps.size, machine.startup_cores)
         served = serve_requests(timeline, arrivals_s, model, speeds(timeline, profile, trace_rps, machine, busy))
     return served
 
@@ -160,7 +166,7 @@ def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine:
     :func:`busy_cores`, per second; any whole number of equal steps a second) and ``machine``; with the host's
     swings (``Machine.jitter``), :data:`SAMPLES_PER_S` steps a second, above 1 where the host ran fast."""
     rates = np.nan_to_num(np.asarray(trace_rps, dtype=np.float64), nan=0.0)
-    busy = busy_cores(timeline, profile, rates) if busy is None else busy
+    busy = busy_cores(timeline, profile, rates, machine.startup_cores) if busy is None else busy
     per_s = max(1, busy.size // max(1, rates.size))
     free = np.repeat(np.maximum(machine.cores - machine.others(rates), 0.0), per_s)[: busy.size]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -147,3 +147,29 @@ def test_a_host_slower_than_when_profiled_scales_every_speed_and_makes_a_near_lo
     assert _static(past, Machine(cores=16.0, speed=1.25))["slo_violation_ratio"] < 0.001
     with pytest.raises(ValueError, match=r"Machine\.speed"):
         Machine(cores=2.0, speed=0.0)
+
+
+def test_a_server_starting_with_a_whole_core_slows_the_ones_serving_meanwhile() -> None:
+    """The embedded runtime lets a starting server use a core while it loads its model (its start-up boost)."""
+    timeline = Timeline(
+        instances={
+            0: SimInstance(0, "fast", 0.7, [(0.0, 1.5)], 0.0, 0.0),  # serving 27 of its 30 rps
+            1: SimInstance(1, "fast", 0.7, [(10.0, 0.5)], 10.0, 13.0),  # asked for at 10 s, ready at 13 s
+        },
+        splits=[(0.0, {"fast": 1.0})],
+    )
+    trace = np.full(30, 27.0)
+    times = arrival_times(trace, np.random.default_rng(1))
+    model = ServiceModel(PROFILE, queue_factor=math.inf)
+    plain, boosted = Machine(cores=2.0, base_cpu=0.5), Machine(cores=2.0, base_cpu=0.5, startup_cores=1.0)
+    served = {name: serve_on(m, timeline, times, model, PROFILE, trace) for name, m in (("plain", plain), ("boosted", boosted))}
+    busy = {name: busy_serving(timeline, times, s, trace.size, m.startup_cores) for (name, s), m in zip(served.items(), (plain, boosted), strict=True)}
+    t = (np.arange(busy["plain"].size) + 0.5) / SAMPLES_PER_S
+    starting = (t > 10.0) & (t < 13.0)
+    assert np.all(busy["boosted"][starting] >= busy["plain"][starting] + 0.5 - 1e-9)  # 1 core, not 0.5 (and a slower server)
+    assert np.array_equal(busy["boosted"][t < 10.0], busy["plain"][t < 10.0])  # nothing differs before the start
+    window = (times >= 10.0) & (times < 14.0)
+    late = {name: float(np.mean(s.latency_s[window] > 0.2)) for name, s in served.items()}
+    assert late["plain"] < 0.02 and late["boosted"] > late["plain"] + 0.1  # 1.5 left: enough for both, then not
+    with pytest.raises(ValueError, match="startup_cores"):
+        Machine(cores=2.0, startup_cores=3.0)

@@ -46,7 +46,16 @@ from infadapter.profiles import Profile
 from infadapter.runtime.envoy_config import Endpoint
 from infadapter.runtime.local.envoy import EnvoyProcess
 from infadapter.runtime.local.prometheus import DEFAULT_JOBS, PrometheusProcess
-from infadapter.runtime.local.servers import LocalChanges, RuntimeEvent, ServerFactory, TritonInstance, actuator_state, converge, remove_stale_cgroups
+from infadapter.runtime.local.servers import (
+    STARTUP_BOOST_CORES,
+    LocalChanges,
+    RuntimeEvent,
+    ServerFactory,
+    TritonInstance,
+    actuator_state,
+    converge,
+    remove_stale_cgroups,
+)
 from infadapter.runtime.local.supervisor import Supervisor
 from infadapter.serving.cpulimit import cgroup_v1_writable
 from infadapter.spec import InferenceServiceSpec, ResizePolicy
@@ -74,7 +83,7 @@ class LocalRuntime:
         drain_s: float = 1.0,
         health_interval_s: float = 0.1,
         probe_interval_s: float = 2.0,
-        startup_boost_cores: float = 1.0,
+        startup_boost_cores: float = STARTUP_BOOST_CORES,
         on_event: Callable[[RuntimeEvent], None] | None = None,
     ) -> None:
         missing = [v for v in spec.variant_names if v not in models]

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 InstanceState = Literal["starting", "ready", "failed", "draining", "stopped"]
 
 
+#: the cores a starting server's cgroup allows while it loads its model (its plan's quota once ready, if more):
+#: loading is CPU-bound and serves nothing yet (the fidelity benchmark gives the simulator the same figure)
+STARTUP_BOOST_CORES = 1.0
+
+
 @dataclass
 class TritonInstance:
     """One tritonserver serving one variant replica (``replaced``: it serves until its replacement is ready)."""
