@@ -268,6 +268,7 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         if observed is not None:
             models.append(("simulated_as_observed", sc.profile, observed, own))
         replayed = at_phase(latencies, row.pop("decided"))
+        rows_of["replay_phase_s"] = round(replayed[0].observe_s, 3)  # the measured plans' phase (``at_phase``)
         models.append(("simulated_as_decided", sc.profile, None, own))
         if sc.profile_probe and row.get("host_probe"):  # the host's speed in the run relative to the profile's, measured
             models += [("simulated_at_host_speed", sc.profile, None, at_speed), ("simulated_as_decided_at_host_speed", sc.profile, None, at_speed)]
@@ -300,7 +301,9 @@ def at_phase(latencies: Latencies, decided: list[tuple[float, Plan, Any]]) -> tu
     schedule is on the simulated controller's clock, which starts at its first step (``phase``)."""
     if not decided:
         return latencies, decided
-    phase = statistics.median(t % 1.0 for t, _, _ in decided)
+    # the fractions' circular mean: a run whose phase is near a whole second has decisions at .98 and .02
+    angle = np.angle(np.mean(np.exp(2j * np.pi * np.array([t for t, _, _ in decided]))))
+    phase = float(angle / (2.0 * np.pi)) % 1.0
     return dataclasses.replace(latencies, observe_s=phase), [(float(round(t - phase)), plan, how) for t, plan, how in decided]
 
 

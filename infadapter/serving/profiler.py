@@ -86,7 +86,8 @@ class PointResult:
             None if p99 is None else round(p99, 1),
             None if sat is None else round(max(sat, self.capacity_rps), 2),
             p50_ms=None if p50 is None else round(p50, 1),
-            max_offered_rps=round(max(s.rate_rps for s in self.steps), 2) if self.steps else None,
+            # what the load generator really sent, not the step's target: a client that fell short offered less
+            max_offered_rps=round(max(s.report.achieved_rps for s in self.steps), 2) if self.steps else None,
         )
 
 

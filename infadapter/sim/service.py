@@ -269,8 +269,8 @@ def is_ceiling(point: ProfilePoint) -> bool:
     capacity for a lower bound: ResNet-50 at 1.5 cores answered 93.5 rps of the 183 offered, and the
     simulated server, fitted to the tail instead, served 108.8 through a burst's backlog."""
     saturation = point.saturation_rps or 0.0
-    if point.max_offered_rps is not None:
-        return point.max_offered_rps > saturation * (1.0 + CEILING_MARGIN)
+    if point.max_offered_rps is not None:  # (a saturation below the capacity contradicts it: not a ceiling)
+        return point.max_offered_rps > saturation * (1.0 + CEILING_MARGIN) and saturation >= point.capacity_rps
     return saturation > point.capacity_rps * (1.0 + CEILING_MARGIN)
 
 
@@ -282,11 +282,11 @@ def _with_spread(base: ServiceTime, point: ProfilePoint, percentile: float) -> S
         return base
     ceiling = is_ceiling(point)
     if ceiling:
-        # measured past the capacity, the saturation is the throughput the server really has: the simulated
+        # measured in overload, the saturation is the throughput the server really has: the simulated
         # one must not exceed it (a faster queue hid a burst's backlog: 68 rps simulated against 47.7 measured)
         service_s = base.servers / saturation
     else:
-        # saturation not measured past the capacity (a lower bound): the one-figure fit to the measured tail
+        # saturation not measured in overload (a lower bound): the one-figure fit to the measured tail
         # is the longest service time that tail allows
         service_s = min(base.servers / saturation, _calibrated(point.capacity_rps, base.servers, tail / 1000.0, percentile, QUEUE_FACTOR).service_s)
     key = f"spread|{int(ceiling)}|{point.capacity_rps}|{base.servers}|{service_s:.9g}|{p50}|{tail}|{percentile}|{SPREAD_SAMPLES}|{SPREAD_SEED}"

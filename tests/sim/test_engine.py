@@ -267,12 +267,14 @@ def test_the_controller_sees_the_load_as_late_as_the_mode_s_observer(lag_s: floa
             assert newest == now - math.floor(lag_s) - 1  # the newest second ended lag_s before this step
 
 
-def test_a_fractional_observation_delay_steps_the_loop_that_long_after_each_second() -> None:
+@pytest.mark.parametrize("lag_s", [0.5, 1.25])
+def test_a_fractional_observation_delay_steps_the_loop_that_long_after_each_second(lag_s: float) -> None:
     policy = _Switch(_plan(("fast", 6.0, 1.0)), at_s=100.0, resize="in_place")  # decided at the 101st step
-    timeline = _run(policy, np.full(300, 20.0), _plan(("fast", 2.0, 1.0)), Latencies(in_place_s=0.0, observe_s=0.5))
+    timeline = _run(policy, np.full(300, 20.0), _plan(("fast", 2.0, 1.0)), Latencies(in_place_s=0.0, observe_s=lag_s))
     (inst,) = timeline.instances.values()
-    assert [t for t, _ in inst.sizes][-1] == 100.5  # on the trace's clock: half a second into second 100
-    assert average_cores(timeline, 300.0) == pytest.approx((2.0 * 100.5 + 6.0 * 199.5) / 300.0)
+    at = 100.0 + lag_s % 1.0  # on the trace's clock: the delay's fraction into second 100
+    assert [t for t, _ in inst.sizes][-1] == pytest.approx(at)
+    assert average_cores(timeline, 300.0) == pytest.approx((2.0 * at + 6.0 * (300.0 - at)) / 300.0)
 
 
 def test_servers_without_a_queue_limit_serve_late_instead_of_dropping() -> None:
