@@ -295,8 +295,8 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
 
 
 def at_phase(latencies: Latencies, decided: list[tuple[float, Plan, Any]]) -> tuple[Latencies, list[tuple[float, Plan, Any]]]:
-    """``latencies`` whose loop steps at the fraction of a second the measured run's controller did (the median
-    of its decisions': one per run, within 0.05 s for most decisions), and the decisions moved to the nearest of
+    """``latencies`` whose loop steps at the fraction of a second the measured run's controller did (the circular
+    mean of its decisions': one per run, within 0.05 s for most decisions), and the decisions moved to the nearest of
     those steps, so that each replayed plan is applied when it was decided, not up to a second later. The
     schedule is on the simulated controller's clock, which starts at its first step (``phase``)."""
     if not decided:
