@@ -19,7 +19,9 @@ embedded runs and fitted as ``base + per_rps x load`` (:class:`~infadapter.sim.m
 own speed swings may be measured before the runs too (``--host-seconds``, :mod:`hostspeed`: a quarter second
 at a time, replayed to each simulated run from its own seed; ``simulated_steady_host`` is then the simulation
 without them; off by default: on two batches they moved the simulation away from the measurement), then every
-run is simulated on that machine (a starting server taking the whole core the runtime's start-up boost gives it),
+run is simulated on that machine (a starting server taking the whole core the runtime's start-up boost gives it;
+``simulated_start_measured``: only the CPU one start of its variant was measured to take, idle, before the runs,
+``scenario.machine.startup_cpu_s``),
 with servers that drop nothing (Triton as the runtime configures it has no
 queue limit: a late request is late, not dropped, and counts in the p99). The host's own speed drifts (a run's
 mean 0.96-1.01x its profile's on 2026-12-04, swings of 10-25 % over minutes before), so :mod:`speedprobe`
@@ -70,7 +72,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hostspeed  # noqa: E402  # beside this file
-from fidelity_measure import Decided, OthersCpu, RouterView, applied, client_lag, cold_starts, each_request, fit_machine, late_by_bin, latency_quantiles  # noqa: E402
+from fidelity_measure import (  # noqa: E402
+    Decided,
+    OthersCpu,
+    RouterView,
+    applied,
+    client_lag,
+    cold_starts,
+    each_request,
+    fit_machine,
+    late_by_bin,
+    latency_quantiles,
+    startup_cpu,
+)
 from fidelity_output import as_counted, beside, clean, errors_of, mean_of, measures, observation_noise, spread  # noqa: E402
 from fidelity_runs import DETAIL, load_runs, save_runs  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -247,6 +261,8 @@ def _measured_run(
 def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str, Any]], machine: Machine, console: Console) -> list[dict[str, Any]]:
     """Each measured run simulated from the plan it started on, with its own arrival seed."""
     runs: list[dict[str, Any]] = []
+    # a start taking the whole core its boost allows (the headline), and taking what one was measured to take
+    measured_start, machine = machine.startup_cpu_s, dataclasses.replace(machine, startup_cpu_s={})
     for k, row in enumerate(rows):
         start: Plan | None = row.pop("start")
         console.print(f"== run {k + 1}/{args.runs}: simulated from {start.describe() if start else 'nothing'}", highlight=False)
@@ -267,6 +283,8 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
             models.append(("simulated_steady_host", sc.profile, None, dataclasses.replace(machine, jitter=(), seed=0)))
         if observed is not None:
             models.append(("simulated_as_observed", sc.profile, observed, own))
+        if measured_start:
+            models.append(("simulated_start_measured", sc.profile, None, dataclasses.replace(own, startup_cpu_s=measured_start)))
         replayed = at_phase(latencies, row.pop("decided"))
         rows_of["replay_phase_s"] = round(replayed[0].observe_s, 3)  # the measured plans' phase (``at_phase``)
         models.append(("simulated_as_decided", sc.profile, None, own))
@@ -343,7 +361,13 @@ def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], 
             "policy": args.policy,
             "profile": profile,
             "latencies": dataclasses.asdict(MODE_LATENCIES["embedded"]),
-            "machine": {"cores": machine.cores, "base_cpu": machine.base_cpu, "cpu_per_rps": machine.cpu_per_rps, "startup_cores": machine.startup_cores},
+            "machine": {
+                "cores": machine.cores,
+                "base_cpu": machine.base_cpu,
+                "cpu_per_rps": machine.cpu_per_rps,
+                "startup_cores": machine.startup_cores,
+                "startup_cpu_s": dict(machine.startup_cpu_s),
+            },
             "host_speed": hostspeed.summary(list(machine.jitter)) if machine.jitter else "steady (--host-seconds 0)",
             "profile_probe": sc.profile_probe or "not measured (a given or cached profile without its probe)",
             "runs_host_speed": [r.get("host_speed") for r in runs],
@@ -380,8 +404,11 @@ def main() -> None:
     else:
         scenario = _scenario(args, console)
         speeds = _host_speeds(args, console)
+        console.print("== the CPU one start of each variant's server takes", highlight=False)
+        started = startup_cpu(scenario.spec, scenario.models)
+        console.print(f"   {started}", highlight=False)
         rows, machine = _measured_runs(args, scenario, console)
-        machine = dataclasses.replace(machine, jitter=speeds)
+        machine = dataclasses.replace(machine, jitter=speeds, startup_cpu_s=started)
         if args.save_runs is not None:
             save_runs(args.save_runs, rows, machine, scenario.profile, scenario.profile_probe)
     # a starting server may use a whole core while it loads its model, as the embedded runtime lets it

@@ -36,7 +36,13 @@ def save_runs(path: Path, rows: list[dict[str, Any]], machine: Machine, profile:
         "format": FORMAT,
         "profile": profile.to_dict(),
         "profile_probe": probed,
-        "machine": {"cores": machine.cores, "base_cpu": machine.base_cpu, "cpu_per_rps": machine.cpu_per_rps, "jitter": list(machine.jitter)},
+        "machine": {
+            "cores": machine.cores,
+            "base_cpu": machine.base_cpu,
+            "cpu_per_rps": machine.cpu_per_rps,
+            "jitter": list(machine.jitter),
+            "startup_cpu_s": dict(machine.startup_cpu_s),
+        },
         "rows": [_encoded(row) for row in rows],
     }
     path.write_text(json.dumps(out, allow_nan=False), encoding="utf-8")
@@ -50,7 +56,8 @@ def load_runs(path: Path) -> tuple[list[dict[str, Any]], Machine, Profile, dict[
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ValueError(f"{path}: not a saved batch of this format ({FORMAT})")
     m = raw["machine"]
-    machine = Machine(float(m["cores"]), float(m["base_cpu"]), float(m["cpu_per_rps"]), tuple(float(x) for x in m["jitter"]))
+    started = {str(k): float(v) for k, v in (m.get("startup_cpu_s") or {}).items()}  # (a batch saved before it: none)
+    machine = Machine(float(m["cores"]), float(m["base_cpu"]), float(m["cpu_per_rps"]), tuple(float(x) for x in m["jitter"]), startup_cpu_s=started)
     probed = {str(k): float(v) for k, v in (raw.get("profile_probe") or {}).items()}
     return [_decoded(row) for row in raw["rows"]], machine, profile_from_dict(raw["profile"], str(path)), probed
 

@@ -12,7 +12,6 @@ variant), every request is routed (smooth WRR per epoch) and served by its insta
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy.typing as npt
 
 from infadapter.control import DecisionRecord
 from infadapter.profiles import Profile
-from infadapter.sim.service import ServiceModel, queue, spread_delays
+from infadapter.sim.service import ServiceModel, queue, resize_free, spread_delays
 from infadapter.sim.traffic import route
 
 FloatArray = npt.NDArray[np.float64]
@@ -172,16 +171,7 @@ def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceMod
             continue
         inst = timeline.instances[int(iid) - 1]
         lo, hi = int(first[iid]), int(first[iid + 1])
-        times = grouped[lo:hi]
-        free: FloatArray | None = None
-        rng = model.rng_for(inst.id)
-        pieces = _pieces(inst, speeds)
-        cuts = [0, *np.searchsorted(times, [s for s, _, _ in pieces[1:]], side="left").tolist(), times.size]
-        for (a, b), (_, cores, speed) in zip(itertools.pairwise(cuts), pieces, strict=True):
-            if b > a:
-                size = model.size(inst.variant, cores, inst.gpus).at_speed(speed)
-                queued[lo + a : lo + b], free = queue(times[a:b], size, free)
-                served[lo + a : lo + b] = queued[lo + a : lo + b] + spread_delays(size, b - a, rng)
+        queued[lo:hi], served[lo:hi] = _serve_instance(inst, grouped[lo:hi], model, _pieces(inst, speeds))
     latency, in_queue = (served, queued) if order is None else (np.empty(n), np.empty(n))
     if order is not None:
         latency[order], in_queue[order] = served, queued
@@ -189,6 +179,36 @@ def serve_requests(timeline: Timeline, arrivals_s: FloatArray, model: ServiceMod
     for inst in timeline.instances.values():
         by_id[inst.id + 1] = inst.accuracy
     return Served(latency, by_id[target + 1], target, in_queue)
+
+
+def _serve_instance(inst: SimInstance, times: FloatArray, model: ServiceModel, pieces: list[tuple[float, float, float]]) -> tuple[FloatArray, FloatArray]:
+    """(wait + service, and that plus the spread's delay) of the requests ``times`` routed to ``inst``, each
+    served at the size and speed in force when it *starts* (``pieces``), not when it arrived: a server resized
+    up drains the backlog it queued before at its new speed, as a real one does (an in-place resize changes the
+    cgroup's quota at once), and one resized down serves its backlog slower. A request already in service when
+    the size changes keeps its service time."""
+    queued, served = np.full(times.size, np.nan), np.full(times.size, np.nan)
+    rng = model.rng_for(inst.id)
+    free: FloatArray | None = None
+    pos = 0  # the first request not started yet (FIFO: every one before it started or was dropped)
+    for k, (begin, cores, speed) in enumerate(pieces):
+        until = pieces[k + 1][0] if k + 1 < len(pieces) else math.inf
+        end = int(np.searchsorted(times, until, side="left"))  # the requests that arrived before the next piece
+        if end <= pos:
+            continue
+        size = model.size(inst.variant, cores, inst.gpus).at_speed(speed)
+        if free is not None:  # workers this size adds are free from its start, not from a queued request's arrival
+            free = resize_free(free, size.servers, begin)
+        latency, after = queue(times[pos:end], size, free)
+        starts = times[pos:end] + latency - size.service_s
+        later = np.flatnonzero(starts >= until)  # NaN (dropped) compares false: decided at arrival, kept
+        done = end - pos if later.size == 0 else int(later[0])
+        if done < end - pos:  # the rest start in a later piece: the workers' free times after those served here
+            latency, after = queue(times[pos : pos + done], size, free)
+        queued[pos : pos + done] = latency[:done]
+        served[pos : pos + done] = latency[:done] + spread_delays(size, done, rng)
+        free, pos = after, pos + done
+    return queued, served
 
 
 def _pieces(inst: SimInstance, speeds: Sequence[tuple[float, float]]) -> list[tuple[float, float, float]]:

@@ -5,9 +5,10 @@ and the controller run beside them without a quota. While the servers are busy w
 those leave, every server runs slower than its quota: the scheduler shares the machine. :func:`speeds`
 gives, per second, the share of its quota a server gets::
 
-    busy(t)   = Σ over instances: max(its quota, ``Machine.startup_cores``) while it starts (loading a model is
-                CPU-bound, and the embedded runtime lets it use a whole core for that), its quota x
-                min(1, its routed load / its capacity) while it serves, 0 otherwise
+    busy(t)   = Σ over instances: while it starts, the CPU its start measurably takes (``Machine.startup_cpu_s``,
+                spread over its start) up to what its cgroup allows (max(its quota, ``Machine.startup_cores``): the
+                embedded runtime lets a starting server use a whole core), or all of that where the start's CPU is
+                not known; its quota x min(1, its routed load / its capacity) while it serves; 0 otherwise
     others(t) = base_cpu + cpu_per_rps x load(t)
     speed(t)  = min(1, (cores - others(t)) / busy(t))
 
@@ -36,12 +37,13 @@ already over-estimates, and none to the steady state (``docs/simulator.md``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from infadapter.profiles import Profile
-from infadapter.sim.engine import FloatArray, Served, Timeline, epoch_index, epochs, serve_requests
+from infadapter.sim.engine import FloatArray, Served, SimInstance, Timeline, epoch_index, epochs, serve_requests
 from infadapter.sim.service import ServiceModel
 
 #: speeds are kept to this resolution (each distinct one splits the servers' queues once)
@@ -72,6 +74,9 @@ class Machine:
     #: the cores a starting server may use while it loads its model, if more than its quota (the embedded
     #: runtime's start-up boost: 1 core)
     startup_cores: float = 0.0
+    #: per variant, the CPU seconds one start of its server takes, measured (``benchmarks/fidelity.py``: 0.55-1.56
+    #: s here, over starts of 1.8-2.7 s, so a starting server is busy with 0.3-0.6 cores, not its whole boost)
+    startup_cpu_s: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if any(not (math.isfinite(x) and x > 0.0) for x in self.jitter):
@@ -80,6 +85,20 @@ class Machine:
             raise ValueError(f"Machine.speed: {self.speed} must be a finite number above 0")
         if not (math.isfinite(self.startup_cores) and 0.0 <= self.startup_cores <= self.cores):
             raise ValueError(f"Machine.startup_cores: {self.startup_cores} must be a number from 0 to the machine's {self.cores} cores")
+        for variant, seconds in self.startup_cpu_s.items():
+            if not (math.isfinite(seconds) and seconds >= 0.0):
+                raise ValueError(f"Machine.startup_cpu_s[{variant!r}]: {seconds} must be a finite number of seconds, 0 or more")
+
+    def starting(self, inst: SimInstance, quota: FloatArray) -> FloatArray:
+        """The cores ``inst`` is busy with while it starts, at its ``quota`` then: what its start measurably
+        takes, spread over it, within what its cgroup allows (all of that where the start's CPU is unknown)."""
+        allowed = np.maximum(quota, self.startup_cores)
+        seconds = self.startup_cpu_s.get(inst.variant)
+        window = inst.serve_from_s - inst.cost_from_s
+        if seconds is None or not window > 0.0:
+            return allowed
+        out: FloatArray = np.minimum(allowed, seconds / window)
+        return out
 
     def host_speeds(self, steps: int) -> FloatArray:
         """``steps`` windows of the host's speed: :attr:`jitter` in blocks from seeded offsets (ones without it)."""
@@ -96,7 +115,7 @@ class Machine:
         return out
 
 
-def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray, startup_cores: float = 0.0) -> FloatArray:
+def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine: Machine | None = None) -> FloatArray:
     """Per second of the trace, the cores the servers are busy with (see the module docstring)."""
     duration = trace_rps.size
     mid = np.arange(duration, dtype=np.float64) + 0.5
@@ -109,12 +128,16 @@ def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray, star
             t = float(mid[k])
             quota = inst.cores_at(t)
             if t < inst.serve_from_s:
-                busy[k] += max(quota, startup_cores)
+                busy[k] += float(_starting(machine, inst, np.array([quota]))[0])
                 continue
             capacity = profile.capacity_rps(inst.variant, quota, 1, inst.gpus)
             routed = float(trace_rps[k]) * share[k]
             busy[k] += quota * (min(1.0, routed / capacity) if capacity > 0 else 1.0)
     return busy
+
+
+def _starting(machine: Machine | None, inst: SimInstance, quota: FloatArray) -> FloatArray:
+    return quota if machine is None else machine.starting(inst, quota)
 
 
 def _routed_shares(timeline: Timeline, t_s: FloatArray) -> dict[int, FloatArray]:
@@ -129,9 +152,10 @@ def _routed_shares(timeline: Timeline, t_s: FloatArray) -> dict[int, FloatArray]
     return out
 
 
-def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, duration_s: int, startup_cores: float = 0.0) -> FloatArray:
+def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, duration_s: int, machine: Machine | None = None) -> FloatArray:
     """The cores the servers were busy with when ``served`` was, every 1 / :data:`SAMPLES_PER_S` s (at the
-    middle of each step): an instance starting, its whole quota (or ``startup_cores``, if more); else its quota x min(1, requests inside it /
+    middle of each step): an instance starting, what its start takes (:meth:`Machine.starting`; without a
+    ``machine``, its quota); else its quota x min(1, requests inside it /
     its workers), a backlog drained after it left the plan included. Servers that are busy at once share the
     machine at that instant, not on a second's average."""
     t = (np.arange(duration_s * SAMPLES_PER_S, dtype=np.float64) + 0.5) / SAMPLES_PER_S
@@ -146,8 +170,8 @@ def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, dur
         count = np.searchsorted(arrived, t, side="right") - np.searchsorted(done, t, side="right")
         quota = inst.cores_over(t)
         working = quota * np.minimum(1.0, count / np.maximum(1.0, np.rint(quota)))
-        starting = (t >= inst.cost_from_s) & (t < inst.serve_from_s)
-        busy += np.where(starting, np.maximum(quota, startup_cores), working)
+        loading = (t >= inst.cost_from_s) & (t < inst.serve_from_s)
+        busy += np.where(loading, _starting(machine, inst, quota), working)
     return busy
 
 
@@ -156,7 +180,7 @@ def serve_on(machine: Machine, timeline: Timeline, arrivals_s: FloatArray, model
     :data:`PASSES` - 1 times at the speeds of what the previous pass's servers were busy with."""
     served = serve_requests(timeline, arrivals_s, model, speeds(timeline, profile, trace_rps, machine))
     for _ in range(PASSES - 1):
-        busy = busy_serving(timeline, arrivals_s, served, trace_rps.size, machine.startup_cores)
+        busy = busy_serving(timeline, arrivals_s, served, trace_rps.size, machine)
         served = serve_requests(timeline, arrivals_s, model, speeds(timeline, profile, trace_rps, machine, busy))
     return served
 
@@ -166,7 +190,7 @@ def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine:
     :func:`busy_cores`, per second; any whole number of equal steps a second) and ``machine``; with the host's
     swings (``Machine.jitter``), :data:`SAMPLES_PER_S` steps a second, above 1 where the host ran fast."""
     rates = np.nan_to_num(np.asarray(trace_rps, dtype=np.float64), nan=0.0)
-    busy = busy_cores(timeline, profile, rates, machine.startup_cores) if busy is None else busy
+    busy = busy_cores(timeline, profile, rates, machine) if busy is None else busy
     per_s = max(1, busy.size // max(1, rates.size))
     free = np.repeat(np.maximum(machine.cores - machine.others(rates), 0.0), per_s)[: busy.size]
     with np.errstate(divide="ignore", invalid="ignore"):

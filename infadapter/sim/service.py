@@ -106,7 +106,7 @@ def queue(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | Non
     c, d = size.servers, size.service_s
     if not math.isfinite(d):
         return np.full(arrivals_s.size, np.nan), np.zeros(c)
-    free = np.zeros(c) if free_at_s is None else _resize_free(free_at_s, c, arrivals_s[0] if arrivals_s.size else 0.0)
+    free = np.zeros(c) if free_at_s is None else resize_free(free_at_s, c, arrivals_s[0] if arrivals_s.size else 0.0)
     n = arrivals_s.size
     latency = np.empty(n)
     ring = free  # the workers' free times in the order the next requests take them (request i: ring[i % c])
@@ -165,8 +165,9 @@ def _overloaded(arrivals_s: FloatArray, latency: FloatArray, pos: int, ring_at: 
     return pos, np.asarray(ring[head:] + ring[:head])
 
 
-def _resize_free(free_at_s: FloatArray, servers: int, now_s: float) -> FloatArray:
-    """Worker free times after a resize to ``servers`` workers (added ones are free now)."""
+def resize_free(free_at_s: FloatArray, servers: int, now_s: float) -> FloatArray:
+    """Worker free times after a resize to ``servers`` workers from ``now_s``: added ones are free then, removed
+    ones are those that would be free first."""
     free = np.sort(np.asarray(free_at_s, dtype=np.float64))
     if free.size >= servers:
         return free[free.size - servers :]

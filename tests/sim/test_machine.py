@@ -162,8 +162,10 @@ def test_a_server_starting_with_a_whole_core_slows_the_ones_serving_meanwhile() 
     times = arrival_times(trace, np.random.default_rng(1))
     model = ServiceModel(PROFILE, queue_factor=math.inf)
     plain, boosted = Machine(cores=2.0, base_cpu=0.5), Machine(cores=2.0, base_cpu=0.5, startup_cores=1.0)
-    served = {name: serve_on(m, timeline, times, model, PROFILE, trace) for name, m in (("plain", plain), ("boosted", boosted))}
-    busy = {name: busy_serving(timeline, times, s, trace.size, m.startup_cores) for (name, s), m in zip(served.items(), (plain, boosted), strict=True)}
+    measured = Machine(cores=2.0, base_cpu=0.5, startup_cores=1.0, startup_cpu_s={"fast": 0.9})  # 0.9 s over 3 s
+    machines = {"plain": plain, "boosted": boosted, "measured": measured}
+    served = {name: serve_on(m, timeline, times, model, PROFILE, trace) for name, m in machines.items()}
+    busy = {name: busy_serving(timeline, times, served[name], trace.size, m) for name, m in machines.items()}
     t = (np.arange(busy["plain"].size) + 0.5) / SAMPLES_PER_S
     starting = (t > 10.0) & (t < 13.0)
     assert np.all(busy["boosted"][starting] >= busy["plain"][starting] + 0.5 - 1e-9)  # 1 core, not 0.5 (and a slower server)
@@ -171,5 +173,27 @@ def test_a_server_starting_with_a_whole_core_slows_the_ones_serving_meanwhile() 
     window = (times >= 10.0) & (times < 14.0)
     late = {name: float(np.mean(s.latency_s[window] > 0.2)) for name, s in served.items()}
     assert late["plain"] < 0.02 and late["boosted"] > late["plain"] + 0.1  # 1.5 left: enough for both, then not
+    # a start measured to take 0.9 CPU seconds: 0.3 cores while it starts, below its quota's 0.5, within its boost's 1
+    assert measured.starting(timeline.instances[1], np.array([0.5])) == pytest.approx([0.3])
+    assert late["measured"] < 0.02
     with pytest.raises(ValueError, match="startup_cores"):
         Machine(cores=2.0, startup_cores=3.0)
+    with pytest.raises(ValueError, match=r"startup_cpu_s\['fast'\]"):
+        Machine(cores=2.0, startup_cpu_s={"fast": -1.0})
+
+
+@pytest.mark.parametrize(("before", "after"), [(0.5, 2.0), (2.0, 0.5)])
+def test_a_resized_server_serves_the_backlog_it_queued_before_at_its_new_size(before: float, after: float) -> None:
+    """An in-place resize changes the cgroup's quota at once: the 200 requests queued when it comes are served at
+    the new size's pace, not at the one they arrived at (which would take 200 / its throughput instead)."""
+    model = ServiceModel(PROFILE, queue_factor=math.inf)
+    old, new = model.size("fast", before).saturation_rps, model.size("fast", after).saturation_rps  # 20.7 and 51.5 rps
+    timeline = Timeline(instances={0: SimInstance(0, "fast", 0.7, [(0.0, before), (10.0, after)], 0.0, 0.0)}, splits=[(0.0, {"fast": 1.0})])
+    times = arrival_times(np.concatenate((np.full(10, old + 20.0), np.zeros(40))), np.random.default_rng(3))  # 20 rps too many
+    served = serve_requests(timeline, times, model)
+    done = times + served.latency_s
+    assert np.all(np.isfinite(served.latency_s))
+    backlog = int((done > 10.0).sum())
+    assert 150 < backlog < 250
+    assert done.max() - 10.0 == pytest.approx(backlog / new, rel=0.15)
+    assert abs(done.max() - 10.0 - backlog / old) > 2.0  # the other reading differs by seconds
