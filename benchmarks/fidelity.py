@@ -231,7 +231,7 @@ def _measured_run(
         summary = run.run().to_json()
     finally:
         others.stop()
-    x, y = others.per_second(sc.rates)
+    seconds, x, y = others.per_second(sc.rates)
     loads += x
     taken += y
     load_began = run.load_started_wall_s or 0.0
@@ -244,12 +244,14 @@ def _measured_run(
         "measured_late_by_10s": late_by_bin(run, sc.spec.slo.latency_ms, sc.rates.size),
         "measured_client": client_lag(run, sc.spec.slo.latency_ms),
         "measured_router": router.figures,
+        "served_by_variant": router.by_variant,
         "observed_rps": router.observed,
         "sent_s": [r.send_s for r in run.requests],
         "measured_each": each_request(run),
         "applied": applied(run),
         "cold_starts_s": cold_starts(run),
         "others_cores_mean": round(statistics.fmean(y), 3) if y else None,
+        "others_cores": [[second, round(cores, 3)] for second, cores in zip(seconds, y, strict=True)],
         "host_probe": host,
         "host_speed": relative_speed(sc.profile_probe, host),
         "start": next((s.plan for s in run.samples if s.plan is not None), None),

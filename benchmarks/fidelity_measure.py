@@ -69,16 +69,17 @@ class OthersCpu:
         self._stop.set()
         self._thread.join()
 
-    def per_second(self, rates: npt.NDArray[np.float64]) -> tuple[list[float], list[float]]:
-        """(load, cores taken) for every second of the load the samples cover."""
+    def per_second(self, rates: npt.NDArray[np.float64]) -> tuple[list[int], list[float], list[float]]:
+        """(second, load, cores taken) for every second of the load the samples cover."""
         start = self.run.load_started_wall_s or 0.0
-        loads, cores = [], []
+        seconds, loads, cores = [], [], []
         for (t0, c0), (t1, c1) in itertools.pairwise(self.samples):
             second = int((t0 + t1) / 2 - start)
             if 0 <= second < rates.size and t1 > t0:
+                seconds.append(second)
                 loads.append(float(rates[second]))
                 cores.append((c1 - c0) / (t1 - t0))
-        return loads, cores
+        return seconds, loads, cores
 
 
 class Decided:
@@ -192,6 +193,8 @@ class RouterView:
         self.slo_ms, self.duration_s = slo_ms, duration_s
         self.figures: dict[str, Any] = {}
         self.observed: npt.NDArray[np.float64] | None = None
+        #: per variant, each second's answers a second and mean wait in its servers' queues (ms), as Triton counted
+        self.by_variant: dict[str, dict[str, list[float | None]]] = {}
 
     def __call__(self, run: EmbeddedRun, runtime: Any) -> None:
         start = run.load_started_wall_s
@@ -214,8 +217,30 @@ class RouterView:
             end = start + (k + 1) * BIN_S
             bins.append(round(observer.slo_violation_ratio(ns, name, self.slo_ms, window_s=BIN_S, at_s=end), 3) if end <= now else math.nan)
         self.figures = {"router_violation_ratio": round(whole, 5), "router_late_by_10s": bins}
+        self.by_variant = _served_by_variant(observer, ns, name, start, self.duration_s)
         # what the controller's observer read for second k of the load: the rate at its end
         self.observed = observer.arrival_history_rps(ns, name, start + 1.0, start + self.duration_s)
+
+
+def _served_by_variant(observer: Observer, ns: str, name: str, start: float, duration_s: int) -> dict[str, dict[str, list[float | None]]]:
+    """Per variant, the rate its servers answered at and their requests' mean queue wait (ms) for every second of
+    the load (Triton's counters, scraped each second; None where none was scraped): the servers' side of a burst,
+    which the client's latencies mix over variants."""
+    where = f'namespace="{ns}",name="{name}"'
+    queries = {
+        "answered_rps": f"sum by (variant) (irate(nv_inference_request_success{{{where}}}[5s]))",
+        "queue_ms": f"sum by (variant) (irate(nv_inference_queue_duration_us{{{where}}}[5s])) / 1000"
+        f" / sum by (variant) (irate(nv_inference_request_success{{{where}}}[5s]))",
+    }
+    out: dict[str, dict[str, list[float | None]]] = {}
+    for field, query in queries.items():
+        for labels, times, values in observer.query_range(query, start + 1.0, start + duration_s):
+            series = out.setdefault(labels.get("variant", "?"), {}).setdefault(field, [None] * duration_s)
+            for t, v in zip(times, values, strict=True):
+                k = round(t - start) - 1  # the rate at the end of second k
+                if 0 <= k < duration_s and math.isfinite(v):
+                    series[k] = round(float(v), 2)
+    return out
 
 
 def each_request(run: EmbeddedRun) -> dict[str, list[float]]:

@@ -24,8 +24,9 @@ from infadapter.sim.machine import Machine
 #: the row fields that are the simulator's input, not measures
 INPUTS = ("sent_s", "observed_rps", "start", "decided")
 #: the row fields kept for a later look, second by second (each request's measured latency, the runtime's
-#: applied actions), and left out of the benchmark's output
-DETAIL = ("measured_each", "applied")
+#: applied actions, the CPU the other processes took each second, each variant's answers and queue wait as Triton
+#: counted them), and left out of the benchmark's output
+DETAIL = ("measured_each", "applied", "others_cores", "served_by_variant")
 FORMAT = 1
 
 
