@@ -66,7 +66,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -85,7 +84,7 @@ from fidelity_measure import (  # noqa: E402
     latency_quantiles,
     startup_cpu,
 )
-from fidelity_output import as_counted, beside, clean, errors_of, mean_of, measures, observation_noise, spread  # noqa: E402
+from fidelity_output import Scenario, as_counted, clean, measures, observation_noise, one_figure, output  # noqa: E402
 from fidelity_runs import DETAIL, load_runs, save_runs  # noqa: E402
 from rich.console import Console  # noqa: E402
 from speedprobe import SpeedProbe, probe_model, relative_speed  # noqa: E402
@@ -101,7 +100,7 @@ from infadapter.runtime.local.servers import STARTUP_BOOST_CORES  # noqa: E402
 from infadapter.serving.profiler import Profiler, largest_planned_cores, spec_models  # noqa: E402
 from infadapter.sim.machine import Machine  # noqa: E402
 from infadapter.sim.run import BIN_S, simulate  # noqa: E402
-from infadapter.spec import InferenceServiceSpec, load_resource  # noqa: E402
+from infadapter.spec import load_resource  # noqa: E402
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -132,21 +131,6 @@ def _measured_profile(
     save_profile(profile, path)
     probed.write_text(json.dumps(host), encoding="utf-8")
     return profile, host
-
-
-@dataclasses.dataclass(frozen=True)
-class Scenario:
-    """What both sides run: the spec, its models and profile, the scaled trace."""
-
-    name: str
-    spec: InferenceServiceSpec
-    models: dict[str, Path]
-    profile: Profile
-    rates: npt.NDArray[np.float64]
-    described: str
-    factor: float
-    #: the host as :mod:`speedprobe` read it while the profile was measured (empty: not known)
-    profile_probe: dict[str, float]
 
 
 def _arguments() -> argparse.Namespace:
@@ -280,7 +264,7 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         # replayed (``replay``: the servers and the actuation alone, no control loop to diverge)
         own = _host(machine, k)
         at_speed = dataclasses.replace(own, speed=row.get("host_speed") or 1.0)
-        models: list[tuple[str, Profile, Any, Machine]] = [("simulated", sc.profile, None, own), ("simulated_one_figure", _one_figure(sc.profile), None, own)]
+        models: list[tuple[str, Profile, Any, Machine]] = [("simulated", sc.profile, None, own), ("simulated_one_figure", one_figure(sc.profile), None, own)]
         if machine.jitter:
             models.append(("simulated_steady_host", sc.profile, None, dataclasses.replace(machine, jitter=(), seed=0)))
         if observed is not None:
@@ -342,54 +326,6 @@ def _host_speeds(args: argparse.Namespace, console: Console) -> tuple[float, ...
     return speeds
 
 
-def _one_figure(profile: Profile) -> Profile:
-    """The profile without its medians: the simulator's one-figure model (every tail taken for queueing)."""
-    points = {v: tuple(dataclasses.replace(p, p50_ms=None) for p in pts) for v, pts in profile.points.items()}
-    return Profile(profile.slo_ms, points, profile.percentile, profile.source, profile.serving)
-
-
-def _output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], machine: Machine) -> dict[str, Any]:
-    simulated, measured = mean_of([r["simulated"] for r in runs]), mean_of([r["measured"] for r in runs])
-    errors = errors_of(simulated, measured)
-    profile = str(args.from_runs or args.profile or f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step")
-    return {
-        "scenario": {
-            "spec": str(args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file),
-            "trace": sc.described,
-            "scale": round(sc.factor, 4),
-            "duration_s": args.duration,
-            "mean_rps": round(float(sc.rates.mean()), 1),
-            "peak_rps": round(float(sc.rates.max()), 1),
-            "policy": args.policy,
-            "profile": profile,
-            "latencies": dataclasses.asdict(MODE_LATENCIES["embedded"]),
-            "machine": {
-                "cores": machine.cores,
-                "base_cpu": machine.base_cpu,
-                "cpu_per_rps": machine.cpu_per_rps,
-                "startup_cores": machine.startup_cores,
-                "startup_cpu_s": dict(machine.startup_cpu_s),
-            },
-            "host_speed": hostspeed.summary(list(machine.jitter)) if machine.jitter else "steady (--host-seconds 0)",
-            "profile_probe": sc.profile_probe or "not measured (a given or cached profile without its probe)",
-            "runs_host_speed": [r.get("host_speed") for r in runs],
-            "load_time_s": {v.name: v.load_time_s for v in sc.spec.variants},
-        },
-        "simulated": simulated,
-        "measured": measured,
-        "simulated_one_figure": mean_of([r["simulated_one_figure"] for r in runs]),
-        **beside(runs, measured),
-        "spread": {"simulated": spread([r["simulated"] for r in runs]), "measured": spread([r["measured"] for r in runs])},
-        "errors": errors,
-        "targets": {
-            "violations_within_0.5_points": abs(errors["violations_points"]) <= 0.5,
-            "cpu_within_10pct": abs(errors["cpu_relative"]) <= 0.10,
-            "p99_within_25pct": abs(errors["p99_relative"]) <= 0.25,
-        },
-        "runs": runs,
-    }
-
-
 def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     args = _arguments()
@@ -416,7 +352,7 @@ def main() -> None:
     # a starting server may use a whole core while it loads its model, as the embedded runtime lets it
     machine = dataclasses.replace(machine, startup_cores=min(STARTUP_BOOST_CORES, machine.cores))
     runs = _simulated_runs(args, scenario, rows, machine, console)
-    print(json.dumps(clean(_output(args, scenario, runs, machine)), allow_nan=False))
+    print(json.dumps(clean(output(args, scenario, runs, machine)), allow_nan=False))
 
 
 if __name__ == "__main__":

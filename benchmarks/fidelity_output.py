@@ -5,12 +5,23 @@ the host's measured speed), each with its errors against the measured mean.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
+import hostspeed  # beside this file
 import numpy as np
 import numpy.typing as npt
+
+from infadapter.control import MODE_LATENCIES
+from infadapter.profiles import Profile
+from infadapter.sim.machine import Machine
+from infadapter.spec import InferenceServiceSpec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MEASURES = ("slo_violation_ratio", "avg_cpu", "avg_accuracy", "p99_latency_ms", "reconfigurations")
 
@@ -98,3 +109,68 @@ def beside(runs: list[dict[str, Any]], measured: dict[str, float]) -> dict[str, 
             out[model] = mean = mean_of(rows)
             out[model.replace("simulated", "errors", 1)] = errors_of(mean, measured)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """What both sides run: the spec, its models and profile, the scaled trace."""
+
+    name: str
+    spec: InferenceServiceSpec
+    models: dict[str, Path]
+    profile: Profile
+    rates: npt.NDArray[np.float64]
+    described: str
+    factor: float
+    #: the host as :mod:`speedprobe` read it while the profile was measured (empty: not known)
+    profile_probe: dict[str, float]
+
+
+def one_figure(profile: Profile) -> Profile:
+    """The profile without its medians: the simulator's one-figure model (every tail taken for queueing)."""
+    points = {v: tuple(dataclasses.replace(p, p50_ms=None) for p in pts) for v, pts in profile.points.items()}
+    return Profile(profile.slo_ms, points, profile.percentile, profile.source, profile.serving)
+
+
+def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], machine: Machine) -> dict[str, Any]:
+    """The JSON object the benchmark prints: the scenario, the simulated and measured means, the simulations
+    beside them, the spreads, the errors against the targets and every run."""
+    simulated, measured = mean_of([r["simulated"] for r in runs]), mean_of([r["measured"] for r in runs])
+    errors = errors_of(simulated, measured)
+    profile = str(args.from_runs or args.profile or f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step")
+    return {
+        "scenario": {
+            "spec": str(args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file),
+            "trace": sc.described,
+            "scale": round(sc.factor, 4),
+            "duration_s": args.duration,
+            "mean_rps": round(float(sc.rates.mean()), 1),
+            "peak_rps": round(float(sc.rates.max()), 1),
+            "policy": args.policy,
+            "profile": profile,
+            "latencies": dataclasses.asdict(MODE_LATENCIES["embedded"]),
+            "machine": {
+                "cores": machine.cores,
+                "base_cpu": machine.base_cpu,
+                "cpu_per_rps": machine.cpu_per_rps,
+                "startup_cores": machine.startup_cores,
+                "startup_cpu_s": dict(machine.startup_cpu_s),
+            },
+            "host_speed": hostspeed.summary(list(machine.jitter)) if machine.jitter else "steady (--host-seconds 0)",
+            "profile_probe": sc.profile_probe or "not measured (a given or cached profile without its probe)",
+            "runs_host_speed": [r.get("host_speed") for r in runs],
+            "load_time_s": {v.name: v.load_time_s for v in sc.spec.variants},
+        },
+        "simulated": simulated,
+        "measured": measured,
+        "simulated_one_figure": mean_of([r["simulated_one_figure"] for r in runs]),
+        **beside(runs, measured),
+        "spread": {"simulated": spread([r["simulated"] for r in runs]), "measured": spread([r["measured"] for r in runs])},
+        "errors": errors,
+        "targets": {
+            "violations_within_0.5_points": abs(errors["violations_points"]) <= 0.5,
+            "cpu_within_10pct": abs(errors["cpu_relative"]) <= 0.10,
+            "p99_within_25pct": abs(errors["p99_relative"]) <= 0.25,
+        },
+        "runs": runs,
+    }

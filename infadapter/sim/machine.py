@@ -124,12 +124,11 @@ def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray, mach
     unrouted = np.zeros(duration)
     for inst in timeline.instances.values():
         share = shares.get(inst.id, unrouted)
-        for k in np.flatnonzero((mid >= inst.cost_from_s) & (mid < inst.end_s)):
-            t = float(mid[k])
-            quota = inst.cores_at(t)
-            if t < inst.serve_from_s:
-                busy[k] += float(_starting(machine, inst, np.array([quota]))[0])
-                continue
+        alive = np.flatnonzero((mid >= inst.cost_from_s) & (mid < inst.end_s))
+        quotas = inst.cores_over(mid[alive])
+        loading = mid[alive] < inst.serve_from_s
+        busy[alive[loading]] += _starting(machine, inst, quotas[loading])
+        for k, quota in zip(alive[~loading].tolist(), quotas[~loading].tolist(), strict=True):
             capacity = profile.capacity_rps(inst.variant, quota, 1, inst.gpus)
             routed = float(trace_rps[k]) * share[k]
             busy[k] += quota * (min(1.0, routed / capacity) if capacity > 0 else 1.0)

@@ -98,6 +98,9 @@ def spread_delays(size: ServiceTime, n: int, rng: np.random.Generator | None) ->
 def queue(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
     """(wait + service per request, NaN = dropped; the workers' free times afterwards, sorted).
 
+    ``free_at_s`` may hold another number of workers than ``size`` (a resize): workers it adds are free from the
+    first arrival (a caller that knows when the resize happened resizes them first, :func:`resize_free`).
+
     Stretches without a drop are solved in one vectorised step (:func:`fifo_starts`); from a request that
     would wait longer than the queue cap on, :func:`_overloaded` admits one request at a time and skips
     each run of dropped ones with a binary search, until a request is served at once. An overloaded
@@ -106,7 +109,7 @@ def queue(arrivals_s: FloatArray, size: ServiceTime, free_at_s: FloatArray | Non
     c, d = size.servers, size.service_s
     if not math.isfinite(d):
         return np.full(arrivals_s.size, np.nan), np.zeros(c)
-    free = np.zeros(c) if free_at_s is None else resize_free(free_at_s, c, arrivals_s[0] if arrivals_s.size else 0.0)
+    free = np.zeros(c) if free_at_s is None else resize_free(free_at_s, c, float(arrivals_s[0]) if arrivals_s.size else 0.0)
     n = arrivals_s.size
     latency = np.empty(n)
     ring = free  # the workers' free times in the order the next requests take them (request i: ring[i % c])
