@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -86,6 +85,7 @@ from fidelity_measure import (  # noqa: E402
 )
 from fidelity_output import Scenario, as_counted, clean, measures, observation_noise, one_figure, output  # noqa: E402
 from fidelity_runs import DETAIL, load_runs, save_runs  # noqa: E402
+from fidelity_servers import ServersCpu, routed  # noqa: E402
 from rich.console import Console  # noqa: E402
 from speedprobe import SpeedProbe, probe_model, relative_speed  # noqa: E402
 
@@ -207,14 +207,23 @@ def _measured_run(
     console.print(f"== run {k + 1}/{args.runs}: embedded", highlight=False)
     started = time.monotonic()
     router = RouterView(sc.spec.slo.latency_ms, sc.rates.size)
-    run = EmbeddedRun(sc.spec, sc.profile, sc.models, sc.rates, policy=args.policy, name=sc.name, console=console, live=False)
-    run.before_stop = functools.partial(router, run)
-    others = OthersCpu(run)
+    run = EmbeddedRun(
+        sc.spec, sc.profile, sc.models, sc.rates, policy=args.policy, name=sc.name, console=console, live=False, runtime_options={"access_log": True}
+    )
+    requests: dict[str, list[Any]] = {}
+
+    def before_stop(runtime: Any) -> None:
+        router(run, runtime)  # waits for the last scrape, so the access log's last lines are flushed too
+        requests.update(routed(run, runtime))
+
+    run.before_stop = before_stop
+    others, servers = OthersCpu(run), ServersCpu(run)
     decided = Decided(run)
     try:
         summary = run.run().to_json()
     finally:
         others.stop()
+        servers.stop()
     seconds, x, y = others.per_second(sc.rates)
     loads += x
     taken += y
@@ -229,6 +238,8 @@ def _measured_run(
         "measured_client": client_lag(run, sc.spec.slo.latency_ms),
         "measured_router": router.figures,
         "served_by_variant": router.by_variant,
+        "servers_cpu": servers.per_second(sc.rates.size),
+        "routed": requests,
         "observed_rps": router.observed,
         "sent_s": [r.send_s for r in run.requests],
         "measured_each": each_request(run),
@@ -326,6 +337,12 @@ def _host_speeds(args: argparse.Namespace, console: Console) -> tuple[float, ...
     return speeds
 
 
+def _saved_duration(rows: list[dict[str, Any]], default: int) -> int:
+    """The seconds of trace a saved batch ran: what its observer read each second of (``default`` if unknown)."""
+    seconds = {len(r["observed_rps"]) for r in rows if r.get("observed_rps") is not None}
+    return seconds.pop() if len(seconds) == 1 else default
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     args = _arguments()
@@ -338,6 +355,7 @@ def main() -> None:
             console.print(f"error: --from-runs: {exc}")
             raise SystemExit(2) from None
         args.runs = len(rows)
+        args.duration = _saved_duration(rows, args.duration)
         scenario = _scenario(args, console, (profile, probed))
     else:
         scenario = _scenario(args, console)

@@ -132,8 +132,22 @@ def _weighted_route(clusters: Sequence[str], weights: Mapping[str, int], runtime
     }
 
 
-def _connection_manager(route: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+#: one JSON line per request in the access log: when it arrived, which variant's cluster the split chose and which
+#: server answered (another variant's when a retry spilled over), its time in Envoy and in the server
+ACCESS_LOG_FORMAT = {
+    "start_s": "%START_TIME(%s.%6f)%",
+    "cluster": "%UPSTREAM_CLUSTER%",
+    "host": "%UPSTREAM_HOST%",
+    "status": "%RESPONSE_CODE%",
+    "flags": "%RESPONSE_FLAGS%",
+    "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+}
+
+
+def _connection_manager(route: Mapping[str, Any], access_log: Path | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": STAT_PREFIX,
         "codec_type": "AUTO",
@@ -142,6 +156,18 @@ def _connection_manager(route: Mapping[str, Any]) -> dict[str, Any]:
             {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
         ],
     }
+    if access_log is not None:
+        out["access_log"] = [
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": str(access_log),
+                    "log_format": {"json_format": ACCESS_LOG_FORMAT},
+                },
+            }
+        ]
+    return out
 
 
 def _eds_cluster(name: str, eds_dir: Path, limits: Mapping[str, int]) -> dict[str, Any]:
@@ -172,13 +198,15 @@ def envoy_config(
     slo_ms: float | None = None,
     route_timeout_s: float = 30.0,
     retries: int = 2,
+    access_log: Path | None = None,
 ) -> dict[str, Any]:
-    """The bootstrap (pure): listener + weighted route, EDS-from-file clusters, admin on 127.0.0.1."""
+    """The bootstrap (pure): listener + weighted route, EDS-from-file clusters, admin on 127.0.0.1; with
+    ``access_log``, a JSON line per request written there (:data:`ACCESS_LOG_FORMAT`)."""
     if not clusters:
         raise ValueError("at least one cluster is needed")
     buckets = sorted({float(b) for b in buckets_ms} | ({float(slo_ms)} if slo_ms else set()))
     route = _weighted_route(clusters, integer_weights(weights, clusters), runtime_prefix, route_timeout_s, retries)
-    hcm = _connection_manager(route)
+    hcm = _connection_manager(route, access_log)
     # one limits object shared by every cluster: YAML writes it once and refers to it (the router's ConfigMap
     # stays linear and small in the variants)
     limits = {"max_connections": 100_000, "max_pending_requests": 100_000, "max_requests": 100_000, "max_retries": 1_000}

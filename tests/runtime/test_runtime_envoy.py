@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -127,3 +128,31 @@ def test_restart_restores_weights_and_endpoints(envoy: EnvoyProcess, backends: l
     envoy.wait_endpoints()
     seen = _split(envoy, 400)
     assert abs(seen[str(backends[0])] / 400 - 0.25) <= 0.07
+
+
+def test_the_access_log_names_the_chosen_variant_and_the_server_that_answered(backends: list[int], tmp_path: Path) -> None:
+    try:
+        proc = EnvoyProcess(["a", "b"], slo_ms=200, workdir=tmp_path, access_log=True)
+    except Exception as exc:
+        pytest.skip(f"envoy unavailable: {exc}")
+    with proc:
+        proc.set_endpoints({"a": [], "b": [Endpoint("127.0.0.1", backends[1])]})  # a spills to b
+        proc.set_weights({"a": 0.5, "b": 0.5})
+        seen = _split(proc, 200)
+        assert seen == {str(backends[1]): 200}
+        deadline = time.monotonic() + 10.0
+        while len(proc.access_records()) < 200 and time.monotonic() < deadline:
+            time.sleep(0.1)  # flushed every second
+        records = proc.access_records()
+    assert len(records) == 200
+    assert {r["host"] for r in records} == {f"127.0.0.1:{backends[1]}"}
+    chosen = collections.Counter(r["cluster"] for r in records)
+    assert set(chosen) == {"a", "b"} and 60 <= chosen["a"] <= 140  # the split's choice, before the spill
+    assert all(r["status"] == 200 and r["duration_ms"] >= 0 and r["start_s"] > 1.7e9 for r in records)
+
+
+def test_without_an_access_log_none_is_written(envoy: EnvoyProcess, backends: list[int]) -> None:
+    envoy.set_endpoints({"a": [Endpoint("127.0.0.1", backends[0])]})
+    envoy.set_weights({"a": 1.0})
+    assert _split(envoy, 16) == {str(backends[0]): 16}  # requests went through
+    assert not envoy.access_log_path.exists() and envoy.access_records() == []

@@ -85,6 +85,7 @@ class LocalRuntime:
         probe_interval_s: float = 2.0,
         startup_boost_cores: float = STARTUP_BOOST_CORES,
         on_event: Callable[[RuntimeEvent], None] | None = None,
+        access_log: bool = False,
     ) -> None:
         missing = [v for v in spec.variant_names if v not in models]
         if missing:
@@ -103,7 +104,9 @@ class LocalRuntime:
         self.probe_interval_s = probe_interval_s
         self.on_event = on_event
         self.servers = ServerFactory(spec, self.models, self.work_dir, use_cgroup=self.use_cgroup, startup_boost_cores=startup_boost_cores)
-        self.envoy = EnvoyProcess(spec.variant_names, listen_port=listen_port, workdir=self.work_dir / "envoy", slo_ms=spec.slo.latency_ms)
+        self.envoy = EnvoyProcess(
+            spec.variant_names, listen_port=listen_port, workdir=self.work_dir / "envoy", slo_ms=spec.slo.latency_ms, access_log=access_log
+        )
         self.prometheus: PrometheusProcess | None = PrometheusProcess(jobs=DEFAULT_JOBS, workdir=self.work_dir / "prometheus") if with_prometheus else None
         self.instances: list[TritonInstance] = []
         self.events: list[RuntimeEvent] = []

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import requests
 import yaml
@@ -62,8 +62,10 @@ class EnvoyProcess:
         concurrency: int = 1,
         retries: int = 2,
         route_timeout_s: float = 30.0,
+        access_log: bool = False,
     ) -> None:
         self.clusters = tuple(clusters)
+        self.access_log = access_log
         self.listen_port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
         self._own_workdir = workdir is None
@@ -106,6 +108,26 @@ class EnvoyProcess:
         return self.workdir / "envoy.log"
 
     @property
+    def access_log_path(self) -> Path:
+        """Where Envoy writes a JSON line per request when started with ``access_log``
+        (:data:`~infadapter.runtime.envoy_config.ACCESS_LOG_FORMAT`), flushed every second."""
+        return self.workdir / "access.log"
+
+    def access_records(self) -> list[dict[str, Any]]:
+        """The requests the access log holds so far, one dict each (fields of :data:`ACCESS_LOG_FORMAT`; numbers
+        as numbers, ``-`` as None); a line Envoy has not finished writing is left out."""
+        if not self.access_log_path.is_file():
+            return []
+        out: list[dict[str, Any]] = []
+        for line in self.access_log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out.append({k: _number(v) for k, v in raw.items()} if isinstance(raw, dict) else {})
+        return out
+
+    @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
@@ -123,6 +145,7 @@ class EnvoyProcess:
             slo_ms=self.slo_ms,
             retries=self.retries,
             route_timeout_s=self.route_timeout_s,
+            access_log=self.access_log_path if self.access_log else None,
         )
         atomic_write(self.config_path, yaml.safe_dump(config, sort_keys=False))
 
@@ -147,6 +170,7 @@ class EnvoyProcess:
                 "1",
                 "--parent-shutdown-time-s",
                 "2",
+                *(("--file-flush-interval-msec", "1000") if self.access_log else ()),
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -281,3 +305,15 @@ class EnvoyProcess:
             return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _number(value: Any) -> Any:
+    """An access log field: a number where it reads as one, None for Envoy's ``-`` (not known), else the text."""
+    if value in (None, "-", ""):
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
