@@ -20,8 +20,8 @@ split. It knows nothing about plans or policies. The make-before-break rule is h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from infadapter.planning import Plan, VariantPlan
 from infadapter.profiles import Profile
@@ -176,14 +176,31 @@ def split(plan: Plan, state: ActuatorState, profile: Profile | None) -> dict[str
     return {k: w / total for k, w in shares.items() if w > 0}
 
 
-def actuation(plan: Plan, state: ActuatorState, profile: Profile | None, *, in_place: bool, shrink: bool = False) -> Action:
+def resized(state: ActuatorState, targets: Iterable[VariantTarget], *, instant: bool) -> ActuatorState:
+    """``state`` once the in-place resizes ``targets`` ask of its ready replicas took effect, for an actuator whose
+    resizes act ``instant``-ly (the embedded runtime writes a cgroup quota); else ``state`` itself, which shows
+    a resize once it took effect. The split sent with an action is computed on it: a variant shrunk in place
+    must not be sent the share of its old size while it runs at the new one (it was, for the second until the
+    next step: a server at half its size sent nine tenths of a burst)."""
+    wanted = {t.name: t for t in targets if t.in_place}
+    if not instant or not state.in_place or not wanted:
+        return state
+    variants = []
+    for v in state.variants:
+        t = wanted.get(v.name)
+        variants.append(v if t is None else replace(v, ready_cores=tuple(t.cpu_cores for _ in v.ready_cores)))
+    return replace(state, variants=tuple(variants))
+
+
+def actuation(plan: Plan, state: ActuatorState, profile: Profile | None, *, in_place: bool, shrink: bool = False, instant: bool = False) -> Action:
     """What to run now to reach ``plan`` from ``state``, make-before-break (see the module docstring).
 
     ``profile`` None: capacities are unknown (a plan made by hand); every replica then counts as one
     unit, so make-before-break waits for the planned replicas themselves.
     ``shrink``: in-place reductions may go now although the new capacity is not ready yet — the
     controller says so one resize latency before the latencies say it will be, so that they take
-    effect together.
+    effect together. The split is the one for what runs once the action's resizes took effect
+    (:func:`resized`: at once with ``instant``).
     """
     ready = covered(plan, state, profile)
     targets: list[VariantTarget] = []
@@ -200,7 +217,7 @@ def actuation(plan: Plan, state: ActuatorState, profile: Profile | None, *, in_p
             elif abs(running.cpu_cores - cores) <= 1e-9:  # at another size the actuator replaces replicas, new first
                 replicas = max(replicas, running.replicas)
         targets.append(VariantTarget(v.name, cores, replicas, v.gpus, in_place))
-    weights = split(plan, state, profile)
+    weights = split(plan, resized(state, targets, instant=instant), profile)
     planned = {v.name for v in plan.variants}
     for running in state.running:
         if running.name in planned:

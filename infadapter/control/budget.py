@@ -48,6 +48,7 @@ from infadapter.control.actuation import (
     VariantState,
     VariantTarget,
     planned_load_rps,
+    resized,
     split,
 )
 from infadapter.planning import Plan, VariantPlan, cpu_grid
@@ -281,15 +282,19 @@ def _drained(plan: Plan, state: ActuatorState, profile: Profile | None, names: s
     return {k: w for k, w in split(plan, rest, profile).items() if k not in names}
 
 
-def within_cap(action: Action, plan: Plan, state: ActuatorState, profile: Profile | None, spec: InferenceServiceSpec, cap: Cap, *, in_place: bool) -> Action:
-    """``action`` (make-before-break towards ``plan``) if what it holds fits ``cap``, else its stage that does."""
+def within_cap(
+    action: Action, plan: Plan, state: ActuatorState, profile: Profile | None, spec: InferenceServiceSpec, cap: Cap, *, in_place: bool, instant: bool = False
+) -> Action:
+    """``action`` (make-before-break towards ``plan``) if what it holds fits ``cap``, else its stage that does, with
+    the split for what runs once the stage's resizes took effect (:func:`~infadapter.control.actuation.resized`)."""
     if cap.holds(*footprint(action, state, in_place)) or not cap.holds(plan.cost_cpu, plan.cost_gpu):
         return action  # it fits, or the plan itself does not (nothing to stage towards)
     stage = _Stage(spec, profile, state, in_place)
     load = planned_load_rps(plan, profile)
     keeps: dict[str, VariantTarget] = {}
+    routed = split(plan, state, profile)  # the shares what runs serves now (the action's are for its sizes, not the stage's)
     for target in action.variants:
-        kept = _keep(stage, target, plan.variant(target.name), action.weights.get(target.name, 0.0) * load)
+        kept = _keep(stage, target, plan.variant(target.name), routed.get(target.name, 0.0) * load)
         if kept is not None:
             keeps[target.name] = kept
     planned = {t.name: VariantTarget(p.name, p.cpu_cores, p.replicas, p.gpus, t.in_place) for t in action.variants if (p := plan.variant(t.name)) is not None}
@@ -308,14 +313,13 @@ def within_cap(action: Action, plan: Plan, state: ActuatorState, profile: Profil
             keeps, cpu, gpu, grown_any = trial, trial_cpu, trial_gpu, True
     growth = [t for t in wanted if _grows(keeps.get(t.name), t)]
     waiting = any(stage.starting(t.name) for t in wanted if t.name in keeps)  # a cold start under way: let it serve first
-    weights = dict(action.weights)
+    drain: set[str] = set()
     if not grown_any and growth and not waiting:
         keeps, drain = _make_room(stage, keeps, growth, cap.cpu - cpu, planned, load)
         if any(t.gpus * t.replicas > cap.gpu - gpu + EPS for t in growth if t.name not in keeps):
             drain = {k.name for k in keeps.values() if k.name not in planned and k.gpus > 0}  # GPUs do not shrink in place
-        if drain:
-            weights = _drained(plan, state, profile, drain)
-            gone = {name for name in drain if state.weights.get(name, 0.0) <= WEIGHT_EPS}  # the router confirmed
-            keeps = {k: v for k, v in keeps.items() if k not in gone}
+    after = resized(state, keeps.values(), instant=instant)
+    weights = _drained(plan, after, profile, drain) if drain else split(plan, after, profile)
+    gone = {name for name in drain if state.weights.get(name, 0.0) <= WEIGHT_EPS}  # drained: the router confirmed
     order = [t.name for t in action.variants]
-    return Action(tuple(keeps[name] for name in order if name in keeps), weights)
+    return Action(tuple(keeps[name] for name in order if name in keeps and name not in gone), weights)

@@ -224,8 +224,9 @@ class Controller:
         assert state.target is not None  # the cold start always sets one
         in_place = state.in_place and actuator.in_place
         shrink = state.since_s is not None and at_s >= state.expected_s - self.latencies.in_place_s - EPS_S
-        full = actuation(state.target, actuator, self.profile, in_place=in_place, shrink=shrink)
-        action = within_cap(full, state.target, actuator, self.profile, self.spec, self.cap, in_place=in_place)
+        instant = self.latencies.in_place_s <= 0.0  # a resize acts at once: the split sent with it is for the new sizes
+        full = actuation(state.target, actuator, self.profile, in_place=in_place, shrink=shrink, instant=instant)
+        action = within_cap(full, state.target, actuator, self.profile, self.spec, self.cap, in_place=in_place, instant=instant)
         send = action if self._changed(action, state.sent, actuator) else None
         wake = self._wake_s(state, action, actuator, at_s)
         if action is not full:  # a staged switch goes on as soon as a resize has taken effect

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,18 @@ log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 #: the cold start must serve within this before the load starts
 COLD_START_TIMEOUT_S = 180.0
+#: the least time between two settles of the controller between its steps
+SETTLE_GAP_S = 0.05
+
+
+def next_call(now_s: float, wake_s: float, last_settle_s: float) -> tuple[Literal["settle", "step"], float]:
+    """The loop's next controller call and when: a settle at the wake the controller asked for if it comes before
+    the next whole second, else the step at that second. A wake already past is due now (an apply on a busy
+    machine can outlast a staged switch's 0.1-s poll: waiting for the next second made each stage of a capped
+    switch take a second), but settles stay :data:`SETTLE_GAP_S` apart, so a wake that stays due cannot spin."""
+    next_second = math.floor(now_s) + 1.0
+    due = max(wake_s, last_settle_s + SETTLE_GAP_S)
+    return ("settle", max(now_s, due)) if due < next_second else ("step", next_second)
 
 
 class EmbeddedRun:
@@ -177,15 +189,15 @@ class EmbeddedRun:
 
     def _loop(self, state: ControlState, gen: LoadGenerator, runtime: LocalRuntime, observer: Observer, exporter: InfAdapterMetrics) -> None:
         """Step the controller at every whole second of the run; settle it at the instants it expects a change."""
-        wake = math.inf
+        wake, last = math.inf, -math.inf
         while gen.running:
             now = self.elapsed_s
-            next_second = math.floor(now) + 1.0
-            if now < wake < next_second:
-                time.sleep(wake - now)
-                step, state = self.controller.settle(state, self.elapsed_s, runtime.state())
+            kind, at = next_call(now, wake, last)
+            time.sleep(max(0.0, at - now))
+            if kind == "settle":
+                last = self.elapsed_s
+                step, state = self.controller.settle(state, last, runtime.state())
             else:
-                time.sleep(max(0.0, next_second - now))
                 history = self._observe(observer)
                 step, state = self.controller.step(state, self.elapsed_s, history, runtime.state())
             self._act(step, state, runtime, exporter)

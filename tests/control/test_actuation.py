@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from infadapter.control import Action, ActuatorState, Controller, VariantState, actuation, split
+from infadapter.control import Action, ActuatorState, Controller, Latencies, VariantState, actuation, split
 
 from .fixtures import PROFILE, SPEC, Scripted, plan, running, steady
 
@@ -117,3 +117,20 @@ def test_settle_moves_a_transition_along_without_deciding() -> None:
     step, state = controller.settle(state, step.wake_s + 0.5, ready)
     assert policy.decided_at == [0.0], "no decision: the burst check at 12.5 is the step's, not settle's"
     assert step.action is not None and step.action.weights == {"slow": 1.0} and step.record is None
+
+
+def test_with_instant_resizes_the_split_sent_is_for_the_new_sizes() -> None:
+    """Seen live (embedded mode): slow shrunk in place 1.5 -> 0.75 cores while fast grew 0.25 -> 1 core in the same
+    action, whose split was still the old sizes' (slow 0.91), so for a second a server at half its size took nine
+    tenths of a burst. The quota writes act at once: the split sent with them is the new sizes'."""
+    target = plan(("fast", 4.0, 8 / 9), ("slow", 2.0, 1 / 9), load_rps=90.0)  # fast serves 80 of 80, slow 10 of 10
+    before = running(("fast", 1.0, True), ("slow", 6.0, True), weights={"fast": 0.5, "slow": 0.5})
+    assert split(target, before, PROFILE)["slow"] > 0.7, "on the sizes before the resize, slow (30 rps ready) takes most"
+    instant = Controller(SPEC, PROFILE, Scripted(plans=[target]), latencies=Latencies(startup_s=1.0, in_place_s=0.0))
+    step, _ = instant.step(instant.initial_state(), T0, steady(90.0), before)
+    assert _names(step.action) == [("fast", 4.0), ("slow", 2.0)], "both resizes go at once"
+    assert step.action is not None and step.action.weights == pytest.approx({"fast": 8 / 9, "slow": 1 / 9}), "the new sizes' split"
+    # an actuator whose resizes take time reports them once done: until then the split stays the ready sizes'
+    slow_resize = Controller(SPEC, PROFILE, Scripted(plans=[target]), latencies=Latencies(startup_s=1.0, in_place_s=2.0))
+    step, _ = slow_resize.step(slow_resize.initial_state(), T0, steady(90.0), before)
+    assert step.action is not None and step.action.weights == pytest.approx(split(target, before, PROFILE))

@@ -185,3 +185,31 @@ def test_every_transition_of_the_paper_scenario_stays_within_the_budget_and_its_
         cap = spec.budget.cpu * (1 + (DEFAULT_SURGE_RATIO if name in OWN_POLICIES else BASELINE_SURGE))
         assert peak <= cap + 1e-9, peaks
     assert runs["ours"].summary["slo_violation_ratio"] < 0.002
+
+
+def _stages(target: Plan, state: ActuatorState, *, instant: bool) -> list[Action]:
+    """Every stage of a capped switch, each resize taking effect before the next stage is asked for."""
+    out: list[Action] = []
+    for _ in range(10):
+        full = actuation(target, state, PROFILE, in_place=True, shrink=True, instant=instant)
+        action = within_cap(full, target, state, PROFILE, SPEC, CAP, in_place=True, instant=instant)
+        out.append(action)
+        if action is full:
+            return out
+        state = ActuatorState(tuple(VariantState(t.name, t.cpu_cores, 1, (t.cpu_cores,)) for t in action.variants), dict(action.weights), True)
+    raise AssertionError("the switch never completed")
+
+
+def test_with_instant_resizes_a_stage_sends_a_shrunk_variant_what_its_new_size_serves() -> None:
+    target = plan(("fast", 6.0, 0.9), ("slow", 2.0, 0.1), load_rps=100.0)  # 10 cores held at most: staged
+    state = running(("fast", 2.0, True), ("slow", 8.0, True), weights={"fast": 0.5, "slow": 0.5})
+    instant, slow_resizes = _stages(target, state, instant=True), _stages(target, state, instant=False)
+    assert [a.variants for a in instant] == [a.variants for a in slow_resizes], "the same stages"
+    assert len(instant) >= 4
+
+    def sent_to_slow_at_two_cores(stages: list[Action]) -> float:
+        return next(a.weights["slow"] * 100.0 for a in stages if a.variant("slow") == VariantTarget("slow", 2.0, 1))
+
+    capacity = PROFILE.capacity_rps("slow", 2.0)  # 10 rps
+    assert sent_to_slow_at_two_cores(slow_resizes) >= 2 * capacity, "the old sizes' split: twice what 2 cores serve"
+    assert sent_to_slow_at_two_cores(instant) <= 1.15 * capacity, "the stage's own sizes' split"

@@ -366,7 +366,7 @@ class LocalRuntime:
                 raise ApplyFailed(f"instances did not start: {', '.join(self._failed_starts[failed_before:])}")
             if time.monotonic() > deadline:
                 raise ApplyFailed(f"{plan.describe()} not running after {timeout_s:g} s")
-            action = actuation(plan, state, profile, in_place=in_place and self.use_cgroup)
+            action = actuation(plan, state, profile, in_place=in_place and self.use_cgroup, instant=True)
             if action != sent:
                 changes, sent = changes + self.execute(action), action
             self._stop.wait(0.05)
