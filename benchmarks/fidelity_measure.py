@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ from infadapter.sim.machine import Machine
 from infadapter.sim.run import BIN_S
 from infadapter.spec import InferenceServiceSpec
 
+T = TypeVar("T")
 READY = re.compile(r"^(?P<variant>[^#]+)#\S+ after (?P<s>[0-9.]+) s$")
 
 
@@ -46,28 +47,38 @@ def cold_starts(run: EmbeddedRun) -> dict[str, list[float]]:
     return out
 
 
-class OthersCpu:
-    """Once a second during a run, the CPU every process but the servers took: this one (the load generator,
-    the controller, the observer), Envoy and Prometheus — what :class:`~infadapter.sim.machine.Machine` models."""
+class Sampler(Generic[T]):
+    """Once a second while ``run``'s load runs, what :meth:`sample` reads of its runtime, with the Unix time."""
 
     def __init__(self, run: EmbeddedRun) -> None:
         self.run = run
-        self.samples: list[tuple[float, float]] = []  # (Unix time, CPU-seconds so far)
+        self.samples: list[tuple[float, T]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="fidelity-cpu", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"fidelity-{type(self).__name__}", daemon=True)
         self._thread.start()
+
+    def sample(self, runtime: Any) -> T:
+        raise NotImplementedError
 
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
             rt = self.run.runtime
             if rt is None or self.run.load_started_wall_s is None:
                 continue
-            pids = [rt.envoy.pid, rt.prometheus.process.pid if rt.prometheus and rt.prometheus.process else None]
-            self.samples.append((time.time(), time.process_time() + sum(process_cpu_s(p) for p in pids if p)))
+            self.samples.append((time.time(), self.sample(rt)))
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class OthersCpu(Sampler[float]):
+    """The CPU seconds every process but the servers took so far: this one (the load generator, the controller,
+    the observer), Envoy and Prometheus — what :class:`~infadapter.sim.machine.Machine` models."""
+
+    def sample(self, runtime: Any) -> float:
+        pids = [runtime.envoy.pid, runtime.prometheus.process.pid if runtime.prometheus and runtime.prometheus.process else None]
+        return time.process_time() + sum(process_cpu_s(p) for p in pids if p)
 
     def per_second(self, rates: npt.NDArray[np.float64]) -> tuple[list[int], list[float], list[float]]:
         """(second, load, cores taken) for every second of the load the samples cover."""

@@ -11,12 +11,10 @@
 from __future__ import annotations
 
 import itertools
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from fidelity_measure import process_cpu_s
+from fidelity_measure import Sampler, process_cpu_s
 
 from infadapter.embedded import EmbeddedRun
 
@@ -34,26 +32,12 @@ def _cgroup_sample(group: Path) -> tuple[float, float, float]:
     return sum(process_cpu_s(p) for p in pids), int(stat.get("throttled_time", 0)) / 1e9, cores
 
 
-class ServersCpu:
-    """Samples every server's cgroup once a second while ``run`` runs (see the module docstring)."""
+class ServersCpu(Sampler[dict[str, tuple[float, float, float]]]):
+    """Every server's cgroup (see the module docstring): per group, its processes' CPU seconds so far, the seconds
+    it was throttled so far and its quota in cores."""
 
-    def __init__(self, run: EmbeddedRun) -> None:
-        self.run = run
-        self.samples: list[tuple[float, dict[str, tuple[float, float, float]]]] = []  # (Unix time, per group)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="fidelity-servers", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(1.0):
-            rt = self.run.runtime
-            if rt is None or self.run.load_started_wall_s is None:
-                continue
-            self.samples.append((time.time(), {g.name: _cgroup_sample(g) for g in rt.servers.cgroups()}))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self, runtime: Any) -> dict[str, tuple[float, float, float]]:
+        return {g.name: _cgroup_sample(g) for g in runtime.servers.cgroups()}
 
     def per_second(self, duration_s: int) -> dict[str, list[list[float]]]:
         """Per server (its cgroup's name: ``<prefix>-<variant>-<slot>-g<generation>``), ``[second, cores used,
