@@ -124,7 +124,7 @@ class EnvoyProcess:
                 raw = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            out.append({k: _number(v) for k, v in raw.items()} if isinstance(raw, dict) else {})
+            out.append({k: _number(v) if k in NUMERIC_FIELDS else (None if v in ("-", "") else v) for k, v in raw.items()} if isinstance(raw, dict) else {})
         return out
 
     @property
@@ -307,8 +307,12 @@ class EnvoyProcess:
             return ""
 
 
+#: the access log's numeric fields (a variant or host is text even where it reads as a number)
+NUMERIC_FIELDS = frozenset({"start_s", "status", "attempts", "duration_ms", "upstream_ms"})
+
+
 def _number(value: Any) -> Any:
-    """An access log field: a number where it reads as one, None for Envoy's ``-`` (not known), else the text."""
+    """A numeric access log field: a number where it reads as one, None for Envoy's ``-`` (not known), else the text."""
     if value in (None, "-", ""):
         return None
     if isinstance(value, int | float):
