@@ -11,8 +11,10 @@ split. It knows nothing about plans or policies. The make-before-break rule is h
   in place a variant has one size, so until the plan serves it keeps the larger of its running and
   planned sizes (new replicas start at it) and all its running replicas;
 * whatever removes capacity — a variant leaving the plan, fewer replicas, a smaller in-place size — waits
-  until every planned variant's ready capacity covers its share of the planned load, and a leaving
-  variant also until the router confirms it gets no more traffic;
+  until every planned variant's ready capacity covers its share of the planned load, and also until the
+  router confirms the split that no longer needs it: a leaving variant gets no more traffic, a planned
+  one no more than its planned share (:func:`relieved`; with instant resizes the split and the resize go
+  together, :func:`resized`);
 * meanwhile the split follows ready capacity: a planned variant gets its share of the planned load up
   to what its ready replicas serve, the rest goes to spare ready capacity (leaving variants, sizes not
   yet reduced) in proportion to it.
@@ -29,6 +31,9 @@ from infadapter.spec import InferenceServiceSpec
 
 #: weights closer than this are the same split (the router's resolution is 1/10,000)
 WEIGHT_EPS = 1e-4
+#: a planned variant whose applied share exceeds its planned share by at most this part of the load is relieved
+#: (the router's integer weights round, and a split confirmed by several router pods is merged)
+SHARE_SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,16 @@ def resized(state: ActuatorState, targets: Iterable[VariantTarget], *, instant: 
     return replace(state, variants=tuple(variants))
 
 
+def relieved(v: VariantPlan, state: ActuatorState) -> bool:
+    """The router applies no more than ``v``'s planned share to it, so its capacity may shrink to the planned size.
+
+    A reduction that takes effect while the router still sends the share of the larger size overloads what is
+    left until the new split arrives: with the operator's delays (a resize acknowledged in 2 s, weights at
+    Envoy in 3 s) a shrink sent with the new split landed a second before it, and one sent a resize ahead of the
+    new capacity three seconds before it."""
+    return state.weights.get(v.name, 0.0) <= v.weight + SHARE_SLACK
+
+
 def actuation(plan: Plan, state: ActuatorState, profile: Profile | None, *, in_place: bool, shrink: bool = False, instant: bool = False) -> Action:
     """What to run now to reach ``plan`` from ``state``, make-before-break (see the module docstring).
 
@@ -199,20 +214,22 @@ def actuation(plan: Plan, state: ActuatorState, profile: Profile | None, *, in_p
     unit, so make-before-break waits for the planned replicas themselves.
     ``shrink``: in-place reductions may go now although the new capacity is not ready yet — the
     controller says so one resize latency before the latencies say it will be, so that they take
-    effect together. The split is the one for what runs once the action's resizes took effect
-    (:func:`resized`: at once with ``instant``).
+    effect together (only where a split acts at once). The split is the one for what runs once the
+    action's resizes took effect (:func:`resized`: at once with ``instant``). Without ``instant`` a
+    planned variant's capacity goes only once the router confirms its new share (:func:`relieved`).
     """
     ready = covered(plan, state, profile)
     targets: list[VariantTarget] = []
     for v in plan.variants:
         running = state.variant(v.name)
         cores, replicas = v.cpu_cores, v.replicas
-        if running is not None and running.replicas > 0 and not ready:  # capacity goes only once the new serves
+        free = ready and (instant or relieved(v, state))  # capacity goes only once the new serves and the router moved on
+        if running is not None and running.replicas > 0 and not free:
             if in_place:
                 # one size per variant: while new replicas start, the running ones keep their larger size (the new
                 # start at it too and shrink in place later); a replica goes only once the rest has grown and
                 # the plan serves — resizing one replica up while deleting another would dip meanwhile
-                cores = cores if shrink else max(cores, running.cpu_cores)
+                cores = cores if shrink and not ready else max(cores, running.cpu_cores)
                 replicas = max(replicas, running.replicas)
             elif abs(running.cpu_cores - cores) <= 1e-9:  # at another size the actuator replaces replicas, new first
                 replicas = max(replicas, running.replicas)

@@ -283,10 +283,20 @@ def _drained(plan: Plan, state: ActuatorState, profile: Profile | None, names: s
 
 
 def within_cap(
-    action: Action, plan: Plan, state: ActuatorState, profile: Profile | None, spec: InferenceServiceSpec, cap: Cap, *, in_place: bool, instant: bool = False
+    action: Action,
+    plan: Plan,
+    state: ActuatorState,
+    profile: Profile | None,
+    spec: InferenceServiceSpec,
+    cap: Cap,
+    *,
+    in_place: bool,
+    instant: bool = False,
+    weights_lag: bool = False,
 ) -> Action:
     """``action`` (make-before-break towards ``plan``) if what it holds fits ``cap``, else its stage that does, with
-    the split for what runs once the stage's resizes took effect (:func:`~infadapter.control.actuation.resized`)."""
+    the split for what runs once the stage's resizes took effect (:func:`~infadapter.control.actuation.resized`).
+    ``weights_lag``: a new split reaches the router only later, so what runs keeps what the router applies now too."""
     if cap.holds(*footprint(action, state, in_place)) or not cap.holds(plan.cost_cpu, plan.cost_gpu):
         return action  # it fits, or the plan itself does not (nothing to stage towards)
     stage = _Stage(spec, profile, state, in_place)
@@ -294,7 +304,9 @@ def within_cap(
     keeps: dict[str, VariantTarget] = {}
     routed = split(plan, state, profile)  # the shares what runs serves now (the action's are for its sizes, not the stage's)
     for target in action.variants:
-        kept = _keep(stage, target, plan.variant(target.name), routed.get(target.name, 0.0) * load)
+        # until the split now sent arrives, the router may still send a variant a larger share: keep for it
+        share = max(routed.get(target.name, 0.0), state.weights.get(target.name, 0.0)) if weights_lag else routed.get(target.name, 0.0)
+        kept = _keep(stage, target, plan.variant(target.name), share * load)
         if kept is not None:
             keeps[target.name] = kept
     planned = {t.name: VariantTarget(p.name, p.cpu_cores, p.replicas, p.gpus, t.in_place) for t in action.variants if (p := plan.variant(t.name)) is not None}
@@ -319,7 +331,10 @@ def within_cap(
         if any(t.gpus * t.replicas > cap.gpu - gpu + EPS for t in growth if t.name not in keeps):
             drain = {k.name for k in keeps.values() if k.name not in planned and k.gpus > 0}  # GPUs do not shrink in place
     after = resized(state, keeps.values(), instant=instant)
-    weights = _drained(plan, after, profile, drain) if drain else split(plan, after, profile)
+    if drain:
+        weights = _drained(plan, after, profile, drain)
+    else:
+        weights = routed if after is state else split(plan, after, profile)  # no instant resize: what runs now is after
     gone = {name for name in drain if state.weights.get(name, 0.0) <= WEIGHT_EPS}  # drained: the router confirmed
     order = [t.name for t in action.variants]
     return Action(tuple(keeps[name] for name in order if name in keeps and name not in gone), weights)

@@ -63,6 +63,15 @@ EPS_S = 1e-6
 STAGE_POLL_S = 0.1
 
 
+def _held(target: Plan, action: Action) -> bool:
+    """``action`` keeps capacity ``target`` does not want: a leaving variant, a larger size or more replicas."""
+    for t in action.variants:
+        v = target.variant(t.name)
+        if v is None or t.cpu_cores > v.cpu_cores + EPS_S or t.replicas > v.replicas:
+            return True
+    return False
+
+
 def policy_options(policy_name: str, latencies: Latencies) -> dict[str, Any]:
     """What a named policy is told of the actuator: ``ours`` and ``oracle`` price a cold start with its start-up time."""
     return {"startup_s": latencies.startup_s} if policy_name in ("ours", "oracle") else {}
@@ -223,10 +232,11 @@ class Controller:
     def _act(self, state: ControlState, at_s: float, actuator: ActuatorState, record: DecisionRecord | None, reconfigured: bool) -> tuple[Step, ControlState]:
         assert state.target is not None  # the cold start always sets one
         in_place = state.in_place and actuator.in_place
-        shrink = state.since_s is not None and at_s >= state.expected_s - self.latencies.in_place_s - EPS_S
+        shrink = self._early_shrink and state.since_s is not None and at_s >= state.expected_s - self.latencies.in_place_s - EPS_S
         instant = self.latencies.in_place_s <= 0.0  # a resize acts at once: the split sent with it is for the new sizes
         full = actuation(state.target, actuator, self.profile, in_place=in_place, shrink=shrink, instant=instant)
-        action = within_cap(full, state.target, actuator, self.profile, self.spec, self.cap, in_place=in_place, instant=instant)
+        lag = self.latencies.weights_s > 0.0
+        action = within_cap(full, state.target, actuator, self.profile, self.spec, self.cap, in_place=in_place, instant=instant, weights_lag=lag)
         send = action if self._changed(action, state.sent, actuator) else None
         wake = self._wake_s(state, action, actuator, at_s)
         if action is not full:  # a staged switch goes on as soon as a resize has taken effect
@@ -321,13 +331,19 @@ class Controller:
         if state.since_s is None:
             return math.inf
         if covered(state.target, actuator, self.profile):
-            planned = {v.name for v in state.target.variants}
-            waiting = any(t.name not in planned for t in action.variants)  # a leaving variant waits for the split
-            return at_s + self.latencies.weights_s if waiting else math.inf
+            # a leaving variant, or a planned one above its planned capacity, waits for the router to confirm the split
+            return at_s + self.latencies.weights_s if _held(state.target, action) else math.inf
         due = [state.expected_s]
-        if self._shrinking(state.target, actuator, state.in_place and actuator.in_place):  # in place, to go with the new capacity
+        if self._early_shrink and self._shrinking(state.target, actuator, state.in_place and actuator.in_place):  # to go with the new capacity
             due.append(state.expected_s - self.latencies.in_place_s)
         return min((t for t in due if t > at_s + EPS_S), default=math.inf)
+
+    @property
+    def _early_shrink(self) -> bool:
+        """An in-place shrink may go one resize ahead of the new capacity, to take effect with it: only where the
+        split that then moves the load off it acts at once (else the shrunk variant gets its old share until the
+        new split arrives; it waits for the router instead, :func:`~infadapter.control.actuation.relieved`)."""
+        return self.latencies.weights_s <= 0.0
 
     @staticmethod
     def _shrinking(target: Plan, actuator: ActuatorState, in_place: bool) -> bool:

@@ -63,6 +63,40 @@ def test_an_in_place_shrink_waits_for_the_new_capacity_and_goes_one_resize_befor
     assert _names(step.action) == [("fast", 2.0), ("slow", 4.0)]
 
 
+def test_where_weights_take_time_a_shrink_waits_until_the_router_applies_the_new_share() -> None:
+    # the operator's delays: a resize acknowledged in 2 s, weights at Envoy in 3 s. Shrunk a resize ahead of slow's
+    # start, fast (2 cores: 20 rps) would get all 40 rps for 3 s; shrunk with the new split, its old half for 1 s
+    operator = Latencies(startup_s=4.0, in_place_s=2.0, weights_s=3.0)
+    policy = Scripted(plans=[plan(("fast", 2.0, 0.5), ("slow", 4.0, 0.5), load_rps=40.0)])
+    controller = Controller(SPEC, PROFILE, policy, latencies=operator)
+    step, state = controller.step(controller.initial_state(), T0, steady(40.0), running(("fast", 4.0, True), weights={"fast": 1.0}))
+    assert _names(step.action) == [("fast", 4.0), ("slow", 4.0)]
+    assert step.wake_s == pytest.approx(T0 + 12.0), "no wake a resize early: slow serves at 12"
+    starting = ActuatorState((VariantState("fast", 4.0, 1, (4.0,)), VariantState("slow", 4.0, 1, ())), {"fast": 1.0})
+    step, state = controller.step(state, T0 + 10, steady(40.0), starting)
+    assert step.action is None, "fast keeps 4 cores while slow starts"
+    ready = ActuatorState((VariantState("fast", 4.0, 1, (4.0,)), VariantState("slow", 4.0, 1, (4.0,))), {"fast": 1.0})
+    step, state = controller.step(state, T0 + 12, steady(40.0), ready)
+    assert _names(step.action) == [("fast", 4.0), ("slow", 4.0)], "the new split goes; fast keeps its size"
+    assert step.action is not None and step.action.weights == pytest.approx({"fast": 0.5, "slow": 0.5})
+    assert step.wake_s == pytest.approx(T0 + 15.0), "when the router should apply it"
+    step, state = controller.settle(state, T0 + 15, ready)
+    assert step.action is None, "the router still sends fast everything: no shrink"
+    confirmed = replace(ready, weights={"fast": 0.5, "slow": 0.5})
+    step, state = controller.settle(state, T0 + 16, confirmed)
+    assert _names(step.action) == [("fast", 2.0), ("slow", 4.0)]
+    assert step.action is not None and step.action.weights == pytest.approx({"fast": 0.5, "slow": 0.5})
+
+
+def test_with_instant_resizes_a_variant_shrinks_with_its_split_else_once_the_router_applies_it() -> None:
+    target = plan(("fast", 2.0, 0.5), ("slow", 4.0, 0.5), load_rps=40.0)
+    ready = ActuatorState((VariantState("fast", 4.0, 1, (4.0,)), VariantState("slow", 4.0, 1, (4.0,))), {"fast": 1.0})
+    assert _names(actuation(target, ready, PROFILE, in_place=True, instant=True)) == [("fast", 2.0), ("slow", 4.0)]
+    assert _names(actuation(target, ready, PROFILE, in_place=True)) == [("fast", 4.0), ("slow", 4.0)], "not yet confirmed"
+    within = replace(ready, weights={"fast": 0.505, "slow": 0.495})  # the router's rounding
+    assert _names(actuation(target, within, PROFILE, in_place=True)) == [("fast", 2.0), ("slow", 4.0)]
+
+
 def test_fewer_replicas_wait_like_a_leaving_variant() -> None:
     target = plan(("slow", 8.0, 1.0), load_rps=30.0)  # one replica of 40 rps for 30 rps
     one_ready = ActuatorState((VariantState("slow", 8.0, 2, (8.0,)),), {"slow": 1.0})

@@ -213,3 +213,15 @@ def test_with_instant_resizes_a_stage_sends_a_shrunk_variant_what_its_new_size_s
     capacity = PROFILE.capacity_rps("slow", 2.0)  # 10 rps
     assert sent_to_slow_at_two_cores(slow_resizes) >= 2 * capacity, "the old sizes' split: twice what 2 cores serve"
     assert sent_to_slow_at_two_cores(instant) <= 1.15 * capacity, "the stage's own sizes' split"
+
+
+def test_where_weights_take_time_a_stage_keeps_what_the_router_still_sends() -> None:
+    target = plan(("fast", 6.0, 0.9), ("slow", 2.0, 0.1), load_rps=30.0)  # fast grows 1 -> 6 while slow holds 6: staged
+    state = running(("fast", 1.0, True), ("slow", 6.0, True), weights={"fast": 0.2, "slow": 0.8})  # slow still gets 24 rps
+    full = actuation(target, state, PROFILE, in_place=True)
+    at_once = within_cap(full, target, state, PROFILE, SPEC, CAP, in_place=True)
+    lagging = within_cap(full, target, state, PROFILE, SPEC, CAP, in_place=True, weights_lag=True)
+    assert at_once.weights == pytest.approx({"fast": 2 / 3, "slow": 1 / 3}), "the split sent: 10 rps to slow"
+    assert at_once.variant("slow") == VariantTarget("slow", 2.0, 1), "sized for the 10 rps of the split sent"
+    assert lagging.variant("slow") == VariantTarget("slow", 5.0, 1), "sized for the 24 rps the router sends until then"
+    assert PROFILE.capacity_rps("slow", 5.0) >= 0.8 * 30.0
