@@ -19,9 +19,10 @@ embedded runs and fitted as ``base + per_rps x load`` (:class:`~infadapter.sim.m
 own speed swings may be measured before the runs too (``--host-seconds``, :mod:`hostspeed`: a quarter second
 at a time, replayed to each simulated run from its own seed; ``simulated_steady_host`` is then the simulation
 without them; off by default: on two batches they moved the simulation away from the measurement), then every
-run is simulated on that machine (a starting server taking the whole core the runtime's start-up boost gives it;
-``simulated_start_measured``: only the CPU one start of its variant was measured to take, idle, before the runs,
-``scenario.machine.startup_cpu_s``),
+run is simulated on that machine (a starting server taking the CPU one start of its variant was measured to take,
+idle, before the runs, ``scenario.machine.startup_cpu_s``, within the core the runtime's start-up boost allows;
+``simulated_start_whole_core``: taking that whole core, the headline until batches R and S of 2026-12-05 found it
+5.9 and 10.3 points high),
 with servers that drop nothing (Triton as the runtime configures it has no
 queue limit: a late request is late, not dropped, and counts in the p99). The host's own speed drifts (a run's
 mean 0.96-1.01x its profile's on 2026-12-04, swings of 10-25 % over minutes before), so :mod:`speedprobe`
@@ -258,8 +259,9 @@ def _measured_run(
 def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str, Any]], machine: Machine, console: Console) -> list[dict[str, Any]]:
     """Each measured run simulated from the plan it started on, with its own arrival seed."""
     runs: list[dict[str, Any]] = []
-    # a start taking the whole core its boost allows (the headline), and taking what one was measured to take
-    measured_start, machine = machine.startup_cpu_s, dataclasses.replace(machine, startup_cpu_s={})
+    # a start taking the CPU one was measured to take, idle (the headline: closer on the two batches run on the fixed
+    # controller, 2026-12-05), and taking the whole core its boost allows
+    measured_start = bool(machine.startup_cpu_s)
     for k, row in enumerate(rows):
         start: Plan | None = row.pop("start")
         console.print(f"== run {k + 1}/{args.runs}: simulated from {start.describe() if start else 'nothing'}", highlight=False)
@@ -281,7 +283,7 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         if observed is not None:
             models.append(("simulated_as_observed", sc.profile, observed, own))
         if measured_start:
-            models.append(("simulated_start_measured", sc.profile, None, dataclasses.replace(own, startup_cpu_s=measured_start)))
+            models.append(("simulated_start_whole_core", sc.profile, None, dataclasses.replace(own, startup_cpu_s={})))
         replayed = at_phase(latencies, row.pop("decided"))
         rows_of["replay_phase_s"] = round(replayed[0].observe_s, 3)  # the measured plans' phase (``at_phase``)
         models.append(("simulated_as_decided", sc.profile, None, own))

@@ -95,7 +95,7 @@ BESIDE = (
     "simulated_steady_host",
     "simulated_at_host_speed",
     "simulated_as_decided_at_host_speed",
-    "simulated_start_measured",
+    "simulated_start_whole_core",
 )
 
 
