@@ -34,14 +34,15 @@ start-up) and the client's latency percentiles. Prints
 one JSON object on stdout (progress on stderr)::
 
     {"scenario": {...}, "simulated": {...}, "measured": {...}, "spread": {...}, "errors": {...},
-     "targets": {...}, "runs": [...]}
+     "measured_standard_error": {...}, "targets": {...}, "runs": [...]}
 
 ``simulated``/``measured``: means over the runs (``simulated_one_figure``: the simulator's model of a size
 measured without its median, every tail taken for queueing, for comparison; ``simulated_as_observed``: the
 controller fed what the measured observer read; ``simulated_as_decided``: the measured run's plans replayed at the
 seconds they were decided, so the server model is compared on the very plans the real servers ran, each
 with its ``errors_as_...``); ``spread``: each measure's min and max over the runs;
-``errors``: simulated − measured (violations in points, cores and p99 relative); ``targets``: violations
+``errors``: simulated − measured (violations in points, cores and p99 relative); ``measured_standard_error``:
+the measured mean's own standard error over the runs, in the errors' units; ``targets``: violations
 within ±0.5 points, cores within 10 %, p99 within 25 %.
 
     .venv/bin/python benchmarks/fidelity.py [--runs 3] [--duration 180] [-f examples/demo.yaml] [--profile P]

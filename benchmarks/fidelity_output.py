@@ -49,6 +49,23 @@ def errors_of(sim: dict[str, float], real: dict[str, float]) -> dict[str, float]
     }
 
 
+def standard_error(rows: list[dict[str, float]]) -> dict[str, float]:
+    """How far the measured mean over the runs may itself be from the mean of many runs: the sample standard
+    deviation over the runs / sqrt(runs), in the units of :func:`errors_of` (NaN with one run). On batches R and
+    S (2026-12-05) it was 1.2 and 2.1 points of violations: a ±0.5-point target is within a 3-run mean's noise."""
+    if len(rows) < 2:
+        return dict.fromkeys(("violations_points", "cpu_relative", "p99_relative"), math.nan)
+
+    def se(key: str) -> float:
+        return statistics.stdev(r[key] for r in rows) / math.sqrt(len(rows))
+
+    def relative(key: str) -> float:
+        mean = statistics.fmean(r[key] for r in rows)
+        return round(se(key) / mean, 4) if mean else math.nan
+
+    return {"violations_points": round(100.0 * se("slo_violation_ratio"), 3), "cpu_relative": relative("avg_cpu"), "p99_relative": relative("p99_latency_ms")}
+
+
 def clean(value: Any) -> Any:
     """JSON without NaN: an unknown measure is null."""
     if isinstance(value, float):
@@ -167,6 +184,7 @@ def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], m
         **beside(runs, measured),
         "spread": {"simulated": spread([r["simulated"] for r in runs]), "measured": spread([r["measured"] for r in runs])},
         "errors": errors,
+        "measured_standard_error": standard_error([r["measured"] for r in runs]),
         "targets": {
             "violations_within_0.5_points": abs(errors["violations_points"]) <= 0.5,
             "cpu_within_10pct": abs(errors["cpu_relative"]) <= 0.10,
