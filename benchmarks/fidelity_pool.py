@@ -1,0 +1,64 @@
+"""Several fidelity batches taken together: the runs of every ``benchmarks/fidelity.py`` output given, pooled.
+
+One batch of three runs measures the violations with a standard error of 1.2-2.1 points on this machine
+(``measured_standard_error``), so a ±0.5-point comparison cannot be decided on one batch. Each batch runs its
+own scenario (the profile, hence the trace's scale, is measured anew), and each run is compared with its own
+simulation; pooled, every run counts once. Prints one JSON object::
+
+    {"batches": [...], "runs": N, "simulated": {...}, "measured": {...}, "errors": {...},
+     "measured_standard_error": {...}, "targets": {...}}
+
+    .venv/bin/python benchmarks/fidelity_pool.py OUT.json [OUT.json ...]   # outputs of fidelity.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fidelity_output import clean, errors_of, mean_of, standard_error
+
+
+def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The runs of every output pooled: means over all runs, their errors and the measured mean's standard error."""
+    runs = [run for out in outputs.values() for run in out["runs"]]
+    simulated, measured = mean_of([r["simulated"] for r in runs]), mean_of([r["measured"] for r in runs])
+    errors = errors_of(simulated, measured)
+    return {
+        "batches": [{"file": name, "runs": len(out["runs"]), "errors": out["errors"]} for name, out in outputs.items()],
+        "runs": len(runs),
+        "simulated": simulated,
+        "measured": measured,
+        "errors": errors,
+        "measured_standard_error": standard_error([r["measured"] for r in runs]),
+        "targets": {
+            "violations_within_0.5_points": abs(errors["violations_points"]) <= 0.5,
+            "cpu_within_10pct": abs(errors["cpu_relative"]) <= 0.10,
+            "p99_within_25pct": abs(errors["p99_relative"]) <= 0.25,
+        },
+    }
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        print("usage: fidelity_pool.py OUT.json [OUT.json ...] (outputs of benchmarks/fidelity.py)", file=sys.stderr)
+        raise SystemExit(2)
+    outputs: dict[str, dict[str, Any]] = {}
+    for arg in sys.argv[1:]:
+        try:
+            out = json.loads(Path(arg).read_text(encoding="utf-8"))
+            if not isinstance(out, dict) or "errors" not in out or not isinstance(out.get("runs"), list) or not out["runs"]:
+                raise ValueError("no runs")
+            if any(not isinstance(r, dict) or "simulated" not in r or "measured" not in r for r in out["runs"]):
+                raise ValueError("no runs with both a simulated and a measured figure")
+        except (OSError, ValueError) as exc:
+            print(f"error: {arg}: not an output of benchmarks/fidelity.py ({exc})", file=sys.stderr)
+            raise SystemExit(2) from None
+        outputs[arg] = out
+    print(json.dumps(clean(pooled(outputs)), allow_nan=False))
+
+
+if __name__ == "__main__":
+    main()
