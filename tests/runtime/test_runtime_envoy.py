@@ -156,3 +156,16 @@ def test_without_an_access_log_none_is_written(envoy: EnvoyProcess, backends: li
     envoy.set_weights({"a": 1.0})
     assert _split(envoy, 16) == {str(backends[0]): 16}  # requests went through
     assert not envoy.access_log_path.exists() and envoy.access_records() == []
+
+
+def test_the_access_log_is_read_on_from_where_the_last_read_stopped(tmp_path: Path) -> None:
+    envoy = EnvoyProcess(["a"], workdir=tmp_path, access_log=True)  # not started: the log is written by hand
+    line = '{"start_s": "1764900000.5", "cluster": "a", "host": "127.0.0.1:9", "status": "200", "duration_ms": "%d"}\n'
+    envoy.access_log_path.write_text(line % 1 + (line % 2)[:30], encoding="utf-8")  # the second line half written
+    assert [r["duration_ms"] for r in envoy.access_records()] == [1.0]
+    with envoy.access_log_path.open("a", encoding="utf-8") as log:
+        log.write((line % 2)[30:] + "not json\n" + line % 3)
+    assert [r["duration_ms"] for r in envoy.access_records()] == [1.0, 2.0, 3.0], "the rest of the line, a bad one skipped"
+    assert envoy.access_records()[0] == {"start_s": 1764900000.5, "cluster": "a", "host": "127.0.0.1:9", "status": 200.0, "duration_ms": 1.0}
+    envoy.access_log_path.write_text(line % 4, encoding="utf-8")  # replaced by a shorter log
+    assert [r["duration_ms"] for r in envoy.access_records()] == [4.0]

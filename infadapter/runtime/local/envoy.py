@@ -80,6 +80,8 @@ class EnvoyProcess:
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._access_read = 0  # bytes of the access log parsed so far (into _access_records)
+        self._access_records: list[dict[str, Any]] = []
         self._session = requests.Session()
         for c in self.clusters:
             self._write_eds(c)
@@ -115,17 +117,30 @@ class EnvoyProcess:
 
     def access_records(self) -> list[dict[str, Any]]:
         """The requests the access log holds so far, one dict each (fields of :data:`ACCESS_LOG_FORMAT`; numbers
-        as numbers, ``-`` as None); a line Envoy has not finished writing is left out."""
-        if not self.access_log_path.is_file():
+        as numbers, ``-`` as None); a line Envoy has not finished writing is left out until it has.
+
+        Each call parses only what was appended since the last (a caller may poll it), and a log that shrank
+        (replaced) is read anew."""
+        path = self.access_log_path
+        if not path.is_file():
             return []
-        out: list[dict[str, Any]] = []
-        for line in self.access_log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with path.open("rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            if size < self._access_read:
+                self._access_read, self._access_records = 0, []
+            log.seek(self._access_read)
+            chunk = log.read(size - self._access_read)
+        whole = chunk.rfind(b"\n") + 1
+        for line in chunk[:whole].decode("utf-8", errors="replace").splitlines():
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            out.append({k: _number(v) if k in NUMERIC_FIELDS else (None if v in ("-", "") else v) for k, v in raw.items()} if isinstance(raw, dict) else {})
-        return out
+            self._access_records.append(
+                {k: _number(v) if k in NUMERIC_FIELDS else (None if v in ("-", "") else v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+            )
+        self._access_read += whole
+        return list(self._access_records)
 
     @property
     def pid(self) -> int | None:
