@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fidelity_output import clean, errors_of, mean_of, standard_error
+from fidelity_output import clean, errors_of, mean_of, standard_error, targets_met
 
 
 def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -33,11 +33,7 @@ def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "measured": measured,
         "errors": errors,
         "measured_standard_error": standard_error([r["measured"] for r in runs]),
-        "targets": {
-            "violations_within_0.5_points": abs(errors["violations_points"]) <= 0.5,
-            "cpu_within_10pct": abs(errors["cpu_relative"]) <= 0.10,
-            "p99_within_25pct": abs(errors["p99_relative"]) <= 0.25,
-        },
+        "targets": targets_met(errors),
     }
 
 
