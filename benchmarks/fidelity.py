@@ -260,8 +260,9 @@ def _measured_run(
 def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str, Any]], machine: Machine, console: Console) -> list[dict[str, Any]]:
     """Each measured run simulated from the plan it started on, with its own arrival seed."""
     runs: list[dict[str, Any]] = []
-    # a start taking the CPU one was measured to take, idle (the headline: closer on the two batches run on the fixed
-    # controller, 2026-12-05), and taking the whole core its boost allows
+    # a start taking the CPU one was measured to take, idle (the headline: on the three batches run on the fixed
+    # controller, 2026-12-05, +2.6, +1.4 and -3.4 points, +0.18 pooled, where the whole core was +3.3 to +10.3),
+    # and taking the whole core its boost allows
     measured_start = bool(machine.startup_cpu_s)
     for k, row in enumerate(rows):
         start: Plan | None = row.pop("start")
