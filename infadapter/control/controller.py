@@ -235,8 +235,7 @@ class Controller:
         shrink = self._early_shrink and state.since_s is not None and at_s >= state.expected_s - self.latencies.in_place_s - EPS_S
         instant = self.latencies.in_place_s <= 0.0  # a resize acts at once: the split sent with it is for the new sizes
         full = actuation(state.target, actuator, self.profile, in_place=in_place, shrink=shrink, instant=instant)
-        lag = self.latencies.weights_s > 0.0
-        action = within_cap(full, state.target, actuator, self.profile, self.spec, self.cap, in_place=in_place, instant=instant, weights_lag=lag)
+        action = within_cap(full, state.target, actuator, self.profile, self.spec, self.cap, in_place=in_place, instant=instant, weights_lag=self._weights_lag)
         send = action if self._changed(action, state.sent, actuator) else None
         wake = self._wake_s(state, action, actuator, at_s)
         if action is not full:  # a staged switch goes on as soon as a resize has taken effect
@@ -339,11 +338,16 @@ class Controller:
         return min((t for t in due if t > at_s + EPS_S), default=math.inf)
 
     @property
+    def _weights_lag(self) -> bool:
+        """A new split takes time to reach the router (the operator): what a variant sends is then not yet what it gets."""
+        return self.latencies.weights_s > 0.0
+
+    @property
     def _early_shrink(self) -> bool:
         """An in-place shrink may go one resize ahead of the new capacity, to take effect with it: only where the
         split that then moves the load off it acts at once (else the shrunk variant gets its old share until the
         new split arrives; it waits for the router instead, :func:`~infadapter.control.actuation.relieved`)."""
-        return self.latencies.weights_s <= 0.0
+        return not self._weights_lag
 
     @staticmethod
     def _shrinking(target: Plan, actuator: ActuatorState, in_place: bool) -> bool:

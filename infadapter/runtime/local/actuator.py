@@ -39,13 +39,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infadapter.control import MODE_LATENCIES, Action, ActuatorState, VariantTarget, actuation, converged, same_weights, split
+from infadapter.control import MODE_LATENCIES, Action, ActuatorState, VariantTarget
 from infadapter.errors import ApplyFailed, InfAdapterError
 from infadapter.planning import Plan
 from infadapter.profiles import Profile
 from infadapter.runtime.envoy_config import Endpoint
 from infadapter.runtime.local.envoy import EnvoyProcess
 from infadapter.runtime.local.prometheus import DEFAULT_JOBS, PrometheusProcess
+from infadapter.runtime.local.reconfigure import apply_plan
 from infadapter.runtime.local.servers import (
     STARTUP_BOOST_CORES,
     LocalChanges,
@@ -58,7 +59,7 @@ from infadapter.runtime.local.servers import (
 )
 from infadapter.runtime.local.supervisor import Supervisor
 from infadapter.serving.cpulimit import cgroup_v1_writable
-from infadapter.spec import InferenceServiceSpec, ResizePolicy
+from infadapter.spec import InferenceServiceSpec
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class LocalRuntime:
         self._targets: dict[str, VariantTarget] = {}
         self._wanted: dict[str, float] = {}  # the split asked for
         self._weights: dict[str, float] = {}  # the split Envoy accepted (over variants that can serve)
-        self._failed_starts: list[str] = []
+        self.failed_starts: list[str] = []  # the servers that did not start, oldest first
         self._lock = threading.RLock()  # state + router updates (short)
         self._execute_lock = threading.Lock()  # one action at a time
         self._launcher = ThreadPoolExecutor(1, thread_name_prefix="infadapter-launcher")
@@ -233,7 +234,7 @@ class LocalRuntime:
             with self._lock:
                 inst.state = "failed"
                 self.instances = [i for i in self.instances if i is not inst]
-                self._failed_starts.append(inst.key)
+                self.failed_starts.append(inst.key)
             self._stop_instance(inst)
             self._event("start_failed", f"{inst.key}: {exc}")
             return
@@ -349,27 +350,8 @@ class LocalRuntime:
             retire.start()
 
     def apply(self, plan: Plan, *, in_place: bool | None = None, profile: Profile | None = None, timeout_s: float = 120.0) -> LocalChanges:
-        """Converge to ``plan`` by the controller's make-before-break rule and block until it serves (tests, benchmarks).
-
-        Without ``profile`` capacities are unknown: a leaving variant waits for every planned replica.
-        """
-        in_place = (self.spec.adaptation.resize_policy == ResizePolicy.IN_PLACE_OR_RECREATE) if in_place is None else in_place
-        deadline = time.monotonic() + timeout_s
-        failed_before = len(self._failed_starts)
-        changes = LocalChanges(0.0)
-        sent: Action | None = None
-        while True:
-            state = self.state()
-            if converged(plan, state) and same_weights(state.weights, split(plan, state, profile)):
-                return changes
-            if len(self._failed_starts) > failed_before:
-                raise ApplyFailed(f"instances did not start: {', '.join(self._failed_starts[failed_before:])}")
-            if time.monotonic() > deadline:
-                raise ApplyFailed(f"{plan.describe()} not running after {timeout_s:g} s")
-            action = actuation(plan, state, profile, in_place=in_place and self.use_cgroup, instant=True)
-            if action != sent:
-                changes, sent = changes + self.execute(action), action
-            self._stop.wait(0.05)
+        """Converge to ``plan`` and block until it serves (tests, benchmarks): :func:`~infadapter.runtime.local.reconfigure.apply_plan`."""
+        return apply_plan(self, plan, in_place=in_place, profile=profile, timeout_s=timeout_s)
 
     def _retire(self, retiring: list[TritonInstance]) -> None:
         """Drain (no longer routed: in-flight requests finish), then stop in parallel and forget them."""

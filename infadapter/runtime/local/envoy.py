@@ -115,12 +115,13 @@ class EnvoyProcess:
         (:data:`~infadapter.runtime.envoy_config.ACCESS_LOG_FORMAT`), flushed every second."""
         return self.workdir / "access.log"
 
-    def access_records(self) -> list[dict[str, Any]]:
+    def access_records(self) -> Sequence[Mapping[str, Any]]:
         """The requests the access log holds so far, one dict each (fields of :data:`ACCESS_LOG_FORMAT`; numbers
         as numbers, ``-`` as None); a line Envoy has not finished writing is left out until it has.
 
         Each call parses only what was appended since the last (a caller may poll it), and a log that shrank
-        (replaced) is read anew."""
+        (replaced) is read anew. The records are the reader's own, not a copy (a poll costs what was appended, not
+        all so far): read them, do not change them; a later call may add to them."""
         path = self.access_log_path
         if not path.is_file():
             return []
@@ -140,7 +141,7 @@ class EnvoyProcess:
                 {k: _number(v) if k in NUMERIC_FIELDS else (None if v in ("-", "") else v) for k, v in raw.items()} if isinstance(raw, dict) else {}
             )
         self._access_read += whole
-        return list(self._access_records)
+        return self._access_records
 
     @property
     def pid(self) -> int | None:
