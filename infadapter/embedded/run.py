@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from infadapter.policies import make_policy
 from infadapter.profiles import Profile
 from infadapter.runtime.local.actuator import LATENCIES, LocalRuntime
 from infadapter.runtime.local.servers import RuntimeEvent
+from infadapter.serving.cpulimit import weighted_self
 from infadapter.spec import InferenceServiceSpec
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,14 @@ class EmbeddedRun:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
+        """Serve, load and control until the rates are replayed (or the run is stopped); the summary."""
+        # the load generator and the controller are light and latency-critical, like the router: a client starved by
+        # busy servers measures its own delay, and a late step reads and acts late (named like the runtime's groups,
+        # so a run killed outright has it removed by the next runtime's start, remove_stale_cgroups)
+        with weighted_self(f"run{os.getpid()}xembedded-client"):
+            return self._serve()
+
+    def _serve(self) -> RunSummary:
         exporter = InfAdapterMetrics()
         runtime = LocalRuntime(self.spec, self.models, namespace=self.namespace, name=self.name, on_event=self._on_event, **self.runtime_options)
         self._runtime = runtime

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infadapter.serving.cpulimit import CGROUP_V1_CPU
+from infadapter.serving.cpulimit import CGROUP_V1_CPU, CpuCgroup
 from tests.runtime.conftest import alive, descendants
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -72,6 +71,8 @@ def test_signal_stops_every_child_and_removes_every_cgroup(sig: signal.Signals, 
     try:
         groups = list(CGROUP_V1_CPU.glob(f"infadapter/run{proc.pid}x*"))
         assert groups, "the servers run in cgroups"
+        client = CGROUP_V1_CPU / "infadapter" / f"run{proc.pid}xembedded-client"
+        assert proc.pid in CpuCgroup(client.name).pids(), "the controller and load generator run weighted"
         proc.send_signal(sig)
         output = proc.communicate(timeout=60)[0].decode(errors="replace")
     finally:
@@ -101,8 +102,5 @@ def test_after_a_sigkill_the_next_runtime_removes_orphans_and_cgroups(tiny_spec_
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(alive(p) for p in children):
         time.sleep(0.1)
-    leftovers = [(p, _comm(p)) for p in children if alive(p) and _comm(p) != "prometheus"]
-    assert leftovers == [], "servers die with the run; stubs are killed with their stale cgroup"
-    for p in children:  # Prometheus has no cgroup: a SIGKILLed run leaves it (stop it here)
-        if alive(p) and _comm(p) == "prometheus":
-            os.kill(p, signal.SIGTERM)
+    leftovers = [(p, _comm(p)) for p in children if alive(p)]
+    assert leftovers == [], "servers die with the run; stubs, the router and Prometheus are killed with their stale cgroup"

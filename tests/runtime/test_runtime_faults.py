@@ -14,9 +14,15 @@ import pytest
 import requests
 
 from infadapter.loadgen import LoadGenerator
+from infadapter.serving.cpulimit import CpuCgroup
 from tests.runtime.conftest import make_plan
 
 pytestmark = pytest.mark.timeout(240)
+
+
+def _services_pids(rt: Any) -> list[int]:
+    groups = [g for g in rt.servers.cgroups() if g.name.endswith("-services")]
+    return CpuCgroup(groups[0].name).pids() if groups else []
 
 
 def _wait(predicate: Any, timeout_s: float) -> bool:
@@ -81,6 +87,7 @@ def test_killed_envoy_is_restarted_with_its_weights(runtime_factory: Any) -> Non
     after = gen.report(back_at + 0.5, None)
     assert rt.envoy.listen_port == port
     assert rt.envoy.runtime_weights() == {"resnet18": 8000, "resnet34": 2000}
+    assert not rt.use_cgroup or rt.envoy.pid in _services_pids(rt), "the restarted router runs ahead of the servers too"
     print(
         f"\nFAULT envoy SIGKILL: restarted after {back_at - killed_at:.2f}s; client: sent {report.sent}, errors {report.errors} "
         f"{report.error_kinds}; after the restart: sent {after.sent}, errors {after.errors}"
@@ -100,4 +107,5 @@ def test_killed_prometheus_is_restarted_on_the_same_address(runtime_factory: Any
     assert rt.prometheus_url == url
     assert requests.get(f"{url}/-/ready", timeout=5).status_code == 200
     rt.prometheus.wait_for_targets("envoy")
+    assert not rt.use_cgroup or rt.prometheus.process.pid in _services_pids(rt), "the restarted Prometheus runs ahead of the servers too"
     print(f"\nFAULT prometheus SIGKILL: restarted on {url}; events {[e.kind for e in rt.events]}")

@@ -13,6 +13,7 @@ import requests
 
 from infadapter.control import Action, VariantTarget
 from infadapter.loadgen import LoadGenerator
+from infadapter.serving.cpulimit import SERVICE_SHARES, CpuCgroup
 from tests.runtime.conftest import alive, closed_loop_rps, make_plan, served_count
 
 pytestmark = pytest.mark.timeout(240)
@@ -115,7 +116,11 @@ def test_stop_leaves_no_process_and_no_cgroup(runtime_factory: Any) -> None:
     pids = rt.child_pids()
     stubs = [p for i in rt.ready_instances() for p in _group(i.triton.pid)]
     assert len(pids) == 5
-    assert len(rt.servers.cgroups()) == 3
+    groups = rt.servers.cgroups()
+    assert len(groups) == 4, groups  # three servers' and the services'
+    services = [g for g in groups if g.name.endswith("-services")]
+    assert services and sorted(CpuCgroup(services[0].name).pids()) == sorted([rt.envoy.pid, rt.prometheus.process.pid]), "router and Prometheus"
+    assert int((services[0] / "cpu.shares").read_text()) == SERVICE_SHARES
     work_dir = rt.work_dir
     rt.stop()
     deadline = time.monotonic() + 5

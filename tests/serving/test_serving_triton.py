@@ -145,6 +145,12 @@ def test_cgroup_weight_follows_quota_and_removal_is_clean() -> None:
     assert not group.path.exists()
     group.remove()  # idempotent
 
+    weighted = CpuCgroup(f"test-s-{time.monotonic_ns()}").create(None, shares=3000)
+    try:
+        assert (weighted.path / "cpu.shares").read_text().strip() == "3000" and weighted.cores == float("inf")
+    finally:
+        weighted.remove()
+
     nested = CpuCgroup("leaf", parent=f"infadapter/test-nest-{time.monotonic_ns()}").create(0.5)
     try:
         assert int((nested.path.parent / "cpu.shares").read_text()) >= PARENT_SHARES
@@ -159,10 +165,11 @@ def test_weighted_self_moves_this_process_and_back() -> None:
         pytest.skip("cgroup v1 cpu controller not writable here")
     import os
 
-    from infadapter.serving.cpulimit import weighted_self
+    from infadapter.serving.cpulimit import SERVICE_SHARES, weighted_self
 
     with weighted_self(f"test-self-{os.getpid()}") as group:
         assert group is not None and os.getpid() in group.pids()
+        assert int((group.path / "cpu.shares").read_text()) == SERVICE_SHARES and group.cores == float("inf"), "a weight, no quota"
         path = group.path
     assert not path.exists()
     assert os.getpid() not in CpuCgroup(path.name).pids()

@@ -154,6 +154,13 @@ class LocalRuntime:
         """Run ``fn`` (which starts a child) on the long-lived launcher thread."""
         return self._launcher.submit(fn).result()
 
+    def launch_service(self, start: Callable[[], Any]) -> None:
+        """Start (or restart) the router or Prometheus with ``start``; both run in the services' group
+        (:meth:`ServerFactory.adopt_services`)."""
+        self._launch(start)
+        prometheus = self.prometheus.process if self.prometheus is not None else None
+        self.servers.adopt_services([self.envoy.pid, prometheus.pid if prometheus is not None else None])
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
         if self._started:
@@ -161,10 +168,10 @@ class LocalRuntime:
         self._started = True
         if self.use_cgroup:
             remove_stale_cgroups()
-        self._launch(self.envoy.start)
+        self.launch_service(self.envoy.start)
         if self.prometheus is not None:
             self.prometheus.set_targets("envoy", "router", [self.envoy.metrics_target], self.labels)
-            self._launch(self.prometheus.start)
+            self.launch_service(self.prometheus.start)
         self._supervisor = threading.Thread(target=Supervisor(self).run, name="infadapter-supervisor", daemon=True)
         self._supervisor.start()
         return self

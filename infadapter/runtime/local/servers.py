@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,7 +16,7 @@ from typing import Literal
 from infadapter.control import ActuatorState, VariantState, VariantTarget
 from infadapter.planning import cpu_grid
 from infadapter.runtime.envoy_config import Endpoint
-from infadapter.serving.cpulimit import CGROUP_V1_CPU, CpuCgroup, taskset_prefix
+from infadapter.serving.cpulimit import CGROUP_V1_CPU, SERVICE_SHARES, CpuCgroup, taskset_prefix
 from infadapter.serving.repository import Serving, serving_for, write_repository
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import InferenceServiceSpec
@@ -117,6 +117,7 @@ class ServerFactory:
         self.cgroup_prefix = f"run{os.getpid()}x{id(self) % 100000}"
         self.created: list[TritonProcess] = []
         self._generation = 0
+        self._services: CpuCgroup | None = None
 
     def new_instance(self, variant: str, slot: int, cpu_cores: float) -> TritonInstance:
         self._generation += 1
@@ -145,6 +146,20 @@ class ServerFactory:
         self.created.append(triton)
         return triton
 
+    def adopt_services(self, pids: Iterable[int | None]) -> None:
+        """Move the router and Prometheus (``pids``) into the runtime's services group, made on first use (cgroups
+        only). They are light and latency-critical: where the servers' quotas overcommit the machine (a start-up
+        boost in a burst), a starved scrape skews the load the controller reads (:data:`SERVICE_SHARES`)."""
+        if not self.use_cgroup:
+            return
+        if self._services is None:
+            self._services = CpuCgroup(f"{self.cgroup_prefix}-services").create(None, shares=SERVICE_SHARES)
+        inside = set(self._services.pids())
+        for pid in pids:
+            if pid is not None and pid not in inside:
+                with contextlib.suppress(OSError):  # exited meanwhile: the supervisor restarts it
+                    self._services.add(pid)
+
     def serving(self, variant: str) -> Serving:
         """Model instances and threads per server, fixed for its life: those of the largest size it may get.
 
@@ -155,7 +170,7 @@ class ServerFactory:
         return serving_for(max(cpu_grid(self.spec, variant), default=1.0), float(os.cpu_count() or 1))
 
     def cgroups(self) -> list[Path]:
-        """The cgroup directories of this runtime that exist now."""
+        """The cgroup directories of this runtime that exist now (its servers' and its services')."""
         return sorted(CGROUP_V1_CPU.glob(f"infadapter/{self.cgroup_prefix}-*"))
 
     def stop_leftovers(self) -> None:
@@ -166,6 +181,7 @@ class ServerFactory:
                 triton.stop(timeout_s=5.0)
         for leftover in self.cgroups():
             CpuCgroup(leftover.name).remove()
+        self._services = None
 
 
 @dataclass(frozen=True)

@@ -48,14 +48,14 @@ class Supervisor:
             return
         if not self.rt.envoy.is_alive():
             self.rt._event("crash", f"envoy exited ({self.rt.envoy.stop()})")
-            self.rt._launch(self.rt.envoy.restart)
+            self.rt.launch_service(self.rt.envoy.restart)
             with self.rt._lock:
                 self.rt.envoy.set_endpoints(self.rt.envoy.endpoints)
             self.rt._event("envoy_restarted", f"weights {self.rt.envoy.runtime_weights()}")
         if self.rt.prometheus is not None and not self.rt.prometheus.running:
             self.rt._event("crash", "prometheus exited")
             self.rt.prometheus.stop(keep_data=True)
-            self.rt._launch(self.rt.prometheus.start)
+            self.rt.launch_service(self.rt.prometheus.start)
             self.rt._event("prometheus_restarted", self.rt.prometheus.url)
         with self.rt._lock:
             dead = [i for i in self.rt.instances if i.state == "ready" and not i.triton.is_alive() and i.key not in self._restarting]
