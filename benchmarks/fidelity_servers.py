@@ -3,6 +3,7 @@
 * :class:`ServersCpu`: once a second, every server's cgroup: the CPU its processes took, the time the kernel
   held it throttled at its quota, and the quota itself. A server answering below its profile's ceiling shows
   here whether it lacked CPU (throttled, or busy below its quota while the machine was full) or was slow with it.
+  The runtime's services group (``<prefix>-services``: Envoy and Prometheus, no quota) is sampled the same way.
 * :func:`routed`: from Envoy's access log, each request's arrival at the router, the variant the weighted split
   chose, the server that answered (another variant's when a retry spilled over) and the time it spent in
   Envoy and in the server. The client's figures mix the variants; these say which server made a request late.
@@ -33,14 +34,15 @@ def _cgroup_sample(group: Path) -> tuple[float, float, float]:
 
 
 class ServersCpu(Sampler[dict[str, tuple[float, float, float]]]):
-    """Every server's cgroup (see the module docstring): per group, its processes' CPU seconds so far, the seconds
-    it was throttled so far and its quota in cores."""
+    """Every cgroup of the runtime (the servers' and the services', see the module docstring): per group, its
+    processes' CPU seconds so far, the seconds it was throttled so far and its quota in cores."""
 
     def sample(self, runtime: Any) -> dict[str, tuple[float, float, float]]:
         return {g.name: _cgroup_sample(g) for g in runtime.servers.cgroups()}
 
     def per_second(self, duration_s: int) -> dict[str, list[list[float]]]:
-        """Per server (its cgroup's name: ``<prefix>-<variant>-<slot>-g<generation>``), ``[second, cores used,
+        """Per server (its cgroup's name: ``<prefix>-<variant>-<slot>-g<generation>``; the services', ``<prefix>-services``,
+        quota -1), ``[second, cores used,
         seconds throttled in it (summed over the CPUs, as the kernel counts it), quota in cores]`` for every second
         of the load both samples cover."""
         start = self.run.load_started_wall_s or 0.0
