@@ -115,3 +115,13 @@ def test_the_bearer_token_is_sent_and_re_read_when_it_rotates(tmp_path: Path) ->
         server.shutdown()
         server.server_close()
     assert seen[:2] == ["Bearer first", "Bearer second"]
+
+
+def test_waiting_for_targets_outlasts_a_prometheus_that_does_not_answer() -> None:
+    from infadapter.runtime.local.prometheus import PrometheusProcess
+
+    prom = PrometheusProcess(port=free_port())  # nothing listens there: every poll fails
+    began = time.monotonic()
+    with pytest.raises(MetricsUnavailable, match="no answer"):
+        prom.wait_for_targets("envoy", timeout_s=0.6)
+    assert time.monotonic() - began >= 0.6, "it polled until its deadline, not only once"

@@ -301,15 +301,23 @@ class PrometheusProcess:
         return active
 
     def wait_for_targets(self, job: str | None = None, count: int = 1, timeout_s: float = 20.0) -> None:
-        """Block until ``count`` targets (of ``job``) are up and scraped at least once."""
+        """Block until ``count`` targets (of ``job``) are up and scraped at least once. A poll Prometheus does not
+        answer (busy, hung, restarting) is one more poll, not the end of the wait."""
         deadline = time.monotonic() + timeout_s
         up: list[dict[str, Any]] = []
+        last = "no answer yet"
         while time.monotonic() < deadline:
-            up = [t for t in self.targets() if t.get("health") == "up" and (job is None or t.get("labels", {}).get("job") == job)]
-            if len(up) >= count:
-                return
+            try:
+                active = self.targets()
+            except requests.RequestException as exc:
+                last = f"no answer: {exc}"
+            else:
+                up = [t for t in active if t.get("health") == "up" and (job is None or t.get("labels", {}).get("job") == job)]
+                if len(up) >= count:
+                    return
+                last = str(active)
             time.sleep(0.2)
-        raise MetricsUnavailable(f"only {len(up)} of {count} {job or ''} targets up after {timeout_s:g}s: {self.targets()}")
+        raise MetricsUnavailable(f"only {len(up)} of {count} {job or ''} targets up after {timeout_s:g}s: {last}")
 
     def __enter__(self) -> Self:
         self.start()
