@@ -41,10 +41,9 @@ class ServersCpu(Sampler[dict[str, tuple[float, float, float]]]):
         return {g.name: _cgroup_sample(g) for g in runtime.servers.cgroups()}
 
     def per_second(self, duration_s: int) -> dict[str, list[list[float]]]:
-        """Per server (its cgroup's name: ``<prefix>-<variant>-<slot>-g<generation>``; the services', ``<prefix>-services``,
-        quota -1), ``[second, cores used,
-        seconds throttled in it (summed over the CPUs, as the kernel counts it), quota in cores]`` for every second
-        of the load both samples cover."""
+        """Per group (a server's: ``<prefix>-<variant>-<slot>-g<generation>``; the services', ``<prefix>-services``,
+        quota -1), ``[second, cores used, seconds throttled in it (summed over the CPUs, as the kernel counts it),
+        quota in cores]`` for every second of the load both samples cover."""
         start = self.run.load_started_wall_s or 0.0
         out: dict[str, list[list[float]]] = {}
         for (t0, a), (t1, b) in itertools.pairwise(self.samples):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +36,7 @@ from infadapter.planning import Plan
 from infadapter.policies import make_policy
 from infadapter.profiles import Profile
 from infadapter.runtime.local.actuator import LATENCIES, LocalRuntime
-from infadapter.runtime.local.servers import RuntimeEvent
+from infadapter.runtime.local.servers import RuntimeEvent, run_cgroup_prefix
 from infadapter.serving.cpulimit import weighted_self
 from infadapter.spec import InferenceServiceSpec
 
@@ -135,9 +134,8 @@ class EmbeddedRun:
     def run(self) -> RunSummary:
         """Serve, load and control until the rates are replayed (or the run is stopped); the summary."""
         # the load generator and the controller are light and latency-critical, like the router: a client starved by
-        # busy servers measures its own delay, and a late step reads and acts late (named like the runtime's groups,
-        # so a run killed outright has it removed by the next runtime's start, remove_stale_cgroups)
-        with weighted_self(f"run{os.getpid()}xembedded-client"):
+        # busy servers measures its own delay, and a late step reads and acts late
+        with weighted_self(f"{run_cgroup_prefix('embedded')}-client"):
             return self._serve()
 
     def _serve(self) -> RunSummary:

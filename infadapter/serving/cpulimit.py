@@ -28,10 +28,10 @@ PERIOD_US = 100_000
 #: (16 tasks' worth) lets each server reach its quota; the quota still caps it.
 PARENT_SHARES = 16 * 1024
 #: weight of a group without quota for light, latency-critical processes beside the servers (the router, Prometheus,
-#: the load generator): far above any server's (1024 per core of quota), so they run first when they need to. Under
-#: the servers' default weight, on two cores with the quotas overcommitted (a start-up boost during a burst), Envoy's
-#: ``/stats/prometheus`` took 14 ms median and 164 ms at worst against 2.5 and 6.5 ms in such a group, and every
-#: late scrape skews the rate the controller reads (50 and 190 rps for two seconds of 100)
+#: the load generator): far above any server's (1024 per core of quota), so they run first when they need to. From
+#: the root group, on two cores with the servers' quotas overcommitted (a start-up boost during a burst), Envoy's
+#: ``/stats/prometheus`` took 10-14 ms median and 45-164 ms at worst, against 2.1 and 12.4 ms in such a group, and
+#: every late scrape skews the rate the controller reads (54 then 193 rps for two seconds of ~100)
 SERVICE_SHARES = PARENT_SHARES // 4
 
 

@@ -305,17 +305,16 @@ class PrometheusProcess:
         answer (busy, hung, restarting) is one more poll, not the end of the wait."""
         deadline = time.monotonic() + timeout_s
         up: list[dict[str, Any]] = []
-        last = "no answer yet"
+        last: object = "no answer yet"  # what the last poll got, for the error
         while time.monotonic() < deadline:
             try:
-                active = self.targets()
+                last = active = self.targets()
             except requests.RequestException as exc:
                 last = f"no answer: {exc}"
             else:
                 up = [t for t in active if t.get("health") == "up" and (job is None or t.get("labels", {}).get("job") == job)]
                 if len(up) >= count:
                     return
-                last = str(active)
             time.sleep(0.2)
         raise MetricsUnavailable(f"only {len(up)} of {count} {job or ''} targets up after {timeout_s:g}s: {last}")
 

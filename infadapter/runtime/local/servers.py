@@ -16,7 +16,7 @@ from typing import Literal
 from infadapter.control import ActuatorState, VariantState, VariantTarget
 from infadapter.planning import cpu_grid
 from infadapter.runtime.envoy_config import Endpoint
-from infadapter.serving.cpulimit import CGROUP_V1_CPU, SERVICE_SHARES, CpuCgroup, taskset_prefix
+from infadapter.serving.cpulimit import CGROUP_V1_CPU, CpuCgroup, taskset_prefix
 from infadapter.serving.repository import Serving, serving_for, write_repository
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import InferenceServiceSpec
@@ -100,6 +100,12 @@ def actuator_state(instances: list[TritonInstance], targets: Mapping[str, Varian
     return ActuatorState(tuple(variants), dict(weights), in_place=in_place)
 
 
+def run_cgroup_prefix(tag: object) -> str:
+    """The name prefix of a cgroup this process makes (``run<pid>x<tag>``): :func:`remove_stale_cgroups` reads the
+    pid back from it, so a group of a run killed outright is found and removed by the next runtime's start."""
+    return f"run{os.getpid()}x{tag}"
+
+
 class ServerFactory:
     """Makes the servers of one runtime: a repository, a cgroup (with a start-up boost) and a tritonserver each.
 
@@ -114,7 +120,7 @@ class ServerFactory:
         self.startup_boost_cores = startup_boost_cores
         # groups sit directly under infadapter/ (whose weight lets a quota be reached on a busy machine); the
         # pid in the name lets a later run find the groups of a killed one (remove_stale_cgroups)
-        self.cgroup_prefix = f"run{os.getpid()}x{id(self) % 100000}"
+        self.cgroup_prefix = run_cgroup_prefix(id(self) % 100000)
         self.created: list[TritonProcess] = []
         self._generation = 0
         self._services: CpuCgroup | None = None
@@ -153,7 +159,7 @@ class ServerFactory:
         if not self.use_cgroup:
             return
         if self._services is None:
-            self._services = CpuCgroup(f"{self.cgroup_prefix}-services").create(None, shares=SERVICE_SHARES)
+            self._services = CpuCgroup(f"{self.cgroup_prefix}-services").create(None)  # weight SERVICE_SHARES
         inside = set(self._services.pids())
         for pid in pids:
             if pid is not None and pid not in inside:
