@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,12 @@ def tiny_spec(tiny_models: dict[str, Path]) -> InferenceServiceSpec:
 def make_plan(**variants: tuple[float, int, float]) -> Plan:
     """``make_plan(resnet18=(cores, replicas, weight), ...)``."""
     return Plan(tuple(VariantPlan(name, cores, replicas, weight=weight) for name, (cores, replicas, weight) in variants.items()))
+
+
+def services_group(rt: Any) -> Path | None:
+    """The runtime's services cgroup (Envoy and Prometheus), None where it has none."""
+    found = [g for g in rt.servers.cgroups() if g.name.endswith("-services")]
+    return found[0] if found else None
 
 
 def alive(pid: int) -> bool:

@@ -15,14 +15,14 @@ import requests
 
 from infadapter.loadgen import LoadGenerator
 from infadapter.serving.cpulimit import CpuCgroup
-from tests.runtime.conftest import make_plan
+from tests.runtime.conftest import make_plan, services_group
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def _services_pids(rt: Any) -> list[int]:
-    groups = [g for g in rt.servers.cgroups() if g.name.endswith("-services")]
-    return CpuCgroup(groups[0].name).pids() if groups else []
+    group = services_group(rt)
+    return CpuCgroup(group.name).pids() if group is not None else []
 
 
 def _wait(predicate: Any, timeout_s: float) -> bool:

@@ -14,7 +14,7 @@ import requests
 from infadapter.control import Action, VariantTarget
 from infadapter.loadgen import LoadGenerator
 from infadapter.serving.cpulimit import SERVICE_SHARES, CpuCgroup
-from tests.runtime.conftest import alive, closed_loop_rps, make_plan, served_count
+from tests.runtime.conftest import alive, closed_loop_rps, make_plan, served_count, services_group
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -118,9 +118,9 @@ def test_stop_leaves_no_process_and_no_cgroup(runtime_factory: Any) -> None:
     assert len(pids) == 5
     groups = rt.servers.cgroups()
     assert len(groups) == 4, groups  # three servers' and the services'
-    services = [g for g in groups if g.name.endswith("-services")]
-    assert services and sorted(CpuCgroup(services[0].name).pids()) == sorted([rt.envoy.pid, rt.prometheus.process.pid]), "router and Prometheus"
-    assert int((services[0] / "cpu.shares").read_text()) == SERVICE_SHARES
+    services = services_group(rt)
+    assert services is not None and sorted(CpuCgroup(services.name).pids()) == sorted([rt.envoy.pid, rt.prometheus.process.pid]), "router and Prometheus"
+    assert int((services / "cpu.shares").read_text()) == SERVICE_SHARES
     work_dir = rt.work_dir
     rt.stop()
     deadline = time.monotonic() + 5
