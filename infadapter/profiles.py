@@ -54,6 +54,10 @@ from infadapter.spec import InferenceServiceSpec
 from infadapter.spec_fields import placement_name
 from infadapter.yamlfile import read_text, yaml_documents, yaml_error_text
 
+#: a load offered this far past the saturation, or (offered load unknown) a saturation this far past the
+#: capacity, was measured in overload, so the saturation is the server's ceiling
+CEILING_MARGIN = 0.02
+
 
 @dataclass(frozen=True)
 class ProfilePoint:

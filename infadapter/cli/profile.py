@@ -165,7 +165,8 @@ def _check_mode(args: ProfileArgs, mode: str) -> None:
 def _local(args: ProfileArgs) -> None:
     """Serve each variant alone in a cgroup-limited tritonserver per CPU size; search the rate (docs/serving.md)."""
     from infadapter.profiles import save_profile
-    from infadapter.serving.profiler import Profiler, RateStep, largest_planned_cores, parse_cpus, spec_models
+    from infadapter.serving.profiler import Profiler, largest_planned_cores, parse_cpus, spec_models
+    from infadapter.serving.search import RateStep
     from infadapter.spec import load_spec
 
     duration_s = args.duration_s if args.duration_s is not None else 3.0

@@ -80,6 +80,7 @@ def max_capacity_rps(spec: InferenceServiceSpec, profile: Profile) -> float:
 def profile_key(spec: InferenceServiceSpec, models: dict[str, Path], cpus: tuple[float, ...]) -> str:
     from infadapter.serving.cpulimit import cgroup_v1_writable
     from infadapter.serving.models import read_manifest
+    from infadapter.serving.profiler import METHOD
 
     files = {}
     for name, path in sorted(models.items()):
@@ -87,7 +88,7 @@ def profile_key(spec: InferenceServiceSpec, models: dict[str, Path], cpus: tuple
         stat = path.stat()
         files[name] = manifest.get("sha256") or f"{stat.st_size}-{int(stat.st_mtime)}"
     key = {
-        "v": 1,
+        "v": METHOD,  # a profile measured by an earlier search is measured again
         "model": spec.model_name,
         "files": files,
         "slo": spec.slo.latency_ms,

@@ -6,7 +6,10 @@ open-loop Poisson load (:class:`~infadapter.loadgen.LoadGenerator`) and search t
 capacity is the highest rate at which the client-side ``percentile`` latency stays within the SLO,
 i.e. at most ``(100 - percentile)`` % of requests are over the SLO or failed. The search starts from
 a guess (a few serial requests, or the previous CPU size's capacity scaled), grows (x2 far below
-the SLO, x1.5 near it) while the SLO holds, then bisects until the bracket is within ``tolerance``.
+the SLO, x1.5 near it) while the SLO holds, then bisects until the bracket is within ``tolerance``
+(:mod:`infadapter.serving.search`). One step at twice the capacity then measures the server's
+throughput ceiling, and a capacity too near that ceiling for a step to judge (its queue had not settled
+when the step ended) is measured again lower (:func:`~infadapter.serving.search.steady_step`).
 
 Every size of a variant is measured with the serving configuration its deployed servers run with
 (:func:`~infadapter.serving.repository.serving_for` of the variant's largest planned size, capped at this
@@ -37,23 +40,16 @@ from infadapter.profiles import Profile, ProfilePoint
 from infadapter.serving.cpulimit import CpuCgroup, cgroup_v1_writable, taskset_prefix, weighted_self
 from infadapter.serving.models import ensure_demo_models, resolve_model_uri
 from infadapter.serving.repository import Serving, serving_for, write_repository
+from infadapter.serving.search import RateStep, ceiling_step, search_capacity, steady_step
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import InferenceServiceSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CPUS = (0.25, 0.5, 1.0, 1.5)
-#: the load of the step that measures a server's throughput ceiling, as a multiple of its capacity
-OVERLOAD_FACTOR = 2.0
-
-
-@dataclass(frozen=True)
-class RateStep:
-    """One rate of the capacity search and whether the SLO held at it."""
-
-    rate_rps: float
-    passed: bool
-    report: LoadReport
+#: the measurement's version in the profile cache's key: a cached profile measured by an earlier search is
+#: measured again (2: a capacity near the ceiling is re-measured where a step sees the queue settle)
+METHOD = 2
 
 
 @dataclass(frozen=True)
@@ -92,82 +88,6 @@ class PointResult:
 
 
 StepCallback = Callable[[str, float, RateStep], None]
-
-
-def ceiling_step(measure: Callable[[float], LoadReport], capacity_rps: float, steps: Sequence[RateStep], percentile: float) -> RateStep | None:
-    """One step at :data:`OVERLOAD_FACTOR` x the capacity, unless a step was already offered that much (or
-    nothing passed): the answers that come back within an overloaded step are the server's throughput
-    ceiling (the excess is answered after it), which the simulator serves no more than.
-
-    The search ends within 10 % of the capacity, and a server that keeps up with a step answers what it
-    is sent: without this step the saturation was often only a lower bound, and the simulator took the
-    throughput from the tail at the capacity instead, 2.3-3.6 x the capacity on three sizes of one
-    measured profile (ResNet-18 at 0.25 cores: 18.3 rps simulated; the server answered 11.5 at most).
-    """
-    if capacity_rps <= 0 or any(s.rate_rps >= OVERLOAD_FACTOR * capacity_rps for s in steps):
-        return None
-    rate = OVERLOAD_FACTOR * capacity_rps
-    report = measure(rate)
-    return RateStep(rate, slo_holds(report, percentile), report)
-
-
-def slo_holds(report: LoadReport, percentile: float) -> bool:
-    """The percentile latency is within the SLO: violations (slow or failed) <= (100 - p) %."""
-    allowed = (100.0 - percentile) / 100.0
-    return report.sent > 0 and report.slo_violation_ratio <= allowed + 1e-12
-
-
-def search_capacity(
-    measure: Callable[[float], LoadReport],
-    guess_rps: float,
-    percentile: float,
-    *,
-    max_steps: int = 6,
-    tolerance: float = 0.1,
-    min_rps: float = 0.5,
-    retries: int = 2,
-    on_step: Callable[[RateStep], None] | None = None,
-) -> tuple[float, RateStep | None, list[RateStep]]:
-    """Highest passing rate found by grow-then-bisect; ``measure(rate)`` runs one load step.
-
-    Interference from other work only ever makes latency worse, so a failure that is not clearly
-    saturation (median within the SLO, at most 20 % violations) is measured again, up to ``retries``
-    times per search, and the better outcome counts. Returns (capacity, the passing step at capacity or None, all
-    steps). Pure apart from ``measure``.
-    """
-    lo, hi = 0.0, math.inf
-    best: RateStep | None = None
-    steps: list[RateStep] = []
-    rate = max(min_rps, guess_rps)
-    for _ in range(max_steps):
-        report = measure(rate)
-        step = RateStep(rate, slo_holds(report, percentile), report)
-        steps.append(step)
-        if on_step is not None:
-            on_step(step)
-        if not step.passed and retries > 0 and report.slo_violation_ratio <= 0.2 and not report.p50_ms > report.slo_ms:
-            retries -= 1
-            report = measure(rate)
-            step = RateStep(rate, slo_holds(report, percentile), report)
-            steps.append(step)
-            if on_step is not None:
-                on_step(step)
-        if step.passed:
-            lo, best = rate, step
-        else:
-            hi = rate
-        if lo > 0 and hi < math.inf and (hi - lo) <= tolerance * lo:
-            break
-        if hi == math.inf:
-            # far below the SLO: double; near it: x1.5
-            rate = lo * (2.0 if step.report.p99_ms < 0.5 * step.report.slo_ms else 1.5)
-        elif lo == 0:
-            rate = hi / 2
-            if rate < min_rps:
-                break
-        else:
-            rate = (lo + hi) / 2
-    return lo, best, steps
 
 
 def serial_latency_ms(url: str, model_name: str, count: int = 8) -> float:
@@ -264,6 +184,12 @@ class Profiler:
             if overload is not None:
                 steps.append(overload)
                 report_step(overload)
+            steady = steady_step(measure, capacity, steps, self.duration_s, self.percentile, tolerance=self.tolerance)
+            if steady is not None:
+                capacity, best, added = steady
+                steps.extend(added)
+                for step in added:
+                    report_step(step)
         finally:
             triton.stop()
             if cgroup is not None:
@@ -382,14 +308,15 @@ def profile_cache_path(
     """Where a profile of exactly these models, CPU sizes, SLO and machine is cached.
 
     The key covers the model files' hashes (from their manifests, else size+mtime), the CPU sizes,
-    the SLO and percentile, and the core count, so a rebuilt model or another SLO gets a new file.
+    the SLO and percentile, the core count and :data:`METHOD`, so a rebuilt model, another SLO or a profile
+    measured by an earlier search gets a new file.
     """
     import hashlib
     import json
 
     from infadapter.serving.models import default_models_dir, read_manifest
 
-    parts: list[object] = [sorted(cpus), slo_ms if slo_ms is not None else spec.slo.latency_ms, spec.slo.percentile, os.cpu_count()]
+    parts: list[object] = [METHOD, sorted(cpus), slo_ms if slo_ms is not None else spec.slo.latency_ms, spec.slo.percentile, os.cpu_count()]
     for v in spec.variants:
         path = resolve_model_uri(v.source.uri or f"models://{v.name}", models_dir)
         manifest = read_manifest(path) or {}

@@ -2,7 +2,7 @@
 
 The server is what it is: its hardware (the cores or GPUs per replica the user states), its model
 configurations. Each variant is one model on the server; its capacity at the SLO is searched exactly as
-the local profiler searches it (:func:`infadapter.serving.profiler.search_capacity`: open-loop Poisson load
+the local profiler searches it (:func:`infadapter.serving.search.search_capacity`: open-loop Poisson load
 levels, grow then bisect, the client-side percentile against the SLO), and the serving configuration
 it was measured with is read from the server (platform/backend, instance groups, batching, version) and
 recorded beside the capacity (:mod:`infadapter.serving.profile_store`).
@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.loadgen import LoadGenerator, LoadReport
-from infadapter.serving.profiler import RateStep, search_capacity, serial_latency_ms
+from infadapter.serving.profiler import serial_latency_ms
+from infadapter.serving.search import RateStep, search_capacity, steady_step
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -173,6 +174,12 @@ class RemoteProfiler:
         capacity, best, steps = search_capacity(
             measure, self.guess_rps(target), self.percentile, max_steps=self.max_steps, tolerance=self.tolerance, on_step=report
         )
+        steady = steady_step(measure, capacity, steps, self.duration_s, self.percentile, tolerance=self.tolerance)
+        if steady is not None:  # a failing step overloaded the server: a capacity near its ceiling is re-measured
+            capacity, best, added = steady
+            steps.extend(added)
+            for step in added:
+                report(step)
         tail = None if best is None else best.report.percentile_ms(_nearest(self.percentile))
         saturation = max((s.report.goodput_rps for s in steps), default=0.0)
         return RemotePoint(target.variant, round(capacity, 2), None if tail is None or math.isnan(tail) else round(tail, 1), round(saturation, 2), tuple(steps))

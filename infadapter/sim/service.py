@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from infadapter.cache import cache_root
-from infadapter.profiles import Profile, ProfilePoint
+from infadapter.profiles import CEILING_MARGIN, Profile, ProfilePoint
 from infadapter.sim.spread import SPREAD_SAMPLES, SPREAD_SEED, Spread, fit_server
 
 FloatArray = npt.NDArray[np.float64]
@@ -36,9 +36,6 @@ FloatArray = npt.NDArray[np.float64]
 QUEUE_FACTOR = 1.25
 CALIBRATION_SAMPLES = 100_000
 CALIBRATION_SEED = 20230508
-#: a load offered this far past the saturation, or (offered load unknown) a saturation this far past the
-#: capacity, was measured in overload, so the saturation is the server's ceiling
-CEILING_MARGIN = 0.02
 
 
 @dataclass(frozen=True)

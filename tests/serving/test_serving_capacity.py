@@ -30,7 +30,8 @@ from infadapter.loadgen import LoadGenerator
 from infadapter.planning import Plan, VariantPlan, cpu_grid
 from infadapter.serving.cpulimit import cgroup_v1_writable, weighted_self
 from infadapter.serving.models import ensure_demo_models, resolve_model_uri
-from infadapter.serving.profiler import Profiler, deployed_serving, search_capacity
+from infadapter.serving.profiler import Profiler, deployed_serving
+from infadapter.serving.search import search_capacity
 from infadapter.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]

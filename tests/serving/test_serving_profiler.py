@@ -14,18 +14,9 @@ from infadapter.cli import app
 from infadapter.errors import InvalidInput
 from infadapter.loadgen import LoadReport, RequestRecord, summarize
 from infadapter.profiles import Profile, load_profile, save_profile
-from infadapter.serving.profiler import (
-    OVERLOAD_FACTOR,
-    PointResult,
-    Profiler,
-    RateStep,
-    ceiling_step,
-    largest_planned_cores,
-    parse_cpus,
-    search_capacity,
-    slo_holds,
-)
+from infadapter.serving.profiler import PointResult, Profiler, largest_planned_cores, parse_cpus
 from infadapter.serving.repository import Serving, serving_for
+from infadapter.serving.search import OVERLOAD_FACTOR, RateStep, ceiling_step, search_capacity, slo_holds
 from infadapter.spec import parse_spec
 
 from .conftest import MODEL_NAME
@@ -129,7 +120,7 @@ def test_a_borderline_failure_is_measured_again_and_the_better_outcome_counts() 
     assert 28.5 <= found <= 30.0
 
 
-def test_profile_cache_path_changes_with_slo_cpus_and_model(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+def test_profile_cache_path_changes_with_slo_cpus_model_and_method(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from infadapter.serving.profiler import profile_cache_path
     from infadapter.spec import parse_spec
 
@@ -144,6 +135,10 @@ def test_profile_cache_path_changes_with_slo_cpus_and_model(tiny_models: dict[st
     assert profile_cache_path(spec_for(tiny_models["resnet18"], 300), [0.5, 1], cache_dir=tmp_path) != base
     assert profile_cache_path(spec_for(tiny_models["resnet18"], 200), [0.5], cache_dir=tmp_path) != base
     assert profile_cache_path(spec_for(tiny_models["resnet34"], 200), [0.5, 1], cache_dir=tmp_path) != base
+    import infadapter.serving.profiler as profiler_module
+
+    monkeypatch.setattr(profiler_module, "METHOD", profiler_module.METHOD + 1)  # a profile measured by another search
+    assert profile_cache_path(spec_for(tiny_models["resnet18"], 200), [0.5, 1], cache_dir=tmp_path) != base
 
 
 @pytest.mark.parametrize(
