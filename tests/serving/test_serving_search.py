@@ -26,10 +26,11 @@ def _server(slo_until_rps: float, ceiling_rps: float, seconds: int = 4):  # type
 
 
 def test_the_steady_limit_follows_the_relaxation_time_of_the_queue() -> None:
-    assert steady_limit_rps(146.0, 6.0) / 146.0 == pytest.approx(0.934, abs=0.001)
-    assert steady_limit_rps(4.8, 6.0) / 4.8 == pytest.approx(0.663, abs=0.001)
-    assert steady_limit_rps(146.0, 60.0) / 146.0 > 0.97  # a longer step judges a rate nearer the ceiling
-    assert steady_limit_rps(0.1, 6.0) == 0.0  # not one request a step: no rate is judged
+    assert steady_limit_rps(146.0, 6.0) / 146.0 == pytest.approx(0.886, abs=0.001)
+    assert steady_limit_rps(44.0, 6.0) / 44.0 == pytest.approx(0.798, abs=0.001)
+    assert steady_limit_rps(4.8, 6.0) / 4.8 == pytest.approx(0.459, abs=0.001)
+    assert steady_limit_rps(146.0, 60.0) / 146.0 > 0.96  # a longer step judges a rate nearer the ceiling
+    assert steady_limit_rps(0.4, 6.0) == 0.0  # fewer requests a step than relaxation times: no rate is judged
 
 
 def test_a_capacity_at_the_ceiling_is_measured_again_at_the_steady_limit() -> None:
@@ -49,13 +50,14 @@ def test_a_capacity_at_the_ceiling_is_measured_again_at_the_steady_limit() -> No
 
 def test_nothing_is_measured_within_the_limit_or_without_a_measured_ceiling() -> None:
     measure, offered = _server(slo_until_rps=10.0, ceiling_rps=15.0)
-    within = [RateStep(10.0, True, measure(10.0)), RateStep(20.0, False, measure(20.0))]
-    assert throughput_ceiling(within) is not None  # 20 rps sent, ~15 answered: the ceiling is known ...
-    assert steady_step(measure, 10.0, within, 4.0, 99.0) is None  # ... and 10 rps is within its limit
+    within = [RateStep(7.0, True, measure(7.0)), RateStep(20.0, False, measure(20.0))]
+    ceiling = throughput_ceiling(within)  # 20 rps sent, ~14 answered: the ceiling is known ...
+    assert ceiling is not None and 7.0 < steady_limit_rps(ceiling, 4.0) < 10.0
+    assert steady_step(measure, 7.0, within, 4.0, 99.0) is None  # ... and 7 rps is within its limit
     kept_up, _ = _server(slo_until_rps=100.0, ceiling_rps=50.0)
     answered = [RateStep(48.0, True, kept_up(48.0))]  # 3 % unanswered at its end: the last 120 ms' requests
     assert throughput_ceiling(answered) is None and steady_step(kept_up, 48.0, answered, 4.0, 99.0) is None
-    assert offered == [10.0, 20.0]
+    assert offered == [7.0, 20.0]
 
 
 def test_a_passing_step_already_near_the_limit_counts_without_a_new_one() -> None:
