@@ -42,8 +42,10 @@ class Latencies:
 #: * ``embedded``: the local runtime. A tritonserver answers ready about 1 s after its model's load time
 #:   (process start, readiness polled every 0.1 s; ``benchmarks/fidelity.py`` reports the measured starts);
 #:   a cgroup quota write and Envoy's ``/runtime_modify`` act at once; Prometheus scrapes the router every
-#:   second and the load is the rate between its last two samples: the controller, stepping every second,
-#:   sees a second 0.2-0.8 s after it ends (as measured on two fidelity batches, by its phase), 0.5 s on average;
+#:   second and the load is the rate between its last two samples, which holds the second before the one that
+#:   just ended: the controller, stepping every second at a phase of 0.2-0.8 s, sees each second 1.2-1.8 s after
+#:   it ends, 1.5 s on average (fidelity batches X and Y, 2026-12-05: its decisions came 0.8 s after those of a
+#:   simulated controller given the same readings 0.5 s late, which had been the figure here);
 #: * ``kubernetes``: the operator. A new pod serves its variant's load time plus scheduling and container
 #:   start (~15 s with the image present); the kubelet acknowledges a ``pods/resize`` in about 2 s; new
 #:   weights reach Envoy once the kubelet projects the router's ConfigMap volume — at once, because the
@@ -53,7 +55,7 @@ class Latencies:
 #:   so the observed load is about 5 s late.
 MODE_LATENCIES: Mapping[str, Latencies] = {
     "simulator": Latencies(),
-    "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=0.5),
+    "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=1.5),
     "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=5.0),
 }
 
