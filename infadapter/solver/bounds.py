@@ -83,8 +83,13 @@ def stages(service: ServiceProblem, unit_milli: int) -> list[Stage]:
     return out
 
 
+#: the grid's ceiling: an absurd load (1e300 rps) would overflow int64, whose cast is undefined; loads past
+#: 4.6e12 rps saturate here, where no plan is feasible anyway
+GRID_MAX = float(2**62)
+
+
 def grid(served: FloatArray) -> IntArray:
-    result: IntArray = np.rint(served * SERVED_SCALE).astype(np.int64)
+    result: IntArray = np.rint(np.minimum(served * SERVED_SCALE, GRID_MAX)).astype(np.int64)
     return result
 
 
