@@ -40,7 +40,7 @@ from infadapter.profiles import Profile, ProfilePoint
 from infadapter.serving.cpulimit import CpuCgroup, cgroup_v1_writable, taskset_prefix, weighted_self
 from infadapter.serving.models import ensure_demo_models, resolve_model_uri
 from infadapter.serving.repository import Serving, serving_for, write_repository
-from infadapter.serving.search import RateStep, ceiling_step, search_capacity, steady_step
+from infadapter.serving.search import RateStep, ceiling_step, most_answered_rps, search_capacity, steady_step
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import InferenceServiceSpec
 
@@ -69,8 +69,7 @@ class PointResult:
         """The most requests a second the server answered within a load step: above its saturation the
         load's excess queues and is answered after the step, so this is its throughput limit (a lower
         bound when no step reached it)."""
-        completed = [s.report.completed_rps for s in self.steps if not math.isnan(s.report.completed_rps)]
-        return max(completed) if completed else None
+        return most_answered_rps(self.steps)
 
     def point(self) -> ProfilePoint:
         """The profile's point of this measurement."""

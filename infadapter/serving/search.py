@@ -34,6 +34,12 @@ class RateStep:
     report: LoadReport
 
 
+def measure_step(measure: Callable[[float], LoadReport], rate_rps: float, percentile: float) -> RateStep:
+    """One load step at ``rate_rps`` and whether the SLO held at it."""
+    report = measure(rate_rps)
+    return RateStep(rate_rps, slo_holds(report, percentile), report)
+
+
 def ceiling_step(measure: Callable[[float], LoadReport], capacity_rps: float, steps: Sequence[RateStep], percentile: float) -> RateStep | None:
     """One step at :data:`OVERLOAD_FACTOR` x the capacity, unless a step was already offered that much (or
     nothing passed): the answers that come back within an overloaded step are the server's throughput
@@ -46,9 +52,7 @@ def ceiling_step(measure: Callable[[float], LoadReport], capacity_rps: float, st
     """
     if capacity_rps <= 0 or any(s.rate_rps >= OVERLOAD_FACTOR * capacity_rps for s in steps):
         return None
-    rate = OVERLOAD_FACTOR * capacity_rps
-    report = measure(rate)
-    return RateStep(rate, slo_holds(report, percentile), report)
+    return measure_step(measure, OVERLOAD_FACTOR * capacity_rps, percentile)
 
 
 def slo_holds(report: LoadReport, percentile: float) -> bool:
@@ -80,15 +84,13 @@ def search_capacity(
     steps: list[RateStep] = []
     rate = max(min_rps, guess_rps)
     for _ in range(max_steps):
-        report = measure(rate)
-        step = RateStep(rate, slo_holds(report, percentile), report)
+        step = measure_step(measure, rate, percentile)
         steps.append(step)
         if on_step is not None:
             on_step(step)
-        if not step.passed and retries > 0 and report.slo_violation_ratio <= 0.2 and not report.p50_ms > report.slo_ms:
+        if not step.passed and retries > 0 and step.report.slo_violation_ratio <= 0.2 and not step.report.p50_ms > step.report.slo_ms:
             retries -= 1
-            report = measure(rate)
-            step = RateStep(rate, slo_holds(report, percentile), report)
+            step = measure_step(measure, rate, percentile)
             steps.append(step)
             if on_step is not None:
                 on_step(step)
@@ -110,13 +112,16 @@ def search_capacity(
     return lo, best, steps
 
 
-def throughput_ceiling(steps: Sequence[RateStep]) -> float | None:
-    """The most requests a second any step had answered by its end, where that is the server's ceiling: some
-    step was overloaded (:func:`overloaded`), else None (a lower bound)."""
+def most_answered_rps(steps: Sequence[RateStep]) -> float | None:
+    """The most requests a second any step had answered by its end (None: no step counted them)."""
     completed = [s.report.completed_rps for s in steps if not math.isnan(s.report.completed_rps)]
-    if not completed or not any(overloaded(s.report) for s in steps):
-        return None
-    return max(completed)
+    return max(completed) if completed else None
+
+
+def throughput_ceiling(steps: Sequence[RateStep]) -> float | None:
+    """:func:`most_answered_rps`, where that is the server's ceiling: some step was overloaded
+    (:func:`overloaded`), else None (a lower bound)."""
+    return most_answered_rps(steps) if any(overloaded(s.report) for s in steps) else None
 
 
 def overloaded(report: LoadReport) -> bool:
@@ -165,8 +170,7 @@ def steady_step(
     for rate in (round(limit, 2), round(limit * (1.0 - tolerance), 2)):
         if known is not None and known.rate_rps >= rate * (1.0 - tolerance):
             return known.rate_rps, known, added
-        report = measure(rate)
-        added.append(RateStep(rate, slo_holds(report, percentile), report))
+        added.append(measure_step(measure, rate, percentile))
         if added[-1].passed:
             return rate, added[-1], added
     return (known.rate_rps, known, added) if known is not None else (0.0, None, added)
