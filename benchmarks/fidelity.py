@@ -251,6 +251,8 @@ def _measured_run(
         "others_cores": [[second, round(cores, 3)] for second, cores in zip(seconds, y, strict=True)],
         "host_probe": host,
         "host_speed": relative_speed(sc.profile_probe, host),
+        # the host's speed second by second, relative to the profile's (none where the profile's was not measured)
+        "host_by_second": probe.by_second(load_began, sc.rates.size, sc.profile_probe["cpu_ms"]) if sc.profile_probe.get("cpu_ms") else None,
         "start": next((s.plan for s in run.samples if s.plan is not None), None),
         "decided": decided.schedule(),
         "wall_s": round(time.monotonic() - started, 1),
@@ -271,6 +273,7 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         latencies = MODE_LATENCIES["embedded"]
         sent = np.asarray(row.pop("sent_s"))  # the very requests the run sent, replayed
         observed = as_counted(row.pop("observed_rps"))
+        by_second = row.get("host_by_second")
         for detail in DETAIL:  # a saved batch's, not the output's
             row.pop(detail, None)
         rows_of: dict[str, Any] = {"observed_vs_sent": observation_noise(observed, sent, sc.rates.size)}
@@ -291,6 +294,9 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         models.append(("simulated_as_decided", sc.profile, None, own))
         if sc.profile_probe and row.get("host_probe"):  # the host's speed in the run relative to the profile's, measured
             models += [("simulated_at_host_speed", sc.profile, None, at_speed), ("simulated_as_decided_at_host_speed", sc.profile, None, at_speed)]
+        if by_second:  # and at the speed it ran at each second
+            measured_host = dataclasses.replace(at_speed, speed_by_second=tuple(by_second))
+            models += [(f"simulated{how}_at_measured_host", sc.profile, None, measured_host) for how in ("", "_as_decided")]
         for model, profile, seen, host in models:
             policy = "replay" if model.startswith("simulated_as_decided") else args.policy
             sim = simulate(

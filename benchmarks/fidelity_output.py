@@ -114,13 +114,16 @@ def observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDAr
 
 #: the simulations beside the headline one, in the order printed: the measured observations, and the measured
 #: plans, replayed; a host at one speed (the model before the host's swings); each run at its host's measured
-#: speed relative to the profile's (:mod:`speedprobe`), also with the measured plans
+#: speed relative to the profile's (:mod:`speedprobe`), its mean over the run and second by second, also with
+#: the measured plans
 BESIDE = (
     "simulated_as_observed",
     "simulated_as_decided",
     "simulated_steady_host",
     "simulated_at_host_speed",
     "simulated_as_decided_at_host_speed",
+    "simulated_at_measured_host",
+    "simulated_as_decided_at_measured_host",
     "simulated_start_whole_core",
 )
 

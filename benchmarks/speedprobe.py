@@ -107,6 +107,11 @@ class SpeedProbe:
             "steal": round(statistics.fmean(s[2] for s in inside), 4),
         }
 
+    def by_second(self, start: float, seconds: int, reference_cpu_ms: float) -> list[float]:
+        """The host's speed relative to ``reference_cpu_ms`` (the profile's mean) in each of ``seconds`` seconds from
+        ``start`` (a Unix time): :func:`speed_by_second` of the samples taken."""
+        return speed_by_second(list(self.samples), start, seconds, reference_cpu_ms)
+
     def stop(self) -> None:
         if self._process.poll() is None:
             self._process.terminate()
@@ -129,6 +134,28 @@ def probe_model(models: dict[str, Path]) -> Path:
     if not models:
         raise ValueError("speedprobe: no model file to time")
     return min(models.values(), key=lambda path: path.stat().st_size)
+
+
+#: seconds of samples either side of a second that its speed is read from: one inference's CPU time swings by a
+#: few percent from one sample to the next, a host's slow stretch lasts seconds
+HALF_WINDOW_S = 1.5
+
+
+def speed_by_second(samples: list[tuple[float, float, float]], start: float, seconds: int, reference_cpu_ms: float) -> list[float]:
+    """Per second ``k`` of ``seconds`` from ``start``: ``reference_cpu_ms`` over the median CPU time of the samples
+    taken within :data:`HALF_WINDOW_S` of its middle (above 1: the host ran faster than the reference); the
+    nearest known second's where none was taken, 1 everywhere when none was."""
+    times = [s[0] for s in samples]
+    cpu_ms = [1000.0 * s[1] for s in samples]
+    out: list[float | None] = []
+    for k in range(seconds):
+        middle = start + k + 0.5
+        inside = [c for t, c in zip(times, cpu_ms, strict=True) if abs(t - middle) <= HALF_WINDOW_S and c > 0]
+        out.append(round(reference_cpu_ms / statistics.median(inside), 4) if inside and reference_cpu_ms > 0 else None)
+    known = [k for k, v in enumerate(out) if v is not None]
+    if not known:
+        return [1.0] * seconds
+    return [float(out[min(known, key=lambda j: abs(j - k))] or 1.0) for k in range(seconds)]  # (a known second is its own nearest)
 
 
 def relative_speed(profile: dict[str, float], run: dict[str, float]) -> float:

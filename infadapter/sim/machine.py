@@ -14,7 +14,10 @@ gives, per second, the share of its quota a server gets::
 
 A server at speed s serves at s times its capacity (its service time / s, the same workers and queue).
 ``Machine.speed`` scales every step: the host's mean speed relative to the one the profile was measured
-at (``benchmarks/speedprobe.py`` measures both; runs measured here at 0.96-1.01x their profile's).
+at (``benchmarks/speedprobe.py`` measures both; runs measured here at 0.96-1.01x their profile's), or, where
+the host's speed was measured second by second while the window ran, ``Machine.speed_by_second`` does
+(a burst's backlog grows with the shortfall of the capacity below the load, so a few slow seconds in a
+burst change its late requests much more than the run's mean speed says).
 
 The routed load is only an estimate of what a server is busy with: a server with a backlog works at its
 whole quota whatever its load, and one that left the plan still drains its queue. :func:`serve_on` therefore
@@ -71,6 +74,9 @@ class Machine:
     seed: int = JITTER_SEED
     #: the host's mean speed relative to the profile's (above 1: faster than when the profile was measured)
     speed: float = 1.0
+    #: the host's speed relative to the profile's in each second from the window's start, as measured while the
+    #: window ran (``benchmarks/speedprobe.py``); :attr:`speed` in the seconds after its end (empty: ``speed`` throughout)
+    speed_by_second: tuple[float, ...] = ()
     #: the cores a starting server may use while it loads its model, if more than its quota (the embedded
     #: runtime's start-up boost: 1 core)
     startup_cores: float = 0.0
@@ -83,6 +89,8 @@ class Machine:
             raise ValueError("Machine.jitter: every relative speed must be a finite number above 0")
         if not (math.isfinite(self.speed) and self.speed > 0.0):
             raise ValueError(f"Machine.speed: {self.speed} must be a finite number above 0")
+        if any(not (math.isfinite(x) and x > 0.0) for x in self.speed_by_second):
+            raise ValueError("Machine.speed_by_second: every relative speed must be a finite number above 0")
         if not (math.isfinite(self.startup_cores) and 0.0 <= self.startup_cores <= self.cores):
             raise ValueError(f"Machine.startup_cores: {self.startup_cores} must be a number from 0 to the machine's {self.cores} cores")
         for variant, seconds in self.startup_cpu_s.items():
@@ -108,6 +116,13 @@ class Machine:
         block = min(JITTER_BLOCK, measured.size)
         starts = np.random.default_rng(self.seed).integers(0, measured.size - block + 1, size=-(-steps // block))
         out: FloatArray = measured[(starts[:, None] + np.arange(block)[None, :]).reshape(-1)[:steps]]
+        return out
+
+    def host_speed(self, seconds: int) -> FloatArray:
+        """The host's speed relative to the profile's in each of ``seconds`` seconds: :attr:`speed_by_second`, then :attr:`speed`."""
+        out = np.full(max(0, seconds), self.speed)
+        known = min(out.size, len(self.speed_by_second))
+        out[:known] = self.speed_by_second[:known]
         return out
 
     def others(self, load_rps: FloatArray) -> FloatArray:
@@ -194,7 +209,7 @@ def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine:
     free = np.repeat(np.maximum(machine.cores - machine.others(rates), 0.0), per_s)[: busy.size]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(busy > 0, free / np.maximum(busy, 1e-12), 1.0)
-    speed = np.minimum(ratio, 1.0) * machine.speed
+    speed = np.minimum(ratio, 1.0) * np.repeat(machine.host_speed(-(-busy.size // per_s)), per_s)[: busy.size]
     if machine.jitter:  # the host's own swings, at SAMPLES_PER_S steps a second
         repeat = SAMPLES_PER_S // per_s if SAMPLES_PER_S % per_s == 0 else 1
         speed = np.repeat(speed, repeat)

@@ -149,6 +149,24 @@ def test_a_host_slower_than_when_profiled_scales_every_speed_and_makes_a_near_lo
         Machine(cores=2.0, speed=0.0)
 
 
+def test_a_host_slow_for_some_seconds_slows_only_those_seconds_and_late_requests_follow_them() -> None:
+    """``Machine.speed_by_second``: the host's speed as measured each second of the window, then ``speed``."""
+    trace = np.full(120, 34.0)  # 85 % of the two cores' 40 rps as profiled
+    run = simulate(SPEC, PROFILE, trace, ["static:fast@2"], seed=0)["static:fast@2"]
+    slow_stretch = (1.0,) * 40 + (0.7,) * 20 + (1.0,) * 20  # 30 % slow from 40 s to 60 s; 80 s measured
+    machine = Machine(cores=16.0, speed=1.1, speed_by_second=slow_stretch)
+    assert speeds(run.timeline, PROFILE, trace, machine) == [(0.0, 1.0), (40.0, 0.7), (60.0, 1.0), (80.0, 1.1)]
+    assert list(machine.host_speed(82)[[0, 39, 40, 59, 60, 79, 80, 81]]) == [1.0, 1.0, 0.7, 0.7, 1.0, 1.0, 1.1, 1.1]
+    steady = _static(trace, Machine(cores=16.0))
+    stretched = _static(trace, Machine(cores=16.0, speed_by_second=slow_stretch))
+    assert steady["slo_violation_ratio"] < 0.002 and stretched["avg_cpu"] == steady["avg_cpu"] > 0
+    slow_throughout = _static(trace, Machine(cores=16.0, speed=0.7))
+    # late requests in the 20 slow seconds and their backlog's drain, not in the 100 others
+    assert steady["slo_violation_ratio"] + 0.01 < stretched["slo_violation_ratio"] < slow_throughout["slo_violation_ratio"] / 3
+    with pytest.raises(ValueError, match=r"Machine\.speed_by_second"):
+        Machine(cores=2.0, speed_by_second=(1.0, math.nan))
+
+
 def test_a_server_starting_with_a_whole_core_slows_the_ones_serving_meanwhile() -> None:
     """The embedded runtime lets a starting server use a core while it loads its model (its start-up boost)."""
     timeline = Timeline(
