@@ -6,7 +6,7 @@ own scenario (the profile, hence the trace's scale, is measured anew), and each 
 simulation; pooled, every run counts once. Prints one JSON object::
 
     {"batches": [...], "runs": N, "simulated": {...}, "measured": {...}, "errors": {...},
-     "measured_standard_error": {...}, "targets": {...}}
+     "measured_standard_error": {...}, "targets": {...}, "simulated_as_decided": {...}, "errors_as_decided": {...}, ...}
 
     .venv/bin/python benchmarks/fidelity_pool.py OUT.json [OUT.json ...]   # outputs of fidelity.py
 """
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fidelity_output import clean, errors_of, mean_of, standard_error, targets_met
+from fidelity_output import beside, clean, errors_of, mean_of, standard_error, targets_met
 
 
 def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -34,6 +34,7 @@ def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "errors": errors,
         "measured_standard_error": standard_error([r["measured"] for r in runs]),
         "targets": targets_met(errors),
+        **beside(runs, measured),  # the simulations beside the headline that every pooled run has, with their errors
     }
 
 

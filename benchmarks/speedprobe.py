@@ -138,20 +138,22 @@ def probe_model(models: dict[str, Path]) -> Path:
 
 #: seconds of samples either side of a second that its speed is read from: one inference's CPU time swings by a
 #: few percent from one sample to the next, a host's slow stretch lasts seconds
-HALF_WINDOW_S = 1.5
+HALF_WINDOW_S = 2.0
 
 
 def speed_by_second(samples: list[tuple[float, float, float]], start: float, seconds: int, reference_cpu_ms: float) -> list[float]:
-    """Per second ``k`` of ``seconds`` from ``start``: ``reference_cpu_ms`` over the median CPU time of the samples
-    taken within :data:`HALF_WINDOW_S` of its middle (above 1: the host ran faster than the reference); the
-    nearest known second's where none was taken, 1 everywhere when none was."""
+    """Per second ``k`` of ``seconds`` from ``start``: ``reference_cpu_ms`` (a mean, as :meth:`SpeedProbe.window`
+    gives) over the mean CPU time of the samples taken within :data:`HALF_WINDOW_S` of its middle (above 1: the
+    host ran faster than the reference); the nearest known second's where none was taken, 1 everywhere when none
+    was. A mean, not a median: the slow inferences are the host's too (on batch B, 2026-12-05, medians read the
+    runs 1.5-2.6 % faster than their means, and the simulation on them was that much too fast)."""
     times = [s[0] for s in samples]
     cpu_ms = [1000.0 * s[1] for s in samples]
     out: list[float | None] = []
     for k in range(seconds):
         middle = start + k + 0.5
         inside = [c for t, c in zip(times, cpu_ms, strict=True) if abs(t - middle) <= HALF_WINDOW_S and c > 0]
-        out.append(round(reference_cpu_ms / statistics.median(inside), 4) if inside and reference_cpu_ms > 0 else None)
+        out.append(round(reference_cpu_ms / statistics.fmean(inside), 4) if inside and reference_cpu_ms > 0 else None)
     known = [k for k, v in enumerate(out) if v is not None]
     if not known:
         return [1.0] * seconds

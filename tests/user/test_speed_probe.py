@@ -12,16 +12,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from speedprobe import HALF_WINDOW_S, speed_by_second
 
 
-def test_each_second_reads_the_median_of_the_samples_near_it_against_the_reference() -> None:
+def test_each_second_reads_the_mean_of_the_samples_near_it_against_the_reference() -> None:
     start = 1_000.0
-    # two samples a second: 10 ms of CPU per inference, 12.5 ms (a host 20 % slow) from 10 s to 14 s, one outlier
-    samples = [(start + k / 2, 0.0125 if 20 <= k < 28 else 0.010, 0.0) for k in range(40)]
-    samples[4] = (samples[4][0], 0.050, 0.0)  # one inference descheduled mid-way: the median ignores it
-    speeds = speed_by_second(samples, start, 20, reference_cpu_ms=10.0)
-    assert len(speeds) == 20
-    assert speeds[2] == 1.0 and speeds[5] == 1.0 and speeds[18] == 1.0
-    assert speeds[12] == pytest.approx(0.8)  # the slow stretch, read where every near sample is in it
+    # two samples a second: 10 ms of CPU per inference, 12.5 ms (a host 20 % slow) from 10 s to 16 s
+    samples = [(start + k / 2, 0.0125 if 20 <= k < 32 else 0.010, 0.0) for k in range(48)]
+    samples[40] = (samples[40][0], 0.019, 0.0)  # one slow inference at 20 s: the seconds near it read it, averaged
+    speeds = speed_by_second(samples, start, 24, reference_cpu_ms=10.0)
+    assert len(speeds) == 24
+    assert speeds[2] == 1.0 and speeds[5] == 1.0 and speeds[23] == 1.0
+    assert speeds[13] == pytest.approx(0.8)  # the slow stretch, read where every near sample is in it
     assert all(0.8 <= s <= 1.0 for s in speeds)
+    assert speeds[20] == pytest.approx(10.0 / (10.0 + 9.0 / 9), abs=1e-3)  # 9 samples within 2 s of 20.5 s, one 9 ms slower
     assert HALF_WINDOW_S < 3  # a slow stretch of a few seconds is not averaged away
 
 
