@@ -118,7 +118,7 @@ class Machine:
         out: FloatArray = measured[(starts[:, None] + np.arange(block)[None, :]).reshape(-1)[:steps]]
         return out
 
-    def host_speed(self, seconds: int) -> FloatArray:
+    def speeds_by_second(self, seconds: int) -> FloatArray:
         """The host's speed relative to the profile's in each of ``seconds`` seconds: :attr:`speed_by_second`, then :attr:`speed`."""
         out = np.full(max(0, seconds), self.speed)
         known = min(out.size, len(self.speed_by_second))
@@ -209,7 +209,7 @@ def speeds(timeline: Timeline, profile: Profile, trace_rps: FloatArray, machine:
     free = np.repeat(np.maximum(machine.cores - machine.others(rates), 0.0), per_s)[: busy.size]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(busy > 0, free / np.maximum(busy, 1e-12), 1.0)
-    speed = np.minimum(ratio, 1.0) * np.repeat(machine.host_speed(-(-busy.size // per_s)), per_s)[: busy.size]
+    speed = np.minimum(ratio, 1.0) * np.repeat(machine.speeds_by_second(-(-busy.size // per_s)), per_s)[: busy.size]
     if machine.jitter:  # the host's own swings, at SAMPLES_PER_S steps a second
         repeat = SAMPLES_PER_S // per_s if SAMPLES_PER_S % per_s == 0 else 1
         speed = np.repeat(speed, repeat)

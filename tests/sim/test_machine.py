@@ -156,7 +156,7 @@ def test_a_host_slow_for_some_seconds_slows_only_those_seconds_and_late_requests
     slow_stretch = (1.0,) * 40 + (0.7,) * 20 + (1.0,) * 20  # 30 % slow from 40 s to 60 s; 80 s measured
     machine = Machine(cores=16.0, speed=1.1, speed_by_second=slow_stretch)
     assert speeds(run.timeline, PROFILE, trace, machine) == [(0.0, 1.0), (40.0, 0.7), (60.0, 1.0), (80.0, 1.1)]
-    assert list(machine.host_speed(82)[[0, 39, 40, 59, 60, 79, 80, 81]]) == [1.0, 1.0, 0.7, 0.7, 1.0, 1.0, 1.1, 1.1]
+    assert list(machine.speeds_by_second(82)[[0, 39, 40, 59, 60, 79, 80, 81]]) == [1.0, 1.0, 0.7, 0.7, 1.0, 1.0, 1.1, 1.1]
     steady = _static(trace, Machine(cores=16.0))
     stretched = _static(trace, Machine(cores=16.0, speed_by_second=slow_stretch))
     assert steady["slo_violation_ratio"] < 0.002 and stretched["avg_cpu"] == steady["avg_cpu"] > 0
