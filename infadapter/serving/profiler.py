@@ -40,7 +40,7 @@ from infadapter.profiles import Profile, ProfilePoint
 from infadapter.serving.cpulimit import CpuCgroup, cgroup_v1_writable, taskset_prefix, weighted_self
 from infadapter.serving.models import ensure_demo_models, resolve_model_uri
 from infadapter.serving.repository import Serving, serving_for, write_repository
-from infadapter.serving.search import RateStep, ceiling_step, most_answered_rps, search_capacity, steady_step
+from infadapter.serving.search import RateStep, ceiling_step, saturation_of, search_capacity, steady_step
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import InferenceServiceSpec
 
@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CPUS = (0.25, 0.5, 1.0, 1.5)
 #: the measurement's version in the profile cache's key: a cached profile measured by an earlier search is
-#: measured again (2: a capacity near the ceiling is re-measured where a step sees the queue settle)
-METHOD = 2
+#: measured again (2: a capacity near the ceiling is re-measured where a step sees the queue settle; 3: the
+#: ceiling is what the heaviest overloaded step answered, not the most any step did)
+METHOD = 3
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,10 @@ class PointResult:
 
     @property
     def saturation_rps(self) -> float | None:
-        """The most requests a second the server answered within a load step: above its saturation the
-        load's excess queues and is answered after the step, so this is its throughput limit (a lower
-        bound when no step reached it)."""
-        return most_answered_rps(self.steps)
+        """The requests a second the server answered within its most heavily overloaded step: above its
+        saturation the load's excess queues and is answered after the step, so this is its throughput limit
+        (the most any step answered, a lower bound, when no step overloaded it)."""
+        return saturation_of(self.steps)
 
     def point(self) -> ProfilePoint:
         """The profile's point of this measurement."""

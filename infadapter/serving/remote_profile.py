@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from infadapter.errors import FieldError, InvalidInput
 from infadapter.loadgen import LoadGenerator, LoadReport
 from infadapter.serving.profiler import serial_latency_ms
-from infadapter.serving.search import RateStep, search_capacity, steady_step
+from infadapter.serving.search import RateStep, saturation_of, search_capacity, steady_step
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -41,7 +41,7 @@ class RemotePoint:
     variant: str
     capacity_rps: float
     tail_ms: float | None  # client-side latency at the capacity, at the SLO percentile
-    saturation_rps: float  # the highest goodput of any level
+    saturation_rps: float  # the throughput ceiling (:func:`~infadapter.serving.search.saturation_of`)
     steps: tuple[RateStep, ...]
 
 
@@ -181,7 +181,7 @@ class RemoteProfiler:
             for step in added:
                 report(step)
         tail = None if best is None else best.report.percentile_ms(_nearest(self.percentile))
-        saturation = max((s.report.goodput_rps for s in steps), default=0.0)
+        saturation = saturation_of(steps) or 0.0  # as the local profiler's: what the heaviest overloaded step answered
         return RemotePoint(target.variant, round(capacity, 2), None if tail is None or math.isnan(tail) else round(tail, 1), round(saturation, 2), tuple(steps))
 
     def profile(self, targets: Sequence[RemoteModel]) -> list[RemotePoint]:
