@@ -7,9 +7,10 @@ capacity is the highest rate at which the client-side ``percentile`` latency sta
 i.e. at most ``(100 - percentile)`` % of requests are over the SLO or failed. The search starts from
 a guess (a few serial requests, or the previous CPU size's capacity scaled), grows (x2 far below
 the SLO, x1.5 near it) while the SLO holds, then bisects until the bracket is within ``tolerance``
-(:mod:`infadapter.serving.search`). One step at twice the capacity then measures the server's
-throughput ceiling, and a capacity too near that ceiling for a step to judge (its queue had not settled
-when the step ended) is measured again lower (:func:`~infadapter.serving.search.steady_step`).
+(:mod:`infadapter.serving.search`). A step at twice the capacity (twice that again while the server keeps
+up, :func:`~infadapter.serving.search.ceiling_steps`) then measures the server's throughput ceiling, and a
+capacity too near that ceiling for a step to judge (its queue had not settled when the step ended) is
+measured again lower (:func:`~infadapter.serving.search.steady_step`).
 
 Every size of a variant is measured with the serving configuration its deployed servers run with
 (:func:`~infadapter.serving.repository.serving_for` of the variant's largest planned size, capped at this
@@ -40,7 +41,7 @@ from infadapter.profiles import Profile, ProfilePoint
 from infadapter.serving.cpulimit import CpuCgroup, cgroup_v1_writable, taskset_prefix, weighted_self
 from infadapter.serving.models import ensure_demo_models, resolve_model_uri
 from infadapter.serving.repository import Serving, serving_for, write_repository
-from infadapter.serving.search import RateStep, ceiling_step, saturation_of, search_capacity, steady_step
+from infadapter.serving.search import RateStep, ceiling_steps, saturation_of, search_capacity, steady_step
 from infadapter.serving.triton import TritonProcess
 from infadapter.spec import InferenceServiceSpec
 
@@ -49,8 +50,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CPUS = (0.25, 0.5, 1.0, 1.5)
 #: the measurement's version in the profile cache's key: a cached profile measured by an earlier search is
 #: measured again (2: a capacity near the ceiling is re-measured where a step sees the queue settle; 3: the
-#: ceiling is what the heaviest overloaded step answered, not the most any step did)
-METHOD = 3
+#: ceiling is what the heaviest overloaded step answered, not the most any step did; 4: a ceiling step the
+#: server kept up with is followed by a heavier one)
+METHOD = 4
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,7 @@ class Profiler:
             capacity, best, steps = search_capacity(
                 measure, guess_rps, self.percentile, max_steps=self.max_steps, tolerance=self.tolerance, on_step=report_step
             )
-            overload = ceiling_step(measure, capacity, steps, self.percentile)
-            if overload is not None:
+            for overload in ceiling_steps(measure, capacity, steps, self.percentile):
                 steps.append(overload)
                 report_step(overload)
             steady = steady_step(measure, capacity, steps, self.duration_s, self.percentile, tolerance=self.tolerance)

@@ -16,7 +16,7 @@ from infadapter.loadgen import LoadReport, RequestRecord, summarize
 from infadapter.profiles import Profile, load_profile, save_profile
 from infadapter.serving.profiler import PointResult, Profiler, largest_planned_cores, parse_cpus
 from infadapter.serving.repository import Serving, serving_for
-from infadapter.serving.search import OVERLOAD_FACTOR, RateStep, ceiling_step, search_capacity, slo_holds
+from infadapter.serving.search import OVERLOAD_FACTOR, RateStep, ceiling_steps, search_capacity, slo_holds
 from infadapter.spec import parse_spec
 
 from .conftest import MODEL_NAME
@@ -276,8 +276,10 @@ def test_an_overload_step_measures_the_throughput_ceiling_the_search_never_reach
     capacity, _, steps = search_capacity(measure, 8.0, 99.0, max_steps=8, tolerance=0.05)
     before = max(s.report.completed_rps for s in steps)
     assert 9.5 <= capacity <= 10.0 and before < 12.0  # every step of the search was answered as sent (or nearly)
-    extra = ceiling_step(measure, capacity, steps, 99.0)
-    assert extra is not None and extra.rate_rps == OVERLOAD_FACTOR * capacity == offered[-1]
+    added = ceiling_steps(measure, capacity, steps, 99.0)
+    assert len(added) == 1  # it answered 2/3 of what it was sent: the ceiling, no heavier step
+    extra = added[0]
+    assert extra.rate_rps == OVERLOAD_FACTOR * capacity == offered[-1]
     assert not extra.passed
     point = PointResult("a", 1.0, capacity, 120.0, 1.0, (*steps, extra), p50_ms=120.0).point()
     # the ceiling, less the answers the step's fixed delay (0.42 s of 4 s) pushes past its end: not what the search sent
@@ -288,6 +290,20 @@ def test_an_overload_step_measures_the_throughput_ceiling_the_search_never_reach
 def test_no_overload_step_when_one_was_already_offered_or_nothing_passed() -> None:
     measure, offered = _server(capacity_rps=10.0, ceiling_rps=15.0)
     steps = [RateStep(10.0, True, measure(10.0)), RateStep(20.0, False, measure(20.0))]
-    assert ceiling_step(measure, 10.0, steps, 99.0) is None
-    assert ceiling_step(measure, 0.0, [], 99.0) is None
+    assert ceiling_steps(measure, 10.0, steps, 99.0) == []
+    assert ceiling_steps(measure, 0.0, [], 99.0) == []
     assert offered == [10.0, 20.0]  # neither call measured anything
+
+
+def test_a_server_that_keeps_up_at_twice_its_capacity_is_stepped_harder_until_it_does_not() -> None:
+    # the SLO, not the throughput, limits the capacity (a quota throttled in bursts): 10 rps, ceiling 30
+    measure, offered = _server(capacity_rps=10.0, ceiling_rps=30.0)
+    capacity, _, steps = search_capacity(measure, 8.0, 99.0, max_steps=8, tolerance=0.05)
+    added = ceiling_steps(measure, capacity, steps, 99.0)
+    assert [s.rate_rps for s in added] == [OVERLOAD_FACTOR * capacity, OVERLOAD_FACTOR**2 * capacity] == offered[-2:]
+    assert added[0].report.completed_rps > 0.8 * added[0].report.achieved_rps  # kept up: not the ceiling
+    point = PointResult("a", 1.0, capacity, 120.0, 1.0, (*steps, *added), p50_ms=120.0).point()
+    assert point.saturation_rps == pytest.approx(30.0 * (1 - 0.42 / 4), rel=0.02)  # the heavier step's answers
+    unbounded, sent = _server(capacity_rps=10.0, ceiling_rps=1000.0)
+    assert len(ceiling_steps(unbounded, 10.0, [RateStep(10.0, True, unbounded(10.0))], 99.0, most=3)) == 3
+    assert sent == [10.0, 20.0, 40.0, 80.0]  # at most ``most`` steps, however far the ceiling

@@ -9,7 +9,7 @@ import pytest
 from infadapter.loadgen import LoadReport, RequestRecord, summarize
 from infadapter.serving.search import (
     RateStep,
-    ceiling_step,
+    ceiling_steps,
     most_answered_rps,
     saturation_of,
     search_capacity,
@@ -66,8 +66,9 @@ def test_without_an_overloaded_step_the_saturation_is_the_most_answered_a_lower_
 def test_a_capacity_at_the_ceiling_is_measured_again_at_the_steady_limit() -> None:
     measure, offered = _server(slo_until_rps=100.0, ceiling_rps=50.0)
     capacity, _, steps = search_capacity(measure, 48.0, 99.0, max_steps=8, tolerance=0.05)
-    steps.append(ceiling := ceiling_step(measure, capacity, steps, 99.0))  # type: ignore[arg-type]
-    assert ceiling is not None and not ceiling.passed
+    (ceiling,) = ceiling_steps(measure, capacity, steps, 99.0)
+    steps.append(ceiling)
+    assert not ceiling.passed
     ceiling_rps = throughput_ceiling(steps)
     assert ceiling_rps is not None and capacity >= 0.97 * ceiling_rps  # a 4-s step passed a rate at the ceiling
     before = len(offered)
