@@ -20,9 +20,10 @@ own speed swings may be measured before the runs too (``--host-seconds``, :mod:`
 at a time, replayed to each simulated run from its own seed; ``simulated_steady_host`` is then the simulation
 without them; off by default: on two batches they moved the simulation away from the measurement), then every
 run is simulated on that machine (a starting server taking the CPU one start of its variant was measured to take,
-idle, before the runs, ``scenario.machine.startup_cpu_s``, within the core the runtime's start-up boost allows;
-``simulated_start_whole_core``: taking that whole core, the headline until batches R and S of 2026-12-05 found it
-5.9 and 10.3 points high),
+idle, before the runs, ``scenario.machine.startup_cpu_s``, at the whole core the runtime's start-up boost allows,
+in the stretch just before it is ready, as measured then, ``scenario.machine.startup_shape``; until batches G and H
+of 2026-12-06 spread over its start; ``simulated_start_whole_core``: taking that whole core throughout its start,
+the headline until batches R and S of 2026-12-05 found it 5.9 and 10.3 points high),
 with servers that drop nothing (Triton as the runtime configures it has no
 queue limit: a late request is late, not dropped, and counts in the p99). The host's own speed drifts (a run's
 mean 0.96-1.01x its profile's on 2026-12-04, swings of 10-25 % over minutes before), so :mod:`speedprobe`
@@ -358,6 +359,7 @@ def main() -> None:
     args = _arguments()
     logging.basicConfig(level=logging.WARNING)
     console = Console(stderr=True, width=200)
+    start_shape: dict[str, dict[str, float]] = {}
     if args.from_runs is not None:
         try:
             rows, machine, profile, probed = load_runs(args.from_runs)
@@ -371,8 +373,8 @@ def main() -> None:
         scenario = _scenario(args, console)
         speeds = _host_speeds(args, console)
         console.print("== the CPU one start of each variant's server takes", highlight=False)
-        started = startup_cpu(scenario.spec, scenario.models)
-        console.print(f"   {started}", highlight=False)
+        started, start_shape = startup_cpu(scenario.spec, scenario.models)
+        console.print(f"   {started}, {start_shape}", highlight=False)
         rows, machine = _measured_runs(args, scenario, console)
         machine = dataclasses.replace(machine, jitter=speeds, startup_cpu_s=started)
         if args.save_runs is not None:
@@ -380,7 +382,7 @@ def main() -> None:
     # a starting server may use a whole core while it loads its model, as the embedded runtime lets it
     machine = dataclasses.replace(machine, startup_cores=min(STARTUP_BOOST_CORES, machine.cores))
     runs = _simulated_runs(args, scenario, rows, machine, console)
-    print(json.dumps(clean(output(args, scenario, runs, machine)), allow_nan=False))
+    print(json.dumps(clean(output(args, scenario, runs, machine, start_shape)), allow_nan=False))
 
 
 if __name__ == "__main__":

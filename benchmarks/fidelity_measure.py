@@ -29,6 +29,7 @@ from infadapter.metrics import Observer
 from infadapter.planning import Plan, cpu_grid
 from infadapter.policies import Resize
 from infadapter.runtime.local.servers import STARTUP_BOOST_CORES, ServerFactory
+from infadapter.serving.triton import TritonProcess
 from infadapter.sim.machine import Machine
 from infadapter.sim.run import BIN_S
 from infadapter.spec import InferenceServiceSpec
@@ -125,12 +126,16 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def startup_cpu(spec: InferenceServiceSpec, models: Mapping[str, Path], timeout_s: float = 120.0) -> dict[str, float]:
+def startup_cpu(spec: InferenceServiceSpec, models: Mapping[str, Path], timeout_s: float = 120.0) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Per variant, the CPU seconds one start of its server takes on this machine, idle: its cgroup's processes'
     CPU from launch to its first ready answer, started as the embedded runtime starts one (its start-up boost,
-    then the smallest size). Measured here: 0.55-1.56 s over starts of 1.8-2.7 s, so a starting server uses
-    0.3-0.6 of the core its boost allows."""
-    out: dict[str, float] = {}
+    then the smallest size); and the start's shape: seconds until ready and the share of its CPU taken in the
+    stretch just before, as long as its CPU takes at the whole boost (``final_share``, the simulator's model of a
+    start, :meth:`~infadapter.sim.machine.Machine.starting`). Measured here: 0.5-1.6 CPU s over starts of
+    1.8-2.9 s, taken nearly all in that last stretch (about 0.1 s of CPU at launch, then next to none for a
+    second)."""
+    cpu: dict[str, float] = {}
+    shape: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="fidelity-start-") as work:
         factory = ServerFactory(spec, models, Path(work), use_cgroup=True, startup_boost_cores=STARTUP_BOOST_CORES)
         for variant in spec.variant_names:
@@ -138,19 +143,36 @@ def startup_cpu(spec: InferenceServiceSpec, models: Mapping[str, Path], timeout_
                 continue
             inst = factory.new_instance(variant, 0, min(cpu_grid(spec, variant), default=STARTUP_BOOST_CORES))
             assert inst.cgroup is not None
+            boost = max(inst.cgroup.cores, 1e-9)  # its start-up boost's quota
             try:
-                inst.triton.start(wait=False)
-                deadline = time.monotonic() + timeout_s
-                while not inst.triton.is_ready():
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{variant}: its server was not ready within {timeout_s:g} s")
-                    time.sleep(0.02)
-                pids = (inst.cgroup.path / "cgroup.procs").read_text(encoding="ascii").split()
-                out[variant] = round(sum(process_cpu_s(int(pid)) for pid in pids), 3)
+                samples = _start_samples(inst.triton, inst.cgroup.path / "cgroup.procs", variant, timeout_s)
             finally:
                 inst.triton.stop()
                 inst.cgroup.remove()
-    return out
+            ready_s, used = samples[-1]
+            before = [c for t, c in samples if t <= ready_s - used / boost]
+            cpu[variant] = round(used, 3)
+            final = used - (before[-1] if before else 0.0)
+            shape[variant] = {"ready_s": round(ready_s, 2), "final_share": round(final / used, 3) if used > 0 else 0.0}
+    return cpu, shape
+
+
+def _start_samples(triton: TritonProcess, procs: Path, variant: str, timeout_s: float) -> list[tuple[float, float]]:
+    """(seconds since launch, CPU seconds its cgroup's processes took) every 20 ms until the server is ready."""
+
+    def used() -> float:
+        return sum(process_cpu_s(int(pid)) for pid in procs.read_text(encoding="ascii").split())
+
+    began = time.monotonic()
+    triton.start(wait=False)
+    samples = [(0.0, 0.0)]
+    while not triton.is_ready():
+        if time.monotonic() - began > timeout_s:
+            raise TimeoutError(f"{variant}: its server was not ready within {timeout_s:g} s")
+        time.sleep(0.02)
+        samples.append((time.monotonic() - began, used()))
+    samples.append((time.monotonic() - began, used()))
+    return samples
 
 
 def fit_machine(loads: list[float], cores: list[float]) -> Machine:

@@ -161,7 +161,7 @@ def one_figure(profile: Profile) -> Profile:
     return Profile(profile.slo_ms, points, profile.percentile, profile.source, profile.serving)
 
 
-def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], machine: Machine) -> dict[str, Any]:
+def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], machine: Machine, start_shape: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The JSON object the benchmark prints: the scenario, the simulated and measured means, the simulations
     beside them, the spreads, the errors against the targets and every run."""
     simulated, measured = mean_of([r["simulated"] for r in runs]), mean_of([r["measured"] for r in runs])
@@ -184,6 +184,7 @@ def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], m
                 "cpu_per_rps": machine.cpu_per_rps,
                 "startup_cores": machine.startup_cores,
                 "startup_cpu_s": dict(machine.startup_cpu_s),
+                "startup_shape": start_shape or "not measured (runs replayed from a file)",
             },
             "host_speed": hostspeed.summary(list(machine.jitter)) if machine.jitter else "steady (--host-seconds 0)",
             "profile_probe": sc.profile_probe or "not measured (a given or cached profile without its probe)",

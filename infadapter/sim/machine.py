@@ -5,10 +5,11 @@ and the controller run beside them without a quota. While the servers are busy w
 those leave, every server runs slower than its quota: the scheduler shares the machine. :func:`speeds`
 gives, per second, the share of its quota a server gets::
 
-    busy(t)   = Σ over instances: while it starts, the CPU its start measurably takes (``Machine.startup_cpu_s``,
-                spread over its start) up to what its cgroup allows (max(its quota, ``Machine.startup_cores``): the
-                embedded runtime lets a starting server use a whole core), or all of that where the start's CPU is
-                not known; its quota x min(1, its routed load / its capacity) while it serves; 0 otherwise
+    busy(t)   = Σ over instances: while it starts, what its cgroup allows (max(its quota, ``Machine.startup_cores``):
+                the embedded runtime lets a starting server use a whole core) in the stretch before it is ready that
+                the CPU its start measurably takes lasts at that rate (``Machine.startup_cpu_s``), nothing before it
+                (all of its start where that CPU is not known); its quota x min(1, its routed load / its capacity)
+                while it serves; 0 otherwise
     others(t) = base_cpu + cpu_per_rps x load(t)
     speed(t)  = min(1, (cores - others(t)) / busy(t))
 
@@ -80,8 +81,8 @@ class Machine:
     #: the cores a starting server may use while it loads its model, if more than its quota (the embedded
     #: runtime's start-up boost: 1 core)
     startup_cores: float = 0.0
-    #: per variant, the CPU seconds one start of its server takes, measured (``benchmarks/fidelity.py``: 0.55-1.56
-    #: s here, over starts of 1.8-2.7 s, so a starting server is busy with 0.3-0.6 cores, not its whole boost)
+    #: per variant, the CPU seconds one start of its server takes, measured (``benchmarks/fidelity.py``: 0.5-1.6 s
+    #: here, over starts of 1.8-2.9 s, 90-94 % of them at the whole boost in the stretch just before it is ready)
     startup_cpu_s: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -97,15 +98,21 @@ class Machine:
             if not (math.isfinite(seconds) and seconds >= 0.0):
                 raise ValueError(f"Machine.startup_cpu_s[{variant!r}]: {seconds} must be a finite number of seconds, 0 or more")
 
-    def starting(self, inst: SimInstance, quota: FloatArray) -> FloatArray:
-        """The cores ``inst`` is busy with while it starts, at its ``quota`` then: what its start measurably
-        takes, spread over it, within what its cgroup allows (all of that where the start's CPU is unknown)."""
+    def starting(self, inst: SimInstance, quota: FloatArray, t_s: FloatArray, step_s: float) -> FloatArray:
+        """The cores ``inst`` is busy with while it starts, over the steps of ``step_s`` seconds centred on ``t_s``
+        (``quota``: its quota then): all its cgroup allows where the start's CPU is unknown, else what its start
+        measurably takes, at all its cgroup allows, in the stretch just before it is ready. Measured here: a
+        tritonserver takes about 0.1 CPU s at launch, then next to none for about a second, then loads its model at
+        its whole start-up core until it answers (a start's CPU spread over it read a 0.24-core load where a 1-core
+        one ran, and a server serving beside two starts lost a third of its quota with none of it simulated)."""
         allowed = np.maximum(quota, self.startup_cores)
         seconds = self.startup_cpu_s.get(inst.variant)
         window = inst.serve_from_s - inst.cost_from_s
         if seconds is None or not window > 0.0:
             return allowed
-        out: FloatArray = np.minimum(allowed, seconds / window)
+        burst = np.minimum(seconds / np.maximum(allowed, 1e-9), window)
+        overlap = np.minimum(t_s + step_s / 2.0, inst.serve_from_s) - np.maximum(t_s - step_s / 2.0, inst.serve_from_s - burst)
+        out: FloatArray = allowed * np.clip(overlap, 0.0, step_s) / step_s
         return out
 
     def host_speeds(self, steps: int) -> FloatArray:
@@ -142,7 +149,7 @@ def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray, mach
         alive = np.flatnonzero((mid >= inst.cost_from_s) & (mid < inst.end_s))
         quotas = inst.cores_over(mid[alive])
         loading = mid[alive] < inst.serve_from_s
-        busy[alive[loading]] += _starting(machine, inst, quotas[loading])
+        busy[alive[loading]] += _starting(machine, inst, quotas[loading], mid[alive[loading]], 1.0)
         for k, quota in zip(alive[~loading].tolist(), quotas[~loading].tolist(), strict=True):
             capacity = profile.capacity_rps(inst.variant, quota, 1, inst.gpus)
             routed = float(trace_rps[k]) * share[k]
@@ -150,8 +157,8 @@ def busy_cores(timeline: Timeline, profile: Profile, trace_rps: FloatArray, mach
     return busy
 
 
-def _starting(machine: Machine | None, inst: SimInstance, quota: FloatArray) -> FloatArray:
-    return quota if machine is None else machine.starting(inst, quota)
+def _starting(machine: Machine | None, inst: SimInstance, quota: FloatArray, t_s: FloatArray, step_s: float) -> FloatArray:
+    return quota if machine is None else machine.starting(inst, quota, t_s, step_s)
 
 
 def _routed_shares(timeline: Timeline, t_s: FloatArray) -> dict[int, FloatArray]:
@@ -185,7 +192,7 @@ def busy_serving(timeline: Timeline, arrivals_s: FloatArray, served: Served, dur
         quota = inst.cores_over(t)
         working = quota * np.minimum(1.0, count / np.maximum(1.0, np.rint(quota)))
         loading = (t >= inst.cost_from_s) & (t < inst.serve_from_s)
-        busy += np.where(loading, _starting(machine, inst, quota), working)
+        busy += np.where(loading, _starting(machine, inst, quota, t, 1.0 / SAMPLES_PER_S), working)
     return busy
 
 

@@ -191,9 +191,12 @@ def test_a_server_starting_with_a_whole_core_slows_the_ones_serving_meanwhile() 
     window = (times >= 10.0) & (times < 14.0)
     late = {name: float(np.mean(s.latency_s[window] > 0.2)) for name, s in served.items()}
     assert late["plain"] < 0.02 and late["boosted"] > late["plain"] + 0.1  # 1.5 left: enough for both, then not
-    # a start measured to take 0.9 CPU seconds: 0.3 cores while it starts, below its quota's 0.5, within its boost's 1
-    assert measured.starting(timeline.instances[1], np.array([0.5])) == pytest.approx([0.3])
-    assert late["measured"] < 0.02
+    # a start measured to take 0.9 CPU seconds takes them at its boost's whole core in the 0.9 s before it is ready
+    # (12.1-13 s), none before: the seconds 11-12 and 12-13, then a quarter second inside that stretch
+    start = timeline.instances[1]
+    assert measured.starting(start, np.full(2, 0.5), np.array([11.5, 12.5]), 1.0) == pytest.approx([0.0, 0.9])
+    assert measured.starting(start, np.array([0.5]), np.array([12.625]), 0.25) == pytest.approx([1.0])
+    assert late["plain"] < late["measured"] < late["boosted"]  # a shorter squeeze than a core held the whole start
     with pytest.raises(ValueError, match="startup_cores"):
         Machine(cores=2.0, startup_cores=3.0)
     with pytest.raises(ValueError, match=r"startup_cpu_s\['fast'\]"):
