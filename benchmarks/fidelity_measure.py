@@ -129,9 +129,9 @@ def process_cpu_s(pid: int) -> float:
 def startup_cpu(spec: InferenceServiceSpec, models: Mapping[str, Path], timeout_s: float = 120.0) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Per variant, the CPU seconds one start of its server takes on this machine, idle: its cgroup's processes'
     CPU from launch to its first ready answer, started as the embedded runtime starts one (its start-up boost,
-    then the smallest size); and the start's shape: seconds until ready and the share of its CPU taken in the
-    stretch just before, as long as its CPU takes at the whole boost (``final_share``, the simulator's model of a
-    start, :meth:`~infadapter.sim.machine.Machine.starting`). Measured here: 0.5-1.6 CPU s over starts of
+    then the smallest size); and the start's shape: seconds until ready, and the share of its CPU taken in the
+    last ``cpu / boost`` seconds before it (``final_share``: 1 where a start is what the simulator models,
+    :meth:`~infadapter.sim.machine.Machine.starting`, its CPU at its whole boost just before it is ready). Measured here: 0.5-1.6 CPU s over starts of
     1.8-2.9 s, taken nearly all in that last stretch (about 0.1 s of CPU at launch, then next to none for a
     second)."""
     cpu: dict[str, float] = {}

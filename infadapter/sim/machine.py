@@ -6,10 +6,10 @@ those leave, every server runs slower than its quota: the scheduler shares the m
 gives, per second, the share of its quota a server gets::
 
     busy(t)   = Σ over instances: while it starts, what its cgroup allows (max(its quota, ``Machine.startup_cores``):
-                the embedded runtime lets a starting server use a whole core) in the stretch before it is ready that
-                the CPU its start measurably takes lasts at that rate (``Machine.startup_cpu_s``), nothing before it
-                (all of its start where that CPU is not known); its quota x min(1, its routed load / its capacity)
-                while it serves; 0 otherwise
+                the embedded runtime lets a starting server use a whole core) over the last startup_cpu_s / that
+                seconds before it is ready (``Machine.startup_cpu_s``: the CPU one start measurably takes), nothing
+                earlier (all its start where that CPU is not known); its quota x min(1, its routed load / its
+                capacity) while it serves; 0 otherwise
     others(t) = base_cpu + cpu_per_rps x load(t)
     speed(t)  = min(1, (cores - others(t)) / busy(t))
 
@@ -104,7 +104,7 @@ class Machine:
         measurably takes, at all its cgroup allows, in the stretch just before it is ready. Measured here: a
         tritonserver takes about 0.1 CPU s at launch, then next to none for about a second, then loads its model at
         its whole start-up core until it answers (a start's CPU spread over it read a 0.24-core load where a 1-core
-        one ran, and a server serving beside two starts lost a third of its quota with none of it simulated)."""
+        one ran, and a server serving beside two starts lost up to a third of its quota with none of it simulated)."""
         allowed = np.maximum(quota, self.startup_cores)
         seconds = self.startup_cpu_s.get(inst.variant)
         window = inst.serve_from_s - inst.cost_from_s
