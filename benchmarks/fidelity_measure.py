@@ -12,6 +12,7 @@ import itertools
 import math
 import os
 import re
+import statistics
 import tempfile
 import threading
 import time
@@ -46,6 +47,16 @@ def cold_starts(run: EmbeddedRun) -> dict[str, list[float]]:
         if match:
             out.setdefault(match["variant"], []).append(round(float(match["s"]), 2))
     return out
+
+
+def ready_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per variant, the median of the batch's measured starts (:func:`cold_starts`, from launch to the first
+    answer): how long a simulated replica takes to serve (:attr:`~infadapter.sim.machine.Machine.ready_s`)."""
+    starts: dict[str, list[float]] = {}
+    for row in rows:
+        for variant, seconds in (row.get("cold_starts_s") or {}).items():
+            starts.setdefault(variant, []).extend(float(s) for s in seconds if s > 0)
+    return {variant: round(statistics.median(seconds), 3) for variant, seconds in starts.items() if seconds}
 
 
 class Sampler(Generic[T]):

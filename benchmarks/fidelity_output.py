@@ -115,7 +115,7 @@ def observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDAr
 #: the simulations beside the headline one, in the order printed: the measured observations, and the measured
 #: plans, replayed; a host at one speed (the model before the host's swings); each run at its host's measured
 #: speed relative to the profile's (:mod:`speedprobe`), its mean over the run and second by second, also with
-#: the measured plans
+#: the measured plans; a start taking its whole core throughout; a new server serving when planned, not when measured
 BESIDE = (
     "simulated_as_observed",
     "simulated_as_decided",
@@ -125,6 +125,7 @@ BESIDE = (
     "simulated_at_measured_host",
     "simulated_as_decided_at_measured_host",
     "simulated_start_whole_core",
+    "simulated_start_as_planned",
 )
 
 
@@ -185,6 +186,7 @@ def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], m
                 "startup_cores": machine.startup_cores,
                 "startup_cpu_s": dict(machine.startup_cpu_s),
                 "startup_shape": start_shape or "not measured (runs replayed from a file)",
+                "ready_s": dict(machine.ready_s),
             },
             "host_speed": hostspeed.summary(list(machine.jitter)) if machine.jitter else "steady (--host-seconds 0)",
             "profile_probe": sc.profile_probe or "not measured (a given or cached profile without its probe)",

@@ -25,9 +25,9 @@ from infadapter.sim.machine import Machine
 INPUTS = ("sent_s", "observed_rps", "start", "decided")
 #: the row fields kept for a later look, second by second (each request's measured latency, the runtime's
 #: applied actions, the CPU the other processes took each second, each variant's answers and queue wait as Triton
-#: counted them, each server's CPU and throttling, each request as the router saw it, the host's speed each second),
+#: counted them, each server's CPU and throttling, each request as the router saw it, the host's speed each second and the probe's samples it was read from),
 #: and left out of the benchmark's output
-DETAIL = ("measured_each", "applied", "others_cores", "served_by_variant", "servers_cpu", "routed", "host_by_second")
+DETAIL = ("measured_each", "applied", "others_cores", "served_by_variant", "servers_cpu", "routed", "host_by_second", "host_samples")
 FORMAT = 1
 
 

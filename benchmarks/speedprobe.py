@@ -112,6 +112,10 @@ class SpeedProbe:
         ``start`` (a Unix time): :func:`speed_by_second` of the samples taken."""
         return speed_by_second(list(self.samples), start, seconds, reference_cpu_ms)
 
+    def samples_within(self, start: float, seconds: float) -> list[list[float]]:
+        """The samples taken from ``start`` (a Unix time) for ``seconds``, as ``[seconds since start, CPU ms]``."""
+        return [[round(t - start, 3), round(1000.0 * cpu_s, 4)] for t, cpu_s, _ in list(self.samples) if 0.0 <= t - start <= seconds]
+
     def stop(self) -> None:
         if self._process.poll() is None:
             self._process.terminate()

@@ -4,7 +4,8 @@ It executes an :class:`~infadapter.control.Action` with the :class:`~infadapter.
 given (the same the controller plans with) and reports what runs as an
 :class:`~infadapter.control.ActuatorState`, like the local and Kubernetes actuators:
 
-* a new replica costs from the action and serves ``load_time_s + startup_s`` later;
+* a new replica costs from the action and serves ``load_time_s + startup_s`` later, or as long after it as
+  a start of its variant was measured to take (``ready_s``: the servers' real start, not the one planned);
 * an in-place resize takes effect ``in_place_s`` later (the instance, its queue and backlog stay);
 * a resize that is not in place replaces the variant's replicas: the old ones serve until every new
   one is ready (a rolling update with maxUnavailable 0), then go;
@@ -17,6 +18,7 @@ given (the same the controller plans with) and reports what runs as an
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from infadapter.control import Action, ActuatorState, Latencies, VariantState, VariantTarget, same_weights
 from infadapter.planning import Plan
@@ -30,9 +32,10 @@ EPS_S = 1e-6
 class SimActuator:
     """Simulated instances of one service (see the module docstring)."""
 
-    def __init__(self, spec: InferenceServiceSpec, latencies: Latencies, timeline: Timeline) -> None:
+    def __init__(self, spec: InferenceServiceSpec, latencies: Latencies, timeline: Timeline, ready_s: Mapping[str, float] | None = None) -> None:
         self.spec = spec
         self.latencies = latencies
+        self.ready_s = dict(ready_s or {})
         self.timeline = timeline
         self.accuracy = {v.name: v.accuracy for v in spec.units}
         self._targets: dict[str, VariantTarget] = {}
@@ -106,10 +109,15 @@ class SimActuator:
             kept.remove(inst)
         ready_s = t_s
         for _ in range(target.replicas - len(kept)):
-            ready_s = max(ready_s, t_s + self.latencies.cold_start_s(self.spec, target.name))
+            ready_s = max(ready_s, t_s + self.cold_start_s(target.name))
             self._new(target.name, target.cpu_cores, target.gpus, t_s, ready_s)
         for inst in replaced:
             inst.end_s = ready_s
+
+    def cold_start_s(self, variant: str) -> float:
+        """How long a new replica of ``variant`` takes to serve: as measured where known, else as planned."""
+        measured = self.ready_s.get(variant)
+        return measured if measured is not None else self.latencies.cold_start_s(self.spec, variant)
 
     @staticmethod
     def _resize(inst: SimInstance, cores: float, at_s: float) -> None:

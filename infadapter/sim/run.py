@@ -266,7 +266,7 @@ def simulate(
             extra.setdefault("future_rps", trace)
         policy = make_policy(name, spec, profile, **extra)
         timeline = Timeline()
-        actuator = SimActuator(spec, latencies, timeline)
+        actuator = SimActuator(spec, latencies, timeline, machine.ready_s if machine is not None else None)
         if isinstance(policy, StartsOnAPlan):
             actuator.deploy(policy.initial_plan())
         elif isinstance(begin, Plan):

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from infadapter.control import Latencies
 from infadapter.profiles import Profile, ProfilePoint
 from infadapter.sim.engine import SimInstance, Timeline, serve_requests
 from infadapter.sim.machine import JITTER_BLOCK, SAMPLES_PER_S, Machine, busy_cores, busy_serving, serve_on, speeds
@@ -218,3 +219,20 @@ def test_a_resized_server_serves_the_backlog_it_queued_before_at_its_new_size(be
     assert 150 < backlog < 250
     assert done.max() - 10.0 == pytest.approx(backlog / new, rel=0.15)
     assert abs(done.max() - 10.0 - backlog / old) > 2.0  # the other reading differs by seconds
+
+
+def test_a_new_server_serves_when_its_variant_was_measured_to_start_not_when_the_controller_planned() -> None:
+    """The embedded runtime's servers answered 1.8-3.0 s after launch where the spec's load time plus the mode's
+    start-up said 3.5 s: the controller still plans with its own figure, the simulated server is ready when a real one was."""
+    spec = parse_spec({**SPEC.to_dict(), "variants": [{"name": "fast", "accuracy": 0.70, "loadTimeSeconds": 2.5}]})
+    trace = np.concatenate((np.full(20, 5.0), np.zeros(40)))  # nothing runs at first; the controller starts a server
+    latencies = Latencies(startup_s=1.0)
+    planned = simulate(spec, PROFILE, trace, ["ours"], seed=0, start="cold", latencies=latencies, machine=Machine(cores=2.0))["ours"]
+    measured = Machine(cores=2.0, ready_s={"fast": 2.1})
+    run = simulate(spec, PROFILE, trace, ["ours"], seed=0, start="cold", latencies=latencies, machine=measured)["ours"]
+    starts = [(i.cost_from_s, i.serve_from_s) for i in run.timeline.instances.values()]
+    assert starts and all(ready - asked == pytest.approx(2.1) for asked, ready in starts)
+    assert all(ready - asked == pytest.approx(3.5) for asked, ready in ((i.cost_from_s, i.serve_from_s) for i in planned.timeline.instances.values()))
+    assert run.summary["slo_violation_ratio"] < planned.summary["slo_violation_ratio"]  # its first requests wait 1.4 s less
+    with pytest.raises(ValueError, match=r"ready_s\['fast'\]"):
+        Machine(cores=2.0, ready_s={"fast": 0.0})

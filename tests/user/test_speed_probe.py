@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from speedprobe import HALF_WINDOW_S, speed_by_second
+from speedprobe import HALF_WINDOW_S, SpeedProbe, speed_by_second
 
 
 def test_each_second_reads_the_mean_of_the_samples_near_it_against_the_reference() -> None:
@@ -32,3 +32,10 @@ def test_seconds_without_samples_take_the_nearest_known_and_no_samples_mean_a_st
     assert speed_by_second(samples, start, 10, reference_cpu_ms=10.0) == [0.5] * 10
     assert speed_by_second([], start, 3, reference_cpu_ms=10.0) == [1.0, 1.0, 1.0]
     assert speed_by_second(samples, start, 3, reference_cpu_ms=0.0) == [1.0, 1.0, 1.0]
+
+
+def test_a_runs_raw_samples_are_kept_on_its_own_clock_and_only_within_it() -> None:
+    probe = SpeedProbe.__new__(SpeedProbe)  # the samples alone: no child process to time inferences
+    probe.samples = [(99.5, 0.010, 0.0), (100.0, 0.012, 0.0), (150.25, 0.0111, 0.0), (280.5, 0.010, 0.0)]
+    assert probe.samples_within(100.0, 180.0) == [[0.0, 12.0], [50.25, 11.1]]
+    assert probe.samples_within(300.0, 180.0) == []
