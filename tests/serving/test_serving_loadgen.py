@@ -202,8 +202,10 @@ def test_every_request_reaches_real_triton_and_is_recorded(running_triton: objec
     assert _successes(running_triton.metrics_url) - before == report.sent  # type: ignore[attr-defined]
     latencies = [r.latency_ms for r in gen.records()]
     assert report.p95_ms == pytest.approx(np.percentile(latencies, 95))
-    assert 0 < report.p50_ms <= report.p95_ms <= report.p99_ms <= report.max_ms < 500
-    assert report.slo_violation_ratio == 0.0
+    assert 0 < report.p50_ms <= report.p95_ms <= report.p99_ms <= report.max_ms == pytest.approx(max(latencies))
+    # how many were late is the host's business (a slow stretch here once held one request 674 ms): that they are
+    # counted as recorded is the load generator's
+    assert report.slo_violation_ratio == pytest.approx(float(np.mean(np.array(latencies) > 500.0)))
     second = gen.report(1.0, 2.0)
     assert 15 < second.sent < 70  # the 40 rps second
 
