@@ -12,8 +12,9 @@ serving); each repetition runs it
 Prints one JSON object on stdout (progress on stderr): per condition, each repetition's late share (over the
 spec's SLO), mean and p99 latency, and the CPU the measured server and its neighbour took; their means in
 ``summary``. Measured here (2026-12-06, 2 cores, 30-s steps): ResNet-50 at 1.25 cores with 33 rps, a step from
-its SLO, was 0.6-10 % late alone and 0.4-18 % beside ResNet-18 at 0.75 cores answering 30 rps, at the same CPU per
-request; the steps alone swung as much as the difference, so the conditions run in turn, repeated (``--repeats``).
+its SLO, was 0-10 % late alone (19 steps, mean 2.6 %) and 0-18 % beside ResNet-18 at 0.75 cores answering 30 rps (17
+steps, mean 5.5 %), at the same CPU per request; the steps alone swung as much as the difference, so the conditions
+run in turn, repeated (``--repeats``).
 
     .venv/bin/python benchmarks/colocation.py [-f examples/demo.yaml] [--variant resnet50] [--cores 1.25]
         [--rps 33] [--beside resnet18] [--beside-cores 0.75] [--beside-rps 15,30] [--spin 0.4] [--seconds 30] [--repeats 2]
