@@ -85,7 +85,7 @@ class Machine:
     #: here, over starts of 1.8-2.9 s, 90-94 % of them at the whole boost in the stretch just before it is ready)
     startup_cpu_s: Mapping[str, float] = field(default_factory=dict)
     #: per variant, the seconds from a server's launch to its first answer, measured (``benchmarks/fidelity.py``:
-    #: 1.8-3.0 s here, where the spec's load time plus the mode's start-up gives 3.5-6 s); a new replica serves
+    #: 1.8-3.2 s here, 5 s in a crowded burst, where the spec's load time plus the mode's start-up gives 3.5-6 s); a new replica serves
     #: that long after it is asked for, whatever the controller planned with (a variant not in it: as planned)
     ready_s: Mapping[str, float] = field(default_factory=dict)
 
