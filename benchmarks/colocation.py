@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fidelity_measure import process_cpu_s  # noqa: E402
+from fidelity_servers import cgroup_sample  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from infadapter.errors import InvalidInput  # noqa: E402
@@ -105,7 +105,7 @@ def _spin(share: float, stop: Any) -> None:
 
 def _cpu(inst: TritonInstance) -> float:
     assert inst.cgroup is not None
-    return sum(process_cpu_s(pid) for pid in inst.cgroup.pids())
+    return cgroup_sample(inst.cgroup.path)[0]
 
 
 def _started(factory: ServerFactory, variant: str, slot: int, cores: float, model_name: str) -> TritonInstance:

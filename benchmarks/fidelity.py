@@ -387,10 +387,9 @@ def main() -> None:
         machine = dataclasses.replace(machine, jitter=speeds, startup_cpu_s=started)
         if args.save_runs is not None:
             save_runs(args.save_runs, rows, machine, scenario.profile, scenario.profile_probe)
-    # a starting server may use a whole core while it loads its model, as the embedded runtime lets it
-    machine = dataclasses.replace(machine, startup_cores=min(STARTUP_BOOST_CORES, machine.cores))
-    # and a new server serves when the runs' servers did, not when the controller planned it would
-    machine = dataclasses.replace(machine, ready_s=ready_seconds(rows))
+    # a starting server may use a whole core while it loads its model, as the embedded runtime lets it, and a new
+    # server serves when the runs' servers did, not when the controller planned it would
+    machine = dataclasses.replace(machine, startup_cores=min(STARTUP_BOOST_CORES, machine.cores), ready_s=ready_seconds(rows))
     runs = _simulated_runs(args, scenario, rows, machine, console)
     print(json.dumps(clean(output(args, scenario, runs, machine, start_shape)), allow_nan=False))
 

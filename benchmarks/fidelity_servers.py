@@ -20,7 +20,7 @@ from fidelity_measure import Sampler, process_cpu_s
 from infadapter.embedded import EmbeddedRun
 
 
-def _cgroup_sample(group: Path) -> tuple[float, float, float]:
+def cgroup_sample(group: Path) -> tuple[float, float, float]:
     """(CPU seconds of the group's processes, seconds throttled so far, quota in cores; -1: none)."""
     try:
         pids = [int(p) for p in (group / "cgroup.procs").read_text(encoding="ascii").split()]
@@ -38,7 +38,7 @@ class ServersCpu(Sampler[dict[str, tuple[float, float, float]]]):
     processes' CPU seconds so far, the seconds it was throttled so far and its quota in cores."""
 
     def sample(self, runtime: Any) -> dict[str, tuple[float, float, float]]:
-        return {g.name: _cgroup_sample(g) for g in runtime.servers.cgroups()}
+        return {g.name: cgroup_sample(g) for g in runtime.servers.cgroups()}
 
     def per_second(self, duration_s: int) -> dict[str, list[list[float]]]:
         """Per group (a server's: ``<prefix>-<variant>-<slot>-g<generation>``; the services', ``<prefix>-services``,
