@@ -7,6 +7,7 @@ is written from :data:`MODE_LATENCIES`, so it cannot drift from what the modes u
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,13 +24,19 @@ class Latencies:
     asked for; an in-place resize takes ``in_place_s``; a new split reaches the router in ``weights_s``.
     ``observe_s`` is the loop's other delay: the load the observer reports lags the real one by it (the
     metrics' scrape interval and rate window); the simulator gives its controllers history that late (a
-    fraction of a second too: its loop then steps that long after each second ends).
+    fraction of a second too: its loop then steps that long after each second ends). ``step_s`` is how often
+    the loop steps: between its steps a mode sees nothing, so a change of load waits for the next one too.
     """
 
     startup_s: float = 4.0
     in_place_s: float = 1.0
     weights_s: float = 0.0
     observe_s: float = 0.0
+    step_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.step_s) and self.step_s >= 1.0):
+            raise ValueError(f"Latencies.step_s: {self.step_s} must be at least 1 second (the loop reads whole seconds)")
 
     def cold_start_s(self, spec: InferenceServiceSpec, variant: str) -> float:
         return spec.variant(variant).load_time_s + self.startup_s
@@ -51,12 +58,16 @@ class Latencies:
 #:   weights reach Envoy once the kubelet projects the router's ConfigMap volume — at once, because the
 #:   operator then annotates the router pods (a pod update makes the kubelet sync it), else at its next
 #:   periodic sync, up to a minute later — plus the sidecar's 2 s poll: 3 s is used here, and the controller
-#:   waits for Envoy to confirm them before a leaving variant goes; the chart's PodMonitor scrapes every 5 s,
-#:   so the observed load is about 5 s late.
+#:   waits for Envoy to confirm them before a leaving variant goes. The chart's PodMonitor scrapes every 5 s and
+#:   the operator steps once a scrape interval, just after each scrape lands (``step_s``): a change of load is in
+#:   its history 5.5 s after the end of its second on average (2.4-8.2 s, by where it falls between two scrapes;
+#:   ``benchmarks/observation.py``, real Prometheus and the operator's own reading of it, 2026-12-06). The
+#:   simulator's loop steps every 5 s at a fixed phase, so a change waits 2.5 s for its step on average: 3 s of
+#:   ``observe_s`` give the measured 5.5.
 MODE_LATENCIES: Mapping[str, Latencies] = {
     "simulator": Latencies(),
     "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=1.5),
-    "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=5.0),
+    "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=3.0, step_s=5.0),
 }
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 LATENCIES_HELP = "the control loop's delays of the mode to simulate: " + "; ".join(
     f"{mode} (cold start = load time + {d.startup_s:g} s, resize {d.in_place_s:g} s, weights reach the router in {d.weights_s:g} s, "
-    f"load seen {d.observe_s:g} s late)"
+    f"load seen {d.observe_s:g} s late, the loop stepping every {d.step_s:g} s)"
     for mode, d in MODE_LATENCIES.items()
 )
 START_HELP = "what runs when the window begins: VARIANT=CORES[xREPLICAS][:gpu=N],... or cold [default: the most accurate variant at its largest size; printed]"

@@ -74,6 +74,14 @@ def arrival_history_query(namespace: str, name: str, lookback_s: float | str = 5
     return f"sum(irate({ROUTER_REQUESTS}{{{selector(namespace, name, NOT_ADMIN)}}}[{_window(lookback_s)}]))"
 
 
+def newest_scrape_query(namespace: str, name: str, source: LoadSource = "router") -> str:
+    """When the load's counters were last scraped (the newest sample's time, in seconds): the operator steps just
+    after the next scrape lands."""
+    if source == "servers":
+        return f'max(timestamp({{__name__=~"{SERVER_SUCCESS}|{SERVER_FAILURE}",{selector(namespace, name)}}}))'
+    return f"max(timestamp({ROUTER_REQUESTS}{{{selector(namespace, name, NOT_ADMIN)}}}))"
+
+
 def variant_rate_query(namespace: str, name: str, window_s: float | str = 60) -> str:
     """Requests per second the router sent to each variant."""
     return f"sum by (variant) (rate({CLUSTER_REQUESTS}{{{selector(namespace, name)}}}[{_window(window_s)}]))"
@@ -273,6 +281,12 @@ class Observer:
         # irate needs two samples inside the lookback: four scrape intervals survive a missed scrape
         lookback = lookback_s if lookback_s is not None else max(5.0, 4.0 * self.scrape_interval_s)
         return self.query_history_rps(arrival_history_query(namespace, name, lookback, source), start_s, end_s)
+
+    def newest_scrape_s(self, namespace: str, name: str, source: LoadSource = "router") -> float | None:
+        """The time of the newest scrape of the service's load counters (None: no series)."""
+        samples = self.query(newest_scrape_query(namespace, name, source))
+        times = [x.value for x in samples if math.isfinite(x.value)]
+        return max(times) if times else None
 
     def query_history_rps(self, query: str, start_s: float, end_s: float) -> npt.NDArray[np.float64]:
         """``query`` (a rate in requests per second) at every second from ``start_s`` to ``end_s``, oldest first;

@@ -32,7 +32,7 @@ from infadapter.control.budget import Cap, held
 from infadapter.errors import ApplyFailed, InfAdapterError, InvalidInput, InvalidProfile, MetricsUnavailable
 from infadapter.metrics import event_fields
 from infadapter.metrics.prometheus import LOAD_SOURCES, LoadSource
-from infadapter.operator.history import History
+from infadapter.operator.history import History, next_step_s
 from infadapter.operator.memory import Memory, Resource, Runtime, TickOutcome
 from infadapter.operator.pool import Grant, Refusal
 from infadapter.operator.report import Seen, desired_status
@@ -307,7 +307,8 @@ async def run_step(rt: Runtime, mem: Memory, res: Resource) -> TickOutcome | Non
     rt.timed("decide", started)
     error = await act(rt, mem, res, step, events)
     record(rt, mem, res, step, events)
-    mem.next_step_s, mem.wake_s = now_s + max(1.0, rt.config.scrape_interval_s), step.wake_s
+    landed = mem.history.landed_s if mem.history is not None else None
+    mem.next_step_s, mem.wake_s = next_step_s(landed, now_s, rt.config.scrape_interval_s), step.wake_s
     seen = _seen(mem, res, step, actuator, error)
     status = desired_status(res.status, seen, now_s)
     if seen.checkpoint is not None:

@@ -109,17 +109,19 @@ def size_warnings(name: str, timeline: Timeline, profile: Profile) -> list[str]:
 def run_controller(
     controller: Controller, actuator: SimActuator, history_rps: FloatArray, pre_s: int, duration_s: int, on_second: Callable[[float], None] | None = None
 ) -> None:
-    """Step ``controller`` every second of the window, and settle it at the instants it expects a change.
+    """Step ``controller`` every ``Latencies.step_s`` of the window, and settle it at the instants it expects a change.
 
     The mode's observer reports a second ``observe_s`` after it ends (``Latencies.observe_s``): the loop
-    steps at ``k + phase`` (``phase`` = its fraction) with the seconds that ended ``floor(observe_s)`` s
-    before ``k``. ``on_second(t)`` is called every :data:`PROGRESS_EVERY_S` trace seconds (progress)."""
+    steps at ``k + phase`` (``phase`` = its fraction; ``k`` every ``step_s`` from 0, floored to a second) with
+    the seconds that ended ``floor(observe_s)`` s before ``k``. ``on_second(t)`` is called every
+    :data:`PROGRESS_EVERY_S` trace seconds (progress)."""
     timeline = actuator.timeline
     state = controller.initial_state()
     observe_s = max(0.0, controller.latencies.observe_s)
     lag = math.floor(observe_s)
     phase = observe_s - lag
-    t, tick, again, report_at = phase, 0, 0, 0.0  # ``tick``: the index of the next step at ``tick + phase``
+    every = controller.latencies.step_s
+    t, tick, steps, again, report_at = phase, 0, 0, 0, 0.0  # ``tick``: the second of the next step, at ``tick + phase``
     while t < duration_s:
         if on_second is not None and t >= report_at:
             on_second(t)
@@ -128,7 +130,8 @@ def run_controller(
             step, state = controller.settle(state, t, actuator.state(t))
         else:
             step, state = controller.step(state, t, history_rps[: max(0, pre_s + tick - lag)], actuator.state(t))
-            tick += 1
+            steps += 1
+            tick = math.floor(steps * every + 1e-9)
         if step.action is not None:
             actuator.execute(step.action, t)
         if step.record is not None:

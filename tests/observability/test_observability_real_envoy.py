@@ -164,6 +164,16 @@ def test_arrival_history_adds_up_to_the_requests_sent(envoy_scraped: tuple[str, 
     assert np.nanmax(history) < 200
 
 
+def test_the_newest_scrape_of_the_router_is_dated_and_lands_within_a_scrape_interval(envoy_scraped: tuple[str, int, float, float]) -> None:
+    """The operator steps just after each scrape lands: it reads when the router's counters were last scraped."""
+    url, _sent, _start, end = envoy_scraped
+    observer = Observer(url)
+    scraped = observer.newest_scrape_s("default", "resnet")
+    assert scraped is not None and end < scraped <= time.time()  # Prometheus (1-s scrapes) kept scraping after the load
+    assert time.time() - scraped < 3.0
+    assert observer.newest_scrape_s("default", "nothing-here") is None  # no such service: no series, no time
+
+
 def test_latency_and_violations_see_the_slow_variant(envoy_scraped: tuple[str, int, float, float]) -> None:
     url, _sent, start, _end = envoy_scraped
     observer = Observer(url)

@@ -267,6 +267,27 @@ def test_the_controller_sees_the_load_as_late_as_the_mode_s_observer(lag_s: floa
             assert newest == now - math.floor(lag_s) - 1  # the newest second ended lag_s before this step
 
 
+@pytest.mark.parametrize(("every_s", "lag_s"), [(5.0, 4.5), (2.5, 0.0), (1.0, 1.5)])
+def test_the_loop_steps_as_often_as_the_mode_s_does_and_sees_nothing_between(every_s: float, lag_s: float) -> None:
+    """``Latencies.step_s``: the operator steps once a scrape interval, so a change of load waits for its next step."""
+    policy = _Seen()
+    trace = np.arange(100, dtype=np.float64)
+    _run(policy, trace, _plan(("fast", 2.0, 1.0)), Latencies(observe_s=lag_s, step_s=every_s))  # type: ignore[arg-type]
+    times = sorted(policy.newest)
+    assert len(times) == pytest.approx(100 / every_s, abs=3)  # it ran, once a step
+    grid = {float(math.floor(k * every_s)) for k in range(200)}  # the controller's clock counts from its first step
+    assert set(times) <= grid
+    assert len(grid & set(range(20, 90))) == len(set(times) & set(range(20, 90)))  # and it missed no step
+    for now, newest in policy.newest.items():
+        if now > lag_s + 1:
+            assert newest == math.floor(now) - math.floor(lag_s) - 1  # still the second that ended lag_s before
+
+
+def test_a_loop_faster_than_the_seconds_it_reads_is_refused() -> None:
+    with pytest.raises(ValueError, match="step_s"):
+        Latencies(step_s=0.5)
+
+
 @pytest.mark.parametrize("lag_s", [0.5, 1.25])
 def test_a_fractional_observation_delay_steps_the_loop_that_long_after_each_second(lag_s: float) -> None:
     policy = _Switch(_plan(("fast", 6.0, 1.0)), at_s=100.0, resize="in_place")  # decided at the 101st step
