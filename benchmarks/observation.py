@@ -1,19 +1,24 @@
 """How late the operator's observer sees a change of load: real Prometheus, the operator's own reading of it.
 
-A router-shaped exporter (the one the cluster tests scrape: ``envoy_http_downstream_rq_total``, the integral
-of a rate the benchmark sets) is scraped by a real Prometheus every ``--scrape-s`` seconds. The load steps
-between ``--low`` and ``--high`` rps at whole seconds, ``--changes`` times, each after a dwell drawn so the
-steps fall at every phase of the scrapes. Meanwhile the observer the operator runs (``History`` over
-``Observer.arrival_history_rps``: ``irate`` at every second) is read every ``--poll-s`` seconds. A step at
-``t0`` is seen when some second after it holds a rate past the middle of the two loads; its lag is that time
-less ``t0 + 1`` (the end of the step's first whole second), the simulator's ``Latencies.observe_s``, which
-reports each second that long after it ends. The loop's own cadence comes on top: the operator steps once a
-scrape interval (``Latencies.step_s``).
+``--targets`` router-shaped exporters (the one the cluster tests scrape: ``envoy_http_downstream_rq_total``, the
+integral of a rate the benchmark sets; each its own service, so each its own scrape phase) are scraped by a real
+Prometheus every ``--scrape-s`` seconds. The load steps between ``--low`` and ``--high`` rps ``--changes`` times,
+each at a random point of its second and after a dwell that outlasts the ``irate`` lookback. Meanwhile the
+observer the operator runs (``History`` over ``Observer.arrival_history_rps``: ``irate`` at every second) reads
+each service three ways (:data:`CADENCES`): every ``--poll-s`` seconds (when the data itself shows the change),
+once a scrape interval on the operator's 1-s timer (as it stepped before 2026-12-06), and as it steps now, just
+after each scrape lands (``next_step_s``). A change is seen when a second that ends after it holds a rate past the
+middle of the two loads; its lag is that time less the end of the change's second: the simulator's
+``Latencies.observe_s`` where its loop steps every second; where it steps every ``step_s`` (whole seconds) on a
+fixed grid, a change's second ends 0 to ``step_s`` - 1 whole seconds before a step sees it, hence
+``simulator_observe_s`` = the mean lag - (``step_s`` - 1) / 2.
 
-Prints one JSON object on stdout (progress on stderr): per scrape interval, every step's lag, their mean,
-median and 90th percentile. Measured here (2026-12-06): see ``docs/simulator.md``.
+Prints one JSON object on stdout (progress on stderr): per scrape interval and reader, every lag, their mean,
+median and 90th percentile, and the changes never seen (``missed``). Measured here (2026-12-06): see
+``docs/simulator.md``. A wrong option exits with code 2 and names it.
 
-    .venv/bin/python benchmarks/observation.py [--scrape-s 1,5] [--changes 12] [--low 20] [--high 60] [--seed 0]
+    .venv/bin/python benchmarks/observation.py [--scrape-s 5,1] [--changes 10] [--targets 12] [--poll-s 0.2]
+        [--low 20] [--high 60] [--seed 0]
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-NAMESPACE, NAME = "bench", "observed"
+NAMESPACE = "bench"
 #: seconds of history the observer keeps (the forecast window is longer; a step needs only its last seconds)
 WINDOW_S = 60
 
@@ -156,9 +161,9 @@ def measure(scrape_s: float, args: argparse.Namespace, log: Callable[[str], None
     out: dict[str, Any] = {"scrape_interval_s": scrape_s, "operator_step_s": every, "targets": args.targets}
     for cadence in CADENCES:
         out[cadence] = lag_summary(lags[cadence])
-    # the simulator's loop steps every ``every`` at a fixed phase: a change waits half a step on average, so its
-    # ``observe_s`` is what the operator's reader waited, less that
-    out["simulator_observe_s"] = {c: round(out[c]["mean_s"] - every / 2.0, 2) for c in ("fixed", "operator") if out[c]["mean_s"] is not None}
+    # the simulator's loop steps every ``every`` on a grid of whole seconds: a second that ends between two steps
+    # waits 0 to every - 1 s more for the next, so its ``observe_s`` is what the operator's reader waited, less that
+    out["simulator_observe_s"] = {c: round(out[c]["mean_s"] - (every - 1.0) / 2.0, 2) for c in ("fixed", "operator") if out[c]["mean_s"] is not None}
     return out
 
 

@@ -62,12 +62,12 @@ class Latencies:
 #:   the operator steps once a scrape interval, just after each scrape lands (``step_s``): a change of load is in
 #:   its history 5.5 s after the end of its second on average (2.4-8.2 s, by where it falls between two scrapes;
 #:   ``benchmarks/observation.py``, real Prometheus and the operator's own reading of it, 2026-12-06). The
-#:   simulator's loop steps every 5 s at a fixed phase, so a change waits 2.5 s for its step on average: 3 s of
-#:   ``observe_s`` give the measured 5.5.
+#:   simulator's loop steps every 5 s on a grid of whole seconds, so a second waits 0-4 s, 2 s on average, for
+#:   the step that sees it: 3.5 s of ``observe_s`` give the measured 5.5.
 MODE_LATENCIES: Mapping[str, Latencies] = {
     "simulator": Latencies(),
     "embedded": Latencies(startup_s=1.0, in_place_s=0.0, weights_s=0.0, observe_s=1.5),
-    "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=3.0, step_s=5.0),
+    "kubernetes": Latencies(startup_s=15.0, in_place_s=2.0, weights_s=3.0, observe_s=3.5, step_s=5.0),
 }
 
 

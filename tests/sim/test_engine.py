@@ -283,6 +283,22 @@ def test_the_loop_steps_as_often_as_the_mode_s_does_and_sees_nothing_between(eve
             assert newest == math.floor(now) - math.floor(lag_s) - 1  # still the second that ended lag_s before
 
 
+@pytest.mark.parametrize(("every_s", "lag_s"), [(5.0, 3.5), (1.0, 1.5), (3.0, 0.25)])
+def test_a_second_waits_for_the_step_that_sees_it_as_benchmarks_observation_calibrates(every_s: float, lag_s: float) -> None:
+    """How late, on average, a second is first seen: ``observe_s`` + (``step_s`` - 1) / 2, the relation
+    ``benchmarks/observation.py`` inverts to turn the operator's measured lag into ``observe_s``."""
+    policy = _Seen()
+    _run(policy, np.arange(200, dtype=np.float64), _plan(("fast", 2.0, 1.0)), Latencies(observe_s=lag_s, step_s=every_s))  # type: ignore[arg-type]
+    phase = lag_s % 1.0  # the controller's clock starts at its first step, ``phase`` into the trace
+    first_seen = {}
+    for now, newest in sorted(policy.newest.items()):
+        for second in range(int(max(first_seen, default=-1)) + 1, int(newest) + 1):
+            first_seen[second] = now + phase
+    waits = [first_seen[c] - (c + 1) for c in range(30, 150)]
+    assert np.mean(waits) == pytest.approx(lag_s + (every_s - 1.0) / 2.0, abs=0.05)
+    assert min(waits) == pytest.approx(lag_s) and max(waits) == pytest.approx(lag_s + every_s - 1.0)
+
+
 def test_a_loop_faster_than_the_seconds_it_reads_is_refused() -> None:
     with pytest.raises(ValueError, match="step_s"):
         Latencies(step_s=0.5)
