@@ -49,13 +49,30 @@ def errors_of(sim: dict[str, float], real: dict[str, float]) -> dict[str, float]
     }
 
 
+#: The issue's targets: each error's key, its name in ``targets`` and how far from the measured mean it may be.
+TARGETS = (("violations_points", "violations_within_0.5_points", 0.5), ("cpu_relative", "cpu_within_10pct", 0.10), ("p99_relative", "p99_within_25pct", 0.25))
+
+
 def targets_met(errors: dict[str, float]) -> dict[str, bool]:
     """The issue's targets on :func:`errors_of`'s errors: violations within ±0.5 points, cores within 10 %, p99 within 25 %."""
-    return {
-        "violations_within_0.5_points": abs(errors["violations_points"]) <= 0.5,
-        "cpu_within_10pct": abs(errors["cpu_relative"]) <= 0.10,
-        "p99_within_25pct": abs(errors["p99_relative"]) <= 0.25,
-    }
+    return {name: abs(errors[key]) <= tolerance for key, name, tolerance in TARGETS}
+
+
+def exact_chance(standard_errors: dict[str, float]) -> dict[str, float]:
+    """How often a simulator that predicts the mean of many runs exactly would meet each target against a mean of
+    runs with these standard errors (:func:`standard_error`): P(|N(0, se)| <= tolerance) = erf(tolerance / (se √2)).
+
+    A target's miss on one batch says little where this is far below 1: on this 2-core host three runs measured
+    the violations with standard errors of 0.05-1.5 points, so an exact simulator would meet ±0.5 points on 0.27-1.0
+    of such batches. NaN where the standard error is unknown (one run)."""
+
+    def chance(key: str, tolerance: float) -> float:
+        se = standard_errors.get(key, math.nan)
+        if se is None or math.isnan(se):
+            return math.nan
+        return 1.0 if se <= 0 else round(math.erf(tolerance / (se * math.sqrt(2.0))), 3)
+
+    return {name: chance(key, tolerance) for key, name, tolerance in TARGETS}
 
 
 def standard_error(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -113,15 +130,16 @@ def observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDAr
 
 
 #: the simulations beside the headline one, in the order printed: the measured observations, and the measured
-#: plans, replayed; a host at one speed (the model before the host's swings); each run at its host's measured
-#: speed relative to the profile's (:mod:`speedprobe`), its mean over the run and second by second, also with
-#: the measured plans; a start taking its whole core throughout; a new server serving when planned, not when measured
+#: plans, replayed; a host at one speed (the model before the host's swings); each run at the profile's speed (the
+#: headline's being the host's measured speed over the run, :mod:`speedprobe`) and at the host's speed second by
+#: second, also with the measured plans; a start taking its whole core throughout; a new server serving when
+#: planned, not when measured
 BESIDE = (
     "simulated_as_observed",
     "simulated_as_decided",
     "simulated_steady_host",
-    "simulated_at_host_speed",
-    "simulated_as_decided_at_host_speed",
+    "simulated_at_profile_speed",
+    "simulated_as_decided_at_profile_speed",
     "simulated_at_measured_host",
     "simulated_as_decided_at_measured_host",
     "simulated_start_whole_core",
@@ -166,7 +184,7 @@ def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], m
     """The JSON object the benchmark prints: the scenario, the simulated and measured means, the simulations
     beside them, the spreads, the errors against the targets and every run."""
     simulated, measured = mean_of([r["simulated"] for r in runs]), mean_of([r["measured"] for r in runs])
-    errors = errors_of(simulated, measured)
+    errors, standard_errors = errors_of(simulated, measured), standard_error([r["measured"] for r in runs])
     profile = str(args.from_runs or args.profile or f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step")
     return {
         "scenario": {
@@ -199,7 +217,8 @@ def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], m
         **beside(runs, measured),
         "spread": {"simulated": spread([r["simulated"] for r in runs]), "measured": spread([r["measured"] for r in runs])},
         "errors": errors,
-        "measured_standard_error": standard_error([r["measured"] for r in runs]),
+        "measured_standard_error": standard_errors,
         "targets": targets_met(errors),
+        "targets_exact_chance": exact_chance(standard_errors),
         "runs": runs,
     }

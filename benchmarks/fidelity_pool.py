@@ -1,11 +1,12 @@
 """Several fidelity batches taken together: the runs of every ``benchmarks/fidelity.py`` output given, pooled.
 
-One batch of three runs measures the violations with a standard error of 1.2-2.1 points on this machine
-(``measured_standard_error``), so a ±0.5-point comparison cannot be decided on one batch. Each batch runs its
+One batch of three runs measured the violations with a standard error of up to 2.1 points on this machine
+(``measured_standard_error``), so a ±0.5-point comparison is often not decided by one batch: ``batch_by_batch``
+sets the targets met batch by batch beside the number a simulator exact about each batch's mean would meet. Each batch runs its
 own scenario (the profile, hence the trace's scale, is measured anew), and each run is compared with its own
 simulation; pooled, every run counts once. Prints one JSON object::
 
-    {"batches": [...], "runs": N, "simulated": {...}, "measured": {...}, "errors": {...},
+    {"batches": [...], "batch_by_batch": {...}, "runs": N, "simulated": {...}, "measured": {...}, "errors": {...},
      "measured_standard_error": {...}, "targets": {...}, "simulated_as_decided": {...}, "errors_as_decided": {...}, ...}
 
     .venv/bin/python benchmarks/fidelity_pool.py OUT.json [OUT.json ...]   # outputs of fidelity.py
@@ -14,11 +15,12 @@ simulation; pooled, every run counts once. Prints one JSON object::
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from fidelity_output import beside, clean, errors_of, mean_of, standard_error, targets_met
+from fidelity_output import TARGETS, beside, clean, errors_of, exact_chance, mean_of, standard_error, targets_met
 
 
 def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -27,7 +29,8 @@ def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     simulated, measured = mean_of([r["simulated"] for r in runs]), mean_of([r["measured"] for r in runs])
     errors = errors_of(simulated, measured)
     return {
-        "batches": [{"file": name, "runs": len(out["runs"]), "errors": out["errors"]} for name, out in outputs.items()],
+        "batches": [{"file": name, "runs": len(out["runs"]), "errors": out["errors"], "targets": targets_met(out["errors"])} for name, out in outputs.items()],
+        "batch_by_batch": batch_by_batch(outputs),
         "runs": len(runs),
         "simulated": simulated,
         "measured": measured,
@@ -35,6 +38,25 @@ def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "measured_standard_error": standard_error([r["measured"] for r in runs]),
         "targets": targets_met(errors),
         **beside(runs, measured),  # the simulations beside the headline that every pooled run has, with their errors
+    }
+
+
+def batch_by_batch(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each target met batch by batch, beside how many batches a simulator predicting each batch's mean of many runs
+    exactly would meet on average (the sum of :func:`fidelity_output.exact_chance` over the batches); and the
+    violations' root-mean-square error over the batches beside the floor that same simulator would show there,
+    the root mean square of the batches' own standard errors."""
+    rows = [(out["errors"], out.get("measured_standard_error") or {}) for out in outputs.values()]
+    chances = [exact_chance(se) for _, se in rows]
+    errors = [e["violations_points"] for e, _ in rows]
+    floor = [se.get("violations_points") for _, se in rows]
+    known = [x for x in floor if x is not None and not math.isnan(x)]
+    return {
+        "batches": len(rows),
+        "met": {name: sum(targets_met(e)[name] for e, _ in rows) for _, name, _ in TARGETS},
+        "met_by_an_exact_simulator": {name: round(sum(c[name] for c in chances if not math.isnan(c[name])), 1) for _, name, _ in TARGETS},
+        "violations_rms_points": round(math.sqrt(sum(x * x for x in errors) / len(errors)), 3),
+        "violations_floor_rms_points": round(math.sqrt(sum(x * x for x in known) / len(known)), 3) if len(known) == len(rows) else math.nan,
     }
 
 
