@@ -131,14 +131,15 @@ def observation_noise(observed: npt.NDArray[np.float64] | None, sent_s: npt.NDAr
 
 #: the simulations beside the headline one, in the order printed: the measured observations, and the measured
 #: plans, replayed; a host at one speed (the model before the host's swings); each run at the profile's speed (the
-#: headline's being the host's measured speed over the run, :mod:`speedprobe`) and at the host's speed second by
-#: second, also with the measured plans; a start taking its whole core throughout; a new server serving when
-#: planned, not when measured
+#: headline's being the host's measured speed over the run, :mod:`speedprobe`), at the mode's mean observer delay
+#: (the headline's being the run's own loop phase) and at the host's speed second by second, also with the
+#: measured plans; a start taking its whole core throughout; a new server serving when planned, not when measured
 BESIDE = (
     "simulated_as_observed",
     "simulated_as_decided",
     "simulated_steady_host",
     "simulated_at_profile_speed",
+    "simulated_at_mean_delay",
     "simulated_as_decided_at_profile_speed",
     "simulated_at_measured_host",
     "simulated_as_decided_at_measured_host",

@@ -93,3 +93,20 @@ def test_each_run_is_simulated_at_the_host_speed_measured_beside_it_and_at_the_p
     # where the host was not probed beside the profile and the run, one host: the profile's speed
     alone, none = run_hosts(machine, 0, None)
     assert alone.speed == machine.speed and alone.seed == 7 and none is None
+
+
+def test_each_run_is_simulated_with_its_controllers_own_phase_and_the_modes_mean_beside_it() -> None:
+    from fidelity import at_phase, run_latencies
+
+    from infadapter.control import MODE_LATENCIES
+    from infadapter.planning import Plan
+
+    mean = MODE_LATENCIES["embedded"]  # a second seen 1.5 s after it ends: the mean over the phases measured
+    # a run whose controller decided at .2 past its seconds sees each second 1.2 s after it ends
+    decided = [(2.19, Plan(()), "in_place"), (8.21, Plan(()), "in_place"), (14.2, Plan(()), "in_place")]
+    phase = at_phase(mean, decided)[0].observe_s
+    assert phase == pytest.approx(0.2, abs=0.01)
+    assert run_latencies(mean, phase).observe_s == pytest.approx(1.2, abs=0.01)
+    assert run_latencies(mean, phase).startup_s == mean.startup_s  # only the observer's delay is the run's own
+    assert run_latencies(mean, 0.99).observe_s == pytest.approx(1.99)  # just before a second ends: that second is not in yet
+    assert run_latencies(mean, None) == mean  # a run that decided nothing: the mode's mean
