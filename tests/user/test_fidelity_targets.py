@@ -82,7 +82,7 @@ def test_the_pool_prints_the_batch_by_batch_figures_and_refuses_what_is_not_an_o
 
 
 def test_each_run_is_simulated_at_the_host_speed_measured_beside_it_and_at_the_profiles_beside_that() -> None:
-    from fidelity import run_hosts  # the benchmark itself (it imports the embedded runtime)
+    from fidelity_models import run_hosts
 
     from infadapter.sim.machine import Machine
 
@@ -96,7 +96,7 @@ def test_each_run_is_simulated_at_the_host_speed_measured_beside_it_and_at_the_p
 
 
 def test_each_run_is_simulated_with_its_controllers_own_phase_and_the_modes_mean_beside_it() -> None:
-    from fidelity import at_phase, run_latencies
+    from fidelity_models import at_phase, run_latencies
 
     from infadapter.control import MODE_LATENCIES
     from infadapter.planning import Plan
