@@ -47,17 +47,20 @@ def batch_by_batch(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     violations' root-mean-square error over the batches beside the floor that same simulator would show there,
     the root mean square of the batches' own standard errors."""
     rows = [(out["errors"], out.get("measured_standard_error") or {}) for out in outputs.values()]
-    chances = [exact_chance(se) for _, se in rows]
-    errors = [e["violations_points"] for e, _ in rows]
+    met, chances = [targets_met(e) for e, _ in rows], [exact_chance(se) for _, se in rows]
     floor = [se.get("violations_points") for _, se in rows]
     known = [x for x in floor if x is not None and not math.isnan(x)]
     return {
         "batches": len(rows),
-        "met": {name: sum(targets_met(e)[name] for e, _ in rows) for _, name, _ in TARGETS},
+        "met": {name: sum(m[name] for m in met) for _, name, _ in TARGETS},
         "met_by_an_exact_simulator": {name: round(sum(c[name] for c in chances if not math.isnan(c[name])), 1) for _, name, _ in TARGETS},
-        "violations_rms_points": round(math.sqrt(sum(x * x for x in errors) / len(errors)), 3),
-        "violations_floor_rms_points": round(math.sqrt(sum(x * x for x in known) / len(known)), 3) if len(known) == len(rows) else math.nan,
+        "violations_rms_points": _rms([e["violations_points"] for e, _ in rows]),
+        "violations_floor_rms_points": _rms(known) if len(known) == len(rows) else math.nan,
     }
+
+
+def _rms(values: list[float]) -> float:
+    return round(math.sqrt(sum(x * x for x in values) / len(values)), 3)
 
 
 def main() -> None:
