@@ -53,13 +53,15 @@ with its ``errors_as_...``); ``spread``: each measure's min and max over the run
 ``errors``: simulated − measured (violations in points, cores and p99 relative); ``measured_standard_error``:
 the measured mean's own standard error over the runs, in the errors' units; ``targets``: violations
 within ±0.5 points, cores within 10 %, p99 within 25 %; ``targets_exact_chance``: how often a simulator exact
-about the mean of many runs would meet each against a mean with that standard error.
+about the mean of many runs would meet each against a mean with that standard error; ``measured_slow_host``:
+the late requests sent while the host ran slow, apart from the rest (:mod:`fidelity_host`).
 
     .venv/bin/python benchmarks/fidelity.py [--runs 3] [--duration 180] [-f examples/demo.yaml] [--profile P]
-        [--host-seconds S] [--save-runs FILE | --from-runs FILE]
+        [--host-seconds S] [--save-runs FILE | --from-runs FILE [--profile-of FILE]]
 
 ``--save-runs`` keeps what the simulator needs of the measured runs (:mod:`fidelity_runs`); ``--from-runs``
-simulates those again instead of measuring, so a change to the simulator is judged on the same runs.
+simulates those again instead of measuring, so a change to the simulator is judged on the same runs, and
+``--profile-of`` simulates them with another saved batch's profile: what a batch's error owes to its profile.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hostspeed  # noqa: E402  # beside this file
+from fidelity_host import slow_host_counts  # noqa: E402
 from fidelity_measure import (  # noqa: E402
     Decided,
     OthersCpu,
@@ -98,7 +101,7 @@ from fidelity_measure import (  # noqa: E402
 )
 from fidelity_models import at_phase, run_hosts, run_latencies, run_models  # noqa: E402
 from fidelity_output import Scenario, as_counted, clean, measures, observation_noise, output  # noqa: E402
-from fidelity_runs import DETAIL, load_runs, save_runs  # noqa: E402
+from fidelity_runs import DETAIL, load_runs, rebased, save_runs  # noqa: E402
 from fidelity_servers import ServersCpu, routed  # noqa: E402
 from rich.console import Console  # noqa: E402
 from speedprobe import SpeedProbe, probe_model, relative_speed  # noqa: E402
@@ -171,9 +174,17 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--save-runs", type=Path, default=None, help="also write the measured runs, as the simulator replays them, to this file")
     parser.add_argument("--from-runs", type=Path, default=None, help="simulate the runs a --save-runs file holds instead of measuring new ones")
+    parser.add_argument(
+        "--profile-of",
+        type=Path,
+        default=None,
+        help="with --from-runs: simulate them with the profile another --save-runs file holds (the trace stays as the runs sent it)",
+    )
     args = parser.parse_args()
     if args.from_runs is not None and not args.from_runs.is_file():
         parser.error(f"--from-runs: {args.from_runs} is not a file")
+    if args.profile_of is not None and (args.from_runs is None or not args.profile_of.is_file()):
+        parser.error(f"--profile-of: {args.profile_of} must be a file that --save-runs wrote, given with --from-runs")
     if not 1 <= args.runs <= 20 or not 10 <= args.duration <= 3600:
         parser.error("--runs must be 1..20 and --duration 10..3600")
     if args.host_seconds != 0 and not 1 <= args.host_seconds <= 600:
@@ -284,9 +295,11 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
         sent = np.asarray(row.pop("sent_s"))  # the very requests the run sent, replayed
         observed = as_counted(row.pop("observed_rps"))
         by_second = row.get("host_by_second")
+        rows_of: dict[str, Any] = {"observed_vs_sent": observation_noise(observed, sent, sc.rates.size)}
+        if by_second and row.get("measured_each"):  # (a batch saved before either has none)
+            rows_of["measured_slow_host"] = slow_host_counts(sent, row["measured_each"]["latency_ms"], by_second, sc.spec.slo.latency_ms)
         for detail in DETAIL:  # a saved batch's, not the output's
             row.pop(detail, None)
-        rows_of: dict[str, Any] = {"observed_vs_sent": observation_noise(observed, sent, sc.rates.size)}
         decided = row.pop("decided")
         replayed = at_phase(latencies, decided)
         rows_of["replay_phase_s"] = round(replayed[0].observe_s, 3)  # the measured plans' phase (``at_phase``)
@@ -314,6 +327,18 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
                 rows_of[f"{model}_late_by_10s"] = [round(float(v), 3) for v in late]
         runs.append({**row, **rows_of, "start_plan": start.describe() if start else None})
     return runs
+
+
+def _served_with(path: Path, sc: Scenario, rows: list[dict[str, Any]], console: Console) -> Scenario:
+    """``sc`` with the profile of the batch saved at ``path`` (``--profile-of``): the trace stays the one the runs
+    sent, and each run's host speed is read against that profile's probe (``rebased``)."""
+    try:
+        _, _, profile, probed = load_runs(path)
+    except (ValueError, KeyError, TypeError, InvalidInput) as exc:
+        console.print(f"error: --profile-of: {exc}")
+        raise SystemExit(2) from None
+    rebased(rows, sc.profile_probe, probed)
+    return dataclasses.replace(sc, profile=profile, profile_probe=probed)
 
 
 def _host_speeds(args: argparse.Namespace, console: Console) -> tuple[float, ...]:
@@ -347,6 +372,8 @@ def main() -> None:
         args.runs = len(rows)
         args.duration = _saved_duration(rows, args.duration)
         scenario = _scenario(args, console, (profile, probed))
+        if args.profile_of is not None:
+            scenario = _served_with(args.profile_of, scenario, rows, console)
     else:
         scenario = _scenario(args, console)
         speeds = _host_speeds(args, console)

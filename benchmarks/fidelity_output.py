@@ -15,6 +15,7 @@ from typing import Any
 import hostspeed  # beside this file
 import numpy as np
 import numpy.typing as npt
+from fidelity_host import slow_host_of
 
 from infadapter.control import MODE_LATENCIES
 from infadapter.profiles import Profile
@@ -187,6 +188,8 @@ def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], m
     simulated, measured = mean_of([r["simulated"] for r in runs]), mean_of([r["measured"] for r in runs])
     errors, standard_errors = errors_of(simulated, measured), standard_error([r["measured"] for r in runs])
     profile = str(args.from_runs or args.profile or f"measured here at {args.sizes} sizes, {args.profile_seconds:g} s per step")
+    if getattr(args, "profile_of", None) is not None:
+        profile = f"{profile}, simulated with the profile of {args.profile_of}"
     return {
         "scenario": {
             "spec": str(args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file),
@@ -221,5 +224,6 @@ def output(args: argparse.Namespace, sc: Scenario, runs: list[dict[str, Any]], m
         "measured_standard_error": standard_errors,
         "targets": targets_met(errors),
         "targets_exact_chance": exact_chance(standard_errors),
+        "measured_slow_host": slow_host_of(runs),
         "runs": runs,
     }

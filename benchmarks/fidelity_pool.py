@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fidelity_host import slow_host_of
 from fidelity_output import TARGETS, beside, clean, errors_of, exact_chance, mean_of, standard_error, targets_met
 
 
@@ -37,6 +38,7 @@ def pooled(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "errors": errors,
         "measured_standard_error": standard_error([r["measured"] for r in runs]),
         "targets": targets_met(errors),
+        "measured_slow_host": slow_host_of(runs),
         **beside(runs, measured),  # the simulations beside the headline that every pooled run has, with their errors
     }
 

@@ -54,7 +54,10 @@ def load_runs(path: Path) -> tuple[list[dict[str, Any]], Machine, Profile, dict[
     """The rows, machine, profile and profile's probe :func:`save_runs` wrote (the profile scales the trace as it
     did for the runs; a batch saved before the probe has none); ``ValueError`` naming the problem when the file
     is not such a batch."""
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a saved batch ({exc})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ValueError(f"{path}: not a saved batch of this format ({FORMAT})")
     m = raw["machine"]
@@ -80,3 +83,16 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     out["start"] = None if row.get("start") is None else Plan.from_dict(row["start"])
     out["decided"] = [(float(t), Plan.from_dict(plan), resize) for t, plan, resize in row["decided"]]
     return out
+
+
+def rebased(rows: list[dict[str, Any]], probed: dict[str, float], other: dict[str, float]) -> None:
+    """Each row's host speeds (``host_speed``, ``host_by_second``: relative to the probe ``probed`` read beside its
+    profile) made relative to ``other``'s instead, in place; unchanged where either probe is unknown."""
+    if not probed.get("cpu_ms") or not other.get("cpu_ms"):
+        return
+    ratio = other["cpu_ms"] / probed["cpu_ms"]
+    for row in rows:
+        if row.get("host_speed"):
+            row["host_speed"] = round(row["host_speed"] * ratio, 4)
+        if row.get("host_by_second"):
+            row["host_by_second"] = [None if v is None else round(v * ratio, 4) for v in row["host_by_second"]]
