@@ -307,3 +307,41 @@ def test_a_server_that_keeps_up_at_twice_its_capacity_is_stepped_harder_until_it
     unbounded, sent = _server(capacity_rps=10.0, ceiling_rps=1000.0)
     assert len(ceiling_steps(unbounded, 10.0, [RateStep(10.0, True, unbounded(10.0))], 99.0, most=3)) == 3
     assert sent == [10.0, 20.0, 40.0, 80.0]  # at most ``most`` steps, however far the ceiling
+
+
+class _ScriptedProfiler(Profiler):
+    """Each measurement of a size answers at the next of the ceilings scripted for it (a stand-in server, no Triton)."""
+
+    def __init__(self, work_dir: Path, ceilings: dict[float, list[float]]) -> None:
+        super().__init__(200.0, work_dir=work_dir, use_cgroup=False)
+        self.ceilings = ceilings
+        self.asked: list[float] = []
+
+    def measure_point(
+        self, variant: str, onnx_path: Path, model_name: str, cpu_cores: float, guess_rps: float | None = None, serving: Serving | None = None
+    ) -> PointResult:
+        self.asked.append(cpu_cores)
+        ceiling = self.ceilings[cpu_cores][self.asked.count(cpu_cores) - 1]
+        measure, _ = _server(capacity_rps=0.6 * ceiling, ceiling_rps=ceiling)
+        overload = RateStep(2.0 * ceiling, False, measure(2.0 * ceiling))  # answers about 0.9 x the ceiling within it
+        return PointResult(variant, cpu_cores, 0.6 * ceiling, 150.0, 1.0, (overload,), serving=serving or Serving())
+
+
+@pytest.mark.parametrize(
+    ("ceilings", "asked", "kept"),
+    [
+        ({0.5: [10.0], 1.0: [6.0, 20.0]}, [0.5, 1.0, 1.0], 20.0),  # 6 a core against 20 a core: measured again, the higher kept
+        ({0.5: [10.0], 1.0: [6.0, 5.0]}, [0.5, 1.0, 1.0], 6.0),  # the second is lower still: the first stays
+        ({0.5: [10.0], 1.0: [16.0]}, [0.5, 1.0], 16.0),  # 16 a core against 20: within the trend, measured once
+    ],
+)
+def test_a_size_far_below_the_smaller_sizes_ceiling_per_core_is_measured_again(
+    ceilings: dict[float, list[float]], asked: list[float], kept: float, tmp_path: Path
+) -> None:
+    profiler = _ScriptedProfiler(tmp_path, ceilings)
+    profile, results = profiler.profile({"a": tmp_path / "a.onnx"}, "resnet", [1.0, 0.5])
+    assert profiler.asked == asked
+    assert [r.cpu_cores for r in results] == [0.5, 1.0]  # one result a size, whatever was measured again
+    answered = results[1].saturation_rps
+    assert answered is not None and answered == pytest.approx(kept * (1 - 0.42 / 4), rel=0.03)
+    assert profile.points["a"][1].saturation_rps == pytest.approx(answered, abs=0.01)
