@@ -59,8 +59,7 @@ METHOD = 5  # (5: a size whose ceiling per core falls well below the next smalle
 #: and the measurement with the higher ceiling kept (interference only slows a server). Over six profiles of the demo
 #: measured here (90 pairs of adjacent sizes) three fell below it, each far from what the other five measured at that
 #: size: ResNet-152 at 1.5 cores answering 13.8 rps (22.5-24.5 in the others), at 0.75 cores 5.0 (10.3-12.0) and at
-#: 1.25 cores 13.3 (14.5-20.2); the next lowest pair was at 0.78. Replayed on a batch's own plans, such a point made
-#: the simulated violations 12-62 points too high
+#: 1.25 cores 13.3 (14.5-20.2); the next lowest pair was at 0.78
 RECHECK_SHARE = 0.75
 
 
