@@ -337,6 +337,10 @@ def _served_with(path: Path, sc: Scenario, rows: list[dict[str, Any]], console: 
     except (ValueError, KeyError, TypeError, InvalidInput) as exc:
         console.print(f"error: --profile-of: {exc}")
         raise SystemExit(2) from None
+    missing = sorted(set(sc.spec.variant_names) - set(profile.points))
+    if missing:
+        console.print(f"error: --profile-of: {path}'s profile has no {', '.join(missing)}: give a batch of the same spec")
+        raise SystemExit(2)
     rebased(rows, sc.profile_probe, probed)
     return dataclasses.replace(sc, profile=profile, profile_probe=probed)
 
