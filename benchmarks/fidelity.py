@@ -329,17 +329,22 @@ def _simulated_runs(args: argparse.Namespace, sc: Scenario, rows: list[dict[str,
     return runs
 
 
+def _saved_batch(path: Path, option: str, console: Console) -> tuple[list[dict[str, Any]], Machine, Profile, dict[str, float]]:
+    """:func:`load_runs` of ``path``, or exit 2 naming ``option`` and what is wrong with the file."""
+    try:
+        return load_runs(path)
+    except (ValueError, KeyError, TypeError, InvalidInput) as exc:
+        console.print(f"error: {option}: {exc}")
+        raise SystemExit(2) from None
+
+
 def _served_with(path: Path, sc: Scenario, rows: list[dict[str, Any]], console: Console) -> Scenario:
     """``sc`` with the profile of the batch saved at ``path`` (``--profile-of``): the trace stays the one the runs
     sent, and each run's host speed is read against that profile's probe (``rebased``)."""
-    try:
-        _, _, profile, probed = load_runs(path)
-    except (ValueError, KeyError, TypeError, InvalidInput) as exc:
-        console.print(f"error: --profile-of: {exc}")
-        raise SystemExit(2) from None
-    missing = sorted(set(sc.spec.variant_names) - set(profile.points))
+    _, _, profile, probed = _saved_batch(path, "--profile-of", console)
+    missing = profile.covers(sc.spec)
     if missing:
-        console.print(f"error: --profile-of: {path}'s profile has no {', '.join(missing)}: give a batch of the same spec")
+        console.print(f"error: --profile-of: {path}: {'; '.join(map(str, missing))}")
         raise SystemExit(2)
     rebased(rows, sc.profile_probe, probed)
     return dataclasses.replace(sc, profile=profile, profile_probe=probed)
@@ -368,11 +373,7 @@ def main() -> None:
     console = Console(stderr=True, width=200)
     start_shape: dict[str, dict[str, float]] = {}
     if args.from_runs is not None:
-        try:
-            rows, machine, profile, probed = load_runs(args.from_runs)
-        except (ValueError, KeyError, TypeError, InvalidInput) as exc:
-            console.print(f"error: --from-runs: {exc}")
-            raise SystemExit(2) from None
+        rows, machine, profile, probed = _saved_batch(args.from_runs, "--from-runs", console)
         args.runs = len(rows)
         args.duration = _saved_duration(rows, args.duration)
         scenario = _scenario(args, console, (profile, probed))

@@ -32,11 +32,15 @@ COUNTS = ("slow_seconds", "seconds", "seconds_in_stretches", "requests", "reques
 
 def slow_windows(by_second: Sequence[float | None], below: float = SLOW_HOST) -> np.ndarray[Any, np.dtype[np.bool_]]:
     """Per second, whether it lies in a slow second's stretch (:data:`BEFORE_S` before it to :data:`AFTER_S` after)."""
-    speeds = np.array([np.nan if v is None else float(v) for v in by_second], dtype=np.float64)
-    inside = np.zeros(speeds.size, dtype=bool)
-    for second in np.flatnonzero(speeds < below):
+    inside = np.zeros(len(by_second), dtype=bool)
+    for second in slow_seconds(by_second, below):
         inside[max(0, second - BEFORE_S) : second + AFTER_S + 1] = True
     return inside
+
+
+def slow_seconds(by_second: Sequence[float | None], below: float = SLOW_HOST) -> list[int]:
+    """The seconds the probe read the host below ``below`` (a second it did not read is not slow)."""
+    return [k for k, v in enumerate(by_second) if v is not None and v < below]
 
 
 def slow_host_counts(sent_s: Sequence[float], latency_ms: Sequence[float], by_second: Sequence[float | None], slo_ms: float) -> dict[str, int]:
@@ -51,7 +55,7 @@ def slow_host_counts(sent_s: Sequence[float], latency_ms: Sequence[float], by_se
     within = inside[second] if inside.size else np.zeros(sent.size, dtype=bool)
     late = (latency < 0.0) | (latency > slo_ms)
     return {
-        "slow_seconds": int(np.count_nonzero(np.array([v is not None and v < SLOW_HOST for v in by_second]))),
+        "slow_seconds": len(slow_seconds(by_second)),
         "seconds": int(inside.size),
         "seconds_in_stretches": int(np.count_nonzero(inside)),
         "requests": int(sent.size),
